@@ -1,0 +1,84 @@
+using System.Runtime.CompilerServices;
+using LoraRuntime.Cpu.Gemm;
+
+namespace LoraRuntime.Cpu;
+
+/// <summary>
+/// The CPU backend: 64-byte-aligned pooled host memory, the packed SIMD GEMM, and fused element-wise
+/// primitives over <c>System.Numerics.Tensors</c>. Thread-safe: concurrent callers share the worker pool when it
+/// is free and otherwise run on their own thread.
+/// </summary>
+public sealed unsafe partial class CpuBackend : Backend
+{
+    private readonly SgemmDriver _gemm;
+
+    /// <summary>A CPU backend over the shared worker pool.</summary>
+    public CpuBackend() : this(CpuWorkerPool.Shared) { }
+
+    /// <summary>A CPU backend over <paramref name="workers"/> (tests use a pool of a chosen size).</summary>
+    public CpuBackend(CpuWorkerPool workers) : base(new CpuMemoryPool())
+    {
+        Workers = workers;
+        _gemm = new SgemmDriver(workers);
+    }
+
+    /// <summary>The threads the parallel operations run on.</summary>
+    public CpuWorkerPool Workers { get; }
+
+    /// <inheritdoc/>
+    public override string Name => "cpu";
+
+    /// <inheritdoc/>
+    public override DeviceKind Kind => DeviceKind.Cpu;
+
+    /// <inheritdoc/>
+    public override bool IsHostMemory => true;
+
+    /// <summary>Which GEMM micro-kernel runs (chosen from the CPU's features).</summary>
+    public string GemmKernel => _gemm.KernelName;
+
+    /// <inheritdoc/>
+    public override void Synchronize() { }
+
+    /// <inheritdoc/>
+    protected override void UploadCore(Tensor destination, ReadOnlySpan<byte> source) =>
+        source.CopyTo(new Span<byte>((void*)destination.Pointer, source.Length));
+
+    /// <inheritdoc/>
+    protected override void DownloadCore(Tensor source, Span<byte> destination) =>
+        new ReadOnlySpan<byte>((void*)source.Pointer, destination.Length).CopyTo(destination);
+
+    /// <inheritdoc/>
+    protected override void CopyCore(Tensor destination, Tensor source) =>
+        Buffer.MemoryCopy((void*)source.Pointer, (void*)destination.Pointer, destination.ByteLength, source.ByteLength);
+
+    /// <inheritdoc/>
+    protected override void FillCore(Tensor destination, float value)
+    {
+        float* p = (float*)destination.Pointer;
+        long n = destination.Length;
+        for (long i = 0; i < n; i += int.MaxValue)
+            new Span<float>(p + i, (int)Math.Min(int.MaxValue, n - i)).Fill(value);
+    }
+
+    /// <inheritdoc/>
+    protected override void GemmCore(in GemmProblem problem) => _gemm.Run(new ReadOnlySpan<GemmProblem>(in problem), 1, 0, 0, 0);
+
+    /// <inheritdoc/>
+    protected override void GemmStridedBatchedCore(in GemmProblem problem, long strideA, long strideB, long strideC, int batchCount) =>
+        _gemm.Run(new ReadOnlySpan<GemmProblem>(in problem), batchCount, strideA, strideB, strideC);
+
+    /// <inheritdoc/>
+    protected override void GemmGroupedCore(ReadOnlySpan<GemmProblem> problems) => _gemm.Run(problems, 1, 0, 0, 0);
+
+    /// <summary>The float elements of a validated tensor, as a pointer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float* F(Tensor t) => (float*)t.Pointer;
+
+    /// <inheritdoc/>
+    public override void Dispose()
+    {
+        _gemm.Dispose();
+        base.Dispose();
+    }
+}

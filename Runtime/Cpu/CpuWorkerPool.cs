@@ -1,0 +1,136 @@
+using System.Runtime.ExceptionServices;
+
+namespace LoraRuntime.Cpu;
+
+/// <summary>A unit of parallel work: <see cref="Execute"/> is called once for each task index.</summary>
+public interface IParallelWork
+{
+    /// <summary>Runs task <paramref name="task"/> on worker <paramref name="worker"/> (0 is the calling thread).</summary>
+    void Execute(int task, int worker);
+}
+
+/// <summary>
+/// Persistent worker threads for the CPU kernels. <see cref="Run"/> hands out task indices through one
+/// atomic counter; the caller works too, so a pool of N threads has N - 1 workers. Nothing is allocated per
+/// call. One parallel run at a time: a caller that finds the pool busy runs its tasks on its own thread.
+/// Workers spin briefly after a run (back-to-back GEMMs in a training step pay no wake-up), then sleep.
+/// </summary>
+public sealed class CpuWorkerPool : IDisposable
+{
+    private static readonly Lazy<CpuWorkerPool> s_shared = new(() => new CpuWorkerPool(DefaultThreadCount()));
+
+    private readonly Thread[] _threads;
+    private readonly ManualResetEventSlim[] _wake;
+    private readonly ManualResetEventSlim _done = new(false, spinCount: 2000);
+    private readonly Lock _runLock = new();
+    private IParallelWork? _work;
+    private int _taskCount;
+    private int _nextTask;
+    private int _active;
+    private int _generation;
+    private volatile bool _stopping;
+    private ExceptionDispatchInfo? _error;
+
+    /// <summary>The process-wide pool: <c>LORA_NUM_THREADS</c> threads, or one per logical core.</summary>
+    public static CpuWorkerPool Shared => s_shared.Value;
+
+    /// <summary>A pool of <paramref name="threadCount"/> threads including the caller (≥ 1).</summary>
+    public CpuWorkerPool(int threadCount)
+    {
+        if (threadCount < 1)
+            throw new ArgumentOutOfRangeException(nameof(threadCount), threadCount, "a worker pool needs at least 1 thread");
+        ThreadCount = threadCount;
+        _threads = new Thread[threadCount - 1];
+        _wake = new ManualResetEventSlim[threadCount - 1];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            _wake[i] = new ManualResetEventSlim(false, spinCount: 2000);
+            int worker = i + 1;
+            _threads[i] = new Thread(() => WorkerLoop(worker)) { IsBackground = true, Name = $"lora-cpu-{worker}" };
+            _threads[i].Start();
+        }
+    }
+
+    /// <summary>Threads that run tasks, the caller included.</summary>
+    public int ThreadCount { get; }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> for task indices 0..<paramref name="taskCount"/>-1 and returns when all are
+    /// done. The first exception thrown by a task is rethrown here after the others finish.
+    /// </summary>
+    public void Run(IParallelWork work, int taskCount)
+    {
+        if (taskCount <= 0) return;
+        if (taskCount == 1 || _threads.Length == 0 || !_runLock.TryEnter())
+        {
+            for (int t = 0; t < taskCount; t++) work.Execute(t, 0);
+            return;
+        }
+        try
+        {
+            int helpers = Math.Min(_threads.Length, taskCount - 1);
+            _work = work;
+            _taskCount = taskCount;
+            _nextTask = 0;
+            _error = null;
+            _active = helpers;
+            _done.Reset();
+            Interlocked.Increment(ref _generation);
+            for (int i = 0; i < helpers; i++) _wake[i].Set();
+            Drain(0);
+            if (helpers > 0) _done.Wait();
+            _work = null;
+            _error?.Throw();
+        }
+        finally
+        {
+            _runLock.Exit();
+        }
+    }
+
+    private void Drain(int worker)
+    {
+        var work = _work!;
+        int count = _taskCount;
+        try
+        {
+            for (int t = Interlocked.Increment(ref _nextTask) - 1; t < count; t = Interlocked.Increment(ref _nextTask) - 1)
+                work.Execute(t, worker);
+        }
+        catch (Exception e)
+        {
+            Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(e), null);
+            Volatile.Write(ref _nextTask, count); // stop handing out tasks
+        }
+    }
+
+    private void WorkerLoop(int worker)
+    {
+        var wake = _wake[worker - 1];
+        while (true)
+        {
+            wake.Wait();
+            wake.Reset();
+            if (_stopping) return;
+            Drain(worker);
+            if (Interlocked.Decrement(ref _active) == 0) _done.Set();
+        }
+    }
+
+    private static int DefaultThreadCount()
+    {
+        string? env = Environment.GetEnvironmentVariable("LORA_NUM_THREADS");
+        if (env is not null && int.TryParse(env, out int n) && n >= 1) return n;
+        return Environment.ProcessorCount;
+    }
+
+    /// <summary>Stops the worker threads.</summary>
+    public void Dispose()
+    {
+        _stopping = true;
+        foreach (var w in _wake) w.Set();
+        foreach (var t in _threads) t.Join();
+        foreach (var w in _wake) w.Dispose();
+        _done.Dispose();
+    }
+}
