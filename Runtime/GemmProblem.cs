@@ -54,9 +54,9 @@ public struct GemmProblem
         Transpose transA = Transpose.No, Transpose transB = Transpose.No, float alpha = 1f, float beta = 0f)
     {
         TransA = transA; TransB = transB; M = m; N = n; K = k; Alpha = alpha; Beta = beta;
-        A = a; Lda = transA == Transpose.No ? k : m;
-        B = b; Ldb = transB == Transpose.No ? n : k;
-        C = c; Ldc = n;
+        A = a; Lda = Math.Max(1, transA == Transpose.No ? k : m);
+        B = b; Ldb = Math.Max(1, transB == Transpose.No ? n : k);
+        C = c; Ldc = Math.Max(1, n);
         OffsetA = OffsetB = OffsetC = 0;
     }
 

@@ -15,11 +15,14 @@ public sealed unsafe partial class CpuBackend : Backend
     /// <summary>A CPU backend over the shared worker pool.</summary>
     public CpuBackend() : this(CpuWorkerPool.Shared) { }
 
-    /// <summary>A CPU backend over <paramref name="workers"/> (tests use a pool of a chosen size).</summary>
-    public CpuBackend(CpuWorkerPool workers) : base(new CpuMemoryPool())
+    /// <summary>
+    /// A CPU backend over <paramref name="workers"/> with a chosen GEMM micro-kernel (tests and benchmarks pin
+    /// one; <see cref="GemmKernelKind.Auto"/> takes the widest this CPU supports).
+    /// </summary>
+    public CpuBackend(CpuWorkerPool workers, GemmKernelKind gemmKernel = GemmKernelKind.Auto) : base(new CpuMemoryPool())
     {
         Workers = workers;
-        _gemm = new SgemmDriver(workers);
+        _gemm = new SgemmDriver(workers, gemmKernel);
     }
 
     /// <summary>The threads the parallel operations run on.</summary>

@@ -1,37 +1,76 @@
+using System.Runtime.InteropServices;
+
 namespace LoraRuntime.Cpu.Gemm;
 
-/// <summary>Runs validated float32 GEMM problems on the CPU (interim reference loop; replaced by the packed driver).</summary>
+/// <summary>
+/// Runs validated float32 GEMM problems on the CPU: single, strided-batched and grouped calls all become a
+/// list of jobs that one <see cref="Workspace"/> executes in two parallel phases (pack A, then compute).
+/// Workspaces are pooled, so concurrent callers never share scratch memory and a warm call allocates nothing.
+/// </summary>
 internal sealed unsafe class SgemmDriver : IDisposable
 {
     private readonly CpuWorkerPool _workers;
+    private readonly GemmKernel _kernel;
+    private readonly Lock _lock = new();
+    private Workspace[] _idle = new Workspace[2];
+    private int _idleCount;
+    private Workspace[] _all = new Workspace[2];
+    private int _allCount;
 
-    public SgemmDriver(CpuWorkerPool workers) => _workers = workers;
+    public SgemmDriver(CpuWorkerPool workers, GemmKernelKind kind = GemmKernelKind.Auto)
+    {
+        _workers = workers;
+        _kernel = GemmKernel.Create(kind);
+    }
 
-    public string KernelName => "reference";
+    /// <summary>The micro-kernel in use, e.g. "Avx512 12x32".</summary>
+    public string KernelName => $"{_kernel.Kind} {_kernel.Mr}x{_kernel.Nr}";
 
     public void Run(ReadOnlySpan<GemmProblem> problems, int batchCount, long strideA, long strideB, long strideC)
     {
-        foreach (ref readonly var p in problems)
-            for (int b = 0; b < batchCount; b++)
+        Workspace ws = Rent();
+        try
+        {
+            ws.Execute(problems, batchCount, strideA, strideB, strideC);
+        }
+        finally
+        {
+            lock (_lock)
             {
-                float* a = (float*)p.A.Pointer + p.OffsetA + b * strideA;
-                float* bb = (float*)p.B.Pointer + p.OffsetB + b * strideB;
-                float* c = (float*)p.C.Pointer + p.OffsetC + b * strideC;
-                for (int i = 0; i < p.M; i++)
-                    for (int j = 0; j < p.N; j++)
-                    {
-                        float s = 0;
-                        for (int k = 0; k < p.K; k++)
-                        {
-                            float av = p.TransA == Transpose.No ? a[(long)i * p.Lda + k] : a[(long)k * p.Lda + i];
-                            float bv = p.TransB == Transpose.No ? bb[(long)k * p.Ldb + j] : bb[(long)j * p.Ldb + k];
-                            s += av * bv;
-                        }
-                        ref float cij = ref c[(long)i * p.Ldc + j];
-                        cij = p.Beta == 0 ? p.Alpha * s : p.Alpha * s + p.Beta * cij;
-                    }
+                if (_idleCount == _idle.Length) Array.Resize(ref _idle, _idle.Length * 2);
+                _idle[_idleCount++] = ws;
             }
+        }
     }
 
-    public void Dispose() { }
+    private Workspace Rent()
+    {
+        lock (_lock)
+        {
+            if (_idleCount > 0) return _idle[--_idleCount];
+            var ws = new Workspace(_kernel, _workers);
+            if (_allCount == _all.Length) Array.Resize(ref _all, _all.Length * 2);
+            _all[_allCount++] = ws;
+            return ws;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            for (int i = 0; i < _allCount; i++) _all[i].Dispose();
+            _allCount = _idleCount = 0;
+        }
+    }
+
+    /// <summary>Frees native scratch memory.</summary>
+    internal static void Free(ref float* p)
+    {
+        if (p != null) NativeMemory.AlignedFree(p);
+        p = null;
+    }
+
+    /// <summary>A 64-byte-aligned native block of <paramref name="floats"/> floats.</summary>
+    internal static float* Alloc(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
 }

@@ -1,0 +1,40 @@
+namespace LoraRuntime.Cpu.Gemm;
+
+/// <summary>How a job is computed.</summary>
+internal enum GemmJobKind : byte
+{
+    /// <summary>Packed panels and the micro-kernel.</summary>
+    Packed,
+    /// <summary>y[j] = Σ_k x[k]·Mat[k, j]: matrix rows streamed, outputs along a row (M = 1, op(B) = B).</summary>
+    GemvColumns,
+    /// <summary>y[r] = Σ_k Mat[r, k]·x[k]: one dot product per output (M = 1 with op(B) = Bᵀ, or N = 1).</summary>
+    GemvRows,
+}
+
+/// <summary>
+/// One unit of a GEMM call after batches are expanded and tall problems split into row chunks whose packed A fits
+/// the workspace. Pointers are already offset to the job's first row. Task ranges are assigned per wave.
+/// </summary>
+internal unsafe struct GemmJob
+{
+    public GemmJobKind Kind;
+    public bool TransA, TransB;
+    public int M, N, K;
+    public float Alpha, Beta;
+    public float* A, B, C;
+    public nint Lda, Ldb, Ldc;
+
+    // Packed jobs.
+    public long PackedA;   // offset of this job's panels in the workspace's packed-A buffer
+    public int MPanels;    // ⌈M / MR⌉
+    public int NBlocks;    // ⌈N / NC⌉
+    public int MRanges;    // row ranges per column block (parallelism when N is narrow)
+
+    // GEMV jobs: y[i·incY] for i < Outputs, over a depth of Depth; Mat has row stride Ldm; x has stride IncX.
+    public float* Mat, X, Y;
+    public nint Ldm, IncX, IncY;
+    public int Outputs, Depth, Chunk;
+
+    public int PackTaskStart, PackTaskCount;
+    public int ComputeTaskStart, ComputeTaskCount;
+}

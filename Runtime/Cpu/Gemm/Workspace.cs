@@ -1,0 +1,351 @@
+using System.Numerics.Tensors;
+
+namespace LoraRuntime.Cpu.Gemm;
+
+/// <summary>
+/// The scratch memory and the parallel work of one GEMM call at a time: a packed-A buffer shared by all workers
+/// (written in phase 1), and per worker a packed-B block, a scratch tile and a GEMV buffer (phase 2). All native,
+/// reserved on first use and kept, so a warm call allocates nothing.
+/// </summary>
+internal sealed unsafe class Workspace : IParallelWork, IDisposable
+{
+    /// <summary>Packed A is bounded (16 MiB): taller problems are split into row chunks, many problems into waves.</summary>
+    private const long PackedACapFloats = 4L << 20;
+    /// <summary>A-panels packed per phase-1 task.</summary>
+    private const int PackGroup = 8;
+    private const int GemvColumnsChunk = 512;
+    private const int GemvRowsChunk = 64;
+
+    private readonly GemmKernel _k;
+    private readonly CpuWorkerPool _workers;
+    private readonly float*[] _packedB;
+    private readonly float*[] _tile;    // MR·NR scratch tile, also the GEMV column accumulator
+    private readonly float*[] _vector;  // GEMV: a contiguous copy of a strided x
+    private readonly long[] _vectorCap;
+    private float* _packedA;
+    private long _packedACap;
+    private GemmJob[] _jobs = new GemmJob[8];
+    private int _jobCount;
+    private long _packedUse;
+    private bool _packPhase;
+
+    public Workspace(GemmKernel kernel, CpuWorkerPool workers)
+    {
+        _k = kernel;
+        _workers = workers;
+        int n = workers.ThreadCount;
+        _packedB = new float*[n];
+        _tile = new float*[n];
+        _vector = new float*[n];
+        _vectorCap = new long[n];
+        for (int w = 0; w < n; w++)
+        {
+            _packedB[w] = SgemmDriver.Alloc((long)_k.Kc * _k.Nc);
+            _tile[w] = SgemmDriver.Alloc(Math.Max(_k.Mr * _k.Nr, GemvColumnsChunk));
+        }
+    }
+
+    public void Execute(ReadOnlySpan<GemmProblem> problems, int batchCount, long strideA, long strideB, long strideC)
+    {
+        _jobCount = 0;
+        _packedUse = 0;
+        foreach (ref readonly var p in problems)
+        {
+            for (int batch = 0; batch < batchCount; batch++)
+            {
+                float* a = (float*)p.A.Pointer + p.OffsetA + batch * strideA;
+                float* b = (float*)p.B.Pointer + p.OffsetB + batch * strideB;
+                float* c = (float*)p.C.Pointer + p.OffsetC + batch * strideC;
+                AddJobs(p, a, b, c);
+            }
+        }
+        Flush();
+    }
+
+    private void AddJobs(in GemmProblem p, float* a, float* b, float* c)
+    {
+        if (p.M == 0 || p.N == 0) return;
+        if (p.K == 0 || p.Alpha == 0f)
+        {
+            ScaleC(c, p.M, p.N, p.Ldc, p.Beta);
+            return;
+        }
+        var job = new GemmJob
+        {
+            TransA = p.TransA == Transpose.Yes, TransB = p.TransB == Transpose.Yes,
+            M = p.M, N = p.N, K = p.K, Alpha = p.Alpha, Beta = p.Beta,
+            A = a, B = b, C = c, Lda = p.Lda, Ldb = p.Ldb, Ldc = p.Ldc,
+        };
+        if (p.M == 1 || p.N == 1)
+        {
+            AddGemv(ref job);
+            Push(job);
+            return;
+        }
+        // Split tall problems so one chunk's packed A fits the cap.
+        int mr = _k.Mr;
+        int chunkRows = (int)Math.Max(mr, Math.Min(p.M, PackedACapFloats / p.K) / mr * mr);
+        for (int m0 = 0; m0 < p.M; m0 += chunkRows)
+        {
+            int rows = Math.Min(chunkRows, p.M - m0);
+            int panels = (rows + mr - 1) / mr;
+            long need = (long)panels * mr * p.K;
+            if (_packedUse + need > PackedACapFloats && _jobCount > 0) Flush();
+            var part = job;
+            part.M = rows;
+            part.A = job.TransA ? a + m0 : a + m0 * job.Lda;
+            part.C = c + m0 * job.Ldc;
+            part.MPanels = panels;
+            part.PackedA = _packedUse;
+            _packedUse += need;
+            Push(part);
+        }
+    }
+
+    /// <summary>Maps M = 1 or N = 1 onto the two GEMV forms (C = op(A)·op(B) read as y = Mat·x or y = xᵀ·Mat).</summary>
+    private static void AddGemv(ref GemmJob j)
+    {
+        j.Depth = j.K;
+        if (j.M == 1)
+        {
+            // y = C row 0 (N outputs), x = op(A) row 0.
+            j.Y = j.C; j.IncY = 1; j.Outputs = j.N;
+            j.X = j.A; j.IncX = j.TransA ? j.Lda : 1;
+            j.Mat = j.B; j.Ldm = j.Ldb;
+            j.Kind = j.TransB ? GemvKindRows(ref j) : GemmJobKind.GemvColumns;
+        }
+        else
+        {
+            // y = C column 0 (M outputs), x = op(B) column 0.
+            j.Y = j.C; j.IncY = j.Ldc; j.Outputs = j.M;
+            j.X = j.B; j.IncX = j.TransB ? 1 : j.Ldb;
+            j.Mat = j.A; j.Ldm = j.Lda;
+            j.Kind = j.TransA ? GemmJobKind.GemvColumns : GemvKindRows(ref j);
+        }
+        j.Chunk = j.Kind == GemmJobKind.GemvColumns ? GemvColumnsChunk : GemvRowsChunk;
+    }
+
+    private static GemmJobKind GemvKindRows(ref GemmJob j) => GemmJobKind.GemvRows;
+
+    private void Push(in GemmJob job)
+    {
+        if (_jobCount == _jobs.Length) Array.Resize(ref _jobs, _jobs.Length * 2);
+        _jobs[_jobCount++] = job;
+    }
+
+    /// <summary>Runs the jobs gathered so far: phase 1 packs every job's A, phase 2 computes.</summary>
+    private void Flush()
+    {
+        if (_jobCount == 0) return;
+        EnsurePackedA(_packedUse);
+        double totalFlops = 0;
+        for (int i = 0; i < _jobCount; i++) totalFlops += 2.0 * _jobs[i].M * _jobs[i].N * _jobs[i].K;
+        int packTasks = 0, computeTasks = 0;
+        int threads = _workers.ThreadCount;
+        for (int i = 0; i < _jobCount; i++)
+        {
+            ref var j = ref _jobs[i];
+            j.PackTaskStart = packTasks;
+            j.ComputeTaskStart = computeTasks;
+            if (j.Kind == GemmJobKind.Packed)
+            {
+                j.PackTaskCount = (j.MPanels + PackGroup - 1) / PackGroup;
+                j.NBlocks = (j.N + _k.Nc - 1) / _k.Nc;
+                // Aim for about two tasks per thread in all, shared out by work; split rows when columns are few.
+                double share = 2.0 * j.M * j.N * j.K / totalFlops;
+                int wanted = (int)Math.Ceiling(2 * threads * share);
+                j.MRanges = Math.Clamp((wanted + j.NBlocks - 1) / j.NBlocks, 1, j.MPanels);
+                j.ComputeTaskCount = j.NBlocks * j.MRanges;
+            }
+            else
+            {
+                j.PackTaskCount = 0;
+                j.ComputeTaskCount = (j.Outputs + j.Chunk - 1) / j.Chunk;
+            }
+            packTasks += j.PackTaskCount;
+            computeTasks += j.ComputeTaskCount;
+        }
+        _packPhase = true;
+        _workers.Run(this, packTasks);
+        _packPhase = false;
+        _workers.Run(this, computeTasks);
+        _jobCount = 0;
+        _packedUse = 0;
+    }
+
+    public void Execute(int task, int worker)
+    {
+        ref GemmJob j = ref FindJob(task);
+        if (_packPhase) PackA(ref j, task - j.PackTaskStart);
+        else if (j.Kind == GemmJobKind.Packed) Compute(ref j, task - j.ComputeTaskStart, worker);
+        else if (j.Kind == GemmJobKind.GemvColumns) GemvColumns(ref j, task - j.ComputeTaskStart, worker);
+        else GemvRows(ref j, task - j.ComputeTaskStart, worker);
+    }
+
+    /// <summary>The job whose task range of the current phase holds <paramref name="task"/> (binary search).</summary>
+    private ref GemmJob FindJob(int task)
+    {
+        int lo = 0, hi = _jobCount - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) >> 1;
+            int start = _packPhase ? _jobs[mid].PackTaskStart : _jobs[mid].ComputeTaskStart;
+            if (start <= task) lo = mid; else hi = mid - 1;
+        }
+        // Jobs with empty ranges share a start with their successor; step forward to the one that owns the task.
+        while (_packPhase ? _jobs[lo].PackTaskCount == 0 || task >= _jobs[lo].PackTaskStart + _jobs[lo].PackTaskCount
+                          : task >= _jobs[lo].ComputeTaskStart + _jobs[lo].ComputeTaskCount)
+            lo++;
+        return ref _jobs[lo];
+    }
+
+    private void PackA(ref GemmJob j, int group)
+    {
+        int mr = _k.Mr, kcMax = _k.Kc;
+        int p0 = group * PackGroup, p1 = Math.Min(j.MPanels, p0 + PackGroup);
+        int row0 = p0 * mr, rows = Math.Min(j.M, p1 * mr) - row0;
+        for (int pc = 0; pc < j.K; pc += kcMax)
+        {
+            int kc = Math.Min(kcMax, j.K - pc);
+            float* src = j.TransA ? j.A + pc * j.Lda + row0 : j.A + row0 * j.Lda + pc;
+            float* dst = _packedA + j.PackedA + (long)pc * j.MPanels * mr + (long)p0 * mr * kc;
+            Packing.PackA(src, j.Lda, j.TransA, rows, kc, mr, dst);
+        }
+    }
+
+    private void Compute(ref GemmJob j, int task, int worker)
+    {
+        int mr = _k.Mr, nr = _k.Nr, kcMax = _k.Kc;
+        int nb = task / j.MRanges, range = task % j.MRanges;
+        int n0 = nb * _k.Nc, cols = Math.Min(_k.Nc, j.N - n0);
+        int nPanels = (cols + nr - 1) / nr;
+        int p0 = (int)((long)range * j.MPanels / j.MRanges), p1 = (int)((long)(range + 1) * j.MPanels / j.MRanges);
+        float* bp = _packedB[worker];
+        float* tile = _tile[worker];
+        var kernel = _k.Compute;
+        for (int pc = 0; pc < j.K; pc += kcMax)
+        {
+            int kc = Math.Min(kcMax, j.K - pc);
+            float* bsrc = j.TransB ? j.B + n0 * j.Ldb + pc : j.B + pc * j.Ldb + n0;
+            Packing.PackB(bsrc, j.Ldb, j.TransB, cols, kc, nr, bp);
+            float beta = pc == 0 ? j.Beta : 1f;
+            float* ablock = _packedA + j.PackedA + (long)pc * j.MPanels * mr;
+            for (int p = p0; p < p1; p++)
+            {
+                float* ap = ablock + (long)p * mr * kc;
+                int row = p * mr, h = Math.Min(mr, j.M - row);
+                float* crow = j.C + row * j.Ldc + n0;
+                for (int q = 0; q < nPanels; q++)
+                {
+                    float* bq = bp + (long)q * nr * kc;
+                    int w = Math.Min(nr, cols - q * nr);
+                    if (h == mr && w == nr)
+                    {
+                        kernel(kc, ap, bq, crow + q * nr, j.Ldc, j.Alpha, beta);
+                    }
+                    else
+                    {
+                        kernel(kc, ap, bq, tile, nr, j.Alpha, 0f);
+                        MergeTile(tile, nr, crow + q * nr, j.Ldc, h, w, beta);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>C[h×w] = tile + β·C for an edge tile.</summary>
+    private static void MergeTile(float* tile, int nr, float* c, nint ldc, int h, int w, float beta)
+    {
+        for (int i = 0; i < h; i++)
+        {
+            var src = new ReadOnlySpan<float>(tile + i * nr, w);
+            var dst = new Span<float>(c + i * ldc, w);
+            if (beta == 0f) src.CopyTo(dst);
+            else TensorPrimitives.MultiplyAdd(dst, beta, src, dst);
+        }
+    }
+
+    private void GemvColumns(ref GemmJob j, int chunk, int worker)
+    {
+        int j0 = chunk * j.Chunk, w = Math.Min(j.Chunk, j.Outputs - j0);
+        var acc = new Span<float>(_tile[worker], w);
+        acc.Clear();
+        float* row = j.Mat + j0;
+        for (int k = 0; k < j.Depth; k++, row += j.Ldm)
+            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(row, w), j.X[k * j.IncX], acc, acc);
+        Store(ref j, j0, acc);
+    }
+
+    private void GemvRows(ref GemmJob j, int chunk, int worker)
+    {
+        int r0 = chunk * j.Chunk, count = Math.Min(j.Chunk, j.Outputs - r0);
+        var x = Contiguous(j.X, j.IncX, j.Depth, worker);
+        var dots = new Span<float>(_tile[worker], count);
+        for (int r = 0; r < count; r++)
+            dots[r] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.Mat + (r0 + r) * j.Ldm, j.Depth), x);
+        Store(ref j, r0, dots);
+    }
+
+    /// <summary>y[(first + i)·incY] = α·values[i] + β·y.</summary>
+    private static void Store(ref GemmJob j, int first, Span<float> values)
+    {
+        float* y = j.Y + first * j.IncY;
+        if (j.IncY == 1)
+        {
+            var dst = new Span<float>(y, values.Length);
+            if (j.Beta == 0f) TensorPrimitives.Multiply(values, j.Alpha, dst);
+            else
+            {
+                TensorPrimitives.Multiply(dst, j.Beta, dst);
+                TensorPrimitives.MultiplyAdd(values, j.Alpha, dst, dst);
+            }
+            return;
+        }
+        for (int i = 0; i < values.Length; i++, y += j.IncY)
+            *y = j.Beta == 0f ? j.Alpha * values[i] : j.Alpha * values[i] + j.Beta * *y;
+    }
+
+    private ReadOnlySpan<float> Contiguous(float* x, nint inc, int n, int worker)
+    {
+        if (inc == 1) return new ReadOnlySpan<float>(x, n);
+        if (_vectorCap[worker] < n)
+        {
+            SgemmDriver.Free(ref _vector[worker]);
+            _vector[worker] = SgemmDriver.Alloc(n);
+            _vectorCap[worker] = n;
+        }
+        float* d = _vector[worker];
+        for (int i = 0; i < n; i++) d[i] = x[i * inc];
+        return new ReadOnlySpan<float>(d, n);
+    }
+
+    private static void ScaleC(float* c, int m, int n, nint ldc, float beta)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<float>(c + i * ldc, n);
+            if (beta == 0f) row.Clear();
+            else TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+
+    private void EnsurePackedA(long floats)
+    {
+        if (floats <= _packedACap) return;
+        SgemmDriver.Free(ref _packedA);
+        long cap = Math.Max(floats, Math.Min(PackedACapFloats, _packedACap * 2));
+        _packedA = SgemmDriver.Alloc(cap);
+        _packedACap = cap;
+    }
+
+    public void Dispose()
+    {
+        SgemmDriver.Free(ref _packedA);
+        for (int w = 0; w < _packedB.Length; w++)
+        {
+            SgemmDriver.Free(ref _packedB[w]);
+            SgemmDriver.Free(ref _tile[w]);
+            SgemmDriver.Free(ref _vector[w]);
+        }
+    }
+}
