@@ -9,6 +9,8 @@ internal enum GemmJobKind : byte
     GemvColumns,
     /// <summary>y[r] = Σ_k Mat[r, k]·x[k]: one dot product per output (M = 1 with op(B) = Bᵀ, or N = 1).</summary>
     GemvRows,
+    /// <summary>Narrow N, A as stored: C[i, j] = A[i, :]·Bᵀ[j, :] with Bᵀ packed once (see <see cref="DotKernels"/>).</summary>
+    Dot,
 }
 
 /// <summary>
@@ -29,6 +31,8 @@ internal unsafe struct GemmJob
     public int MPanels;    // ⌈M / MR⌉
     public int NBlocks;    // ⌈N / NC⌉
     public int MRanges;    // row ranges per column block (parallelism when N is narrow)
+
+    // Dot jobs keep packed Bᵀ at PackedA with row stride Ldm, and split rows into MRanges.
 
     // GEMV jobs: y[i·incY] for i < Outputs, over a depth of Depth; Mat has row stride Ldm; x has stride IncX.
     public float* Mat, X, Y;

@@ -82,6 +82,17 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             Push(job);
             return;
         }
+        if (UseDot(job))
+        {
+            job.Kind = GemmJobKind.Dot;
+            job.Ldm = (p.K + DotKernels.DepthAlign - 1) / DotKernels.DepthAlign * DotKernels.DepthAlign;
+            long needBt = (long)RoundUp(p.N, DotKernels.Cols) * job.Ldm;
+            if (_packedUse + needBt > PackedACapFloats && _jobCount > 0) Flush();
+            job.PackedA = _packedUse;
+            _packedUse += needBt;
+            Push(job);
+            return;
+        }
         // Split tall problems so one chunk's packed A fits the cap.
         int mr = _k.Mr;
         int chunkRows = (int)Math.Max(mr, Math.Min(p.M, PackedACapFloats / p.K) / mr * mr);
@@ -127,6 +138,15 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
 
     private static GemmJobKind GemvKindRows(ref GemmJob j) => GemmJobKind.GemvRows;
 
+    /// <summary>
+    /// The inner-product form wins when C is too narrow to fill the micro-kernel's columns and A, read as
+    /// stored, is deep: packing A would cost as much as the product itself.
+    /// </summary>
+    private bool UseDot(in GemmJob j) =>
+        _k.Kind == GemmKernelKind.Avx512 && !j.TransA && j.N <= 32 && j.K >= 64 && (long)RoundUp(j.K, DotKernels.DepthAlign) * RoundUp(j.N, DotKernels.Cols) <= PackedACapFloats;
+
+    private static int RoundUp(int x, int to) => (x + to - 1) / to * to;
+
     private void Push(in GemmJob job)
     {
         if (_jobCount == _jobs.Length) Array.Resize(ref _jobs, _jobs.Length * 2);
@@ -147,7 +167,14 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             ref var j = ref _jobs[i];
             j.PackTaskStart = packTasks;
             j.ComputeTaskStart = computeTasks;
-            if (j.Kind == GemmJobKind.Packed)
+            if (j.Kind == GemmJobKind.Dot)
+            {
+                j.PackTaskCount = (j.N + DotKernels.Cols - 1) / DotKernels.Cols;
+                double share = 2.0 * j.M * j.N * j.K / totalFlops;
+                j.MRanges = Math.Clamp((int)Math.Ceiling(2 * threads * share), 1, (j.M + 1) / 2);
+                j.ComputeTaskCount = j.MRanges;
+            }
+            else if (j.Kind == GemmJobKind.Packed)
             {
                 j.PackTaskCount = (j.MPanels + PackGroup - 1) / PackGroup;
                 j.NBlocks = (j.N + _k.Nc - 1) / _k.Nc;
@@ -176,7 +203,12 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     public void Execute(int task, int worker)
     {
         ref GemmJob j = ref FindJob(task);
-        if (_packPhase) PackA(ref j, task - j.PackTaskStart);
+        if (_packPhase)
+        {
+            if (j.Kind == GemmJobKind.Dot) PackTransposedB(ref j, task - j.PackTaskStart);
+            else PackA(ref j, task - j.PackTaskStart);
+        }
+        else if (j.Kind == GemmJobKind.Dot) ComputeDot(ref j, task - j.ComputeTaskStart);
         else if (j.Kind == GemmJobKind.Packed) Compute(ref j, task - j.ComputeTaskStart, worker);
         else if (j.Kind == GemmJobKind.GemvColumns) GemvColumns(ref j, task - j.ComputeTaskStart, worker);
         else GemvRows(ref j, task - j.ComputeTaskStart, worker);
@@ -210,6 +242,30 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             float* src = j.TransA ? j.A + pc * j.Lda + row0 : j.A + row0 * j.Lda + pc;
             float* dst = _packedA + j.PackedA + (long)pc * j.MPanels * mr + (long)p0 * mr * kc;
             Packing.PackA(src, j.Lda, j.TransA, rows, kc, mr, dst);
+        }
+    }
+
+    private void PackTransposedB(ref GemmJob j, int group)
+    {
+        const int cols = DotKernels.Cols;
+        int j0 = group * cols, count = Math.Min(cols, j.N - j0);
+        float* dst = _packedA + j.PackedA + j0 * j.Ldm;
+        DotKernels.PackTransposed(j.B, j.Ldb, j.TransB, j0, count, j.K, dst, j.Ldm);
+        new Span<float>(dst + count * j.Ldm, (int)((cols - count) * j.Ldm)).Clear();
+    }
+
+    private void ComputeDot(ref GemmJob j, int range)
+    {
+        const int cols = DotKernels.Cols;
+        int pairs = (j.M + 1) / 2;
+        int r0 = (int)((long)range * pairs / j.MRanges) * 2, r1 = Math.Min(j.M, (int)((long)(range + 1) * pairs / j.MRanges) * 2);
+        float* bt = _packedA + j.PackedA;
+        for (int i = r0; i < r1; i += 2)
+        {
+            int rows = Math.Min(2, r1 - i);
+            for (int c0 = 0; c0 < j.N; c0 += cols)
+                DotKernels.Tile(rows, Math.Min(cols, j.N - c0), j.K, j.A + i * j.Lda, j.Lda, bt + c0 * j.Ldm, j.Ldm,
+                    j.C + i * j.Ldc + c0, j.Ldc, j.Alpha, j.Beta);
         }
     }
 
@@ -268,12 +324,8 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     private void GemvColumns(ref GemmJob j, int chunk, int worker)
     {
         int j0 = chunk * j.Chunk, w = Math.Min(j.Chunk, j.Outputs - j0);
-        var acc = new Span<float>(_tile[worker], w);
-        acc.Clear();
-        float* row = j.Mat + j0;
-        for (int k = 0; k < j.Depth; k++, row += j.Ldm)
-            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(row, w), j.X[k * j.IncX], acc, acc);
-        Store(ref j, j0, acc);
+        GemvKernels.Columns(j.Mat + j0, j.Ldm, j.X, j.IncX, j.Depth, _tile[worker], w);
+        Store(ref j, j0, new Span<float>(_tile[worker], w));
     }
 
     private void GemvRows(ref GemmJob j, int chunk, int worker)
