@@ -21,13 +21,12 @@ public sealed class CpuWorkerPool : IDisposable
 
     private readonly Thread[] _threads;
     private readonly ManualResetEventSlim[] _wake;
-    private readonly ManualResetEventSlim _done = new(false, spinCount: 2000);
+    private readonly object _doneLock = new(); // the caller sleeps here when the last tasks take long
     private readonly Lock _runLock = new();
     private IParallelWork? _work;
     private int _taskCount;
     private int _nextTask;
     private int _active;
-    private int _generation;
     private volatile bool _stopping;
     private ExceptionDispatchInfo? _error;
 
@@ -73,12 +72,10 @@ public sealed class CpuWorkerPool : IDisposable
             _taskCount = taskCount;
             _nextTask = 0;
             _error = null;
-            _active = helpers;
-            _done.Reset();
-            Interlocked.Increment(ref _generation);
+            Volatile.Write(ref _active, helpers);
             for (int i = 0; i < helpers; i++) _wake[i].Set();
             Drain(0);
-            if (helpers > 0) _done.Wait();
+            WaitForHelpers();
             _work = null;
             _error?.Throw();
         }
@@ -86,6 +83,15 @@ public sealed class CpuWorkerPool : IDisposable
         {
             _runLock.Exit();
         }
+    }
+
+    private void WaitForHelpers()
+    {
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _active) != 0 && !spin.NextSpinWillYield) spin.SpinOnce(-1);
+        if (Volatile.Read(ref _active) == 0) return;
+        lock (_doneLock)
+            while (Volatile.Read(ref _active) != 0) Monitor.Wait(_doneLock);
     }
 
     private void Drain(int worker)
@@ -113,7 +119,8 @@ public sealed class CpuWorkerPool : IDisposable
             wake.Reset();
             if (_stopping) return;
             Drain(worker);
-            if (Interlocked.Decrement(ref _active) == 0) _done.Set();
+            if (Interlocked.Decrement(ref _active) == 0)
+                lock (_doneLock) Monitor.PulseAll(_doneLock);
         }
     }
 
@@ -131,6 +138,5 @@ public sealed class CpuWorkerPool : IDisposable
         foreach (var w in _wake) w.Set();
         foreach (var t in _threads) t.Join();
         foreach (var w in _wake) w.Dispose();
-        _done.Dispose();
     }
 }
