@@ -9,48 +9,55 @@ namespace LoraRuntime.Cpu.Gemm;
 /// </summary>
 internal static unsafe class GemvKernels
 {
-    /// <summary>acc[0..w) = Σ_k x[k·incX]·mat[k·ldm + 0..w): rows streamed once, sums kept in registers.</summary>
+    /// <summary>
+    /// acc[0..w) = Σ_k x[k·incX]·mat[k·ldm + 0..w). Each row segment is read once, contiguously, four rows per pass,
+    /// with the sums in L1 (w ≤ 4096): memory-bound as it should be, with the prefetcher streaming whole rows.
+    /// </summary>
     public static void Columns(float* mat, nint ldm, float* x, nint incX, int depth, float* acc, int w)
+    {
+        var sums = new Span<float>(acc, w);
+        sums.Clear();
+        int k = 0;
+        for (; k + 4 <= depth; k += 4)
+        {
+            float* r = mat + k * ldm;
+            Rows4(r, r + ldm, r + 2 * ldm, r + 3 * ldm, x[k * incX], x[(k + 1) * incX], x[(k + 2) * incX], x[(k + 3) * incX], acc, w);
+        }
+        for (; k < depth; k++)
+            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(mat + k * ldm, w), x[k * incX], sums, sums);
+    }
+
+    /// <summary>acc += x0·r0 + x1·r1 + x2·r2 + x3·r3 over w floats.</summary>
+    private static void Rows4(float* r0, float* r1, float* r2, float* r3, float x0, float x1, float x2, float x3, float* acc, int w)
     {
         int j = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            for (; j + 128 <= w; j += 128) Columns128(mat + j, ldm, x, incX, depth, acc + j);
+            Vector512<float> v0 = Vector512.Create(x0), v1 = Vector512.Create(x1), v2 = Vector512.Create(x2), v3 = Vector512.Create(x3);
             for (; j + 16 <= w; j += 16)
             {
-                var s = Vector512<float>.Zero;
-                float* row = mat + j;
-                for (int k = 0; k < depth; k++, row += ldm)
-                    s = Vector512.FusedMultiplyAdd(Vector512.Create(x[k * incX]), Vector512.Load(row), s);
+                var s = Vector512.Load(acc + j);
+                s = Vector512.FusedMultiplyAdd(v0, Vector512.Load(r0 + j), s);
+                s = Vector512.FusedMultiplyAdd(v1, Vector512.Load(r1 + j), s);
+                s = Vector512.FusedMultiplyAdd(v2, Vector512.Load(r2 + j), s);
+                s = Vector512.FusedMultiplyAdd(v3, Vector512.Load(r3 + j), s);
                 s.Store(acc + j);
             }
         }
-        if (j < w)
+        else if (Vector256.IsHardwareAccelerated)
         {
-            var rest = new Span<float>(acc + j, w - j);
-            rest.Clear();
-            float* row = mat + j;
-            for (int k = 0; k < depth; k++, row += ldm)
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(row, w - j), x[k * incX], rest, rest);
+            Vector256<float> v0 = Vector256.Create(x0), v1 = Vector256.Create(x1), v2 = Vector256.Create(x2), v3 = Vector256.Create(x3);
+            for (; j + 8 <= w; j += 8)
+            {
+                var s = Vector256.Load(acc + j);
+                s = Vector256.MultiplyAddEstimate(v0, Vector256.Load(r0 + j), s);
+                s = Vector256.MultiplyAddEstimate(v1, Vector256.Load(r1 + j), s);
+                s = Vector256.MultiplyAddEstimate(v2, Vector256.Load(r2 + j), s);
+                s = Vector256.MultiplyAddEstimate(v3, Vector256.Load(r3 + j), s);
+                s.Store(acc + j);
+            }
         }
-    }
-
-    private static void Columns128(float* row, nint ldm, float* x, nint incX, int depth, float* acc)
-    {
-        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
-        for (int k = 0; k < depth; k++, row += ldm)
-        {
-            var xk = Vector512.Create(x[k * incX]);
-            s0 = Vector512.FusedMultiplyAdd(xk, Vector512.Load(row), s0);
-            s1 = Vector512.FusedMultiplyAdd(xk, Vector512.Load(row + 16), s1);
-            s2 = Vector512.FusedMultiplyAdd(xk, Vector512.Load(row + 32), s2);
-            s3 = Vector512.FusedMultiplyAdd(xk, Vector512.Load(row + 48), s3);
-            s4 = Vector512.FusedMultiplyAdd(xk, Vector512.Load(row + 64), s4);
-            s5 = Vector512.FusedMultiplyAdd(xk, Vector512.Load(row + 80), s5);
-            s6 = Vector512.FusedMultiplyAdd(xk, Vector512.Load(row + 96), s6);
-            s7 = Vector512.FusedMultiplyAdd(xk, Vector512.Load(row + 112), s7);
-        }
-        s0.Store(acc); s1.Store(acc + 16); s2.Store(acc + 32); s3.Store(acc + 48);
-        s4.Store(acc + 64); s5.Store(acc + 80); s6.Store(acc + 96); s7.Store(acc + 112);
+        for (; j < w; j++)
+            acc[j] = MathF.FusedMultiplyAdd(x3, r3[j], MathF.FusedMultiplyAdd(x2, r2[j], MathF.FusedMultiplyAdd(x1, r1[j], MathF.FusedMultiplyAdd(x0, r0[j], acc[j]))));
     }
 }

@@ -13,7 +13,8 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     private const long PackedACapFloats = 4L << 20;
     /// <summary>A-panels packed per phase-1 task.</summary>
     private const int PackGroup = 8;
-    private const int GemvColumnsChunk = 512;
+    /// <summary>Widest GEMV column segment: its sums stay in L1 (16 KiB).</summary>
+    private const int GemvColumnsMaxChunk = 4096;
     private const int GemvRowsChunk = 64;
 
     private readonly GemmKernel _k;
@@ -41,7 +42,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         for (int w = 0; w < n; w++)
         {
             _packedB[w] = SgemmDriver.Alloc((long)_k.Kc * _k.Nc);
-            _tile[w] = SgemmDriver.Alloc(Math.Max(_k.Mr * _k.Nr, GemvColumnsChunk));
+            _tile[w] = SgemmDriver.Alloc(Math.Max(_k.Mr * _k.Nr, GemvColumnsMaxChunk));
         }
     }
 
@@ -78,7 +79,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         };
         if (p.M == 1 || p.N == 1)
         {
-            AddGemv(ref job);
+            AddGemv(ref job, _workers.ThreadCount);
             Push(job);
             return;
         }
@@ -114,7 +115,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     }
 
     /// <summary>Maps M = 1 or N = 1 onto the two GEMV forms (C = op(A)·op(B) read as y = Mat·x or y = xᵀ·Mat).</summary>
-    private static void AddGemv(ref GemmJob j)
+    private static void AddGemv(ref GemmJob j, int threads)
     {
         j.Depth = j.K;
         if (j.M == 1)
@@ -133,10 +134,14 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             j.Mat = j.A; j.Ldm = j.Lda;
             j.Kind = j.TransA ? GemmJobKind.GemvColumns : GemvKindRows(ref j);
         }
-        j.Chunk = j.Kind == GemmJobKind.GemvColumns ? GemvColumnsChunk : GemvRowsChunk;
+        j.Chunk = j.Kind == GemmJobKind.GemvColumns ? ColumnsChunk(j.Outputs, threads) : GemvRowsChunk;
     }
 
     private static GemmJobKind GemvKindRows(ref GemmJob j) => GemmJobKind.GemvRows;
+
+    /// <summary>One contiguous segment per thread (rows stream best whole), at least 256 and at most 4096 wide.</summary>
+    private static int ColumnsChunk(int outputs, int threads) =>
+        Math.Clamp(RoundUp((outputs + threads - 1) / threads, 16), 256, GemvColumnsMaxChunk);
 
     /// <summary>
     /// The inner-product form wins when C is too narrow to fill the micro-kernel's columns and A, read as
