@@ -74,7 +74,7 @@ public static class Devices
         if (text.Length == 0 || text.Equals("auto", StringComparison.OrdinalIgnoreCase)) return DeviceRequest.Auto;
         if (text.Equals("cpu", StringComparison.OrdinalIgnoreCase)) return DeviceRequest.Cpu;
         if (text.Equals("cuda", StringComparison.OrdinalIgnoreCase)) return DeviceRequest.Cuda;
-        throw new ArgumentException($"{source}: unknown device '{value}'; expected {AllowedNames}", source);
+        throw new ArgumentException($"{source}: unknown device '{value}'; expected {AllowedNames}"); // source is named in the message; it may be a variable, not a parameter
     }
 
     /// <summary>The choice for an explicit argument, the environment's value, a probe result and whether CUDA is built.</summary>

@@ -26,16 +26,15 @@ internal sealed record InfoReport(
     public static InfoReport Gather()
     {
         DeviceSection device;
-        string requested = Environment.GetEnvironmentVariable(Devices.EnvironmentVariable) is { Length: > 0 } env
-            ? $"{Devices.EnvironmentVariable}={env}" : "auto (default)";
         try
         {
             var choice = Devices.Choose();
-            device = new DeviceSection(requested, choice.Kind.ToString().ToLowerInvariant(), choice.Reason);
+            device = new DeviceSection(choice.RequestSource, choice.Kind.ToString().ToLowerInvariant(), choice.Reason);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
-            device = new DeviceSection(requested, null, e.Message);
+            // LORA_DEVICE names an unknown device, or CUDA it cannot have: show why instead of a choice.
+            device = new DeviceSection($"{Devices.EnvironmentVariable}={Environment.GetEnvironmentVariable(Devices.EnvironmentVariable)}", null, e.Message);
         }
 
         var plan = LibrarySearchPlan.FromEnvironment();
