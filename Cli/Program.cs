@@ -1,1 +1,3 @@
-Console.WriteLine("x");
+using LoraRuntime.Cli;
+
+return LoraApp.Run(args, Terminal.System);

@@ -1,0 +1,36 @@
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace LoraRuntime.Cli.Bench;
+
+/// <summary>Writing and showing bench results.</summary>
+internal static class BenchReport
+{
+    /// <summary>Writes <paramref name="records"/> as a JSON array to <paramref name="path"/>, atomically.</summary>
+    public static void WriteJson(string path, IEnumerable<BenchRecord> records) =>
+        AtomicFile.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(records.ToArray(), BenchJsonContext.Default.BenchRecordArray));
+
+    /// <summary>Reads a file written by <see cref="WriteJson"/>.</summary>
+    public static BenchRecord[] ReadJson(string path) =>
+        JsonSerializer.Deserialize(File.ReadAllBytes(path), BenchJsonContext.Default.BenchRecordArray) ?? [];
+
+    /// <summary>The results as a table: shape, trans, reps, median, GFLOP/s, error.</summary>
+    public static Table Table(string title, IEnumerable<BenchRecord> records)
+    {
+        var table = new Table { Title = new TableTitle(title) };
+        table.AddColumn("shape");
+        table.AddColumn("trans");
+        table.AddColumn(new TableColumn("reps").RightAligned());
+        table.AddColumn(new TableColumn("median ms").RightAligned());
+        table.AddColumn(new TableColumn("GFLOP/s").RightAligned());
+        table.AddColumn(new TableColumn("rel err").RightAligned());
+        foreach (var r in records)
+            table.AddRow(
+                string.Join("x", r.Shape), r.Trans, r.Reps.ToString(Invariant),
+                r.MedianMs.ToString("0.000", Invariant), r.Gflops.ToString("0.00", Invariant), r.RelErr.ToString("0.0e+0", Invariant));
+        return table;
+    }
+
+    private static CultureInfo Invariant => CultureInfo.InvariantCulture;
+}

@@ -1,0 +1,14 @@
+using System.CommandLine;
+
+namespace LoraRuntime.Cli.Commands;
+
+/// <summary><c>lora bench</c>: the parent of the benchmark commands.</summary>
+internal static class BenchCommand
+{
+    /// <summary>The command with its subcommands.</summary>
+    public static Command Create(Terminal terminal) =>
+        new("bench", "Benchmark operations: median time, GFLOP/s and error against a float64 reference")
+        {
+            BenchGemmCommand.Create(terminal),
+        };
+}

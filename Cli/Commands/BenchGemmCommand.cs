@@ -1,0 +1,55 @@
+using System.CommandLine;
+using LoraRuntime.Cli.Bench;
+using Spectre.Console;
+
+namespace LoraRuntime.Cli.Commands;
+
+/// <summary><c>lora bench gemm</c>: float32 GEMM over a list of shapes.</summary>
+internal static class BenchGemmCommand
+{
+    /// <summary>The command.</summary>
+    public static Command Create(Terminal terminal)
+    {
+        var shapes = new Option<string>("--shapes")
+        {
+            Description = "comma-separated MxNxK sizes: C is MxN, op(A) MxK, op(B) KxN",
+            DefaultValueFactory = _ => GemmShape.Defaults,
+            HelpName = "MxNxK,...",
+        };
+        var trans = new Option<string>("--trans")
+        {
+            Description = "NN, NT, TN or TT: whether A and B are stored transposed",
+            DefaultValueFactory = _ => "NN",
+        };
+        var common = new BenchOptions();
+        var command = new Command("gemm", "Time C = op(A)·op(B) in float32 for each shape") { shapes, trans };
+        common.AddTo(command);
+        command.SetAction(parse => CliAction.Run(terminal, () => Execute(
+            terminal,
+            GemmShape.ParseList(parse.GetValue(shapes), "--shapes"),
+            GemmTrans.Parse(parse.GetValue(trans), "--trans"),
+            common.Read(parse))));
+        return command;
+    }
+
+    private static int Execute(Terminal terminal, IReadOnlyList<GemmShape> shapes, GemmTrans trans, BenchSettings settings)
+    {
+        using var backend = BenchOptions.CreateBackend(settings.Device);
+        string title = $"sgemm on {backend.Name} (kernel {GemmBench.KernelName(backend)})";
+        terminal.Error.MarkupLine($"[grey]{Markup.Escape(title)}: warm-up {settings.Warmup}, reps {settings.Reps?.ToString() ?? "auto"}[/]");
+        var records = new List<BenchRecord>(shapes.Count);
+        foreach (var shape in shapes)
+        {
+            var record = GemmBench.Run(backend, shape, trans, settings.Warmup, settings.Reps);
+            records.Add(record);
+            terminal.Error.MarkupLine($"[grey]  {shape} {trans}: {record.MedianMs:0.000} ms, {record.Gflops:0.00} GFLOP/s[/]");
+        }
+        terminal.Out.Write(BenchReport.Table(title, records));
+        if (settings.JsonPath is not null)
+        {
+            BenchReport.WriteJson(settings.JsonPath, records);
+            terminal.Error.MarkupLine($"[grey]wrote {Markup.Escape(Path.GetFullPath(settings.JsonPath))}[/]");
+        }
+        return ExitCodes.Success;
+    }
+}

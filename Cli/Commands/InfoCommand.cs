@@ -1,0 +1,116 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using LoraRuntime.Cli.Info;
+using LoraRuntime.Interop;
+using Spectre.Console;
+
+namespace LoraRuntime.Cli.Commands;
+
+/// <summary><c>lora info</c>: the device choice and why, what the CUDA probe tried, the CPU path and its pool.</summary>
+internal static class InfoCommand
+{
+    /// <summary>The command.</summary>
+    public static Command Create(Terminal terminal)
+    {
+        var json = new Option<string?>("--json") { Description = "also write the report as JSON to FILE (atomically)", HelpName = "FILE" };
+        var command = new Command("info", "Show the chosen device and why, every path probed for CUDA, CPU features and memory pool stats")
+        {
+            json,
+        };
+        command.SetAction(parse => CliAction.Run(terminal, () => Execute(terminal, parse.GetValue(json))));
+        return command;
+    }
+
+    private static int Execute(Terminal terminal, string? jsonPath)
+    {
+        if (jsonPath is not null) AtomicFile.CheckWritable(jsonPath, "--json");
+        var report = InfoReport.Gather();
+        Render(terminal.Out, report);
+        if (jsonPath is not null)
+        {
+            AtomicFile.WriteAllBytes(jsonPath, JsonSerializer.SerializeToUtf8Bytes(report, InfoJsonContext.Default.InfoReport));
+            terminal.Error.MarkupLine($"[grey]wrote {Markup.Escape(Path.GetFullPath(jsonPath))}[/]");
+        }
+        return ExitCodes.Success;
+    }
+
+    private static void Render(IAnsiConsole console, InfoReport report)
+    {
+        var device = KeyValueTable("Device");
+        device.AddRow(Text("requested"), Text(report.Device.Requested));
+        device.AddRow(Text("chosen"), report.Device.Chosen is { } chosen ? new Markup($"[bold]{Markup.Escape(chosen)}[/]") : new Markup("[red]none[/]"));
+        device.AddRow(Text("why"), Text(WithoutTriedList(report.Device.Reason)));
+        console.Write(device);
+
+        var cuda = KeyValueTable("CUDA driver");
+        cuda.AddRow(Text("available"), report.Cuda.Available ? new Markup("[green]yes[/]") : new Markup("[yellow]no[/]"));
+        cuda.AddRow(Text("driver version"), Text(report.Cuda.DriverVersionText));
+        foreach (var d in report.Cuda.Devices)
+            cuda.AddRow(Text($"device {d.Ordinal}"),
+                Text($"{d.Name}, {d.Architecture}, {d.MultiprocessorCount} SMs, {Bytes(d.TotalMemoryBytes)}"));
+        cuda.AddRow(Text("probe"), Text(WithoutTriedList(report.Cuda.Reason)));
+        cuda.AddRow(Text("search folders"), Lines(report.Search.Folders, "none"));
+        cuda.AddRow(Text("tried"), Lines(report.Cuda.Tried, "-"));
+        console.Write(cuda);
+
+        var libraries = new Table
+        {
+            Title = new TableTitle("CUDA libraries"),
+            Caption = new TableTitle("tried: beyond the search notes listed for the driver"),
+        };
+        libraries.AddColumn("library");
+        libraries.AddColumn("loaded from");
+        libraries.AddColumn("tried");
+        foreach (var library in report.Libraries.Where(l => l.Name != CudaLibraryNames.Driver))
+            libraries.AddRow(Text(library.Name),
+                library.LoadedFrom is { } from ? new Markup($"[green]{Markup.Escape(from)}[/]") : new Markup("[yellow]not found[/]"),
+                Lines(library.Tried, "-"));
+        console.Write(libraries);
+
+        var cpu = KeyValueTable("CPU");
+        cpu.AddRow(Text("SIMD features"), Text(report.Cpu.Features.Count > 0 ? string.Join(", ", report.Cpu.Features) : "none"));
+        cpu.AddRow(Text("widest vector"), Text(report.Cpu.VectorBits > 0 ? $"{report.Cpu.VectorBits} bits" : "none"));
+        cpu.AddRow(Text("logical cores"), Text(Number(report.Cpu.LogicalCores)));
+        cpu.AddRow(Text("worker threads"), Text(Number(report.Cpu.WorkerThreads)));
+        cpu.AddRow(Text("GEMM kernel"), Text(report.Cpu.GemmKernel));
+        console.Write(cpu);
+
+        var pool = KeyValueTable("CPU memory pool");
+        pool.AddRow(Text("bytes in use"), Text(Bytes(report.CpuPool.BytesInUse)));
+        pool.AddRow(Text("bytes reserved"), Text(Bytes(report.CpuPool.BytesReserved)));
+        pool.AddRow(Text("peak bytes in use"), Text(Bytes(report.CpuPool.PeakBytesInUse)));
+        pool.AddRow(Text("cache hits / misses"), Text($"{Number(report.CpuPool.CacheHits)} / {Number(report.CpuPool.CacheMisses)}"));
+        pool.AddRow(Text("system allocations / frees"), Text($"{Number(report.CpuPool.SystemAllocations)} / {Number(report.CpuPool.SystemFrees)}"));
+        console.Write(pool);
+    }
+
+    /// <summary>The sentence before "; tried: …" (the list is shown in full in its own row).</summary>
+    private static string WithoutTriedList(string reason)
+    {
+        int at = reason.IndexOf("; tried:", StringComparison.Ordinal);
+        return at < 0 ? reason : reason[..at] + " (tried: see CUDA driver)";
+    }
+
+    private static Table KeyValueTable(string title)
+    {
+        var table = new Table { Title = new TableTitle(title) };
+        table.AddColumn("");
+        table.AddColumn("");
+        table.HideHeaders();
+        return table;
+    }
+
+    private static Text Text(string value) => new(value);
+
+    private static Text Lines(IReadOnlyList<string> lines, string empty) => new(lines.Count > 0 ? string.Join('\n', lines) : empty);
+
+    private static string Number(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string Bytes(long bytes) => bytes switch
+    {
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):0.0} GiB ({Number(bytes)} B)",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):0.0} MiB ({Number(bytes)} B)",
+        _ => $"{Number(bytes)} B",
+    };
+}

@@ -1,0 +1,59 @@
+using System.Text.Json.Serialization;
+using LoraRuntime.Cpu;
+using LoraRuntime.Interop;
+using LoraRuntime.Memory;
+
+namespace LoraRuntime.Cli.Info;
+
+/// <summary>The device choice: what was asked, what was chosen and why (or the error that prevents a choice).</summary>
+internal sealed record DeviceSection(string Requested, string? Chosen, string Reason);
+
+/// <summary>Where the library search looked: the folders, and the sources that gave none.</summary>
+internal sealed record SearchSection(IReadOnlyList<string> Folders, IReadOnlyList<string> Notes);
+
+/// <summary>One CUDA library: where it loaded from, or every place tried (beyond the search notes).</summary>
+internal sealed record LibrarySection(string Name, string? LoadedFrom, IReadOnlyList<string> Tried);
+
+/// <summary>The CPU: SIMD features, cores, worker threads, GEMM kernel.</summary>
+internal sealed record CpuSection(IReadOnlyList<string> Features, int VectorBits, int LogicalCores, int WorkerThreads, string GemmKernel);
+
+/// <summary>Everything <c>lora info</c> reports.</summary>
+internal sealed record InfoReport(
+    DeviceSection Device, CudaProbeResult Cuda, SearchSection Search, IReadOnlyList<LibrarySection> Libraries,
+    CpuSection Cpu, PoolStats CpuPool)
+{
+    /// <summary>Probes everything. Never throws for a missing GPU or library, or a bad <c>LORA_DEVICE</c>.</summary>
+    public static InfoReport Gather()
+    {
+        DeviceSection device;
+        try
+        {
+            var choice = Devices.Choose();
+            device = new DeviceSection(choice.RequestSource, choice.Kind.ToString().ToLowerInvariant(), choice.Reason);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            // LORA_DEVICE names an unknown device, or CUDA it cannot have: show why instead of a choice.
+            device = new DeviceSection($"{Devices.EnvironmentVariable}={Environment.GetEnvironmentVariable(Devices.EnvironmentVariable)}", null, e.Message);
+        }
+
+        var plan = LibrarySearchPlan.FromEnvironment();
+        var libraries = new List<LibrarySection>();
+        foreach (string name in CudaLibraryNames.All)
+        {
+            var result = NativeLibraryResolver.Load(name);
+            libraries.Add(new LibrarySection(name, result.LoadedFrom, result.Tried.Where(t => !plan.Notes.Contains(t)).ToArray()));
+        }
+
+        using var cpu = new CpuBackend();
+        var cpuSection = new CpuSection(CpuFeatures.Supported, CpuFeatures.VectorBits, CpuFeatures.LogicalCores,
+            CpuFeatures.WorkerThreads, cpu.GemmKernel);
+        return new InfoReport(device, Devices.Probe, new SearchSection(plan.Directories.Select(d => $"{d.Path} ({d.Source})").ToArray(), plan.Notes),
+            libraries, cpuSection, cpu.Pool.Stats);
+    }
+}
+
+/// <summary>Source-generated JSON for <see cref="InfoReport"/>.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true)]
+[JsonSerializable(typeof(InfoReport))]
+internal sealed partial class InfoJsonContext : JsonSerializerContext;

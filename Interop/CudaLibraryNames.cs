@@ -1,0 +1,56 @@
+namespace LoraRuntime.Interop;
+
+/// <summary>
+/// The CUDA libraries the runtime binds, by the short name used in <c>[LibraryImport]</c>, with their file names
+/// (CUDA 13 before CUDA 12) and the libraries each needs loaded first. See shared/cuda/SIGNATURES.md.
+/// </summary>
+public static class CudaLibraryNames
+{
+    /// <summary>The driver API (libcuda).</summary>
+    public const string Driver = "cuda";
+
+    /// <summary>cuBLASLt (a dependency of cuBLAS).</summary>
+    public const string CublasLt = "cublasLt";
+
+    /// <summary>cuBLAS.</summary>
+    public const string Cublas = "cublas";
+
+    /// <summary>cuSPARSE (a dependency of cuSOLVER).</summary>
+    public const string Cusparse = "cusparse";
+
+    /// <summary>nvJitLink (a dependency of cuSOLVER).</summary>
+    public const string NvJitLink = "nvJitLink";
+
+    /// <summary>cuSOLVER.</summary>
+    public const string Cusolver = "cusolver";
+
+    /// <summary>The runtime compiler.</summary>
+    public const string Nvrtc = "nvrtc";
+
+    /// <summary>Every library the resolver knows, dependencies before their dependents.</summary>
+    public static IReadOnlyList<string> All { get; } = [Driver, CublasLt, Cublas, Cusparse, NvJitLink, Cusolver, Nvrtc];
+
+    /// <summary>The file names to try for <paramref name="library"/>, newest CUDA first; empty for an unknown name.</summary>
+    public static IReadOnlyList<string> FileNames(string library) => library switch
+    {
+        Driver => ["libcuda.so.1"],
+        CublasLt => ["libcublasLt.so.13", "libcublasLt.so.12"],
+        Cublas => ["libcublas.so.13", "libcublas.so.12"],
+        Cusparse => ["libcusparse.so.12"],
+        NvJitLink => ["libnvJitLink.so.13", "libnvJitLink.so.12"],
+        Cusolver => ["libcusolver.so.12", "libcusolver.so.11"],
+        Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12"],
+        _ => [],
+    };
+
+    /// <summary>
+    /// Libraries to load (by absolute path) before <paramref name="library"/>: once a soname is loaded the system
+    /// loader reuses it, so the dependent finds the same copy instead of searching on its own.
+    /// </summary>
+    public static IReadOnlyList<string> Dependencies(string library) => library switch
+    {
+        Cublas => [CublasLt],
+        Cusolver => [NvJitLink, Cusparse, CublasLt, Cublas],
+        _ => [],
+    };
+}

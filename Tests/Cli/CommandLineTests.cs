@@ -1,0 +1,83 @@
+using LoraRuntime.Cli;
+using LoraRuntime.Cli.Bench;
+using Xunit;
+
+namespace LoraRuntime.Tests.Cli;
+
+/// <summary>The <c>lora</c> command run in-process: exit codes and messages.</summary>
+public sealed class CommandLineTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("lora-cli-").FullName;
+    private readonly StringWriter _out = new(), _error = new();
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private int Run(params string[] args) => LoraApp.Run(args, Terminal.ForWriters(_out, _error));
+
+    [Fact]
+    public void A_bad_shape_is_exit_code_2_with_a_message_naming_the_option_and_token_and_no_stack_trace()
+    {
+        Assert.Equal(ExitCodes.Usage, Run("bench", "gemm", "--shapes", "12x,8x8x8"));
+        string error = _error.ToString();
+        Assert.Contains("error: --shapes: bad shape '12x'", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
+    public void Cuda_on_a_machine_without_it_is_exit_code_2_saying_why()
+    {
+        Assert.Equal(ExitCodes.Usage, Run("bench", "gemm", "--device", "cuda", "--shapes", "4x4x4"));
+        string error = _error.ToString();
+        Assert.Contains("--device cuda", error);
+        Assert.Contains(Devices.Probe.Available ? "not built yet" : "CUDA is unavailable", error);
+    }
+
+    [Fact]
+    public void An_unknown_device_or_option_is_exit_code_2()
+    {
+        Assert.Equal(ExitCodes.Usage, Run("bench", "gemm", "--device", "tpu"));
+        Assert.Contains("--device: unknown device 'tpu'", _error.ToString());
+        Assert.Equal(ExitCodes.Usage, Run("bench", "gemm", "--no-such-option"));
+        Assert.Equal(ExitCodes.Usage, Run("bench", "gemm", "--warmup", "-1"));
+    }
+
+    [Fact]
+    public void Bench_gemm_prints_a_table_and_writes_json()
+    {
+        string json = Path.Combine(_folder, "gemm.json");
+        Assert.Equal(ExitCodes.Success,
+            Run("bench", "gemm", "--device", "cpu", "--shapes", "8x8x8,3x5x7", "--trans", "TN", "--warmup", "1", "--reps", "5", "--json", json));
+        string output = _out.ToString();
+        Assert.Contains("8x8x8", output);
+        Assert.Contains("3x5x7", output);
+        Assert.Contains("GFLOP/s", output);
+        var records = BenchReport.ReadJson(json);
+        Assert.Equal(2, records.Length);
+        Assert.All(records, r => Assert.Equal("TN", r.Trans));
+    }
+
+    [Fact]
+    public void Info_reports_the_device_cpu_and_pool_and_writes_json()
+    {
+        string json = Path.Combine(_folder, "info.json");
+        Assert.Equal(ExitCodes.Success, Run("info", "--json", json));
+        string output = _out.ToString();
+        Assert.Contains("chosen", output);
+        Assert.Contains("GEMM kernel", output);
+        Assert.Contains("bytes reserved", output);
+        Assert.Contains("libcuda.so.1", output);
+        string text = File.ReadAllText(json);
+        Assert.Contains("\"device\"", text);
+        Assert.Contains("\"gemm_kernel\"", text);
+        Assert.Contains("\"tried\"", text);
+    }
+
+    [Fact]
+    public void The_root_help_lists_the_commands()
+    {
+        Assert.Equal(ExitCodes.Success, Run("--help"));
+        string output = _out.ToString();
+        Assert.Contains("info", output);
+        Assert.Contains("bench", output);
+    }
+}
