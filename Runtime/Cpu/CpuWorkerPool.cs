@@ -13,7 +13,8 @@ public interface IParallelWork
 /// Persistent worker threads for the CPU kernels. <see cref="Run"/> hands out task indices through one
 /// atomic counter; the caller works too, so a pool of N threads has N - 1 workers. Nothing is allocated per
 /// call. One parallel run at a time: a caller that finds the pool busy runs its tasks on its own thread.
-/// Workers spin briefly after a run (back-to-back GEMMs in a training step pay no wake-up), then sleep.
+/// Workers spin for about <see cref="SpinMicroseconds"/> after a run, so back-to-back kernels (a training step, a
+/// decode loop) pay no wake-up from the kernel scheduler; then they sleep on an event.
 /// </summary>
 public sealed class CpuWorkerPool : IDisposable
 {
@@ -27,8 +28,15 @@ public sealed class CpuWorkerPool : IDisposable
     private int _taskCount;
     private int _nextTask;
     private int _active;
+    private int _helpers;    // workers 1.._helpers take part in the current run
+    private int _generation; // bumped once per run; spinning workers watch it
     private volatile bool _stopping;
     private ExceptionDispatchInfo? _error;
+
+    /// <summary>How long an idle worker watches for the next run before it sleeps.</summary>
+    public const int SpinMicroseconds = 50;
+
+    private static readonly long s_spinTicks = System.Diagnostics.Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
 
     /// <summary>The process-wide pool: <c>LORA_NUM_THREADS</c> threads, or one per logical core.</summary>
     public static CpuWorkerPool Shared => s_shared.Value;
@@ -72,7 +80,9 @@ public sealed class CpuWorkerPool : IDisposable
             _taskCount = taskCount;
             _nextTask = 0;
             _error = null;
+            _helpers = helpers;
             Volatile.Write(ref _active, helpers);
+            Interlocked.Increment(ref _generation);
             for (int i = 0; i < helpers; i++) _wake[i].Set();
             Drain(0);
             WaitForHelpers();
@@ -113,11 +123,19 @@ public sealed class CpuWorkerPool : IDisposable
     private void WorkerLoop(int worker)
     {
         var wake = _wake[worker - 1];
+        int seen = 0;
         while (true)
         {
-            wake.Wait();
+            long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + s_spinTicks;
+            while (Volatile.Read(ref _generation) == seen && !_stopping && System.Diagnostics.Stopwatch.GetTimestamp() < deadline)
+                Thread.SpinWait(20);
+            if (Volatile.Read(ref _generation) == seen && !_stopping) wake.Wait();
             wake.Reset();
             if (_stopping) return;
+            int generation = Volatile.Read(ref _generation);
+            if (generation == seen) continue; // a wake-up for a run this worker already took by spinning
+            seen = generation;
+            if (worker > _helpers) continue;  // this run needs fewer threads
             Drain(worker);
             if (Interlocked.Decrement(ref _active) == 0)
                 lock (_doneLock) Monitor.PulseAll(_doneLock);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace LoraRuntime.Cpu.Gemm;
@@ -19,6 +20,7 @@ internal static unsafe class DotKernels
     /// C[rows × w] = α·A[rows × K]·Bᵀ[w × K]ᵀ + β·C for rows ∈ {1, 2}, w ≤ <see cref="Cols"/>;
     /// <paramref name="bt"/> holds <see cref="Cols"/> rows of stride <paramref name="ldbt"/> (zero past w).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Tile(int rows, int w, int k, float* a, nint lda, float* bt, nint ldbt,
         float* c, nint ldc, float alpha, float beta)
     {
@@ -64,6 +66,7 @@ internal static unsafe class DotKernels
     /// Packs Bᵀ rows [j0, j0 + count) (count ≤ <see cref="Cols"/>·groups) for depth K into rows of stride
     /// <paramref name="ldbt"/>, zero-padding the depth to ldbt and missing rows entirely.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackTransposed(float* b, nint ldb, bool transB, int j0, int count, int k, float* dst, nint ldbt)
     {
         for (int j = 0; j < count; j++)

@@ -38,6 +38,9 @@ internal unsafe struct GemmJob
     public float* Mat, X, Y;
     public nint Ldm, IncX, IncY;
     public int Outputs, Depth, Chunk;
+    // GemvColumns: the depth is split in DepthSplits parts whose partial sums (DepthSplits × Outputs floats at
+    // PackedA) the last task to finish adds up; Pending counts the tasks still running.
+    public int DepthSplits, Pending;
 
     public int PackTaskStart, PackTaskCount;
     public int ComputeTaskStart, ComputeTaskCount;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace LoraRuntime.Cpu.Gemm;
@@ -5,9 +6,11 @@ namespace LoraRuntime.Cpu.Gemm;
 // The register-blocked micro-kernels: C[MR×NR] = α·Σ_p A[p, 0..MR) ⊗ B[p, 0..NR) + β·C over packed panels
 // (A: MR floats per p, B: NR floats per p). Unrolled by hand so that every accumulator stays in a register;
 // β = 0 never reads C. Only full tiles come here: the driver routes edges through a scratch tile.
+// AggressiveOptimization: a kernel runs thousands of times in its first call, so it must not start in Tier-0 code.
 internal static unsafe class MicroKernels
 {
     /// <summary>AVX-512: 12×32, 24 zmm accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Avx512x12x32(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
         var c0_0 = Vector512<float>.Zero; var c0_1 = Vector512<float>.Zero;
@@ -124,6 +127,7 @@ internal static unsafe class MicroKernels
     }
 
     /// <summary>AVX2 + FMA: 6×16, 12 ymm accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Avx2x6x16(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
         var c0_0 = Vector256<float>.Zero; var c0_1 = Vector256<float>.Zero;
@@ -192,6 +196,7 @@ internal static unsafe class MicroKernels
     }
 
     /// <summary>128-bit SIMD (NEON, SSE): 6×8, 12 accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Simd128x6x8(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
         var c0_0 = Vector128<float>.Zero; var c0_1 = Vector128<float>.Zero;
@@ -260,6 +265,7 @@ internal static unsafe class MicroKernels
     }
 
     /// <summary>Scalar: 4×4, for hardware without SIMD acceleration.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scalar4x4(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
         float* acc = stackalloc float[16];

@@ -14,6 +14,7 @@ internal static unsafe class Packing
     /// Packs <paramref name="rows"/> rows × <paramref name="kc"/> depth of op(A), starting at <paramref name="a"/>
     /// (= &amp;op(A)[row0, k0]), into ⌈rows/mr⌉ panels of mr·kc floats.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(float* a, nint lda, bool trans, int rows, int kc, int mr, float* dst)
     {
         for (int r0 = 0; r0 < rows; r0 += mr, dst += (nint)mr * kc)
@@ -57,6 +58,7 @@ internal static unsafe class Packing
     /// Packs <paramref name="kc"/> depth × <paramref name="cols"/> columns of op(B), starting at <paramref name="b"/>
     /// (= &amp;op(B)[k0, col0]), into ⌈cols/nr⌉ panels of kc·nr floats.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(float* b, nint ldb, bool trans, int cols, int kc, int nr, float* dst)
     {
         for (int c0 = 0; c0 < cols; c0 += nr, dst += (nint)nr * kc)

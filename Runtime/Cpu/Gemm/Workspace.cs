@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 
 namespace LoraRuntime.Cpu.Gemm;
@@ -80,6 +81,13 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         if (p.M == 1 || p.N == 1)
         {
             AddGemv(ref job, _workers.ThreadCount);
+            if (job.DepthSplits > 1)
+            {
+                long need = (long)job.DepthSplits * job.Outputs;
+                if (_packedUse + need > PackedACapFloats && _jobCount > 0) Flush();
+                job.PackedA = _packedUse;
+                _packedUse += need;
+            }
             Push(job);
             return;
         }
@@ -135,13 +143,19 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             j.Kind = j.TransA ? GemmJobKind.GemvColumns : GemvKindRows(ref j);
         }
         j.Chunk = j.Kind == GemmJobKind.GemvColumns ? ColumnsChunk(j.Outputs, threads) : GemvRowsChunk;
+        // With fewer column segments than threads, split the depth instead: each thread streams its own
+        // contiguous rows (whole rows prefetch best), and the partial sums are added at the end.
+        int segments = (j.Outputs + j.Chunk - 1) / j.Chunk;
+        j.DepthSplits = j.Kind == GemmJobKind.GemvColumns && (long)j.Outputs * threads <= PackedACapFloats
+            ? Math.Clamp(threads / segments, 1, Math.Max(1, j.Depth / 64)) : 1;
     }
 
     private static GemmJobKind GemvKindRows(ref GemmJob j) => GemmJobKind.GemvRows;
 
-    /// <summary>One contiguous segment per thread (rows stream best whole), at least 256 and at most 4096 wide.</summary>
+    /// <summary>Column segments as wide as the L1-resident sums allow, but enough of them to share out when wide.</summary>
     private static int ColumnsChunk(int outputs, int threads) =>
-        Math.Clamp(RoundUp((outputs + threads - 1) / threads, 16), 256, GemvColumnsMaxChunk);
+        outputs <= GemvColumnsMaxChunk ? outputs
+            : Math.Clamp(RoundUp((outputs + threads - 1) / threads, 16), 256, GemvColumnsMaxChunk);
 
     /// <summary>
     /// The inner-product form wins when C is too narrow to fill the micro-kernel's columns and A, read as
@@ -192,7 +206,8 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             else
             {
                 j.PackTaskCount = 0;
-                j.ComputeTaskCount = (j.Outputs + j.Chunk - 1) / j.Chunk;
+                j.ComputeTaskCount = (j.Outputs + j.Chunk - 1) / j.Chunk * Math.Max(1, j.DepthSplits);
+                j.Pending = j.ComputeTaskCount;
             }
             packTasks += j.PackTaskCount;
             computeTasks += j.ComputeTaskCount;
@@ -259,6 +274,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         new Span<float>(dst + count * j.Ldm, (int)((cols - count) * j.Ldm)).Clear();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ComputeDot(ref GemmJob j, int range)
     {
         const int cols = DotKernels.Cols;
@@ -274,6 +290,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Compute(ref GemmJob j, int task, int worker)
     {
         int mr = _k.Mr, nr = _k.Nr, kcMax = _k.Kc;
@@ -315,6 +332,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     }
 
     /// <summary>C[h×w] = tile + β·C for an edge tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MergeTile(float* tile, int nr, float* c, nint ldc, int h, int w, float beta)
     {
         for (int i = 0; i < h; i++)
@@ -326,11 +344,25 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         }
     }
 
-    private void GemvColumns(ref GemmJob j, int chunk, int worker)
+    private void GemvColumns(ref GemmJob j, int task, int worker)
     {
+        int splits = j.DepthSplits, chunk = task / splits, split = task % splits;
         int j0 = chunk * j.Chunk, w = Math.Min(j.Chunk, j.Outputs - j0);
-        GemvKernels.Columns(j.Mat + j0, j.Ldm, j.X, j.IncX, j.Depth, _tile[worker], w);
-        Store(ref j, j0, new Span<float>(_tile[worker], w));
+        if (splits == 1)
+        {
+            GemvKernels.Columns(j.Mat + j0, j.Ldm, j.X, j.IncX, j.Depth, _tile[worker], w);
+            Store(ref j, j0, new Span<float>(_tile[worker], w));
+            return;
+        }
+        int k0 = (int)((long)split * j.Depth / splits), k1 = (int)((long)(split + 1) * j.Depth / splits);
+        float* partials = _packedA + j.PackedA;
+        GemvKernels.Columns(j.Mat + k0 * j.Ldm + j0, j.Ldm, j.X + k0 * j.IncX, j.IncX, k1 - k0, partials + (long)split * j.Outputs + j0, w);
+        if (Interlocked.Decrement(ref j.Pending) != 0) return;
+        // The last task adds the partial sums of every split into the first and stores.
+        var total = new Span<float>(partials, j.Outputs);
+        for (int s = 1; s < splits; s++)
+            TensorPrimitives.Add(total, new ReadOnlySpan<float>(partials + (long)s * j.Outputs, j.Outputs), total);
+        Store(ref j, 0, total);
     }
 
     private void GemvRows(ref GemmJob j, int chunk, int worker)
