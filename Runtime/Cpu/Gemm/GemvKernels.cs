@@ -57,7 +57,7 @@ internal static unsafe class GemvKernels
         for (; j < w; j++)
         {
             float s = acc[j];
-            for (int i = 0; i < 8; i++) s = MathF.FusedMultiplyAdd(x[i * incX], r[i * ldm + j], s);
+            for (int i = 0; i < 8; i++) s = float.MultiplyAddEstimate(x[i * incX], r[i * ldm + j], s);
             acc[j] = s;
         }
     }
@@ -81,6 +81,6 @@ internal static unsafe class GemvKernels
             }
         }
         for (; j < w; j++)
-            acc[j] = MathF.FusedMultiplyAdd(x3, r3[j], MathF.FusedMultiplyAdd(x2, r2[j], MathF.FusedMultiplyAdd(x1, r1[j], MathF.FusedMultiplyAdd(x0, r0[j], acc[j]))));
+            acc[j] = float.MultiplyAddEstimate(x3, r3[j], float.MultiplyAddEstimate(x2, r2[j], float.MultiplyAddEstimate(x1, r1[j], float.MultiplyAddEstimate(x0, r0[j], acc[j]))));
     }
 }
