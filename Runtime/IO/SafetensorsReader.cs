@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace LoraRuntime.IO;
 
@@ -196,32 +197,27 @@ public sealed unsafe class SafetensorsReader : IDisposable
             destination.CopyFrom(inPlace);
             return;
         }
+        // A device tensor is filled from host memory: decode into a pooled buffer, then upload it in one copy.
         int count = (int)entry.ElementCount;
-        if (isFloat)
+        float[] staging = ArrayPool<float>.Shared.Rent(count);
+        try
         {
-            float[] staging = ArrayPool<float>.Shared.Rent(count);
-            try
+            var values = staging.AsSpan(0, count);
+            if (isFloat)
             {
-                CopyFloat32(entry, staging.AsSpan(0, count));
-                destination.CopyFrom(staging.AsSpan(0, count));
+                CopyFloat32(entry, values);
+                destination.CopyFrom(values);
             }
-            finally
+            else
             {
-                ArrayPool<float>.Shared.Return(staging);
+                var ints = MemoryMarshal.Cast<float, int>(values);
+                CopyInt32(entry, ints);
+                destination.CopyFrom(ints);
             }
         }
-        else
+        finally
         {
-            int[] staging = ArrayPool<int>.Shared.Rent(count);
-            try
-            {
-                CopyInt32(entry, staging.AsSpan(0, count));
-                destination.CopyFrom(staging.AsSpan(0, count));
-            }
-            finally
-            {
-                ArrayPool<int>.Shared.Return(staging);
-            }
+            ArrayPool<float>.Shared.Return(staging);
         }
     }
 
@@ -264,8 +260,9 @@ public sealed unsafe class SafetensorsReader : IDisposable
     {
         if (!entry.DType.IsFloat() && !entry.DType.IsInteger())
             throw new NotSupportedException($"{Describe(entry)}: {entry.DType.Name()} cannot be loaded into a tensor; F32, F16, BF16, I32 and I64 can");
-        if (!entry.TryGetTensorShape(out var shape))
-            throw new NotSupportedException($"{Describe(entry)}: a tensor has at most {Shape.MaxRank} dimensions, each at most {int.MaxValue}");
+        if (!entry.TryGetTensorShape(out var shape) || entry.ElementCount > int.MaxValue)
+            throw new NotSupportedException(
+                $"{Describe(entry)}: a tensor is loaded with at most {Shape.MaxRank} dimensions and {int.MaxValue} elements");
         return (entry.DType.IsFloat() ? DType.F32 : DType.I32, shape);
     }
 

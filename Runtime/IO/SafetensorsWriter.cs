@@ -37,6 +37,7 @@ public sealed class SafetensorsWriter
     /// </summary>
     public void Add(string name, Tensor tensor)
     {
+        ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(tensor);
         if (tensor.DType != LoraRuntime.DType.F32)
             throw new ArgumentException($"{nameof(tensor)}: expected an F32 tensor for {SafetensorsHeader.Quote(name)}; got {tensor}", nameof(tensor));
@@ -47,6 +48,7 @@ public sealed class SafetensorsWriter
     /// <summary>Adds <paramref name="values"/> shaped by <paramref name="dims"/> under <paramref name="name"/>; they are read when <see cref="Save"/> runs.</summary>
     public void Add(string name, ReadOnlyMemory<float> values, params ReadOnlySpan<int> dims)
     {
+        ArgumentNullException.ThrowIfNull(name);
         var shape = new Shape(dims);
         if (values.Length != shape.Length)
             throw new ArgumentException($"{nameof(values)}: shape {shape} of {SafetensorsHeader.Quote(name)} needs {shape.Length} values; got {values.Length}", nameof(values));
@@ -85,7 +87,6 @@ public sealed class SafetensorsWriter
 
     private void AddItem(Item item)
     {
-        ArgumentNullException.ThrowIfNull(item.Name, "name");
         if (item.Name == "__metadata__")
             throw new ArgumentException("name: '__metadata__' is reserved for the metadata", "name");
         if (!_names.Add(item.Name))
