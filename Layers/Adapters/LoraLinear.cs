@@ -67,6 +67,13 @@ public sealed class LoraLinear
     /// <summary>The adapter called <paramref name="name"/>.</summary>
     public LoraWeights this[string name] => Find(name) ?? throw UnknownAdapter(name, nameof(name));
 
+    /// <summary>
+    /// Creates adapter <paramref name="name"/> on this module alone (see <see cref="LoraAdapter.Create"/>), with activations
+    /// for batches of up to <paramref name="maxBatch"/> × <paramref name="maxTime"/>. The caller disposes it.
+    /// </summary>
+    public LoraAdapter AddAdapter(string name, LoraOptions options, int maxBatch, int maxTime, bool training = true) =>
+        LoraAdapter.Create(name, [(this, options)], maxBatch, maxTime, training);
+
     /// <summary>output [B, T, OC] = the base layer with its adapters (see <see cref="Linear.Forward"/>).</summary>
     public void Forward(Tensor output, Tensor input) => Base.Forward(output, input);
 

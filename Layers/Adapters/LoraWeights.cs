@@ -61,6 +61,9 @@ public sealed class LoraWeights
 
     internal DoraMagnitude? Dora { get; }
 
+    /// <summary>The seed of the dropout mask of the last training forward pass.</summary>
+    internal ulong MaskSeed => _maskSeed;
+
     private Backend Backend => A.Owner.Backend;
 
     /// <summary>Fills A and B as <see cref="LoraOptions.Init"/> says, then DoRA's magnitude as ‖W + s·BA‖ per row.</summary>
