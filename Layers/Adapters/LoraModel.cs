@@ -41,7 +41,8 @@ public sealed class LoraModel : IDisposable
         CheckTargetNames(config, targets);
         var selected = targets.Where(config.Targets).ToList();
         CheckNoOverlap(selected);
-        var pairs = selected.Select(t => (Module: ModuleFor(t), Options: config.OptionsFor(t.Path))).ToList();
+        var options = selected.Select(t => config.OptionsFor(t.Path)).ToList();
+        var pairs = selected.Select((t, i) => (Module: ModuleFor(t), Options: options[i])).ToList();
         LoraAdapter adapter;
         try
         {
