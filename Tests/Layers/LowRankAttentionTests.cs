@@ -45,4 +45,20 @@ public sealed class LowRankAttentionTests
             Assert.InRange(fullRatio, 3.0, 4.1);
         }
     }
+
+    [Fact]
+    public void Projections_start_uniform_within_one_over_sqrt_K()
+    {
+        using var f = new LayerFixture(maxBatch: 1, maxTime: 64);
+        var attention = new LowRankAttention(f.Parameters, f.Activations, "attn", 16, 2, new LowRankAttentionOptions { ProjectedLength = 16 });
+        f.Reserve(trained: false);
+        attention.InitializeProjections(3);
+        foreach (var p in new[] { attention.E, attention.F })
+        {
+            var values = p.Value.ToArray();
+            Assert.All(values, v => Assert.InRange(Math.Abs(v), 0, 0.25));
+            Assert.InRange(values.Max(Math.Abs), 0.24, 0.25);
+        }
+        Assert.NotEqual(attention.E.Value.ToArray(), attention.F.Value.ToArray());
+    }
 }
