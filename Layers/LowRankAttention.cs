@@ -89,18 +89,11 @@ public sealed class LowRankAttention
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         var (q, k, v) = _heads.ForwardQkv(input, batch, time);
-        Tensor keys = _keys.For(batch, time), values = _values.For(batch, time), att = _att.For(batch, time), y = _heads.HeadOutputs(batch, time);
-        var backend = _heads.Backend;
-        int bh = batch * HeadCount, hs = _heads.HeadSize, kp = Options.ProjectedLength;
-        // k′ = E k and v′ = F v per (b, h).
+        Tensor keys = _keys.For(batch, time), values = _values.For(batch, time);
+        // k′ = E k and v′ = F v per (b, h); att [T, K] = softmax(q k′ᵀ / √HS), y = att v′.
         Project(keys, E.Value, k, batch, time);
         Project(values, F.Value, v, batch, time);
-        long headStride = (long)time * hs, projectedStride = (long)kp * hs, attStride = (long)time * kp;
-        // att [T, K] = softmax(q k′ᵀ / √HS) and y [T, HS] = att v′.
-        backend.GemmStridedBatched(new GemmProblem(att, q, keys, time, kp, hs, Transpose.No, Transpose.Yes, _heads.ScoreScale),
-            headStride, projectedStride, attStride, bh);
-        backend.SoftmaxForward(att, att, causal: false);
-        backend.GemmStridedBatched(new GemmProblem(y, att, values, time, hs, kp), attStride, projectedStride, headStride, bh);
+        _heads.Attend(_att.For(batch, time), q, keys, values, batch, time, Options.ProjectedLength, causal: false);
         _heads.ForwardOut(output, batch, time);
     }
 
@@ -109,23 +102,12 @@ public sealed class LowRankAttention
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
-        var backend = _heads.Backend;
         Tensor dy = _heads.BackwardOut(dOutput, batch, time);
         var (q, k, v) = _heads.Split(batch, time);
         var (dq, dk, dv) = _heads.SplitGradients(batch, time);
-        Tensor keys = _keys.For(batch, time), values = _values.For(batch, time), att = _att.For(batch, time);
-        Tensor dKeys = _dKeys.For(batch, time), dValues = _dValues.For(batch, time), dAtt = _dAtt.For(batch, time), dScores = _dScores.For(batch, time);
-        int bh = batch * HeadCount, hs = _heads.HeadSize, kp = Options.ProjectedLength;
-        long headStride = (long)time * hs, projectedStride = (long)kp * hs, attStride = (long)time * kp;
-        // datt = dy v′ᵀ and dv′ = attᵀ dy.
-        backend.GemmStridedBatched(new GemmProblem(dAtt, dy, values, time, kp, hs, Transpose.No, Transpose.Yes), headStride, projectedStride, attStride, bh);
-        backend.GemmStridedBatched(new GemmProblem(dValues, att, dy, kp, hs, time, Transpose.Yes), attStride, headStride, projectedStride, bh);
-        backend.Fill(dScores, 0f);
-        backend.SoftmaxBackward(dScores, att, dAtt, causal: false);
-        // scores = s·q k′ᵀ: dq = s·dscores k′ and dk′ = s·dscoresᵀ q.
-        float scale = _heads.ScoreScale;
-        backend.GemmStridedBatched(new GemmProblem(dq, dScores, keys, time, hs, kp, alpha: scale), attStride, projectedStride, headStride, bh);
-        backend.GemmStridedBatched(new GemmProblem(dKeys, dScores, q, kp, hs, time, Transpose.Yes, alpha: scale), attStride, headStride, projectedStride, bh);
+        Tensor dKeys = _dKeys.For(batch, time), dValues = _dValues.For(batch, time);
+        _heads.AttendBackward(dq, dKeys, dValues, _dAtt.For(batch, time), _dScores.For(batch, time), dy, q, _keys.For(batch, time),
+            _values.For(batch, time), _att.For(batch, time), batch, time, Options.ProjectedLength, causal: false);
         // k′ = E k: dk = Eᵀ dk′ and dE += dk′ kᵀ; likewise v.
         ProjectBack(dk, dKeys, E, k, batch, time);
         ProjectBack(dv, dValues, F, v, batch, time);
