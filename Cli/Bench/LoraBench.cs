@@ -7,7 +7,8 @@ namespace LoraRuntime.Cli.Bench;
 /// Times a LoRA linear layer y = x Wᵀ + b + s·(x Aᵀ) Bᵀ, W [C, C], at one sequence length T (batch 1): the base
 /// Linear alone ("linear_forward"), the unmerged adapter ("lora_forward"), the adapter merged into W
 /// ("lora_merged_forward") and the adapter's backward pass with a frozen base ("lora_backward": dA, dB and dx).
-/// Forward results are checked against float64 on sampled rows; each case's ratio is its median over the base's.
+/// The cases run interleaved, round by round (<see cref="BenchTimer.MeasureInterleaved"/>); forward results are
+/// checked against float64 on sampled rows; each case's ratio is its median over the base's.
 /// </summary>
 internal static class LoraBench
 {
@@ -39,29 +40,44 @@ internal static class LoraBench
         using var dInput = backend.Zeros(1, time, channels);
         int[] shape = [time, channels, rank];
         double baseFlops = 2.0 * time * channels * channels, loraFlops = 4.0 * time * channels * rank;
-        var records = new List<BenchRecord>(4);
-
-        BenchRecord Case(string op, double flops, Action run, Func<double> check)
+        var cases = new (string Op, double Flops, float CheckScale, Action Setup, Action Run)[]
         {
-            var timing = BenchTimer.Measure(run, backend.Synchronize, warmup, reps, targetSeconds);
-            double ratio = records.Count == 0 ? 1 : timing.MedianMs / records[0].MedianMs;
-            var record = new BenchRecord(op, backend.Name, shape, "NT", timing.MedianMs, flops / (timing.MedianMs * 1e-3) / 1e9, timing.Reps, check(), ratio);
-            records.Add(record);
-            return record;
+            ("linear_forward", baseFlops, 0, lora.DisableAdapters, () => linear.Forward(output, input)),
+            ("lora_forward", baseFlops + loraFlops, weights.Scale, () => Use(lora, adapter, merged: false, training: false), () => lora.Forward(output, input)),
+            ("lora_merged_forward", baseFlops, weights.Scale, () => Use(lora, adapter, merged: true, training: false), () => lora.Forward(output, input)),
+            ("lora_backward", baseFlops + 2 * loraFlops, float.NaN, () =>
+            {
+                Use(lora, adapter, merged: false, training: true);
+                lora.Forward(output, input);
+            }, () => lora.Backward(dInput, dOutput, input)),
+        };
+        var timings = BenchTimer.MeasureInterleaved(cases.Select(c => (c.Setup, c.Run)).ToArray(), backend.Synchronize, warmup, reps, targetSeconds);
+        var records = new List<BenchRecord>(cases.Length);
+        for (int i = 0; i < cases.Length; i++)
+        {
+            var (op, flops, checkScale, setup, run) = cases[i];
+            double error = double.NaN;
+            if (!float.IsNaN(checkScale))
+            {
+                setup();
+                run();
+                error = SampledError(output.ToArray(), x, w, b, a, bm, time, channels, rank, checkScale, random);
+            }
+            var timing = timings[i];
+            records.Add(new BenchRecord(op, backend.Name, shape, "NT", timing.MedianMs, flops / (timing.MedianMs * 1e-3) / 1e9, timing.Reps, error,
+                timing.MedianMs / timings[0].MedianMs));
         }
-        double ForwardError(float scale) => SampledError(output.ToArray(), x, w, b, a, bm, time, channels, rank, scale, random);
-
-        lora.DisableAdapters();
-        Case("linear_forward", baseFlops, () => linear.Forward(output, input), () => ForwardError(0));
-        lora.EnableAdapters();
-        Case("lora_forward", baseFlops + loraFlops, () => lora.Forward(output, input), () => ForwardError(weights.Scale));
-        lora.Merge();
-        Case("lora_merged_forward", baseFlops, () => lora.Forward(output, input), () => ForwardError(weights.Scale));
         lora.Unmerge();
-        adapter.Training = true;
-        lora.Forward(output, input);
-        Case("lora_backward", baseFlops + 2 * loraFlops, () => lora.Backward(dInput, dOutput, input), () => double.NaN);
         return records;
+    }
+
+    /// <summary>Puts the module in a case's state: adapters on, merged or not, training (dropout, backward) or not.</summary>
+    private static void Use(LoraLinear lora, LoraAdapter adapter, bool merged, bool training)
+    {
+        lora.EnableAdapters();
+        if (merged) lora.Merge();
+        else lora.Unmerge();
+        adapter.Training = training;
     }
 
     /// <summary>
