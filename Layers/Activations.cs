@@ -1,0 +1,111 @@
+namespace LoraRuntime.Layers;
+
+/// <summary>
+/// The activations (and, for training, activation gradients) of a model, reserved for a maximum batch B and sequence
+/// length T in one <see cref="Reservation"/>. Layers declare buffers whose shape is a function of (B, T) while they
+/// are built; after <see cref="Reserve"/> a forward or backward pass asks each buffer for its view at the actual
+/// (B, T). Views are cached, so passes at a steady (B, T) allocate nothing. Not thread-safe: one pass at a time.
+/// </summary>
+public sealed class Activations : IDisposable
+{
+    private readonly Reservation _reservation;
+
+    /// <summary>
+    /// An empty set for batches of up to <paramref name="maxBatch"/> sequences of up to <paramref name="maxTime"/>
+    /// positions. Without <paramref name="training"/>, gradient buffers take no memory and backward passes are refused.
+    /// </summary>
+    public Activations(Backend backend, int maxBatch, int maxTime, bool training = true, string name = "activations")
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBatch);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxTime);
+        _reservation = new Reservation(backend, name);
+        MaxBatch = maxBatch;
+        MaxTime = maxTime;
+        Training = training;
+    }
+
+    /// <summary>The backend the buffers live on.</summary>
+    public Backend Backend => _reservation.Backend;
+
+    /// <summary>The largest batch a pass may have.</summary>
+    public int MaxBatch { get; }
+
+    /// <summary>The longest sequence a pass may have.</summary>
+    public int MaxTime { get; }
+
+    /// <summary>True when gradient buffers are reserved (backward passes allowed).</summary>
+    public bool Training { get; }
+
+    /// <summary>Bytes reserved (or to be reserved) for all buffers.</summary>
+    public long Bytes => _reservation.Bytes;
+
+    /// <summary>True once <see cref="Reserve"/> has run.</summary>
+    public bool IsReserved => _reservation.IsReserved;
+
+    /// <summary>Declares a forward activation whose shape at (B, T) is <paramref name="shapeOf"/>(B, T).</summary>
+    public ActivationBuffer Add(string name, Func<int, int, Shape> shapeOf) => Declare(name, shapeOf, gradient: false);
+
+    /// <summary>Declares a buffer used only by backward passes: it takes memory only when <see cref="Training"/>.</summary>
+    public ActivationBuffer AddGradient(string name, Func<int, int, Shape> shapeOf) => Declare(name, shapeOf, gradient: true);
+
+    /// <summary>Takes the block (zero-filled) once every buffer is declared.</summary>
+    public void Reserve() => _reservation.Reserve();
+
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming <paramref name="argument"/> when (B, T) exceed the reserved
+    /// maxima or are not positive.
+    /// </summary>
+    public void CheckSize(int batch, int time, string argument, Tensor tensor)
+    {
+        if (batch < 1 || batch > MaxBatch)
+            throw new ArgumentException(
+                $"{argument}: batch B = {batch} (from {argument} {tensor.Shape}) must be in 1..{MaxBatch}, the maximum B reserved for", argument);
+        if (time < 1 || time > MaxTime)
+            throw new ArgumentException(
+                $"{argument}: sequence length T = {time} (from {argument} {tensor.Shape}) must be in 1..{MaxTime}, the maximum T reserved for", argument);
+    }
+
+    /// <summary>Returns the block to the pool.</summary>
+    public void Dispose() => _reservation.Dispose();
+
+    private ActivationBuffer Declare(string name, Func<int, int, Shape> shapeOf, bool gradient)
+    {
+        bool reserved = !gradient || Training;
+        long length = reserved ? shapeOf(MaxBatch, MaxTime).Length : 0;
+        return new ActivationBuffer(_reservation, _reservation.Declare(name, length), shapeOf, reserved);
+    }
+}
+
+/// <summary>One activation buffer: its view at the current (B, T), rebuilt only when (B, T) change.</summary>
+public sealed class ActivationBuffer
+{
+    private readonly Reservation _reservation;
+    private readonly Region _region;
+    private readonly Func<int, int, Shape> _shapeOf;
+    private readonly bool _reserved;
+    private Tensor? _view;
+    private int _batch, _time;
+
+    internal ActivationBuffer(Reservation reservation, Region region, Func<int, int, Shape> shapeOf, bool reserved)
+    {
+        _reservation = reservation;
+        _region = region;
+        _shapeOf = shapeOf;
+        _reserved = reserved;
+    }
+
+    /// <summary>The buffer's name.</summary>
+    public string Name => _region.Name;
+
+    /// <summary>The view of shape shapeOf(<paramref name="batch"/>, <paramref name="time"/>) (sizes already checked).</summary>
+    public Tensor For(int batch, int time)
+    {
+        if (_view is not null && batch == _batch && time == _time) return _view;
+        if (!_reserved)
+            throw new InvalidOperationException($"{Name}: the activations were reserved for inference (training: false); a backward pass needs them reserved for training");
+        _view = _reservation.View(_region, _shapeOf(batch, time));
+        _batch = batch;
+        _time = time;
+        return _view;
+    }
+}

@@ -1,0 +1,181 @@
+namespace LoraRuntime.Layers.Adapters;
+
+/// <summary>
+/// One adapter's weights on one module (PEFT's lora_A[name], lora_B[name]): A [R, in], B [out, R], the scale s, the
+/// dropout, an optional DoRA magnitude, and the activations its passes keep. The module's output slice is the
+/// columns [offset, offset + out) of the base layer's [B, T, OC] output, addressed through GEMM offsets and ldc = OC.
+/// </summary>
+public sealed class LoraWeights
+{
+    private readonly LoraAdapter _adapter;
+    private readonly Activations _scratch;
+    private readonly ActivationBuffer _h, _dh;
+    private readonly ActivationBuffer? _dropped;
+    private readonly ulong _seed;
+    private ulong _step, _maskSeed;
+
+    internal LoraWeights(LoraAdapter adapter, LoraLinear module, LoraOptions options, ParameterSet parameters, Activations scratch,
+        ActivationBuffer? directionScratch)
+    {
+        _adapter = adapter;
+        _scratch = scratch;
+        Module = module;
+        Options = options;
+        Scale = options.Scale;
+        int rank = options.Rank, inFeatures = module.InFeatures;
+        A = parameters.Add(module.Path + ".lora_A.weight", rank, inFeatures);
+        B = parameters.Add(module.Path + ".lora_B.weight", module.OutFeatures, rank);
+        _h = scratch.Add(module.Path + ".lora.h", (b, t) => new Shape(b, t, rank));
+        _dh = scratch.AddGradient(module.Path + ".lora.dh", (b, t) => new Shape(b, t, rank));
+        if (options.Dropout > 0) _dropped = scratch.Add(module.Path + ".lora.dropout", (b, t) => new Shape(b, t, inFeatures));
+        if (options.UseDora) Dora = new DoraMagnitude(this, parameters, scratch, directionScratch!);
+        _seed = CounterRandom.Seed(options.Seed, module.Path);
+    }
+
+    /// <summary>The adapter's name.</summary>
+    public string AdapterName => _adapter.Name;
+
+    /// <summary>The module the weights adapt.</summary>
+    public LoraLinear Module { get; }
+
+    /// <summary>The options they were created with.</summary>
+    public LoraOptions Options { get; }
+
+    /// <summary>R.</summary>
+    public int Rank => Options.Rank;
+
+    /// <summary>s = α/R (α/√R with rsLoRA).</summary>
+    public float Scale { get; }
+
+    /// <summary>A [R, in].</summary>
+    public Parameter A { get; }
+
+    /// <summary>B [out, R].</summary>
+    public Parameter B { get; }
+
+    /// <summary>DoRA's magnitude [out], or null for plain LoRA.</summary>
+    public Parameter? Magnitude => Dora?.Magnitude;
+
+    /// <summary>True while the delta is folded into the base weight.</summary>
+    public bool IsMerged { get; internal set; }
+
+    internal DoraMagnitude? Dora { get; }
+
+    /// <summary>The seed of the dropout mask of the last training forward pass.</summary>
+    internal ulong MaskSeed => _maskSeed;
+
+    private Backend Backend => A.Owner.Backend;
+
+    /// <summary>Fills A and B as <see cref="LoraOptions.Init"/> says, then DoRA's magnitude as ‖W + s·BA‖ per row.</summary>
+    internal void Initialize()
+    {
+        int inFeatures = Module.InFeatures;
+        ulong seedA = CounterRandom.Mix64(_seed ^ 0xA), seedB = CounterRandom.Mix64(_seed ^ 0xB);
+        switch (Options.Init)
+        {
+            case LoraInit.Default:
+                A.Value.CopyFrom(CounterRandom.Uniform(seedA, A.Shape.Length, 1 / Math.Sqrt(inFeatures)));
+                Backend.Fill(B.Value, 0f);
+                break;
+            case LoraInit.Gaussian:
+                A.Value.CopyFrom(CounterRandom.Normal(seedA, A.Shape.Length, 1.0 / Rank));
+                Backend.Fill(B.Value, 0f);
+                break;
+            case LoraInit.Random:
+                A.Value.CopyFrom(CounterRandom.Uniform(seedA, A.Shape.Length, 1 / Math.Sqrt(inFeatures)));
+                B.Value.CopyFrom(CounterRandom.Uniform(seedB, B.Shape.Length, 1 / Math.Sqrt(Rank)));
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(Options), Options.Init, "unknown LoRA initialisation");
+        }
+        Dora?.Initialize();
+    }
+
+    /// <summary>
+    /// Adds the adapter's contribution into the output slice. On entry the slice holds x Wᵀ (and the deltas of
+    /// adapters applied before this one), without the bias.
+    /// </summary>
+    internal void Forward(Tensor output, Tensor input)
+    {
+        var (batch, time) = (input.Shape[0], input.Shape[1]);
+        _scratch.CheckSize(batch, time, nameof(input), input);
+        Tensor x = Dropout(input, batch, time), h = _h.For(batch, time);
+        // h [B, T, R] = dropout(x) · Aᵀ.
+        Backend.MatMul(h, x, A.Value, transB: Transpose.Yes);
+        Dora?.Refresh();
+        // output[:, slice] += s · h · Bᵀ.
+        int m = batch * time, ld = Module.Base.OutFeatures;
+        Backend.Gemm(Transpose.No, Transpose.Yes, m, Module.OutFeatures, Rank, Scale, h, 0, Rank, B.Value, 0, Rank, 1f, output, Module.OutputOffset, ld);
+        Dora?.Forward(output, batch, time);
+    }
+
+    /// <summary>
+    /// Accumulates dA, dB (and DoRA's dm) and dInput's share through the adapter; returns the output gradient the base
+    /// layer's own backward should use (dOutput itself, or DoRA's rescaled copy).
+    /// </summary>
+    internal Tensor Backward(Tensor? dInput, Tensor dOutput, Tensor input)
+    {
+        var (batch, time) = (input.Shape[0], input.Shape[1]);
+        _scratch.CheckSize(batch, time, nameof(input), input);
+        Tensor dy = Dora?.Backward(dOutput, batch, time) ?? dOutput;
+        Tensor h = _h.For(batch, time), dh = _dh.For(batch, time);
+        Tensor x = _dropped is not null && _adapter.Training ? _dropped.For(batch, time) : input;
+        // dy is the slice of dOutput (ld = OC), or DoRA's rescaled copy, which has the same layout: DoRA adapts whole layers.
+        int m = batch * time, outFeatures = Module.OutFeatures, ldy = Module.Base.OutFeatures;
+        long offset = Module.OutputOffset;
+        // dB [out, R] += s · dyᵀ · h and dh [B·T, R] = s · dy · B.
+        Backend.Gemm(Transpose.Yes, Transpose.No, outFeatures, Rank, m, Scale, dy, offset, ldy, h, 0, Rank, 1f, B.Gradient, 0, Rank);
+        Backend.Gemm(Transpose.No, Transpose.No, m, Rank, outFeatures, Scale, dy, offset, ldy, B.Value, 0, Rank, 0f, dh, 0, Rank);
+        // dA [R, in] += dhᵀ · dropout(x).
+        Backend.MatMul(A.Gradient, dh, x, transA: Transpose.Yes, beta: 1f);
+        if (dInput is not null)
+        {
+            if (x == input) Backend.MatMul(dInput, dh, A.Value, beta: 1f);
+            else
+            {
+                // The dropped input is spent: its buffer takes d(dropout(x)) = dh · A, then the mask routes it to dInput.
+                Backend.MatMul(x, dh, A.Value);
+                Backend.DropoutBackward(dInput, x, Options.Dropout, _maskSeed);
+            }
+        }
+        return dy;
+    }
+
+    /// <summary>
+    /// Folds the delta into <paramref name="weight"/>, the base weight's rows of this slice (or a copy of them):
+    /// W += s·BA, or DoRA's W ← (m/‖W + s·BA‖) ⊙ (W + s·BA).
+    /// </summary>
+    internal void MergeInto(Tensor weight)
+    {
+        if (Dora is not null) Dora.Merge(weight);
+        else AddDelta(weight, 1f);
+    }
+
+    /// <summary>Reverses <see cref="MergeInto"/> on the base weight's rows.</summary>
+    internal void UnmergeFrom(Tensor weight)
+    {
+        if (Dora is not null) Dora.Unmerge(weight);
+        else AddDelta(weight, -1f);
+    }
+
+    /// <summary>weight [out, in] += sign · s · B · A.</summary>
+    internal void AddDelta(Tensor weight, float sign)
+    {
+        int inFeatures = Module.InFeatures;
+        Backend.Gemm(Transpose.No, Transpose.No, Module.OutFeatures, inFeatures, Rank, sign * Scale, B.Value, 0, Rank, A.Value, 0, inFeatures,
+            1f, weight, 0, inFeatures);
+    }
+
+    /// <summary>dropout(input) while training with p &gt; 0 (a fresh mask per pass, kept for backward), else input.</summary>
+    private Tensor Dropout(Tensor input, int batch, int time)
+    {
+        if (_dropped is null || !_adapter.Training) return input;
+        _maskSeed = CounterRandom.Mix64(_seed + ++_step);
+        Tensor dropped = _dropped.For(batch, time);
+        Backend.DropoutForward(dropped, input, Options.Dropout, _maskSeed);
+        return dropped;
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{AdapterName} on {Module.Path}: R = {Rank}, s = {Scale}{(Dora is null ? "" : ", DoRA")}";
+}

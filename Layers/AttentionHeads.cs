@@ -1,0 +1,139 @@
+namespace LoraRuntime.Layers;
+
+/// <summary>
+/// What full and low-rank attention share: the fused QKV projection and its split into heads, and the merge of
+/// the heads' outputs into the output projection, with their activations and gradients.
+/// Shapes: qkv [B, T, 3C]; q, k, v, y heads [B, NH, T, HS]; y [B, T, C].
+/// </summary>
+internal sealed class AttentionHeads
+{
+    private readonly ActivationBuffer _qkv, _q, _k, _v, _yHeads, _y;
+    private readonly ActivationBuffer _dQkv, _dq, _dk, _dv, _dyHeads, _dy;
+
+    public AttentionHeads(ParameterSet parameters, Activations activations, string name, int channels, int heads)
+    {
+        ArgumentNullException.ThrowIfNull(activations);
+        Guard.Positive(channels, nameof(channels));
+        Guard.Positive(heads, nameof(heads));
+        if (channels % heads != 0)
+            throw new ArgumentException($"heads: C = {channels} must be a multiple of the number of heads NH; got NH = {heads}", nameof(heads));
+        Channels = channels;
+        HeadCount = heads;
+        HeadSize = channels / heads;
+        ScoreScale = 1 / MathF.Sqrt(HeadSize);
+        Qkv = new Linear(parameters, name + ".qkv", channels, 3 * channels);
+        Out = new Linear(parameters, name + ".o", channels, channels);
+        int hs = HeadSize;
+        Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels), fused = (b, t) => new Shape(b, t, 3 * channels);
+        Func<int, int, Shape> split = (b, t) => new Shape(b, heads, t, hs);
+        _qkv = activations.Add(name + ".qkv.out", fused);
+        _q = activations.Add(name + ".q", split);
+        _k = activations.Add(name + ".k", split);
+        _v = activations.Add(name + ".v", split);
+        _yHeads = activations.Add(name + ".y.heads", split);
+        _y = activations.Add(name + ".y", rows);
+        _dQkv = activations.AddGradient(name + ".qkv.dout", fused);
+        _dq = activations.AddGradient(name + ".dq", split);
+        _dk = activations.AddGradient(name + ".dk", split);
+        _dv = activations.AddGradient(name + ".dv", split);
+        _dyHeads = activations.AddGradient(name + ".dy.heads", split);
+        _dy = activations.AddGradient(name + ".dy", rows);
+    }
+
+    public int Channels { get; }
+    public int HeadCount { get; }
+    public int HeadSize { get; }
+
+    /// <summary>1/√HS, the scale of the attention scores.</summary>
+    public float ScoreScale { get; }
+
+    public Linear Qkv { get; }
+    public Linear Out { get; }
+    public Backend Backend => Qkv.Weight.Owner.Backend;
+
+    /// <summary>qkv = Qkv(input), split into q, k, v heads.</summary>
+    public (Tensor Q, Tensor K, Tensor V) ForwardQkv(Tensor input, int batch, int time)
+    {
+        Tensor qkv = _qkv.For(batch, time);
+        Qkv.Forward(qkv, input);
+        var (q, k, v) = Split(batch, time);
+        Backend.SplitHeads(q, qkv, 0);
+        Backend.SplitHeads(k, qkv, Channels);
+        Backend.SplitHeads(v, qkv, 2 * Channels);
+        return (q, k, v);
+    }
+
+    public (Tensor Q, Tensor K, Tensor V) Split(int batch, int time) => (_q.For(batch, time), _k.For(batch, time), _v.For(batch, time));
+
+    public (Tensor DQ, Tensor DK, Tensor DV) SplitGradients(int batch, int time) =>
+        (_dq.For(batch, time), _dk.For(batch, time), _dv.For(batch, time));
+
+    /// <summary>Where the attention core writes its per-head outputs [B, NH, T, HS].</summary>
+    public Tensor HeadOutputs(int batch, int time) => _yHeads.For(batch, time);
+
+    /// <summary>
+    /// The attention core per (b, h): att [T, L] = softmax(q [T, HS] · keysᵀ [HS, L] / √HS), causal or not, and
+    /// y heads [T, HS] = att · values [L, HS]. Full attention passes k and v (L = T); low-rank attention passes their
+    /// projections (L = K).
+    /// </summary>
+    public void Attend(Tensor att, Tensor q, Tensor keys, Tensor values, int batch, int time, int length, bool causal)
+    {
+        var (headStride, keyStride, attStride) = Strides(time, length);
+        int bh = batch * HeadCount, hs = HeadSize;
+        Backend.GemmStridedBatched(new GemmProblem(att, q, keys, time, length, hs, Transpose.No, Transpose.Yes, ScoreScale),
+            headStride, keyStride, attStride, bh);
+        Backend.SoftmaxForward(att, att, causal);
+        Backend.GemmStridedBatched(new GemmProblem(HeadOutputs(batch, time), att, values, time, hs, length), attStride, keyStride, headStride, bh);
+    }
+
+    /// <summary>
+    /// The backward pass of <see cref="Attend"/> from dy heads: writes dq, dKeys and dValues, using dAtt and dScores
+    /// [B, NH, T, L] as scratch.
+    /// </summary>
+    public void AttendBackward(Tensor dq, Tensor dKeys, Tensor dValues, Tensor dAtt, Tensor dScores, Tensor dy, Tensor q, Tensor keys, Tensor values,
+        Tensor att, int batch, int time, int length, bool causal)
+    {
+        var (headStride, keyStride, attStride) = Strides(time, length);
+        int bh = batch * HeadCount, hs = HeadSize;
+        // datt = dy · valuesᵀ and dvalues = attᵀ · dy.
+        Backend.GemmStridedBatched(new GemmProblem(dAtt, dy, values, time, length, hs, Transpose.No, Transpose.Yes), headStride, keyStride, attStride, bh);
+        Backend.GemmStridedBatched(new GemmProblem(dValues, att, dy, length, hs, time, Transpose.Yes), attStride, headStride, keyStride, bh);
+        Backend.Fill(dScores, 0f);
+        Backend.SoftmaxBackward(dScores, att, dAtt, causal);
+        // scores = s·q keysᵀ: dq = s·dscores · keys and dkeys = s·dscoresᵀ · q.
+        Backend.GemmStridedBatched(new GemmProblem(dq, dScores, keys, time, hs, length, alpha: ScoreScale), attStride, keyStride, headStride, bh);
+        Backend.GemmStridedBatched(new GemmProblem(dKeys, dScores, q, length, hs, time, Transpose.Yes, alpha: ScoreScale), attStride, headStride, keyStride, bh);
+    }
+
+    private (long Head, long Key, long Att) Strides(int time, int length) => ((long)time * HeadSize, (long)length * HeadSize, (long)time * length);
+
+    /// <summary>output = Out(merge(y heads)).</summary>
+    public void ForwardOut(Tensor output, int batch, int time)
+    {
+        Tensor y = _y.For(batch, time);
+        Guard.Sequence(output, nameof(output), batch, time, Channels);
+        Backend.MergeHeads(y, _yHeads.For(batch, time), 0);
+        Out.Forward(output, y);
+    }
+
+    /// <summary>Back through the output projection; returns dy split into heads [B, NH, T, HS].</summary>
+    public Tensor BackwardOut(Tensor dOutput, int batch, int time)
+    {
+        Tensor dy = _dy.For(batch, time), dyHeads = _dyHeads.For(batch, time);
+        Backend.Fill(dy, 0f);
+        Out.Backward(dy, dOutput, _y.For(batch, time));
+        Backend.SplitHeads(dyHeads, dy, 0);
+        return dyHeads;
+    }
+
+    /// <summary>Merges dq, dk, dv into dqkv and goes back through the QKV projection into dInput.</summary>
+    public void BackwardQkv(Tensor? dInput, Tensor input, int batch, int time)
+    {
+        Tensor dQkv = _dQkv.For(batch, time);
+        var (dq, dk, dv) = SplitGradients(batch, time);
+        Backend.MergeHeads(dQkv, dq, 0);
+        Backend.MergeHeads(dQkv, dk, Channels);
+        Backend.MergeHeads(dQkv, dv, 2 * Channels);
+        Qkv.Backward(dInput, dQkv, input);
+    }
+}

@@ -1,0 +1,143 @@
+namespace LoraRuntime.Layers;
+
+/// <summary>
+/// A model's (or an adapter's) parameters, llm.c style: layers declare their parameters by name, then
+/// <see cref="Reserve"/> carves the values out of one <see cref="Reservation"/> and, when training them, the
+/// gradients out of a second one with the same layout. Zeroing every gradient is one Fill, and an optimizer steps
+/// <see cref="Values"/> against <see cref="Gradients"/> in one call. A set reserved without gradients is frozen:
+/// its layers compute input gradients only and never write their parameters.
+/// </summary>
+public sealed class ParameterSet : IDisposable
+{
+    private readonly Reservation _values;
+    private readonly List<Parameter> _parameters = [];
+    private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
+    private Reservation? _gradients;
+
+    /// <summary>An empty set on <paramref name="backend"/>.</summary>
+    public ParameterSet(Backend backend, string name = "parameters")
+    {
+        _values = new Reservation(backend, name);
+    }
+
+    /// <summary>The backend holding the parameters.</summary>
+    public Backend Backend => _values.Backend;
+
+    /// <summary>The set's name, used in messages.</summary>
+    public string Name => _values.Name;
+
+    /// <summary>The parameters in declaration order.</summary>
+    public IReadOnlyList<Parameter> Parameters => _parameters;
+
+    /// <summary>Elements of all parameters (alignment padding excluded).</summary>
+    public long Count { get; private set; }
+
+    /// <summary>True once <see cref="Reserve"/> has run.</summary>
+    public bool IsReserved => _values.IsReserved;
+
+    /// <summary>True when the set was reserved with gradients (it is trained); false while unreserved or frozen.</summary>
+    public bool HasGradients => _gradients?.IsReserved == true;
+
+    /// <summary>Every value, as one 1-D tensor (padding between parameters is zero).</summary>
+    public Tensor Values => _values.Block;
+
+    /// <summary>Every gradient, as one 1-D tensor of the layout of <see cref="Values"/>.</summary>
+    public Tensor Gradients => _gradients?.Block ?? throw Frozen();
+
+    /// <summary>Bytes of the values' block.</summary>
+    public long ValueBytes => _values.Bytes;
+
+    /// <summary>The parameter called <paramref name="name"/>.</summary>
+    public Parameter this[string name] => _byName.TryGetValue(name, out var p)
+        ? p
+        : throw new KeyNotFoundException($"{Name} has no parameter '{name}'");
+
+    /// <summary>Looks a parameter up by name.</summary>
+    public bool TryGet(string name, out Parameter parameter) => _byName.TryGetValue(name, out parameter!);
+
+    /// <summary>Declares a parameter of the given shape; its memory exists after <see cref="Reserve"/>.</summary>
+    public Parameter Add(string name, params ReadOnlySpan<int> dims)
+    {
+        var shape = new Shape(dims);
+        var parameter = new Parameter(this, _values.Declare(name, shape.Length), shape);
+        _parameters.Add(parameter);
+        _byName.Add(name, parameter);
+        Count += shape.Length;
+        return parameter;
+    }
+
+    /// <summary>
+    /// Takes the values' block (zero-filled) and, when <paramref name="withGradients"/>, a gradient block of the same
+    /// layout (zero-filled). Runs once, after every parameter is declared.
+    /// </summary>
+    public void Reserve(bool withGradients)
+    {
+        _values.Reserve();
+        if (withGradients)
+        {
+            _gradients = new Reservation(_values.Backend, Name + ".gradients");
+            foreach (var region in _values.Regions) _gradients.Declare(region.Name, region.Length);
+            _gradients.Reserve();
+        }
+        foreach (var p in _parameters) p.Bind(_values, _gradients);
+    }
+
+    /// <summary>Sets every gradient to zero (one Fill).</summary>
+    public void ZeroGradients() => Backend.Fill(Gradients, 0f);
+
+    /// <summary>Returns both blocks to the pool.</summary>
+    public void Dispose()
+    {
+        _values.Dispose();
+        _gradients?.Dispose();
+    }
+
+    private InvalidOperationException Frozen() => new(IsReserved
+        ? $"{Name} was reserved without gradients (frozen)"
+        : $"{Name} is not reserved yet; declare every parameter, then call Reserve()");
+}
+
+/// <summary>One named parameter: a view of its set's values and, when trained, of its gradients.</summary>
+public sealed class Parameter
+{
+    private readonly Region _region;
+    private Tensor? _value, _gradient;
+
+    internal Parameter(ParameterSet owner, Region region, Shape shape)
+    {
+        Owner = owner;
+        _region = region;
+        Shape = shape;
+    }
+
+    /// <summary>The set the parameter belongs to.</summary>
+    public ParameterSet Owner { get; }
+
+    /// <summary>The parameter's name ("blocks.0.attn.qkv.weight").</summary>
+    public string Name => _region.Name;
+
+    /// <summary>The parameter's shape.</summary>
+    public Shape Shape { get; }
+
+    /// <summary>The first element in the set's value (and gradient) block.</summary>
+    public long Offset => _region.Offset;
+
+    /// <summary>True when the set is trained and this parameter has a gradient.</summary>
+    public bool HasGradient => _gradient is not null;
+
+    /// <summary>The values.</summary>
+    public Tensor Value => _value ?? throw new InvalidOperationException($"{Name}: {Owner.Name} is not reserved yet");
+
+    /// <summary>The gradient (the set must be reserved with gradients).</summary>
+    public Tensor Gradient => _gradient ?? throw new InvalidOperationException(
+        Owner.IsReserved ? $"{Name}: {Owner.Name} was reserved without gradients (frozen)" : $"{Name}: {Owner.Name} is not reserved yet");
+
+    internal void Bind(Reservation values, Reservation? gradients)
+    {
+        _value = values.View(_region, Shape);
+        _gradient = gradients?.View(_region, Shape);
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Name} {Shape}";
+}

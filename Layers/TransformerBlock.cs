@@ -1,0 +1,111 @@
+namespace LoraRuntime.Layers;
+
+/// <summary>
+/// A pre-LN transformer block: r = x + attn(ln1(x)); output = r + mlp(ln2(r)). Names its linear projections for
+/// LoRA: "{name}.attn.qkv" (and its slices q, k, v), ".attn.o", ".mlp.fc", ".mlp.proj".
+/// </summary>
+public sealed class TransformerBlock
+{
+    private readonly Activations _activations;
+    private readonly ActivationBuffer _ln1, _attn, _residual, _ln2, _mlp;
+    private readonly ActivationBuffer _dLn1, _dResidual, _dLn2;
+
+    /// <summary>Declares the block's parameters and activations under <paramref name="name"/> ("blocks.0").</summary>
+    public TransformerBlock(ParameterSet parameters, Activations activations, string name, int channels, int heads)
+    {
+        ArgumentNullException.ThrowIfNull(activations);
+        _activations = activations;
+        Name = name;
+        Channels = channels;
+        Ln1 = new LayerNorm(parameters, activations, name + ".ln1", channels);
+        Attention = new CausalSelfAttention(parameters, activations, name + ".attn", channels, heads);
+        Ln2 = new LayerNorm(parameters, activations, name + ".ln2", channels);
+        Mlp = new Mlp(parameters, activations, name + ".mlp", channels);
+        Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
+        _ln1 = activations.Add(name + ".ln1.out", rows);
+        _attn = activations.Add(name + ".attn.out", rows);
+        _residual = activations.Add(name + ".residual", rows);
+        _ln2 = activations.Add(name + ".ln2.out", rows);
+        _mlp = activations.Add(name + ".mlp.out", rows);
+        _dLn1 = activations.AddGradient(name + ".ln1.dout", rows);
+        _dResidual = activations.AddGradient(name + ".residual.dout", rows);
+        _dLn2 = activations.AddGradient(name + ".ln2.dout", rows);
+    }
+
+    /// <summary>The module path.</summary>
+    public string Name { get; }
+
+    /// <summary>C.</summary>
+    public int Channels { get; }
+
+    /// <summary>The first layer norm (before attention).</summary>
+    public LayerNorm Ln1 { get; }
+
+    /// <summary>The attention.</summary>
+    public CausalSelfAttention Attention { get; }
+
+    /// <summary>The second layer norm (before the MLP).</summary>
+    public LayerNorm Ln2 { get; }
+
+    /// <summary>The feed-forward block.</summary>
+    public Mlp Mlp { get; }
+
+    /// <summary>The linear projections LoRA can target, by module path.</summary>
+    public IEnumerable<LinearTarget> LinearTargets
+    {
+        get
+        {
+            var qkv = Attention.Qkv;
+            int c = Channels;
+            yield return new LinearTarget(qkv.Name, qkv);
+            yield return new LinearTarget(Name + ".attn.q", qkv, 0, c);
+            yield return new LinearTarget(Name + ".attn.k", qkv, c, c);
+            yield return new LinearTarget(Name + ".attn.v", qkv, 2 * c, c);
+            yield return new LinearTarget(Attention.Out.Name, Attention.Out);
+            yield return new LinearTarget(Mlp.Fc.Name, Mlp.Fc);
+            yield return new LinearTarget(Mlp.Proj.Name, Mlp.Proj);
+        }
+    }
+
+    /// <summary>Layer norms to w = 1, b = 0; the linear layers are left to the caller (see <see cref="TransformerStack"/>).</summary>
+    internal void InitializeLayerNorms()
+    {
+        Ln1.InitializeDefaults();
+        Ln2.InitializeDefaults();
+    }
+
+    /// <summary>output [B, T, C] = the block applied to input [B, T, C]; output shares no memory with input.</summary>
+    public void Forward(Tensor output, Tensor input)
+    {
+        var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
+        Guard.Sequence(output, nameof(output), batch, time, Channels);
+        var backend = Ln1.Weight.Owner.Backend;
+        Tensor ln1 = _ln1.For(batch, time), attn = _attn.For(batch, time), residual = _residual.For(batch, time);
+        Tensor ln2 = _ln2.For(batch, time), mlp = _mlp.For(batch, time);
+        Ln1.Forward(ln1, input);
+        Attention.Forward(attn, ln1);
+        backend.Add(residual, input, attn);
+        Ln2.Forward(ln2, residual);
+        Mlp.Forward(mlp, ln2);
+        backend.Add(output, residual, mlp);
+    }
+
+    /// <summary>dInput += ∂L/∂input and the parameter gradients; needs the forward pass of this input just before.</summary>
+    public void Backward(Tensor dInput, Tensor dOutput, Tensor input)
+    {
+        var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
+        Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
+        Guard.Sequence(dInput, nameof(dInput), batch, time, Channels);
+        var backend = Ln1.Weight.Owner.Backend;
+        Tensor dLn1 = _dLn1.For(batch, time), dResidual = _dResidual.For(batch, time), dLn2 = _dLn2.For(batch, time);
+        // The residual passes dOutput straight through; the MLP branch adds to it.
+        backend.Copy(dResidual, dOutput);
+        backend.Fill(dLn2, 0f);
+        Mlp.Backward(dLn2, dOutput, _ln2.For(batch, time));
+        Ln2.Backward(dResidual, dLn2, _residual.For(batch, time));
+        backend.Add(dInput, dInput, dResidual);
+        backend.Fill(dLn1, 0f);
+        Attention.Backward(dLn1, dResidual, _ln1.For(batch, time));
+        Ln1.Backward(dInput, dLn1, input);
+    }
+}

@@ -1,0 +1,78 @@
+using System.Numerics.Tensors;
+using LoraRuntime.Cpu.Primitives;
+
+namespace LoraRuntime.Cpu;
+
+// The cores of the layer operations (Backend.LayerOps): row and column broadcasts, column sums, head permutations,
+// dropout and the finiteness scan. Nothing here allocates.
+public sealed unsafe partial class CpuBackend
+{
+    /// <inheritdoc/>
+    protected override void AddBiasCore(Tensor output, Tensor input, Tensor bias) => RowBroadcast(output, input, bias, Primitives.RowBroadcast.AddPerColumn);
+
+    /// <inheritdoc/>
+    protected override void ScaleColumnsCore(Tensor output, Tensor input, Tensor scale) =>
+        RowBroadcast(output, input, scale, Primitives.RowBroadcast.MultiplyPerColumn);
+
+    /// <inheritdoc/>
+    protected override void ScaleRowsCore(Tensor output, Tensor input, Tensor scale) =>
+        RowBroadcast(output, input, scale, Primitives.RowBroadcast.MultiplyPerRow);
+
+    /// <inheritdoc/>
+    protected override void ColumnSumCore(Tensor output, Tensor a, Tensor? b)
+    {
+        int cols = a.Shape.Last;
+        var op = new ColumnSumOp { Output = F(output), A = F(a), B = b is null ? null : F(b), Rows = a.Shape.Rows, Cols = cols };
+        ParallelFor<ColumnSumOp>.Run(Workers, op, cols, a.Shape.Rows, VectorGranule);
+    }
+
+    /// <inheritdoc/>
+    protected override void RowNormsCore(Tensor output, Tensor input) =>
+        Rows(new RowNormsOp { Output = F(output), Input = F(input), Cols = input.Shape.Last }, input);
+
+    /// <inheritdoc/>
+    protected override void DivideCore(Tensor output, Tensor a, Tensor b) =>
+        Elementwise(new DivideOp { Output = F(output), A = F(a), B = F(b) }, output.Length);
+
+    /// <inheritdoc/>
+    protected override void HeadsCore(Tensor heads, Tensor rows, int column, bool split)
+    {
+        var op = new HeadsOp
+        {
+            Heads = F(heads), Rows = F(rows), Time = heads.Shape[2], HeadCount = heads.Shape[1], HeadSize = heads.Shape[3],
+            Width = rows.Shape.Last, Column = column, Split = split,
+        };
+        ParallelFor<HeadsOp>.Run(Workers, op, rows.Shape.Rows, (long)op.HeadCount * op.HeadSize);
+    }
+
+    /// <inheritdoc/>
+    protected override void DropoutCore(Tensor output, Tensor input, float probability, ulong seed, bool accumulate)
+    {
+        var op = new DropoutOp
+        {
+            Output = F(output), Input = F(input), Seed = seed, Threshold = DropoutThreshold(probability),
+            KeepScale = 1 / (1 - probability), Accumulate = accumulate,
+        };
+        Elementwise(op, output.Length);
+    }
+
+    /// <inheritdoc/>
+    protected override long FindNonFiniteCore(Tensor input)
+    {
+        float* data = F(input);
+        long count = input.Length;
+        const int Chunk = 1 << 16;
+        for (long start = 0; start < count; start += Chunk)
+        {
+            var chunk = new ReadOnlySpan<float>(data + start, (int)Math.Min(Chunk, count - start));
+            // The largest magnitude is NaN or infinite exactly when some element is; only then look for which.
+            if (float.IsFinite(TensorPrimitives.MaxMagnitude(chunk))) continue;
+            for (int i = 0; i < chunk.Length; i++)
+                if (!float.IsFinite(chunk[i])) return start + i;
+        }
+        return -1;
+    }
+
+    private void RowBroadcast(Tensor output, Tensor input, Tensor vector, RowBroadcast kind) =>
+        Rows(new RowBroadcastOp { Output = F(output), Input = F(input), Vector = F(vector), Cols = input.Shape.Last, Kind = kind }, input);
+}
