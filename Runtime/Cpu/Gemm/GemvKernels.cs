@@ -57,30 +57,17 @@ internal static unsafe class GemvKernels
         for (; j < w; j++)
         {
             float s = acc[j];
-            for (int i = 0; i < 8; i++) s = MathF.FusedMultiplyAdd(x[i * incX], r[i * ldm + j], s);
+            for (int i = 0; i < 8; i++) s = float.MultiplyAddEstimate(x[i * incX], r[i * ldm + j], s);
             acc[j] = s;
         }
     }
 
-    /// <summary>acc += x0·r0 + x1·r1 + x2·r2 + x3·r3 over w floats.</summary>
+    /// <summary>acc += x0·r0 + x1·r1 + x2·r2 + x3·r3 over w floats (without AVX-512, and the last rows with it).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Rows4(float* r0, float* r1, float* r2, float* r3, float x0, float x1, float x2, float x3, float* acc, int w)
     {
         int j = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<float> v0 = Vector512.Create(x0), v1 = Vector512.Create(x1), v2 = Vector512.Create(x2), v3 = Vector512.Create(x3);
-            for (; j + 16 <= w; j += 16)
-            {
-                var s = Vector512.Load(acc + j);
-                s = Vector512.FusedMultiplyAdd(v0, Vector512.Load(r0 + j), s);
-                s = Vector512.FusedMultiplyAdd(v1, Vector512.Load(r1 + j), s);
-                s = Vector512.FusedMultiplyAdd(v2, Vector512.Load(r2 + j), s);
-                s = Vector512.FusedMultiplyAdd(v3, Vector512.Load(r3 + j), s);
-                s.Store(acc + j);
-            }
-        }
-        else if (Vector256.IsHardwareAccelerated)
+        if (Vector256.IsHardwareAccelerated)
         {
             Vector256<float> v0 = Vector256.Create(x0), v1 = Vector256.Create(x1), v2 = Vector256.Create(x2), v3 = Vector256.Create(x3);
             for (; j + 8 <= w; j += 8)
@@ -94,6 +81,6 @@ internal static unsafe class GemvKernels
             }
         }
         for (; j < w; j++)
-            acc[j] = MathF.FusedMultiplyAdd(x3, r3[j], MathF.FusedMultiplyAdd(x2, r2[j], MathF.FusedMultiplyAdd(x1, r1[j], MathF.FusedMultiplyAdd(x0, r0[j], acc[j]))));
+            acc[j] = float.MultiplyAddEstimate(x3, r3[j], float.MultiplyAddEstimate(x2, r2[j], float.MultiplyAddEstimate(x1, r1[j], float.MultiplyAddEstimate(x0, r0[j], acc[j]))));
     }
 }

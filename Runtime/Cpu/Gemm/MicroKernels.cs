@@ -195,7 +195,7 @@ internal static unsafe class MicroKernels
         }
     }
 
-    /// <summary>128-bit SIMD (NEON, SSE): 6×8, 12 accumulators.</summary>
+    /// <summary>128-bit SIMD (NEON, SSE): 6×8, 12 accumulators; fused multiply-add only where the hardware has it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Simd128x6x8(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
@@ -210,23 +210,23 @@ internal static unsafe class MicroKernels
             var b0 = Vector128.Load(b + 0);
             var b1 = Vector128.Load(b + 4);
             var a0 = Vector128.Create(a[0]);
-            c0_0 = Vector128.FusedMultiplyAdd(a0, b0, c0_0);
-            c0_1 = Vector128.FusedMultiplyAdd(a0, b1, c0_1);
+            c0_0 = Vector128.MultiplyAddEstimate(a0, b0, c0_0);
+            c0_1 = Vector128.MultiplyAddEstimate(a0, b1, c0_1);
             var a1 = Vector128.Create(a[1]);
-            c1_0 = Vector128.FusedMultiplyAdd(a1, b0, c1_0);
-            c1_1 = Vector128.FusedMultiplyAdd(a1, b1, c1_1);
+            c1_0 = Vector128.MultiplyAddEstimate(a1, b0, c1_0);
+            c1_1 = Vector128.MultiplyAddEstimate(a1, b1, c1_1);
             var a2 = Vector128.Create(a[2]);
-            c2_0 = Vector128.FusedMultiplyAdd(a2, b0, c2_0);
-            c2_1 = Vector128.FusedMultiplyAdd(a2, b1, c2_1);
+            c2_0 = Vector128.MultiplyAddEstimate(a2, b0, c2_0);
+            c2_1 = Vector128.MultiplyAddEstimate(a2, b1, c2_1);
             var a3 = Vector128.Create(a[3]);
-            c3_0 = Vector128.FusedMultiplyAdd(a3, b0, c3_0);
-            c3_1 = Vector128.FusedMultiplyAdd(a3, b1, c3_1);
+            c3_0 = Vector128.MultiplyAddEstimate(a3, b0, c3_0);
+            c3_1 = Vector128.MultiplyAddEstimate(a3, b1, c3_1);
             var a4 = Vector128.Create(a[4]);
-            c4_0 = Vector128.FusedMultiplyAdd(a4, b0, c4_0);
-            c4_1 = Vector128.FusedMultiplyAdd(a4, b1, c4_1);
+            c4_0 = Vector128.MultiplyAddEstimate(a4, b0, c4_0);
+            c4_1 = Vector128.MultiplyAddEstimate(a4, b1, c4_1);
             var a5 = Vector128.Create(a[5]);
-            c5_0 = Vector128.FusedMultiplyAdd(a5, b0, c5_0);
-            c5_1 = Vector128.FusedMultiplyAdd(a5, b1, c5_1);
+            c5_0 = Vector128.MultiplyAddEstimate(a5, b0, c5_0);
+            c5_1 = Vector128.MultiplyAddEstimate(a5, b1, c5_1);
             a += 6;
             b += 8;
         }
@@ -249,18 +249,18 @@ internal static unsafe class MicroKernels
         else
         {
             var vb = Vector128.Create(beta);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 0 * ldc + 0), va * c0_0), c + 0 * ldc + 0);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 0 * ldc + 4), va * c0_1), c + 0 * ldc + 4);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 1 * ldc + 0), va * c1_0), c + 1 * ldc + 0);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 1 * ldc + 4), va * c1_1), c + 1 * ldc + 4);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 2 * ldc + 0), va * c2_0), c + 2 * ldc + 0);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 2 * ldc + 4), va * c2_1), c + 2 * ldc + 4);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 3 * ldc + 0), va * c3_0), c + 3 * ldc + 0);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 3 * ldc + 4), va * c3_1), c + 3 * ldc + 4);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 4 * ldc + 0), va * c4_0), c + 4 * ldc + 0);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 4 * ldc + 4), va * c4_1), c + 4 * ldc + 4);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 5 * ldc + 0), va * c5_0), c + 5 * ldc + 0);
-            Vector128.Store(Vector128.FusedMultiplyAdd(vb, Vector128.Load(c + 5 * ldc + 4), va * c5_1), c + 5 * ldc + 4);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 0 * ldc + 0), va * c0_0), c + 0 * ldc + 0);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 0 * ldc + 4), va * c0_1), c + 0 * ldc + 4);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 1 * ldc + 0), va * c1_0), c + 1 * ldc + 0);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 1 * ldc + 4), va * c1_1), c + 1 * ldc + 4);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 2 * ldc + 0), va * c2_0), c + 2 * ldc + 0);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 2 * ldc + 4), va * c2_1), c + 2 * ldc + 4);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 3 * ldc + 0), va * c3_0), c + 3 * ldc + 0);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 3 * ldc + 4), va * c3_1), c + 3 * ldc + 4);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 4 * ldc + 0), va * c4_0), c + 4 * ldc + 0);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 4 * ldc + 4), va * c4_1), c + 4 * ldc + 4);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 5 * ldc + 0), va * c5_0), c + 5 * ldc + 0);
+            Vector128.Store(Vector128.MultiplyAddEstimate(vb, Vector128.Load(c + 5 * ldc + 4), va * c5_1), c + 5 * ldc + 4);
         }
     }
 
@@ -273,7 +273,7 @@ internal static unsafe class MicroKernels
         for (int p = 0; p < kc; p++, a += 4, b += 4)
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 4; j++)
-                    acc[i * 4 + j] = MathF.FusedMultiplyAdd(a[i], b[j], acc[i * 4 + j]);
+                    acc[i * 4 + j] += a[i] * b[j];
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++)
                 c[i * ldc + j] = beta == 0f ? alpha * acc[i * 4 + j] : alpha * acc[i * 4 + j] + beta * c[i * ldc + j];
