@@ -12,6 +12,7 @@ internal static class LoraApp
         var root = new RootCommand("lora: train, merge, compress, serve and benchmark low-rank adapters (LoraRuntime)");
         root.Add(InfoCommand.Create(terminal));
         root.Add(BenchCommand.Create(terminal));
+        root.Add(InspectCommand.Create(terminal));
         return root;
     }
 

@@ -53,7 +53,7 @@ internal sealed class BenchOptions
         if (warmup < 0) throw new UsageException($"--warmup: expected 0 or more; got {warmup}");
         int? reps = ParseReps(parse.GetValue(Reps));
         string? json = parse.GetValue(Json);
-        if (json is not null) AtomicFile.CheckWritable(json, "--json");
+        if (json is not null) OutputPath.CheckWritable(json, "--json");
         return new BenchSettings(parse.GetValue(Device), warmup, reps, json);
     }
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using LoraRuntime.IO;
 using Spectre.Console;
 
 namespace LoraRuntime.Cli.Bench;

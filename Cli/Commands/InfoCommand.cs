@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using LoraRuntime.Cli.Info;
 using LoraRuntime.Interop;
+using LoraRuntime.IO;
 using Spectre.Console;
 
 namespace LoraRuntime.Cli.Commands;
@@ -24,7 +25,7 @@ internal static class InfoCommand
 
     private static int Execute(Terminal terminal, string? jsonPath)
     {
-        if (jsonPath is not null) AtomicFile.CheckWritable(jsonPath, "--json");
+        if (jsonPath is not null) OutputPath.CheckWritable(jsonPath, "--json");
         var report = InfoReport.Gather();
         Render(terminal.Out, report);
         if (jsonPath is not null)
