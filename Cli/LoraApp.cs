@@ -13,6 +13,7 @@ internal static class LoraApp
         root.Add(InfoCommand.Create(terminal));
         root.Add(BenchCommand.Create(terminal));
         root.Add(InspectCommand.Create(terminal));
+        root.Add(TrainCommand.Create(terminal));
         return root;
     }
 
