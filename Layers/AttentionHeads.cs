@@ -71,6 +71,42 @@ internal sealed class AttentionHeads
     /// <summary>Where the attention core writes its per-head outputs [B, NH, T, HS].</summary>
     public Tensor HeadOutputs(int batch, int time) => _yHeads.For(batch, time);
 
+    /// <summary>
+    /// The attention core per (b, h): att [T, L] = softmax(q [T, HS] · keysᵀ [HS, L] / √HS), causal or not, and
+    /// y heads [T, HS] = att · values [L, HS]. Full attention passes k and v (L = T); low-rank attention passes their
+    /// projections (L = K).
+    /// </summary>
+    public void Attend(Tensor att, Tensor q, Tensor keys, Tensor values, int batch, int time, int length, bool causal)
+    {
+        var (headStride, keyStride, attStride) = Strides(time, length);
+        int bh = batch * HeadCount, hs = HeadSize;
+        Backend.GemmStridedBatched(new GemmProblem(att, q, keys, time, length, hs, Transpose.No, Transpose.Yes, ScoreScale),
+            headStride, keyStride, attStride, bh);
+        Backend.SoftmaxForward(att, att, causal);
+        Backend.GemmStridedBatched(new GemmProblem(HeadOutputs(batch, time), att, values, time, hs, length), attStride, keyStride, headStride, bh);
+    }
+
+    /// <summary>
+    /// The backward pass of <see cref="Attend"/> from dy heads: writes dq, dKeys and dValues, using dAtt and dScores
+    /// [B, NH, T, L] as scratch.
+    /// </summary>
+    public void AttendBackward(Tensor dq, Tensor dKeys, Tensor dValues, Tensor dAtt, Tensor dScores, Tensor dy, Tensor q, Tensor keys, Tensor values,
+        Tensor att, int batch, int time, int length, bool causal)
+    {
+        var (headStride, keyStride, attStride) = Strides(time, length);
+        int bh = batch * HeadCount, hs = HeadSize;
+        // datt = dy · valuesᵀ and dvalues = attᵀ · dy.
+        Backend.GemmStridedBatched(new GemmProblem(dAtt, dy, values, time, length, hs, Transpose.No, Transpose.Yes), headStride, keyStride, attStride, bh);
+        Backend.GemmStridedBatched(new GemmProblem(dValues, att, dy, length, hs, time, Transpose.Yes), attStride, headStride, keyStride, bh);
+        Backend.Fill(dScores, 0f);
+        Backend.SoftmaxBackward(dScores, att, dAtt, causal);
+        // scores = s·q keysᵀ: dq = s·dscores · keys and dkeys = s·dscoresᵀ · q.
+        Backend.GemmStridedBatched(new GemmProblem(dq, dScores, keys, time, hs, length, alpha: ScoreScale), attStride, keyStride, headStride, bh);
+        Backend.GemmStridedBatched(new GemmProblem(dKeys, dScores, q, length, hs, time, Transpose.Yes, alpha: ScoreScale), attStride, headStride, keyStride, bh);
+    }
+
+    private (long Head, long Key, long Att) Strides(int time, int length) => ((long)time * HeadSize, (long)length * HeadSize, (long)time * length);
+
     /// <summary>output = Out(merge(y heads)).</summary>
     public void ForwardOut(Tensor output, int batch, int time)
     {

@@ -46,16 +46,8 @@ public sealed class CausalSelfAttention
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         var (q, k, v) = _heads.ForwardQkv(input, batch, time);
-        Tensor att = _att.For(batch, time), y = _heads.HeadOutputs(batch, time);
-        var backend = _heads.Backend;
-        int bh = batch * HeadCount, hs = HeadSize;
-        long headStride = (long)time * hs, attStride = (long)time * time;
-        // att [T, T] = q [T, HS] · kᵀ / √HS per (b, h); the causal softmax masks the future in place.
-        backend.GemmStridedBatched(new GemmProblem(att, q, k, time, time, hs, Transpose.No, Transpose.Yes, _heads.ScoreScale),
-            headStride, headStride, attStride, bh);
-        backend.SoftmaxForward(att, att, causal: true);
-        // y [T, HS] = att [T, T] · v [T, HS].
-        backend.GemmStridedBatched(new GemmProblem(y, att, v, time, hs, time), attStride, headStride, headStride, bh);
+        // att [T, T] = causal softmax(q kᵀ / √HS), y = att v.
+        _heads.Attend(_att.For(batch, time), q, k, v, batch, time, time, causal: true);
         _heads.ForwardOut(output, batch, time);
     }
 
@@ -64,22 +56,11 @@ public sealed class CausalSelfAttention
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
-        var backend = _heads.Backend;
         Tensor dy = _heads.BackwardOut(dOutput, batch, time);
         var (q, k, v) = _heads.Split(batch, time);
         var (dq, dk, dv) = _heads.SplitGradients(batch, time);
-        Tensor att = _att.For(batch, time), dAtt = _dAtt.For(batch, time), dScores = _dScores.For(batch, time);
-        int bh = batch * HeadCount, hs = HeadSize;
-        long headStride = (long)time * hs, attStride = (long)time * time;
-        // datt = dy · vᵀ and dv = attᵀ · dy.
-        backend.GemmStridedBatched(new GemmProblem(dAtt, dy, v, time, time, hs, Transpose.No, Transpose.Yes), headStride, headStride, attStride, bh);
-        backend.GemmStridedBatched(new GemmProblem(dv, att, dy, time, hs, time, Transpose.Yes), attStride, headStride, headStride, bh);
-        backend.Fill(dScores, 0f);
-        backend.SoftmaxBackward(dScores, att, dAtt, causal: true);
-        // scores = s·q kᵀ: dq = s·dscores · k and dk = s·dscoresᵀ · q.
-        float scale = _heads.ScoreScale;
-        backend.GemmStridedBatched(new GemmProblem(dq, dScores, k, time, hs, time, alpha: scale), attStride, headStride, headStride, bh);
-        backend.GemmStridedBatched(new GemmProblem(dk, dScores, q, time, hs, time, Transpose.Yes, alpha: scale), attStride, headStride, headStride, bh);
+        _heads.AttendBackward(dq, dk, dv, _dAtt.For(batch, time), _dScores.For(batch, time), dy, q, k, v, _att.For(batch, time), batch, time, time,
+            causal: true);
         _heads.BackwardQkv(dInput, input, batch, time);
     }
 }

@@ -13,9 +13,13 @@ namespace LoraRuntime.Cli.Bench;
 /// <param name="MedianMs">Median time per call in milliseconds.</param>
 /// <param name="Gflops">Floating-point operations per median call, in 10⁹ per second.</param>
 /// <param name="Reps">Timed calls.</param>
-/// <param name="RelErr">Error against a float64 reference, relative to the reference's magnitude.</param>
+/// <param name="RelErr">Error against a float64 reference, relative to the reference's magnitude (NaN when not checked).</param>
+/// <param name="Ratio">The median relative to the case it is compared with (a LoRA forward against the base alone); omitted when null.</param>
+/// <param name="ReservedBytes">Bytes the case reserved up front (activations); omitted when null.</param>
 internal sealed record BenchRecord(
-    string Op, string Device, int[] Shape, string Trans, double MedianMs, double Gflops, int Reps, double RelErr);
+    string Op, string Device, int[] Shape, string Trans, double MedianMs, double Gflops, int Reps, double RelErr,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? Ratio = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? ReservedBytes = null);
 
 /// <summary>Source-generated JSON for the bench results (no reflection: the CLI is AOT-publishable).</summary>
 [JsonSourceGenerationOptions(

@@ -16,20 +16,34 @@ internal static class BenchReport
     public static BenchRecord[] ReadJson(string path) =>
         JsonSerializer.Deserialize(File.ReadAllBytes(path), BenchJsonContext.Default.BenchRecordArray) ?? [];
 
-    /// <summary>The results as a table: shape, trans, reps, median, GFLOP/s, error.</summary>
+    /// <summary>
+    /// The results as a table: shape, trans, reps, median, GFLOP/s, error; with an op column when the records mix
+    /// operations, and ratio and reserved-memory columns when any record has them.
+    /// </summary>
     public static Table Table(string title, IEnumerable<BenchRecord> records)
     {
+        var rows = records.ToList();
+        bool ops = rows.Select(r => r.Op).Distinct().Count() > 1, ratios = rows.Any(r => r.Ratio is not null), reserved = rows.Any(r => r.ReservedBytes is not null);
         var table = new Table { Title = new TableTitle(title) };
+        if (ops) table.AddColumn(new TableColumn("op").NoWrap());
         table.AddColumn("shape");
         table.AddColumn("trans");
         table.AddColumn(new TableColumn("reps").RightAligned());
         table.AddColumn(new TableColumn("median ms").RightAligned());
         table.AddColumn(new TableColumn("GFLOP/s").RightAligned());
         table.AddColumn(new TableColumn("rel err").RightAligned());
-        foreach (var r in records)
-            table.AddRow(
-                string.Join("x", r.Shape), r.Trans, r.Reps.ToString(Invariant),
-                r.MedianMs.ToString("0.000", Invariant), r.Gflops.ToString("0.00", Invariant), r.RelErr.ToString("0.0e+0", Invariant));
+        if (ratios) table.AddColumn(new TableColumn("ratio").RightAligned());
+        if (reserved) table.AddColumn(new TableColumn("reserved MiB").RightAligned());
+        foreach (var r in rows)
+        {
+            var cells = new List<string>();
+            if (ops) cells.Add(r.Op);
+            cells.AddRange([string.Join("x", r.Shape), r.Trans, r.Reps.ToString(Invariant), r.MedianMs.ToString("0.000", Invariant),
+                r.Gflops.ToString("0.00", Invariant), r.RelErr.ToString("0.0e+0", Invariant)]);
+            if (ratios) cells.Add(r.Ratio?.ToString("0.000", Invariant) ?? "");
+            if (reserved) cells.Add(r.ReservedBytes is { } bytes ? (bytes / 1048576.0).ToString("0.0", Invariant) : "");
+            table.AddRow(cells.Select(Markup.Escape).ToArray());
+        }
         return table;
     }
 

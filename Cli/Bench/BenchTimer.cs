@@ -42,6 +42,36 @@ internal static class BenchTimer
         return new Timing(Median(times), times.Min(), count);
     }
 
+    /// <summary>
+    /// Times several cases side by side: each round runs every case once, in order, after its untimed
+    /// <c>Setup</c> (which puts shared state, such as a merged weight, the way the case needs it), so that a change in
+    /// the machine's load between cases affects all of them alike. <paramref name="warmup"/> rounds are untimed;
+    /// <paramref name="reps"/> rounds are timed, or, when null, as many as fit <paramref name="targetSeconds"/> per case.
+    /// </summary>
+    public static Timing[] MeasureInterleaved(IReadOnlyList<(Action Setup, Action Run)> cases, Action synchronize, int warmup, int? reps,
+        double targetSeconds = DefaultTargetSeconds)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(warmup);
+        if (reps is < 1) throw new ArgumentOutOfRangeException(nameof(reps), reps, "at least 1 timed round");
+        var warm = new double[Math.Max(warmup, 1)];
+        for (int round = 0; round < warm.Length; round++)
+            foreach (var (setup, run) in cases)
+            {
+                setup();
+                warm[round] += TimeOnce(run, synchronize);
+            }
+        int count = reps ?? AutoReps(Median(warm) / Math.Max(cases.Count, 1), targetSeconds);
+        var times = new double[cases.Count][];
+        for (int c = 0; c < cases.Count; c++) times[c] = new double[count];
+        for (int round = 0; round < count; round++)
+            for (int c = 0; c < cases.Count; c++)
+            {
+                cases[c].Setup();
+                times[c][round] = TimeOnce(cases[c].Run, synchronize);
+            }
+        return times.Select(t => new Timing(Median(t), t.Min(), count)).ToArray();
+    }
+
     /// <summary>How many runs of <paramref name="estimateMs"/> fill <paramref name="targetSeconds"/>, clamped.</summary>
     public static int AutoReps(double estimateMs, double targetSeconds)
     {

@@ -20,8 +20,8 @@ internal static class GemmBench
         // Stored shapes: A is M×K (K×M when transposed), B is K×N (N×K when transposed).
         var (aRows, aCols) = trans.A == Transpose.No ? (shape.M, shape.K) : (shape.K, shape.M);
         var (bRows, bCols) = trans.B == Transpose.No ? (shape.K, shape.N) : (shape.N, shape.K);
-        float[] hostA = RandomValues(random, aRows * aCols);
-        float[] hostB = RandomValues(random, bRows * bCols);
+        float[] hostA = BenchData.Uniform(random, aRows * aCols);
+        float[] hostB = BenchData.Uniform(random, bRows * bCols);
 
         using var a = backend.FromArray(hostA, aRows, aCols);
         using var b = backend.FromArray(hostB, bRows, bCols);
@@ -69,12 +69,5 @@ internal static class GemmBench
             maxReference = Math.Max(maxReference, Math.Abs(reference));
         }
         return maxReference > 0 ? maxError / maxReference : maxError;
-    }
-
-    private static float[] RandomValues(Random random, int count)
-    {
-        var values = new float[count];
-        for (int i = 0; i < values.Length; i++) values[i] = random.NextSingle() * 2 - 1;
-        return values;
     }
 }

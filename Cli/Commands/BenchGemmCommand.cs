@@ -44,6 +44,12 @@ internal static class BenchGemmCommand
             records.Add(record);
             terminal.Error.MarkupLine($"[grey]  {shape} {trans}: {record.MedianMs:0.000} ms, {record.Gflops:0.00} GFLOP/s[/]");
         }
+        return Report(terminal, title, records, settings);
+    }
+
+    /// <summary>Prints the table of <paramref name="records"/> and writes the JSON file when asked; every bench command ends here.</summary>
+    internal static int Report(Terminal terminal, string title, IReadOnlyList<BenchRecord> records, BenchSettings settings)
+    {
         terminal.Out.Write(BenchReport.Table(title, records));
         if (settings.JsonPath is not null)
         {

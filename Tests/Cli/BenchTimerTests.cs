@@ -40,6 +40,18 @@ public sealed class BenchTimerTests
         Assert.True(timing.MedianMs >= 1.5);
     }
 
+    [Fact]
+    public void Interleaved_cases_alternate_round_by_round_with_their_setup_before_each_run()
+    {
+        var log = new List<string>();
+        var timings = BenchTimer.MeasureInterleaved(
+            [(() => log.Add("setup a"), () => log.Add("a")), (() => log.Add("setup b"), () => { log.Add("b"); Thread.Sleep(2); })],
+            () => { }, warmup: 1, reps: 2);
+        Assert.Equal(Enumerable.Repeat(new[] { "setup a", "a", "setup b", "b" }, 3).SelectMany(r => r), log);
+        Assert.Equal([2, 2], timings.Select(t => t.Reps));
+        Assert.True(timings[1].MedianMs > timings[0].MedianMs);
+    }
+
     [Theory]
     [InlineData(1.0, 0.75, 750)]
     [InlineData(1000.0, 0.75, BenchTimer.MinAutoReps)]

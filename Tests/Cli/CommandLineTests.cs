@@ -57,6 +57,41 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void Bench_lora_times_the_four_cases_against_the_base()
+    {
+        string json = Path.Combine(_folder, "lora.json");
+        Assert.Equal(ExitCodes.Success,
+            Run("bench", "lora", "--device", "cpu", "--t", "1,5", "--channels", "32", "--rank", "4", "--warmup", "1", "--reps", "3", "--json", json));
+        Assert.Contains("lora_merged_forward", _out.ToString());
+        var records = BenchReport.ReadJson(json);
+        Assert.Equal(["linear_forward", "lora_forward", "lora_merged_forward", "lora_backward"], records.Take(4).Select(r => r.Op));
+        Assert.Equal(8, records.Length);
+        Assert.All(records, r => Assert.Equal([r.Shape[0], 32, 4], r.Shape));
+        Assert.All(records.Where(r => r.Op.EndsWith("forward", StringComparison.Ordinal)), r => Assert.InRange(r.RelErr, 0, 1e-5));
+        Assert.All(records, r => Assert.NotNull(r.Ratio));
+        Assert.Equal(1, records[4].Ratio);
+        Assert.Equal(ExitCodes.Usage, Run("bench", "lora", "--t", "1,x"));
+        Assert.Contains("--t: 'x'", _error.ToString());
+        Assert.Equal(ExitCodes.Usage, Run("bench", "lora", "--channels", "8", "--rank", "9"));
+    }
+
+    [Fact]
+    public void Bench_attention_reports_full_and_low_rank_with_reserved_memory()
+    {
+        string json = Path.Combine(_folder, "attention.json");
+        Assert.Equal(ExitCodes.Success,
+            Run("bench", "attention", "--device", "cpu", "--t", "16,32", "--channels", "16", "--heads", "2", "--k", "4", "--backward", "--warmup", "0",
+                "--reps", "2", "--json", json));
+        var records = BenchReport.ReadJson(json);
+        Assert.Equal(["attention_full", "attention_low_rank", "attention_full", "attention_low_rank"], records.Select(r => r.Op));
+        Assert.All(records, r => Assert.Equal("train", r.Trans));
+        Assert.All(records, r => Assert.True(r.ReservedBytes > 0));
+        Assert.True(records[3].ReservedBytes < records[2].ReservedBytes);
+        Assert.Contains("\"reserved_bytes\"", File.ReadAllText(json));
+        Assert.Equal(ExitCodes.Usage, Run("bench", "attention", "--channels", "10", "--heads", "3"));
+    }
+
+    [Fact]
     public void Info_reports_the_device_cpu_and_pool_and_writes_json()
     {
         string json = Path.Combine(_folder, "info.json");

@@ -71,4 +71,20 @@ public sealed class LayerAllocationTests
             lora.Backward(dx, y, x);
         }));
     }
+
+    [Fact]
+    public void Low_rank_attention_allocates_nothing_per_pass()
+    {
+        using var f = new LayerFixture(maxBatch: 2, maxTime: 48);
+        var attention = new LowRankAttention(f.Parameters, f.Activations, "attn", 32, 4, new LowRankAttentionOptions { ProjectedLength = 8 });
+        f.Reserve(trained: true, scale: 0.2f);
+        using var x = f.Backend.FromArray(Support.Reference.Random(2 * 48 * 32, 1), 2, 48, 32);
+        using var y = f.Backend.Zeros(2, 48, 32);
+        using var dx = f.Backend.Zeros(2, 48, 32);
+        Assert.Equal(0, Allocated(() =>
+        {
+            attention.Forward(y, x);
+            attention.Backward(dx, y, x);
+        }));
+    }
 }

@@ -245,14 +245,6 @@ public abstract partial class PrimitiveConformance
             ("DropoutBackward", () => Backend.DropoutBackward(y, x, 0.1f, 7)),
             ("FindNonFinite", () => Backend.FindNonFinite(x)),
         };
-        var allocating = new List<string>();
-        foreach (var (name, call) in ops)
-        {
-            for (int i = 0; i < 3; i++) call();
-            long bytes = AllocatedBytes(call, 10);
-            if (bytes != 0) bytes = AllocatedBytes(call, 10);
-            if (bytes != 0) allocating.Add($"{name}: {bytes} bytes in 10 calls");
-        }
-        Assert.Empty(allocating);
+        AssertAllocateNothing(ops);
     }
 }
