@@ -14,6 +14,9 @@ internal static class LoraApp
         root.Add(BenchCommand.Create(terminal));
         root.Add(InspectCommand.Create(terminal));
         root.Add(TrainCommand.Create(terminal));
+        root.Add(FinetuneCommand.Create(terminal));
+        root.Add(GenerateCommand.Create(terminal));
+        root.Add(DemoCommand.Create(terminal));
         return root;
     }
 

@@ -8,8 +8,12 @@ namespace LoraRuntime.Cli.Training;
 internal sealed class TrainingOptions
 {
     public Option<int> Batch { get; } = new("--batch") { Description = "sequences per micro-batch (B)", DefaultValueFactory = _ => 12 };
-    public Option<int> Iters { get; } = new("--iters") { Description = "optimizer steps", DefaultValueFactory = _ => 2000 };
+    public Option<int> Iters { get; }
     public Option<double> Lr { get; } = new("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 1e-3 };
+
+    /// <summary>The options, with <paramref name="iterations"/> steps by default (2000 pre-training, fewer to fine-tune).</summary>
+    public TrainingOptions(int iterations = 2000) =>
+        Iters = new("--iters") { Description = "optimizer steps", DefaultValueFactory = _ => iterations };
     public Option<double> MinLr { get; } = new("--min-lr") { Description = "final learning rate (cosine decay)", DefaultValueFactory = _ => 1e-4 };
     public Option<int> Warmup { get; } = new("--warmup") { Description = "linear warm-up steps", DefaultValueFactory = _ => 100 };
     public Option<float> WeightDecay { get; } = new("--weight-decay") { Description = "AdamW decoupled weight decay (matrices only)", DefaultValueFactory = _ => 0.1f };
@@ -79,12 +83,12 @@ internal sealed class TrainingOptions
         }
     }
 
-    public static void Report(Terminal terminal, TrainingSummary s, string outDir)
+    public static void Report(Terminal terminal, TrainingSummary s, string outDir, string files = "model.safetensors, config.json, loss.png, checkpoints/")
     {
         terminal.Out.MarkupLine(
             $"{s.Iterations} steps: train loss [bold]{s.TrainLoss:0.0000}[/], validation loss [bold]{s.ValidationLoss:0.0000}[/], " +
             $"{s.MedianMsPerIteration:0.00} ms/step (median), {s.TokensPerSecond:N0} tokens/s" +
             (s.SkippedSteps > 0 ? $", {s.SkippedSteps} steps skipped" : ""));
-        terminal.Out.MarkupLine($"wrote [blue]{Markup.Escape(Path.GetFullPath(outDir))}[/] (model.safetensors, config.json, loss.png, checkpoints/)");
+        terminal.Out.MarkupLine($"wrote [blue]{Markup.Escape(Path.GetFullPath(outDir))}[/] ({Markup.Escape(files)})");
     }
 }
