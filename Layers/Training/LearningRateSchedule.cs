@@ -13,8 +13,8 @@ public sealed record LearningRateSchedule
             throw new ArgumentOutOfRangeException(nameof(maxRate), maxRate, "the learning rate must be finite and ≥ 0");
         if (!double.IsFinite(minRate) || minRate < 0 || minRate > maxRate)
             throw new ArgumentOutOfRangeException(nameof(minRate), minRate, $"the minimum rate must be in [0, maxRate = {maxRate}]");
-        if (warmupSteps < 0 || decaySteps < warmupSteps)
-            throw new ArgumentOutOfRangeException(nameof(warmupSteps), $"need 0 ≤ warmupSteps ≤ decaySteps; got {warmupSteps} and {decaySteps}");
+        if (warmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(warmupSteps), warmupSteps, "warmupSteps must be ≥ 0");
+        if (decaySteps < 0) throw new ArgumentOutOfRangeException(nameof(decaySteps), decaySteps, "decaySteps must be ≥ 0");
         (MaxRate, MinRate, WarmupSteps, DecaySteps) = (maxRate, minRate, warmupSteps, decaySteps);
     }
 
@@ -35,8 +35,7 @@ public sealed record LearningRateSchedule
     {
         if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), step, "step must be ≥ 0");
         if (step < WarmupSteps) return MaxRate * (step + 1) / (WarmupSteps + 1);
-        if (step >= DecaySteps) return MinRate;
-        double progress = (double)(step - WarmupSteps) / Math.Max(1, DecaySteps - WarmupSteps);
+        double progress = Math.Min(1.0, (double)(step - WarmupSteps) / Math.Max(1, DecaySteps - WarmupSteps));
         return MinRate + 0.5 * (1 + Math.Cos(Math.PI * progress)) * (MaxRate - MinRate);
     }
 }

@@ -1,0 +1,45 @@
+using LoraRuntime.Layers;
+using LoraRuntime.Layers.Adapters;
+using LoraRuntime.Layers.Text;
+using LoraRuntime.Layers.Training;
+using Spectre.Console;
+
+namespace LoraRuntime.Cli.Training;
+
+/// <summary>LoRA fine-tuning of a saved model: base frozen, one adapter trained, saved in PEFT's layout.</summary>
+internal static class FinetuneRun
+{
+    /// <summary>Trains adapter "default" on <paramref name="text"/>; returns the run's summary and its log.</summary>
+    public static (TrainingSummary Summary, TrainingLog Log, long AdapterParameters, long BaseParameters) Run(
+        Terminal terminal, Backend backend, string baseDir, string text, LoraConfig config, TrainOptions options, string outDir)
+    {
+        var (model, tokenizer) = GptFiles.Load(backend, baseDir, options.Batch, training: true);
+        using (model)
+        {
+            for (int i = 0; i < text.Length; i++)
+                if (!tokenizer.CanEncode(text[i].ToString()))
+                    throw new UsageException($"--data: character {(int)text[i]} ('{text[i]}') at position {i} is not in the base model's vocabulary");
+            var (train, validation) = TrainingOptions.Split(tokenizer.Encode(text), model.Config.BlockSize);
+            using var lora = new LoraModel(model);
+            LoraAdapter adapter;
+            try
+            {
+                adapter = lora.AddAdapter("default", config);
+            }
+            catch (ArgumentException e)
+            {
+                throw new UsageException($"--targets/--rank/--alpha: {e.Message}");
+            }
+            using var trainer = new Trainer(model, adapter.Parameters, train, validation, options);
+            terminal.Error.MarkupLine(
+                $"[grey]LoRA r = {config.Defaults.Rank}, α = {config.Defaults.Alpha} on {Markup.Escape(string.Join(",", config.TargetModules))}: " +
+                $"{adapter.Parameters.Count:N0} trained parameters ({adapter.Modules.Count} modules), base {model.Parameters.Count:N0} frozen[/]");
+            var log = new TrainingLog();
+            var summary = TrainingRun.Run(terminal, trainer, "finetune", adapter.Parameters.Count,
+                options.Batch * options.Accumulation * model.Config.BlockSize, Path.Combine(outDir, "checkpoints"), log);
+            PeftAdapterFiles.Save(adapter, config, outDir, Path.GetFullPath(baseDir));
+            LossPlot.Save(Path.Combine(outDir, "loss.png"), $"LoRA fine-tuning, r = {config.Defaults.Rank}", log);
+            return (summary, log, adapter.Parameters.Count, model.Parameters.Count);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+using System.CommandLine;
+using LoraRuntime.Layers.Training;
+using Spectre.Console;
+
+namespace LoraRuntime.Cli.Training;
+
+/// <summary>The optimisation options shared by <c>train</c> and <c>finetune</c>, and their checks.</summary>
+internal sealed class TrainingOptions
+{
+    public Option<int> Batch { get; } = new("--batch") { Description = "sequences per micro-batch (B)", DefaultValueFactory = _ => 12 };
+    public Option<int> Iters { get; }
+    public Option<double> Lr { get; } = new("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 1e-3 };
+
+    /// <summary>The options, with <paramref name="iterations"/> steps by default (2000 pre-training, fewer to fine-tune).</summary>
+    public TrainingOptions(int iterations = 2000) =>
+        Iters = new("--iters") { Description = "optimizer steps", DefaultValueFactory = _ => iterations };
+    public Option<double> MinLr { get; } = new("--min-lr") { Description = "final learning rate (cosine decay)", DefaultValueFactory = _ => 1e-4 };
+    public Option<int> Warmup { get; } = new("--warmup") { Description = "linear warm-up steps", DefaultValueFactory = _ => 100 };
+    public Option<float> WeightDecay { get; } = new("--weight-decay") { Description = "AdamW decoupled weight decay (matrices only)", DefaultValueFactory = _ => 0.1f };
+    public Option<float> Clip { get; } = new("--clip") { Description = "clip gradients to this global norm (0: off)", DefaultValueFactory = _ => 1f };
+    public Option<int> Accumulation { get; } = new("--grad-accum") { Description = "micro-batches per step", DefaultValueFactory = _ => 1 };
+    public Option<int> EvalEvery { get; } = new("--eval-every") { Description = "steps between evaluations and checkpoints", DefaultValueFactory = _ => 250 };
+    public Option<int> EvalIters { get; } = new("--eval-iters") { Description = "batches per evaluation", DefaultValueFactory = _ => 20 };
+    public Option<ulong> Seed { get; } = new("--seed") { Description = "seed of initialisation and batch sampling", DefaultValueFactory = _ => 1337UL };
+    public Option<string> OnNonFinite { get; } = new("--on-nonfinite") { Description = "stop or skip when a loss or gradient norm is NaN/Inf", DefaultValueFactory = _ => "stop" };
+
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[] { Batch, Iters, Lr, MinLr, Warmup, WeightDecay, Clip, Accumulation, EvalEvery, EvalIters, Seed, OnNonFinite })
+            command.Add(option);
+    }
+
+    public TrainOptions Read(ParseResult parse)
+    {
+        string policy = parse.GetValue(OnNonFinite) ?? "stop";
+        var options = new TrainOptions
+        {
+            Batch = parse.GetValue(Batch), Iterations = parse.GetValue(Iters), LearningRate = parse.GetValue(Lr),
+            MinLearningRate = parse.GetValue(MinLr), Warmup = parse.GetValue(Warmup), WeightDecay = parse.GetValue(WeightDecay),
+            Clip = parse.GetValue(Clip), Accumulation = parse.GetValue(Accumulation), EvalEvery = parse.GetValue(EvalEvery),
+            EvalIterations = parse.GetValue(EvalIters), Seed = parse.GetValue(Seed),
+            NonFinite = policy switch
+            {
+                "stop" => NonFinitePolicy.Stop,
+                "skip" => NonFinitePolicy.Skip,
+                _ => throw new UsageException($"--on-nonfinite: expected stop or skip; got '{policy}'"),
+            },
+        };
+        Check(options.Validate, "training options");
+        return options;
+    }
+
+    /// <summary>Runs a validation and reports its ArgumentException as a usage error naming <paramref name="what"/>.</summary>
+    public static void Check(Action validate, string what)
+    {
+        try
+        {
+            validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"{what}: {e.Message}");
+        }
+    }
+
+    public static string ReadCorpus(string path, string option)
+    {
+        if (!File.Exists(path)) throw new UsageException($"{option}: no file '{path}'");
+        string text = File.ReadAllText(path);
+        if (text.Length < 1000) throw new UsageException($"{option}: '{path}' holds {text.Length} characters; a corpus needs at least 1000");
+        return text;
+    }
+
+    public static (TokenBatches Train, TokenBatches Validation) Split(int[] tokens, int blockSize)
+    {
+        try
+        {
+            return TokenBatches.Split(tokens, blockSize);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--data: {e.Message}");
+        }
+    }
+
+    public static void Report(Terminal terminal, TrainingSummary s, string outDir, string files = "model.safetensors, config.json, loss.png, checkpoints/")
+    {
+        terminal.Out.MarkupLine(
+            $"{s.Iterations} steps: train loss [bold]{s.TrainLoss:0.0000}[/], validation loss [bold]{s.ValidationLoss:0.0000}[/], " +
+            $"{s.MedianMsPerIteration:0.00} ms/step (median), {s.TokensPerSecond:N0} tokens/s" +
+            (s.SkippedSteps > 0 ? $", {s.SkippedSteps} steps skipped" : ""));
+        terminal.Out.MarkupLine($"wrote [blue]{Markup.Escape(Path.GetFullPath(outDir))}[/] ({Markup.Escape(files)})");
+    }
+}

@@ -1,0 +1,84 @@
+using System.Text.Json;
+using LoraRuntime.IO;
+using LoraRuntime.Layers.Training;
+using Spectre.Console;
+
+namespace LoraRuntime.Cli.Training;
+
+/// <summary>The figures of a finished run (the summary JSON of <c>lora train</c> and <c>lora finetune</c>).</summary>
+internal sealed record TrainingSummary(int Iterations, float TrainLoss, float ValidationLoss, double MedianMsPerIteration,
+    double TokensPerSecond, int SkippedSteps, long TrainedParameters);
+
+/// <summary>Drives a <see cref="Trainer"/> with a progress bar, periodic evaluation and checkpoints.</summary>
+internal static class TrainingRun
+{
+    /// <summary>Runs the remaining steps; evaluates every EvalEvery steps and at the end; checkpoints into <paramref name="checkpoints"/> when given.</summary>
+    public static TrainingSummary Run(Terminal terminal, Trainer trainer, string label, long trainedParameters, int tokensPerStep,
+        string? checkpoints, TrainingLog log)
+    {
+        var options = trainer.Options;
+        var times = new List<double>(options.Iterations);
+        (float Train, float Validation) last = (float.NaN, float.NaN);
+        void Evaluate()
+        {
+            last = trainer.Evaluate();
+            log.Evaluations.Add((trainer.Step, last.Train, last.Validation));
+            terminal.Error.MarkupLine($"[grey]{Markup.Escape(label)} step {trainer.Step}: train {last.Train:0.0000}, val {last.Validation:0.0000}[/]");
+        }
+        terminal.Error.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(Markup.Escape(label), maxValue: Math.Max(1, options.Iterations));
+                task.Value = trainer.Step;
+                while (trainer.Step < options.Iterations)
+                {
+                    if (trainer.Step % options.EvalEvery == 0) Evaluate();
+                    var step = trainer.TrainStep();
+                    times.Add(step.Milliseconds);
+                    log.Steps.Add(step);
+                    task.Value = trainer.Step;
+                    task.Description = Markup.Escape($"{label} loss {step.Loss:0.000}");
+                    if (checkpoints is not null && trainer.Step % options.EvalEvery == 0 && trainer.Step < options.Iterations)
+                        trainer.SaveCheckpoint(checkpoints);
+                }
+            });
+        Evaluate();
+        if (checkpoints is not null) trainer.SaveCheckpoint(checkpoints);
+        // The first steps pay for first-call compilation and page faults: leave them out of the median, as the reference does.
+        var steady = times.Skip(Math.Min(10, times.Count / 2)).Order().ToList();
+        double median = steady.Count == 0 ? double.NaN : steady[steady.Count / 2];
+        return new TrainingSummary(options.Iterations, last.Train, last.Validation, median, tokensPerStep / (median / 1000.0),
+            trainer.SkippedSteps, trainedParameters);
+    }
+
+    /// <summary>Writes <paramref name="summary"/> (plus the device) as JSON, atomically.</summary>
+    public static void WriteJson(string path, TrainingSummary summary, string device, TrainingLog log)
+    {
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("iters", summary.Iterations);
+            json.WriteNumber("train_loss", summary.TrainLoss);
+            json.WriteNumber("val_loss", summary.ValidationLoss);
+            json.WriteNumber("ms_per_iter_median", Math.Round(summary.MedianMsPerIteration, 3));
+            json.WriteNumber("tokens_per_s", Math.Round(summary.TokensPerSecond, 1));
+            json.WriteNumber("skipped_steps", summary.SkippedSteps);
+            json.WriteNumber("trained_parameters", summary.TrainedParameters);
+            json.WriteString("device", device);
+            json.WriteStartArray("evaluations");
+            foreach (var (step, train, validation) in log.Evaluations)
+            {
+                json.WriteStartObject();
+                json.WriteNumber("step", step);
+                json.WriteNumber("train_loss", train);
+                json.WriteNumber("val_loss", validation);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        AtomicFile.WriteAllBytes(path, stream.ToArray());
+    }
+}

@@ -1,0 +1,229 @@
+namespace LoraRuntime.Layers;
+
+/// <summary>The shape of a GPT: vocabulary V, L blocks of NH heads over C channels, context T ≤ BlockSize.</summary>
+/// <param name="Vocabulary">V.</param>
+/// <param name="Layers">L.</param>
+/// <param name="Heads">NH; must divide <paramref name="Channels"/>.</param>
+/// <param name="Channels">C.</param>
+/// <param name="BlockSize">The longest context (rows of the position embedding).</param>
+public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, int Channels = 128, int BlockSize = 64)
+{
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first inconsistent field.</summary>
+    public void Validate()
+    {
+        Guard.Positive(Vocabulary, nameof(Vocabulary));
+        Guard.Positive(Layers, nameof(Layers));
+        Guard.Positive(Heads, nameof(Heads));
+        Guard.Positive(Channels, nameof(Channels));
+        Guard.Positive(BlockSize, nameof(BlockSize));
+        if (Channels % Heads != 0)
+            throw new ArgumentException($"{nameof(Channels)} = {Channels} must be a multiple of {nameof(Heads)} = {Heads}", nameof(Channels));
+    }
+}
+
+/// <summary>
+/// A GPT (llm.c's GPT-2 without dropout): token and position embeddings, a <see cref="TransformerStack"/> of pre-LN
+/// blocks, a final layer norm, and an LM head tied to the token embedding. Parameters and gradients are each one
+/// reservation (<see cref="ParameterSet"/>), activations another (<see cref="Activations"/>), all taken at
+/// construction for a maximum batch and <see cref="GptConfig.BlockSize"/>: a training step at a steady shape
+/// allocates nothing. A model built with <c>training: false</c>, or whose parameters are frozen for LoRA, writes no
+/// parameter gradients. Not thread-safe: one pass at a time.
+/// </summary>
+public sealed class GptModel : ILinearHost, IDisposable
+{
+    private readonly ActivationBuffer _tok, _pos, _x0, _h, _ln, _logits, _probs, _losses;
+    private readonly ActivationBuffer _dLosses, _dLogits, _dLn, _dH, _dX0;
+    private readonly Tensor _positionIds; // [maxB·T] int32: 0..T−1 per row, refilled when (B, T) change
+    private readonly int[] _hostPositions;
+    private readonly float[] _hostLosses;
+    private Tensor? _positionView;
+    private int _positionBatch, _positionTime;
+    private Tensor? _lastIds, _lastTargets;
+
+    /// <summary>
+    /// Declares and reserves a model for batches of up to <paramref name="maxBatch"/> sequences. With
+    /// <paramref name="trainParameters"/> the parameters get gradients (pre-training); without, they are frozen
+    /// (inference, or LoRA fine-tuning when <paramref name="training"/> keeps the activation gradients).
+    /// </summary>
+    public GptModel(Backend backend, GptConfig config, int maxBatch, bool training = true, bool trainParameters = true)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Guard.Positive(maxBatch, nameof(maxBatch));
+        if (trainParameters && !training)
+            throw new ArgumentException("trainParameters needs training: parameter gradients need the activation gradients", nameof(trainParameters));
+        Config = config;
+        int c = config.Channels, v = config.Vocabulary;
+        Parameters = new ParameterSet(backend, "gpt");
+        Activations = new Activations(backend, maxBatch, config.BlockSize, training);
+        try
+        {
+            TokenEmbedding = new Embedding(Parameters, "wte", v, c);
+            PositionEmbedding = new Embedding(Parameters, "wpe", config.BlockSize, c);
+            Stack = new TransformerStack(Parameters, Activations, config.Layers, c, config.Heads);
+            FinalNorm = new LayerNorm(Parameters, Activations, "ln_f", c);
+            Func<int, int, Shape> rows = (b, t) => new Shape(b, t, c);
+            Func<int, int, Shape> vocab = (b, t) => new Shape(b, t, v);
+            Func<int, int, Shape> positions = (b, t) => new Shape(b, t);
+            _tok = Activations.Add("wte.out", rows);
+            _pos = Activations.Add("wpe.out", rows);
+            _x0 = Activations.Add("embeddings", rows);
+            _h = Activations.Add("blocks.out", rows);
+            _ln = Activations.Add("ln_f.out", rows);
+            _logits = Activations.Add("logits", vocab);
+            _probs = Activations.Add("probs", vocab);
+            _losses = Activations.Add("losses", positions);
+            _dLosses = Activations.AddGradient("dlosses", positions);
+            _dLogits = Activations.AddGradient("dlogits", vocab);
+            _dLn = Activations.AddGradient("ln_f.dout", rows);
+            _dH = Activations.AddGradient("blocks.dout", rows);
+            _dX0 = Activations.AddGradient("embeddings.dout", rows);
+            Parameters.Reserve(withGradients: trainParameters);
+            Activations.Reserve();
+            _positionIds = backend.Allocate(DType.I32, new Shape(maxBatch * config.BlockSize));
+            _hostPositions = new int[maxBatch * config.BlockSize];
+            _hostLosses = new float[maxBatch * config.BlockSize];
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The architecture.</summary>
+    public GptConfig Config { get; }
+
+    /// <summary>Every parameter ("wte.weight", "blocks.0.attn.qkv.weight", …) in one reservation.</summary>
+    public ParameterSet Parameters { get; }
+
+    /// <inheritdoc/>
+    public Activations Activations { get; }
+
+    /// <summary>The token embedding [V, C], also the LM head.</summary>
+    public Embedding TokenEmbedding { get; }
+
+    /// <summary>The position embedding [BlockSize, C].</summary>
+    public Embedding PositionEmbedding { get; }
+
+    /// <summary>The transformer blocks.</summary>
+    public TransformerStack Stack { get; }
+
+    /// <summary>The final layer norm.</summary>
+    public LayerNorm FinalNorm { get; }
+
+    /// <inheritdoc/>
+    public IEnumerable<LinearTarget> LinearTargets => Stack.LinearTargets;
+
+    private Backend Backend => Parameters.Backend;
+
+    /// <summary>GPT-2's initialisation from <paramref name="seed"/>: embeddings and linear weights N(0, 0.02²), residual projections scaled by 1/√(2L).</summary>
+    public void Initialize(ulong seed)
+    {
+        Stack.Initialize(seed);
+        FinalNorm.InitializeDefaults();
+        foreach (var table in new[] { TokenEmbedding.Table, PositionEmbedding.Table })
+            table.Value.CopyFrom(CounterRandom.Normal(CounterRandom.Seed(seed, table.Name), table.Shape.Length, 0.02));
+    }
+
+    /// <summary>
+    /// Runs the model on int32 <paramref name="ids"/> [B, T]; the logits [B, T, V] stay in <see cref="Logits"/>. With
+    /// <paramref name="targets"/> [B, T] it also computes the cross-entropy and returns its mean (else NaN); a
+    /// backward pass may follow.
+    /// </summary>
+    public float Forward(Tensor ids, Tensor? targets = null)
+    {
+        var (batch, time) = CheckIds(ids, nameof(ids));
+        if (targets is not null)
+        {
+            var (tb, tt) = CheckIds(targets, nameof(targets));
+            if (tb != batch || tt != time)
+                throw new ArgumentException($"targets: expected [B, T] = [{batch}, {time}] to match ids; got {targets.Shape}", nameof(targets));
+        }
+        var backend = Backend;
+        Tensor tok = _tok.For(batch, time), pos = _pos.For(batch, time), x0 = _x0.For(batch, time);
+        TokenEmbedding.Forward(tok, ids);
+        PositionEmbedding.Forward(pos, PositionIds(batch, time));
+        backend.Add(x0, tok, pos);
+        Tensor h = _h.For(batch, time), ln = _ln.For(batch, time), logits = _logits.For(batch, time);
+        Stack.Forward(h, x0);
+        FinalNorm.Forward(ln, h);
+        backend.MatMul(logits, ln, TokenEmbedding.Table.Value, transB: Transpose.Yes);
+        _lastIds = ids;
+        _lastTargets = targets;
+        if (targets is null) return float.NaN;
+        Tensor losses = _losses.For(batch, time);
+        backend.CrossEntropyForward(losses, _probs.For(batch, time), logits, targets);
+        var host = _hostLosses.AsSpan(0, batch * time);
+        backend.Download(losses, host);
+        double sum = 0;
+        foreach (float l in host) sum += l;
+        return (float)(sum / host.Length);
+    }
+
+    /// <summary>The logits [B, T, V] of the last forward pass.</summary>
+    public Tensor Logits => _lastIds is null
+        ? throw new InvalidOperationException("no forward pass has run yet")
+        : _logits.For(_lastIds.Shape[0], _lastIds.Shape[1]);
+
+    /// <summary>
+    /// Back-propagates the mean loss of the last forward pass (which must have had targets): accumulates into every
+    /// trained parameter's gradient (and adapters' gradients). Zero the gradients between steps.
+    /// </summary>
+    public void Backward()
+    {
+        if (_lastIds is null || _lastTargets is null)
+            throw new InvalidOperationException("Backward needs a forward pass with targets just before");
+        if (!Activations.Training)
+            throw new InvalidOperationException("this model was built with training: false; build it with training: true to run backward passes");
+        int batch = _lastIds.Shape[0], time = _lastIds.Shape[1];
+        var backend = Backend;
+        Tensor dLosses = _dLosses.For(batch, time), dLogits = _dLogits.For(batch, time);
+        backend.Fill(dLosses, 1f / (batch * time));
+        backend.Fill(dLogits, 0f);
+        backend.CrossEntropyBackward(dLogits, dLosses, _probs.For(batch, time), _lastTargets);
+        // Tied head: logits = ln · wteᵀ.
+        Tensor ln = _ln.For(batch, time), dLn = _dLn.For(batch, time);
+        backend.MatMul(dLn, dLogits, TokenEmbedding.Table.Value);
+        if (TokenEmbedding.Table.HasGradient)
+            backend.MatMul(TokenEmbedding.Table.Gradient, dLogits, ln, transA: Transpose.Yes, beta: 1f);
+        Tensor dH = _dH.For(batch, time), dX0 = _dX0.For(batch, time);
+        backend.Fill(dH, 0f);
+        FinalNorm.Backward(dH, dLn, _h.For(batch, time));
+        backend.Fill(dX0, 0f);
+        Stack.Backward(dX0, dH, _x0.For(batch, time));
+        TokenEmbedding.Backward(dX0, _lastIds);
+        PositionEmbedding.Backward(dX0, PositionIds(batch, time));
+    }
+
+    /// <summary>Returns every reservation to the pool.</summary>
+    public void Dispose()
+    {
+        Parameters.Dispose();
+        Activations.Dispose();
+        _positionIds?.Dispose();
+    }
+
+    private (int Batch, int Time) CheckIds(Tensor ids, string name)
+    {
+        ArgumentNullException.ThrowIfNull(ids, name);
+        if (ids.DType != DType.I32 || ids.Shape.Rank != 2)
+            throw new ArgumentException($"{name}: expected int32 token ids [B, T]; got {ids}", name);
+        int batch = ids.Shape[0], time = ids.Shape[1];
+        Activations.CheckSize(batch, time, name, ids);
+        return (batch, time);
+    }
+
+    /// <summary>The [B, T] ids 0..T−1 of each row, rebuilt only when (B, T) change.</summary>
+    private Tensor PositionIds(int batch, int time)
+    {
+        if (_positionView is not null && batch == _positionBatch && time == _positionTime) return _positionView;
+        var host = _hostPositions.AsSpan(0, batch * time);
+        for (int i = 0; i < host.Length; i++) host[i] = i % time;
+        _positionView = _positionIds.View(0, new Shape(batch, time));
+        Backend.Upload(_positionView, host);
+        (_positionBatch, _positionTime) = (batch, time);
+        return _positionView;
+    }
+}
