@@ -11,6 +11,12 @@ namespace LoraRuntime;
 /// <param name="Seed">The seed of the Gaussian test matrix.</param>
 public readonly record struct TruncatedSvdOptions(int Oversampling = 10, int PowerIterations = 2, ulong Seed = 0)
 {
+    /// <summary>
+    /// The documented defaults (10, 2, 0). Without this constructor <c>new TruncatedSvdOptions()</c> would be the
+    /// all-zero <c>default</c>, silently turning oversampling and power iterations off.
+    /// </summary>
+    public TruncatedSvdOptions() : this(10, 2, 0) { }
+
     /// <summary>The most power iterations allowed (each one costs two passes over A).</summary>
     public const int MaxPowerIterations = 100;
 }

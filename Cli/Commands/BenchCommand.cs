@@ -10,5 +10,6 @@ internal static class BenchCommand
         new("bench", "Benchmark operations: median time, GFLOP/s and error against a float64 reference")
         {
             BenchGemmCommand.Create(terminal),
+            BenchSvdCommand.Create(terminal),
         };
 }

@@ -45,6 +45,13 @@ public abstract partial class LinalgConformance
     }
 
     [Fact]
+    public void OptionsDefaultToTheDocumentedValues()
+    {
+        Assert.Equal(new TruncatedSvdOptions(10, 2, 0), new TruncatedSvdOptions());
+        Assert.Equal(10, new TruncatedSvdOptions(Seed: 3).Oversampling);
+    }
+
+    [Fact]
     public void TruncatedSvdIsDeterministicForASeed()
     {
         var (a, _) = Decaying(150, 120, 6, 1);

@@ -9,7 +9,7 @@ namespace LoraRuntime.Tests.Linalg;
 /// </summary>
 public abstract partial class LinalgConformance : IDisposable
 {
-    private const double WellConditioned = 1e-5, IllConditioned = 1e-4, Orthogonality = 1e-5, SingularValueRelative = 1e-5;
+    internal const double WellConditioned = 1e-5, IllConditioned = 1e-4, Orthogonality = 1e-5, SingularValueRelative = 1e-5;
     private readonly List<Tensor> _tensors = [];
     private Backend? _backend;
 
@@ -46,7 +46,7 @@ public abstract partial class LinalgConformance : IDisposable
     }
 
     /// <summary>Every property of a thin SVD, with the tolerance on the reconstruction.</summary>
-    protected static void AssertSvd(float[] a, int m, int n, (float[] U, float[] S, float[] Vt) svd, double reconstruction, string what)
+    internal static void AssertSvd(float[] a, int m, int n, (float[] U, float[] S, float[] Vt) svd, double reconstruction, string what)
     {
         int k = Math.Min(m, n);
         var (u, s, vt) = svd;
@@ -71,7 +71,7 @@ public abstract partial class LinalgConformance : IDisposable
     }
 
     /// <summary>The largest-magnitude entry of each column of u (the first on a tie) is positive.</summary>
-    protected static void AssertSignConvention(float[] u, int m, int k, string what)
+    internal static void AssertSignConvention(float[] u, int m, int k, string what)
     {
         for (int j = 0; j < k; j++)
         {
@@ -150,6 +150,32 @@ public abstract partial class LinalgConformance : IDisposable
         Assert.Equal(0.75 * Math.Sqrt(m * n), svd.S[0], 1e-5 * svd.S[0]);
         // Rank one: U's first column is 1/√m everywhere, positive by the sign convention.
         for (int i = 0; i < m; i++) Assert.Equal(1 / Math.Sqrt(m), svd.U[i * Math.Min(m, n)], 1e-6);
+    }
+
+    [Theory]
+    [InlineData(200, 150)]
+    [InlineData(150, 200)]
+    [InlineData(120, 120)]
+    public void SvdOfMatricesWithRepeatedSingularValues(int m, int n)
+    {
+        // Three values, each repeated a third of the time: the divide-and-conquer merges deflate most poles.
+        int k = Math.Min(m, n);
+        var s = new double[k];
+        for (int i = 0; i < k; i++) s[i] = i < k / 3 ? 3 : i < 2 * k / 3 ? 1 : 0.5;
+        var a = LinalgReference.WithSingularValues(m, n, s, 11);
+        AssertSvd(a, m, n, Svd(a, m, n), WellConditioned, $"repeated values, {m}×{n}");
+    }
+
+    [Theory]
+    [InlineData(100, 1)]
+    [InlineData(64, 0)]
+    public void SvdOfDiagonalMatrices(int n, int graded)
+    {
+        // The identity (every pole coincides) and a graded diagonal 2^-i in shuffled order (nothing to reduce).
+        var a = new float[n * n];
+        var order = Enumerable.Range(0, n).OrderBy(i => (i * 37) % n).ToArray();
+        for (int i = 0; i < n; i++) a[i * n + i] = graded == 1 ? MathF.Pow(2, -order[i] % 24) : 1;
+        AssertSvd(a, n, n, Svd(a, n, n), WellConditioned, graded == 1 ? "graded diagonal" : "identity");
     }
 
     [Fact]

@@ -8,7 +8,15 @@ namespace LoraRuntime.Tests.Linalg;
 internal static class LinalgReference
 {
     /// <summary>The singular values of the m×n matrix, descending, by one-sided Jacobi on its taller orientation.</summary>
-    public static double[] SingularValues(float[] a, int m, int n)
+    public static double[] SingularValues(float[] a, int m, int n) => SingularValues(Array.ConvertAll(a, x => (double)x), m, n);
+
+    /// <summary>
+    /// The singular values of the row-major float64 m×n matrix, descending. With <paramref name="noiseFloor"/>, columns
+    /// below 1e-13 of the largest are left alone (see below); without it only those below 1e-35 are, so that values down to
+    /// there keep their relative accuracy, for matrices whose tiny values are exact (graded bidiagonals) rather than
+    /// rounding noise.
+    /// </summary>
+    public static double[] SingularValues(double[] a, int m, int n, bool noiseFloor = true)
     {
         bool tall = m >= n;
         int rows = tall ? m : n, cols = tall ? n : m;
@@ -23,7 +31,7 @@ internal static class LinalgReference
         // themselves never settles, and the suites compare only values ≥ 1e-4·σ₁.
         double floor = 0;
         for (int j = 0; j < cols; j++) floor = Math.Max(floor, Dot(w[j], w[j]));
-        floor *= 1e-26;
+        floor *= noiseFloor ? 1e-26 : 1e-70;
         for (int sweep = 0; ; sweep++)
         {
             if (sweep == 60) throw new InvalidOperationException("the Jacobi reference did not converge in 60 sweeps");

@@ -12,6 +12,13 @@ internal static unsafe class BlockReflector
     public const int BlockSize = 32;
 
     /// <summary>
+    /// Reflectors per block when applying them to another matrix: fewer passes over it and a deeper GEMM than 32, and
+    /// W = Vᵀ·C fills whole 24-row panels of the AVX-512 kernel (measured on Q·C at 1024²: 32 → 21, 48 → 26,
+    /// 64 → 23, 96 → 23 GFLOP/s single-threaded).
+    /// </summary>
+    public const int ApplyBlockSize = 48;
+
+    /// <summary>
     /// k reflectors of length <see cref="Length"/>: reflector i is 1 at element i and <c>At(r, i)</c> below it
     /// (r &gt; i), zero above; its scale is Tau[i].
     /// </summary>
@@ -38,12 +45,13 @@ internal static unsafe class BlockReflector
     {
         int k = q.Count;
         if (k == 0 || n == 0) return;
-        int blocks = (k + BlockSize - 1) / BlockSize;
+        int nb = ApplyBlockSize;
+        int blocks = (k + nb - 1) / nb;
         for (int t = 0; t < blocks; t++)
         {
             // Q·C applies the last block first; Qᵀ·C the first block first.
             int block = transpose ? t : blocks - 1 - t;
-            int j = block * BlockSize, b = Math.Min(BlockSize, k - j);
+            int j = block * nb, b = Math.Min(nb, k - j);
             int col0 = identityStart ? j : 0;
             if (col0 >= n) continue;
             var mark = ctx.Arena.Mark();

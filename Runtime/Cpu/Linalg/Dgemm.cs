@@ -126,14 +126,15 @@ internal sealed unsafe class Dgemm : IParallelWork
                 }
                 else
                 {
-                    // op(A)[i, q] = a[q + i·lda]: read each stored column contiguously, write with stride mr.
-                    for (int i = 0; i < h; i++)
+                    // op(A)[i, q] = a[q + i·lda]: gather one element from each of the h stored columns per depth step, so
+                    // that the writes are contiguous (strided writes would touch a cache line per element).
+                    double* src = _a + pc + (nint)row0 * _lda;
+                    for (int q = 0; q < kc; q++, dst += mr)
                     {
-                        double* src = _a + pc + (nint)(row0 + i) * _lda;
-                        for (int q = 0; q < kc; q++) dst[(nint)q * mr + i] = src[q];
+                        double* column = src + q;
+                        for (int i = 0; i < h; i++) dst[i] = column[i * _lda];
+                        for (int i = h; i < mr; i++) dst[i] = 0;
                     }
-                    for (int i = h; i < mr; i++)
-                        for (int q = 0; q < kc; q++) dst[(nint)q * mr + i] = 0;
                 }
             }
         }
@@ -201,15 +202,15 @@ internal sealed unsafe class Dgemm : IParallelWork
             }
             else
             {
-                // op(B)[q, j] = b[q + j·ldb]: read each column contiguously, write with stride nr.
-                for (int j = 0; j < w; j++)
+                // op(B)[q, j] = b[q + j·ldb]: gather one element from each of the w columns per depth step (contiguous writes).
+                double* src = _b + pc + (nint)(n0 + c0) * _ldb;
+                for (int q = 0; q < kc; q++)
                 {
-                    double* src = _b + pc + (nint)(n0 + c0 + j) * _ldb;
-                    double* d = dst + j;
-                    for (int q = 0; q < kc; q++) d[(nint)q * nr] = src[q];
+                    double* d = dst + (nint)q * nr;
+                    double* row = src + q;
+                    for (int j = 0; j < w; j++) d[j] = row[j * _ldb];
+                    for (int j = w; j < nr; j++) d[j] = 0;
                 }
-                for (int j = w; j < nr; j++)
-                    for (int q = 0; q < kc; q++) dst[(nint)q * nr + j] = 0;
             }
         }
     }
