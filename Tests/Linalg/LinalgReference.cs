@@ -102,28 +102,25 @@ internal static class LinalgReference
     public static double ReconstructionError(float[] a, int m, int n, float[] u, float[] s, float[] vt)
     {
         int k = s.Length;
-        double num = 0, den = 0;
+        var scaled = new double[u.Length];
         for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++)
-            {
-                double sum = 0;
-                for (int t = 0; t < k; t++) sum += (double)u[i * k + t] * s[t] * vt[t * n + j];
-                double diff = a[i * n + j] - sum;
-                num += diff * diff;
-                den += (double)a[i * n + j] * a[i * n + j];
-            }
-        return den == 0 ? Math.Sqrt(num) : Math.Sqrt(num / den);
+            for (int t = 0; t < k; t++) scaled[i * k + t] = (double)u[i * k + t] * s[t];
+        return ProductError(a, m, n, scaled, Array.ConvertAll(vt, x => (double)x), k);
     }
 
     /// <summary>‖A − Q·R‖_F / ‖A‖_F for Q [m, k] and R [k, n] (the absolute norm when A is zero).</summary>
-    public static double ProductError(float[] a, int m, int n, float[] q, float[] r, int k)
+    public static double ProductError(float[] a, int m, int n, float[] q, float[] r, int k) =>
+        ProductError(a, m, n, Array.ConvertAll(q, x => (double)x), Array.ConvertAll(r, x => (double)x), k);
+
+    /// <summary>‖A − L·R‖_F / ‖A‖_F for float64 factors L [m, k] and R [k, n].</summary>
+    public static double ProductError(float[] a, int m, int n, double[] q, double[] r, int k)
     {
         double num = 0, den = 0;
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
             {
                 double sum = 0;
-                for (int t = 0; t < k; t++) sum += (double)q[i * k + t] * r[t * n + j];
+                for (int t = 0; t < k; t++) sum += q[i * k + t] * r[t * n + j];
                 double diff = a[i * n + j] - sum;
                 num += diff * diff;
                 den += (double)a[i * n + j] * a[i * n + j];
