@@ -27,4 +27,5 @@ internal sealed record BenchRecord(
     WriteIndented = true,
     NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 [JsonSerializable(typeof(BenchRecord[]))]
+[JsonSerializable(typeof(SvdBenchRecord[]))]
 internal sealed partial class BenchJsonContext : JsonSerializerContext;

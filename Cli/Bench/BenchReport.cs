@@ -12,14 +12,43 @@ internal static class BenchReport
     public static void WriteJson(string path, IEnumerable<BenchRecord> records) =>
         AtomicFile.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(records.ToArray(), BenchJsonContext.Default.BenchRecordArray));
 
-    /// <summary>Reads a file written by <see cref="WriteJson"/>.</summary>
+    /// <summary>Reads a file written by <see cref="WriteJson(string, IEnumerable{BenchRecord})"/>.</summary>
     public static BenchRecord[] ReadJson(string path) =>
         JsonSerializer.Deserialize(File.ReadAllBytes(path), BenchJsonContext.Default.BenchRecordArray) ?? [];
 
+<<<<<<< HEAD
     /// <summary>
     /// The results as a table: shape, trans, reps, median, GFLOP/s, error; with an op column when the records mix
     /// operations, and ratio and reserved-memory columns when any record has them.
     /// </summary>
+=======
+    /// <summary>Writes SVD results as a JSON array to <paramref name="path"/>, atomically.</summary>
+    public static void WriteJson(string path, IEnumerable<SvdBenchRecord> records) =>
+        AtomicFile.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(records.ToArray(), BenchJsonContext.Default.SvdBenchRecordArray));
+
+    /// <summary>Reads a file written by <see cref="WriteJson(string, IEnumerable{SvdBenchRecord})"/>.</summary>
+    public static SvdBenchRecord[] ReadSvdJson(string path) =>
+        JsonSerializer.Deserialize(File.ReadAllBytes(path), BenchJsonContext.Default.SvdBenchRecordArray) ?? [];
+
+    /// <summary>SVD results as a table: operation, shape, reps, median, error (and the best rank-k error).</summary>
+    public static Table Table(string title, IEnumerable<SvdBenchRecord> records)
+    {
+        var table = new Table { Title = new TableTitle(title) };
+        table.AddColumn("op");
+        table.AddColumn("shape");
+        table.AddColumn(new TableColumn("reps").RightAligned());
+        table.AddColumn(new TableColumn("median ms").RightAligned());
+        table.AddColumn(new TableColumn("rel err").RightAligned());
+        table.AddColumn(new TableColumn("best rel err").RightAligned());
+        foreach (var r in records)
+            table.AddRow(
+                r.Op, string.Join("x", r.Shape), r.Reps.ToString(Invariant), r.MedianMs.ToString("0.000", Invariant),
+                r.RelErr.ToString("0.0000e+0", Invariant), r.BestRelErr?.ToString("0.0000e+0", Invariant) ?? "");
+        return table;
+    }
+
+    /// <summary>The results as a table: shape, trans, reps, median, GFLOP/s, error.</summary>
+>>>>>>> svd
     public static Table Table(string title, IEnumerable<BenchRecord> records)
     {
         var rows = records.ToList();

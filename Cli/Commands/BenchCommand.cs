@@ -12,5 +12,6 @@ internal static class BenchCommand
             BenchGemmCommand.Create(terminal),
             BenchLoraCommand.Create(terminal),
             BenchAttentionCommand.Create(terminal),
+            BenchSvdCommand.Create(terminal),
         };
 }

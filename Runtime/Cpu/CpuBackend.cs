@@ -11,6 +11,7 @@ namespace LoraRuntime.Cpu;
 public sealed unsafe partial class CpuBackend : Backend
 {
     private readonly SgemmDriver _gemm;
+    private readonly Linalg.DgemmKernel _dgemmKernel;
 
     /// <summary>A CPU backend over the shared worker pool.</summary>
     public CpuBackend() : this(CpuWorkerPool.Shared) { }
@@ -23,6 +24,7 @@ public sealed unsafe partial class CpuBackend : Backend
     {
         Workers = workers;
         _gemm = new SgemmDriver(workers, gemmKernel);
+        _dgemmKernel = Linalg.DgemmKernel.For(gemmKernel);
     }
 
     /// <summary>The threads the parallel operations run on.</summary>
