@@ -16,12 +16,6 @@ internal static class BenchReport
     public static BenchRecord[] ReadJson(string path) =>
         JsonSerializer.Deserialize(File.ReadAllBytes(path), BenchJsonContext.Default.BenchRecordArray) ?? [];
 
-<<<<<<< HEAD
-    /// <summary>
-    /// The results as a table: shape, trans, reps, median, GFLOP/s, error; with an op column when the records mix
-    /// operations, and ratio and reserved-memory columns when any record has them.
-    /// </summary>
-=======
     /// <summary>Writes SVD results as a JSON array to <paramref name="path"/>, atomically.</summary>
     public static void WriteJson(string path, IEnumerable<SvdBenchRecord> records) =>
         AtomicFile.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(records.ToArray(), BenchJsonContext.Default.SvdBenchRecordArray));
@@ -47,8 +41,10 @@ internal static class BenchReport
         return table;
     }
 
-    /// <summary>The results as a table: shape, trans, reps, median, GFLOP/s, error.</summary>
->>>>>>> svd
+    /// <summary>
+    /// The results as a table: shape, trans, reps, median, GFLOP/s, error; with an op column when the records mix
+    /// operations, and ratio and reserved-memory columns when any record has them.
+    /// </summary>
     public static Table Table(string title, IEnumerable<BenchRecord> records)
     {
         var rows = records.ToList();
