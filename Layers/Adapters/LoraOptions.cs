@@ -20,6 +20,18 @@ public enum LoraInit
     /// the adapter is not the identity. For tests and experiments.
     /// </summary>
     Random,
+
+    /// <summary>
+    /// PiSSA (PEFT's "pissa"): from the exact SVD W = U S Vᵀ of the adapted weight, A = √(S_R / s)·V_Rᵀ and
+    /// B = U_R·√(S_R / s), and the base becomes the residual W − s·B·A, so the model's output is unchanged.
+    /// </summary>
+    Pissa,
+
+    /// <summary>PiSSA through the randomized truncated SVD (PEFT's "pissa_niter_K", K = <see cref="LoraOptions.PissaIterations"/>).</summary>
+    PissaRandomized,
+
+    /// <summary>OLoRA (PEFT's "olora"): from the thin QR W = Q R, A = R[:R] and B = Q[:, :R]; the base becomes W − s·B·A.</summary>
+    Olora,
 }
 
 /// <summary>
@@ -45,6 +57,9 @@ public sealed record LoraOptions
 
     /// <summary>How A and B start.</summary>
     public LoraInit Init { get; init; } = LoraInit.Default;
+
+    /// <summary>Power iterations of <see cref="LoraInit.PissaRandomized"/> (PEFT's K in pissa_niter_K).</summary>
+    public int PissaIterations { get; init; } = 4;
 
     /// <summary>Seeds the initialisation and the dropout masks (mixed with each module's path).</summary>
     public ulong Seed { get; init; }

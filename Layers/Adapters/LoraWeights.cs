@@ -85,6 +85,12 @@ public sealed class LoraWeights
                 A.Value.CopyFrom(CounterRandom.Uniform(seedA, A.Shape.Length, 1 / Math.Sqrt(inFeatures)));
                 B.Value.CopyFrom(CounterRandom.Uniform(seedB, B.Shape.Length, 1 / Math.Sqrt(Rank)));
                 break;
+            case LoraInit.Pissa:
+            case LoraInit.PissaRandomized:
+            case LoraInit.Olora:
+                WeightInitialization.Initialize(this, Module.Base.Weight.Value.View(
+                    (long)Module.OutputOffset * inFeatures, new Shape(Module.OutFeatures, inFeatures)), _seed);
+                break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(Options), Options.Init, "unknown LoRA initialisation");
         }

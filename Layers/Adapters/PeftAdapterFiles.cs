@@ -130,7 +130,11 @@ public static class PeftAdapterFiles
             json.WriteBoolean("fan_in_fan_out", false);
             json.WriteString("bias", "none");
             json.WriteNull("modules_to_save");
-            json.WriteString("init_lora_weights", o.Init switch { LoraInit.Gaussian => "gaussian", LoraInit.Random => "false", _ => "true" });
+            json.WriteString("init_lora_weights", o.Init switch
+            {
+                LoraInit.Gaussian => "gaussian", LoraInit.Random => "false", LoraInit.Pissa => "pissa",
+                LoraInit.PissaRandomized => $"pissa_niter_{o.PissaIterations}", LoraInit.Olora => "olora", _ => "true",
+            });
             json.WriteStartObject("rank_pattern");
             foreach (var kv in config.RankPattern) json.WriteNumber(kv.Key, kv.Value);
             json.WriteEndObject();
