@@ -118,10 +118,14 @@ public sealed class GptModel : ILinearHost, IDisposable
 
     private Backend Backend => Parameters.Backend;
 
-    /// <summary>GPT-2's initialisation from <paramref name="seed"/>: embeddings and linear weights N(0, 0.02²), residual projections scaled by 1/√(2L).</summary>
-    public void Initialize(ulong seed)
+    /// <summary>
+    /// Initialisation from <paramref name="seed"/>: embeddings and every linear weight N(0, 0.02²), biases 0, layer norms
+    /// 1 and 0 — the recipe of ../shared/anchors/torch_gpt_char.py. <paramref name="scaleResidual"/> scales the
+    /// projections into the residual stream by 1/√(2L) as GPT-2 does.
+    /// </summary>
+    public void Initialize(ulong seed, bool scaleResidual = false)
     {
-        Stack.Initialize(seed);
+        Stack.Initialize(seed, scaleResidual);
         FinalNorm.InitializeDefaults();
         foreach (var table in new[] { TokenEmbedding.Table, PositionEmbedding.Table })
             table.Value.CopyFrom(CounterRandom.Normal(CounterRandom.Seed(seed, table.Name), table.Shape.Length, 0.02));

@@ -42,12 +42,13 @@ public sealed class TransformerStack : ILinearHost
     public IEnumerable<LinearTarget> LinearTargets => _blocks.SelectMany(b => b.LinearTargets);
 
     /// <summary>
-    /// GPT-2's initialisation: linear weights N(0, 0.02²) (the projections back into the residual stream scaled by
-    /// 1/√(2L)), biases 0, layer norms w = 1, b = 0. Reproducible from <paramref name="seed"/>.
+    /// GPT-2's initialisation: linear weights N(0, 0.02²) (with <paramref name="scaleResidual"/>, the projections back
+    /// into the residual stream scaled by 1/√(2L) as GPT-2 does; without, all at 0.02 as nanoGPT's character recipe
+    /// does), biases 0, layer norms w = 1, b = 0. Reproducible from <paramref name="seed"/>.
     /// </summary>
-    public void Initialize(ulong seed)
+    public void Initialize(ulong seed, bool scaleResidual = true)
     {
-        double residualStd = 0.02 / Math.Sqrt(2 * _blocks.Length);
+        double residualStd = scaleResidual ? 0.02 / Math.Sqrt(2 * _blocks.Length) : 0.02;
         foreach (var block in _blocks)
         {
             block.InitializeLayerNorms();
