@@ -26,6 +26,7 @@ internal static class LossPlot
         plot.XLabel("step");
         plot.YLabel("cross-entropy (nats)");
         plot.ShowLegend();
+        plot.Legend.Alignment = ScottPlot.Alignment.UpperRight; // the curves end low and right
         string temp = path + ".tmp";
         plot.SavePng(temp, 800, 480);
         File.Move(temp, path, overwrite: true);
