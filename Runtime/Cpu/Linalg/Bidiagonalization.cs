@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -48,6 +50,7 @@ internal static unsafe class Bidiagonalization
     /// column gets no row reflector. On return A[i, i] and A[i, i + 1] hold 1 (the vectors' unit elements) for the
     /// trailing GEMMs, except when the panel is the whole rest of the matrix, where they hold d and e.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ReducePanel(LinalgContext ctx, int m, int n, int b, double* a, int lda, double* d, double* e,
         double* tauq, double* taup, double* x, int ldx, double* y, int ldy)
     {
@@ -98,6 +101,7 @@ internal static unsafe class Bidiagonalization
             }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scale(double* v, int n, double factor)
     {
         for (int i = 0; i < n; i++) v[i] *= factor;
