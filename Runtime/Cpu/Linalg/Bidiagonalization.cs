@@ -13,8 +13,12 @@ namespace LoraRuntime.Cpu.Linalg;
 /// </summary>
 internal static unsafe class Bidiagonalization
 {
-    /// <summary>Columns per panel: the GEMM's depth in the trailing update.</summary>
-    public const int PanelSize = 32;
+    /// <summary>
+    /// Columns per panel: the GEMM's depth in the trailing update. Each column of a panel also reads the panel's
+    /// first columns (of A, X and Y) about ten times, so narrower panels save those passes and deeper ones make the
+    /// GEMM more efficient (measured, two threads: 24 beat 32 by 7% at 512 and 2% at 1024; 16 and 24 tie).
+    /// </summary>
+    public const int PanelSize = 24;
 
     public static void Reduce(LinalgContext ctx, int m, int n, double* a, int lda, double* d, double* e, double* tauq, double* taup)
     {
