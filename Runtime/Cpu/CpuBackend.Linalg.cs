@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using LoraRuntime.Cpu.Linalg;
 
@@ -8,6 +9,7 @@ namespace LoraRuntime.Cpu;
 public sealed unsafe partial class CpuBackend
 {
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override long FindNonFiniteCore(Tensor tensor, out float value)
     {
         float* data = F(tensor);

@@ -178,6 +178,22 @@ public abstract partial class LinalgConformance : IDisposable
         AssertSvd(a, n, n, Svd(a, n, n), WellConditioned, graded == 1 ? "graded diagonal" : "identity");
     }
 
+    [Theory]
+    [InlineData(1e35f)]
+    [InlineData(1e-36f)]
+    public void SvdQrAndTruncatedSvdKeepFloat32sExtremes(float scale)
+    {
+        // Near both ends of float32's range: nothing over- or underflows on the way (the float64 work has room).
+        const int m = 70, n = 45;
+        var a = LinalgReference.GaussianMatrix(m, n, 13);
+        for (int i = 0; i < a.Length; i++) a[i] *= scale;
+        AssertSvd(a, m, n, Svd(a, m, n), WellConditioned, $"scaled by {scale}");
+        var (q, r) = Qr(a, m, n);
+        Assert.True(LinalgReference.ProductError(a, m, n, q, r, n) <= WellConditioned);
+        var t = TruncatedSvd(a, m, n, n, new TruncatedSvdOptions());
+        Assert.True(LinalgReference.ReconstructionError(a, m, n, t.U, t.S, t.Vt) <= WellConditioned);
+    }
+
     [Fact]
     public void SvdIsDeterministic()
     {

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -9,6 +11,12 @@ internal static unsafe class BidiagonalDivideConquer
 {
     /// <summary>Blocks this small are solved by QR iteration (LAPACK's smlsiz).</summary>
     public const int LeafSize = 25;
+
+    /// <summary>Above this size the two halves of the top split are solved side by side.</summary>
+    private const int ParallelHalves = 200;
+
+    /// <summary>The scratch doubles a merge of ns rows takes (the small vector matrices and their products).</summary>
+    public static long MergeScratch(long ns) => 5 * (ns + 1) * (ns + 1) + 32 * ns;
 
     /// <summary>
     /// B = U·diag(d)·Vᵀ for the n×n upper bidiagonal (d, e) (overwritten): U and V (n×n, ldu, ldv) receive B's singular
@@ -30,7 +38,18 @@ internal static unsafe class BidiagonalDivideConquer
         double scale = Math.ScaleB(1, -Math.ILogB(max));
         for (int i = 0; i < n; i++) d[i] *= scale;
         for (int i = 0; i < n - 1; i++) e[i] *= scale;
-        Solve(ctx, d, e, u, ldu, v, ldv, 0, n, 0);
+        if (n > ParallelHalves)
+        {
+            // The halves are independent: one on each of two threads, then the top merge with parallel GEMMs.
+            int nl = n / 2;
+            double alpha = d[nl], beta = e[nl];
+            ctx.InParallel(
+                c => Solve(c, d, e, u, ldu, v, ldv, 0, nl, 1),
+                c => Solve(c, d, e, u, ldu, v, ldv, nl + 1, n - nl - 1, 0),
+                MergeScratch(n - nl));
+            BidiagonalMerge.Merge(ctx, d, u, ldu, v, ldv, 0, n, nl, 0, alpha, beta);
+        }
+        else Solve(ctx, d, e, u, ldu, v, ldv, 0, n, 0);
         for (int i = 0; i < n; i++) d[i] /= scale;
         SortDescending(ctx, n, d, u, ldu, v, ldv);
     }
@@ -54,6 +73,7 @@ internal static unsafe class BidiagonalDivideConquer
     /// A small block by QR iteration. With sqre the extra column's entry is first chased up and out by rotations from
     /// the right (V's columns i and ns), leaving a square bidiagonal and V's last column the null vector.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Leaf(LinalgContext ctx, double* d, double* e, double* u, int ldu, double* v, int ldv, int ns, int sqre)
     {
         Layout.Identity(u, ns, ns, ldu);
@@ -97,6 +117,7 @@ internal static unsafe class BidiagonalDivideConquer
         ctx.Arena.Release(mark);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Permute(double* a, int lda, int n, int* order, double* copy)
     {
         for (int j = 0; j < n; j++)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -17,6 +19,7 @@ internal static unsafe class BidiagonalMerge
     /// d[r0..r0+ns) holds the block's singular values in the order of its U and V columns (unsorted), and when sqre
     /// V's column ns of the block is B's null vector.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Merge(LinalgContext ctx, double* d, double* u, int ldu, double* v, int ldv, int r0, int ns, int nl, int sqre,
         double alpha, double beta)
     {
@@ -90,41 +93,21 @@ internal static unsafe class BidiagonalMerge
         int k = 0;
         for (int j = 0; j < ns; j++)
             if (deflated[j] == 0) live[k++] = j;
-        double* dk = arena.Take(k), zk = arena.Take(k), tau = arena.Take(k), zHat = arena.Take(k), scratch = arena.Take(k);
+        double* dk = arena.Take(k), zk = arena.Take(k), tau = arena.Take(k), zHat = arena.Take(k);
+        double* scratch = arena.Take((long)k * ctx.Workers.Pool.ThreadCount);
         int* origin = arena.TakeInts(k);
         for (int q = 0; q < k; q++)
         {
             dk[q] = dd[live[q]];
             zk[q] = zz[live[q]];
         }
-        for (int q = 0; q < k; q++) tau[q] = SecularEquation.Solve(k, dk, zk, q, scratch, out origin[q]);
-        SecularEquation.RecomputeZ(k, dk, zk, origin, tau, zHat);
+        ctx.Secular.Solve(k, dk, zk, tau, origin, zHat, scratch);
 
         // The small vectors in sorted coordinates: roots first, then the deflated entries as unit vectors.
         double* wu = arena.Zeroed((long)ns * ns), wv = arena.Zeroed((long)ms * ms);
         double* sigma = arena.Take(ns);
-        for (int q = 0; q < k; q++)
-        {
-            double s = dk[origin[q]] + tau[q];
-            sigma[q] = s;
-            double* cu = wu + (nint)q * ns, cv = wv + (nint)q * ms;
-            double nu = 0, nv = 0;
-            for (int p = 0; p < k; p++)
-            {
-                double denominator = -SecularEquation.SigmaMinus(q, dk[p], dk, origin, tau) * (dk[p] + s);
-                double vp = zHat[p] / denominator, up = p == 0 ? -1 : dk[p] * vp;
-                cv[live[p]] = vp;
-                cu[live[p]] = up;
-                nv += vp * vp;
-                nu += up * up;
-            }
-            double iu = 1 / Math.Sqrt(nu), iv = 1 / Math.Sqrt(nv);
-            for (int p = 0; p < k; p++)
-            {
-                cu[live[p]] *= iu;
-                cv[live[p]] *= iv;
-            }
-        }
+        for (int q = 0; q < k; q++) sigma[q] = dk[origin[q]] + tau[q];
+        ctx.Secular.Vectors(live, wu, ns, wv, ms);
         for (int j = 0, col = k; j < ns; j++)
         {
             if (deflated[j] == 0) continue;
@@ -171,6 +154,7 @@ internal static unsafe class BidiagonalMerge
     }
 
     /// <summary>Rows (keep, drop) of the rows×cols column-major W: (w_k, w_p) ← (c·w_k − s·w_p, s·w_k + c·w_p).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RotateRows(double* w, int rows, int cols, int keep, int drop, double c, double s)
     {
         for (int col = 0; col < cols; col++)

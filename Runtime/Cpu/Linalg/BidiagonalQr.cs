@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -19,6 +21,7 @@ internal static unsafe class BidiagonalQr
     /// column-major, have been rotated and permuted to match (start them as identities for B's own vectors).
     /// <paramref name="work"/> holds 4n doubles. <paramref name="iterationLimit"/> overrides the budget (tests).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Solve(int n, double* d, double* e, double* u, int nru, int ldu, double* v, int nrv, int ldv, double* work,
         long iterationLimit = -1)
     {
@@ -109,6 +112,7 @@ internal static unsafe class BidiagonalQr
     /// The absolute threshold below which an off-diagonal is zeroed: tol times an estimate of the smallest singular
     /// value (so that relative accuracy is kept), with a floor far below anything float32 data produces.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double Threshold(int n, double* d, double* e, double tol)
     {
         double sminoa = Math.Abs(d[0]);
@@ -130,6 +134,7 @@ internal static unsafe class BidiagonalQr
     /// The relative convergence tests of the block ll..m in the chasing direction: a negligible off-diagonal is zeroed
     /// and true returned (the caller looks for blocks again); otherwise sminl estimates the block's smallest value.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool Converged(double* d, double* e, int ll, int m, int direction, double tol, out double sminl)
     {
         double mu;
@@ -178,6 +183,7 @@ internal static unsafe class BidiagonalQr
 
     // The four sweeps. Rotation t of a sweep acts on columns (ll + t, ll + t + 1): (cv, sv) on V, (cu, su) on U.
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ZeroShiftDown(double* d, double* e, int ll, int m, double* cv, double* sv, double* cu, double* su)
     {
         double cs = 1, oldCs = 1, oldSn = 0;
@@ -193,6 +199,7 @@ internal static unsafe class BidiagonalQr
         e[m - 1] = h * oldSn;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ZeroShiftUp(double* d, double* e, int ll, int m, double* cv, double* sv, double* cu, double* su)
     {
         double cs = 1, oldCs = 1, oldSn = 0;
@@ -209,6 +216,7 @@ internal static unsafe class BidiagonalQr
         e[ll] = h * oldSn;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ShiftedDown(double* d, double* e, int ll, int m, double shift, double* cv, double* sv, double* cu, double* su)
     {
         double f = (Math.Abs(d[ll]) - shift) * (Math.CopySign(1, d[ll]) + shift / d[ll]);
@@ -234,6 +242,7 @@ internal static unsafe class BidiagonalQr
         e[m - 1] = f;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ShiftedUp(double* d, double* e, int ll, int m, double shift, double* cv, double* sv, double* cu, double* su)
     {
         double f = (Math.Abs(d[m]) - shift) * (Math.CopySign(1, d[m]) + shift / d[m]);
@@ -261,6 +270,7 @@ internal static unsafe class BidiagonalQr
     }
 
     /// <summary>Makes every value nonnegative (flipping V's column) and sorts descending (swapping columns of U and V).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SortDescending(int n, double* d, double* u, int nru, int ldu, double* v, int nrv, int ldv)
     {
         for (int i = 0; i < n; i++)
@@ -282,6 +292,7 @@ internal static unsafe class BidiagonalQr
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SwapColumns(double* a, int rows, int lda, int i, int j)
     {
         double* x = a + (nint)i * lda, y = a + (nint)j * lda;

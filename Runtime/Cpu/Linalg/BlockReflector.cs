@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -36,6 +38,9 @@ internal static unsafe class BlockReflector
         public static Reflectors Rows(double* a, int lda, int length, int count, double* tau) => new(a, lda, 1, length, count, tau);
     }
 
+    /// <summary>The scratch doubles <see cref="ApplyQ"/> takes for reflectors of length up to <paramref name="rows"/> and a C of n columns.</summary>
+    public static long ApplyScratch(long rows, long n) => (rows + 2 * n + 2L * ApplyBlockSize) * ApplyBlockSize + 64;
+
     /// <summary>
     /// C (q.Length × n) ← Q·C, or Qᵀ·C when <paramref name="transpose"/>, for Q = H_0·H_1·…·H_{k−1}. With
     /// <paramref name="identityStart"/> C is known to start as the first columns of the identity, so the block at j
@@ -64,6 +69,7 @@ internal static unsafe class BlockReflector
     }
 
     /// <summary>Reflectors j..j+b−1 as a clean column-major panel of (Length − j) × b: explicit ones and zeros.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double* CopyPanel(LinalgContext ctx, Reflectors q, int j, int b)
     {
         int rows = q.Length - j;
@@ -84,6 +90,7 @@ internal static unsafe class BlockReflector
     /// (rows × b): T[i, i] = τ_i and T[0..i, i] = −τ_i·T[0..i, 0..i]·(V[:, 0..i]ᵀ·v_i), with the Gram matrix VᵀV from
     /// one GEMM.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double* FormT(LinalgContext ctx, double* v, int rows, int b, double* tau)
     {
         double* t = ctx.Arena.Zeroed((long)b * b);
@@ -108,45 +115,16 @@ internal static unsafe class BlockReflector
 
     /// <summary>
     /// C (rows × n) ← (I − V·op(T)·Vᵀ)·C, op(T) = Tᵀ when <paramref name="transposeT"/> (that is, the transpose of the
-    /// block reflector): W = VᵀC, W = op(T)·W, C −= V·W.
+    /// block reflector): W = VᵀC, W = op(T)·W, C −= V·W — three GEMMs (T is stored dense, its lower triangle zero, so
+    /// the small triangular product runs in the GEMM kernel too rather than in scalar loops).
     /// </summary>
     public static void Apply(LinalgContext ctx, double* v, double* t, int rows, int b, bool transposeT, int n, double* c, int ldc)
     {
         var mark = ctx.Arena.Mark();
-        double* w = ctx.Arena.Take((long)b * n);
+        double* w = ctx.Arena.Take((long)b * n), tw = ctx.Arena.Take((long)b * n);
         ctx.Gemm.Run(true, false, b, n, rows, 1, v, rows, c, ldc, 0, w, b);
-        MultiplyTriangular(t, b, transposeT, n, w);
-        ctx.Gemm.Run(false, false, rows, n, b, -1, v, rows, w, b, 1, c, ldc);
+        ctx.Gemm.Run(transposeT, false, b, n, b, 1, t, b, w, b, 0, tw, b);
+        ctx.Gemm.Run(false, false, rows, n, b, -1, v, rows, tw, b, 1, c, ldc);
         ctx.Arena.Release(mark);
-    }
-
-    /// <summary>W (b × n, leading dimension b) ← T·W or Tᵀ·W in place, T upper triangular.</summary>
-    private static void MultiplyTriangular(double* t, int b, bool transposeT, int n, double* w)
-    {
-        for (int j = 0; j < n; j++)
-        {
-            double* wj = w + (nint)j * b;
-            if (!transposeT)
-            {
-                // Row i of T·w uses w[i..b): go down so that each w[r] is read before it is overwritten.
-                for (int i = 0; i < b; i++)
-                {
-                    double sum = 0;
-                    for (int r = i; r < b; r++) sum += t[i + (nint)r * b] * wj[r];
-                    wj[i] = sum;
-                }
-            }
-            else
-            {
-                // Row i of Tᵀ·w uses w[0..i]: go up.
-                for (int i = b - 1; i >= 0; i--)
-                {
-                    double sum = 0;
-                    double* ti = t + (nint)i * b;
-                    for (int r = 0; r <= i; r++) sum += ti[r] * wj[r];
-                    wj[i] = sum;
-                }
-            }
-        }
     }
 }

@@ -38,9 +38,14 @@ internal static unsafe class DenseSvd
         Layout.Identity(v, n, n, ldv);
         BidiagonalSvd.Solve(ctx, n, d, e, u, ldu, v, ldv);
         new ReadOnlySpan<double>(d, n).CopyTo(new Span<double>(s, n));
-        BlockReflector.ApplyQ(ctx, BlockReflector.Reflectors.Columns(a, lda, m, n, tauq), false, n, u, ldu);
-        if (n > 1)
-            BlockReflector.ApplyQ(ctx, BlockReflector.Reflectors.Rows(a + lda, lda, n - 1, n - 1, taup), false, n, v + 1, ldv);
+        // U = Q·U_B and V = P·V_B are independent: one on each of two threads.
+        ctx.InParallel(
+            c => BlockReflector.ApplyQ(c, BlockReflector.Reflectors.Columns(a, lda, m, n, tauq), false, n, u, ldu),
+            c =>
+            {
+                if (n > 1) BlockReflector.ApplyQ(c, BlockReflector.Reflectors.Rows(a + lda, lda, n - 1, n - 1, taup), false, n, v + 1, ldv);
+            },
+            BlockReflector.ApplyScratch(n, n));
         ctx.Arena.Release(mark);
     }
 }

@@ -11,14 +11,17 @@ namespace LoraRuntime.Cpu.Linalg;
 /// </summary>
 internal sealed unsafe class Dgemm : IParallelWork
 {
-    /// <summary>Products below this many flops run on the calling thread: waking workers costs microseconds.</summary>
-    private const double MinParallelFlops = 1.5e6;
+    /// <summary>
+    /// Products below this many flops (a few hundred microseconds of work) run on the calling thread: waking the
+    /// workers costs microseconds, or a scheduler slice on an oversubscribed machine.
+    /// </summary>
+    private const double MinParallelFlops = 8e6;
     private const int PackGroup = 8;
     /// <summary>Rows of packed A per L2 block (MC): 144×256 doubles is 288 KiB.</summary>
     private const int McRows = 144;
 
     private readonly DgemmKernel _k;
-    private readonly CpuWorkerPool _workers;
+    private readonly LinalgThreads _workers;
     private readonly long _packedACap;
     private readonly double* _packedA;
     private readonly double*[] _packedB;
@@ -34,14 +37,14 @@ internal sealed unsafe class Dgemm : IParallelWork
     /// A DGEMM whose packed op(A) holds up to <paramref name="maxRows"/> × <paramref name="maxDepth"/> (taller products
     /// are cut into row chunks), with per-worker buffers taken from <paramref name="arena"/>.
     /// </summary>
-    public Dgemm(DgemmKernel kernel, CpuWorkerPool workers, Arena arena, long maxRows, long maxDepth)
+    public Dgemm(DgemmKernel kernel, LinalgThreads workers, Arena arena, long maxRows, long maxDepth)
     {
         _k = kernel;
         _workers = workers;
         long rows = (Math.Max(maxRows, 1) + kernel.Mr - 1) / kernel.Mr * kernel.Mr;
         _packedACap = Math.Max((long)kernel.Mr * kernel.Kc, Math.Min(1L << 21, rows * Math.Max(maxDepth, 1)));
         _packedA = arena.Take(_packedACap);
-        int threads = workers.ThreadCount;
+        int threads = workers.Pool.ThreadCount;
         _packedB = new double*[threads];
         _tile = new double*[threads];
         for (int w = 0; w < threads; w++)
@@ -78,7 +81,7 @@ internal sealed unsafe class Dgemm : IParallelWork
     {
         _mPanels = (_m + _k.Mr - 1) / _k.Mr;
         _nBlocks = (_n + _k.Nc - 1) / _k.Nc;
-        int threads = _workers.ThreadCount;
+        int threads = _workers.Count;
         bool parallel = threads > 1 && 2.0 * _m * _n * _depth >= MinParallelFlops;
         int packTasks = (_mPanels + PackGroup - 1) / PackGroup;
         _mRanges = parallel ? Math.Clamp((2 * threads + _nBlocks - 1) / _nBlocks, 1, _mPanels) : 1;
@@ -102,6 +105,7 @@ internal sealed unsafe class Dgemm : IParallelWork
     }
 
     /// <summary>Packs panels [group·PackGroup, …) of op(A) for every depth slab: slab pc holds MPanels panels of MR×kc.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void PackA(int group)
     {
         int mr = _k.Mr;
@@ -183,6 +187,7 @@ internal sealed unsafe class Dgemm : IParallelWork
     }
 
     /// <summary>Packs kc depth × cols columns of op(B) from (pc, n0) into ⌈cols/nr⌉ panels of kc·nr doubles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void PackB(int pc, int kc, int n0, int cols, double* dst)
     {
         int nr = _k.Nr;
@@ -216,6 +221,7 @@ internal sealed unsafe class Dgemm : IParallelWork
     }
 
     /// <summary>C[h×w] = tile + β·C for an edge tile (tile column-major with leading dimension ldt).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MergeTile(double* tile, int ldt, double* c, nint ldc, int h, int w, double beta)
     {
         for (int j = 0; j < w; j++)
@@ -226,6 +232,7 @@ internal sealed unsafe class Dgemm : IParallelWork
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScaleC(double* c, int m, int n, nint ldc, double beta)
     {
         for (int j = 0; j < n; j++)

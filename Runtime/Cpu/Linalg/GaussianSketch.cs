@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -8,6 +10,7 @@ namespace LoraRuntime.Cpu.Linalg;
 internal static unsafe class GaussianSketch
 {
     /// <summary>Fills <paramref name="count"/> floats with independent N(0, 1) samples for <paramref name="seed"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Fill(float* destination, long count, ulong seed)
     {
         for (long pair = 0; 2 * pair < count; pair++)

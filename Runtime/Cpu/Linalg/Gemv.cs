@@ -11,9 +11,13 @@ namespace LoraRuntime.Cpu.Linalg;
 /// </summary>
 internal sealed unsafe class Gemv : IParallelWork
 {
-    /// <summary>Matrices below this many elements are multiplied on the calling thread.</summary>
-    private const long MinParallelElements = 24_000;
-    private readonly CpuWorkerPool _workers;
+    /// <summary>
+    /// Matrices below this many elements (1.25 MiB) are multiplied on the calling thread: a hand-off to the workers
+    /// costs microseconds when they are spinning and a scheduler slice when the machine is oversubscribed, while the
+    /// product itself takes tens of microseconds.
+    /// </summary>
+    private const long MinParallelElements = 160_000;
+    private readonly LinalgThreads _workers;
     private readonly double* _xBuffer, _yBuffer;
 
     private bool _transposed;
@@ -23,7 +27,7 @@ internal sealed unsafe class Gemv : IParallelWork
     private nint _lda;
 
     /// <summary>A GEMV for vectors of up to <paramref name="maxLength"/> elements, with scratch from <paramref name="arena"/>.</summary>
-    public Gemv(CpuWorkerPool workers, Arena arena, long maxLength)
+    public Gemv(LinalgThreads workers, Arena arena, long maxLength)
     {
         _workers = workers;
         _xBuffer = arena.Take(Math.Max(maxLength, 1));
@@ -34,6 +38,7 @@ internal sealed unsafe class Gemv : IParallelWork
     /// y = α·op(A)·x + β·y for the m×n column-major A (op(A) = Aᵀ when <paramref name="transposed"/>): y has m
     /// elements (n when transposed) at stride incy, x the other count at stride incx. β = 0 never reads y.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(bool transposed, int m, int n, double alpha, double* a, int lda, double* x, nint incx, double beta, double* y, nint incy)
     {
         int outputs = transposed ? n : m, inputs = transposed ? m : n;
@@ -55,7 +60,7 @@ internal sealed unsafe class Gemv : IParallelWork
         {
             _transposed = transposed; _m = m; _n = n; _alpha = alpha; _a = a; _lda = lda; _x = xs; _y = ys;
             long elements = (long)m * n;
-            _tasks = _workers.ThreadCount > 1 && elements >= MinParallelElements ? Math.Min(2 * _workers.ThreadCount, outputs / 8 + 1) : 1;
+            _tasks = _workers.Count > 1 && elements >= MinParallelElements ? Math.Min(2 * _workers.Count, outputs / 8 + 1) : 1;
             if (_tasks == 1) Execute(0, 0);
             else _workers.Run(this, _tasks);
         }

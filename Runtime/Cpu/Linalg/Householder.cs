@@ -1,3 +1,6 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -12,20 +15,24 @@ internal static unsafe class Householder
     /// result is τ (0 when x is already zero, so H = I). <paramref name="n"/> counts α too; x has n − 1 elements at
     /// stride <paramref name="incx"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Generate(int n, ref double alpha, double* x, nint incx)
     {
         if (n <= 1) return 0;
         double sumSquares = 0;
-        for (int i = 0; i < n - 1; i++)
-        {
-            double xi = x[i * incx];
-            sumSquares += xi * xi;
-        }
+        if (incx == 1) sumSquares = TensorPrimitives.SumOfSquares(new ReadOnlySpan<double>(x, n - 1));
+        else
+            for (int i = 0; i < n - 1; i++)
+            {
+                double xi = x[i * incx];
+                sumSquares += xi * xi;
+            }
         if (sumSquares == 0) return 0;
         double beta = -Math.CopySign(Math.Sqrt(alpha * alpha + sumSquares), alpha);
         double tau = (beta - alpha) / beta;
         double scale = 1 / (alpha - beta);
-        for (int i = 0; i < n - 1; i++) x[i * incx] *= scale;
+        if (incx == 1) TensorPrimitives.Multiply(new ReadOnlySpan<double>(x, n - 1), scale, new Span<double>(x, n - 1));
+        else for (int i = 0; i < n - 1; i++) x[i * incx] *= scale;
         alpha = beta;
         return tau;
     }
@@ -34,16 +41,18 @@ internal static unsafe class Householder
     /// C (m×n, column-major) ← H·C for H = I − τ·v·vᵀ, v of m elements (v[0] must hold 1): w = Cᵀv, then C −= τ·v·wᵀ.
     /// <paramref name="work"/> holds n doubles.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ApplyLeft(LinalgContext ctx, double tau, double* v, int m, int n, double* c, int ldc, double* work)
     {
         if (tau == 0 || m == 0 || n == 0) return;
         ctx.Gemv.Run(true, m, n, 1, c, ldc, v, 1, 0, work, 1);
+        var vs = new ReadOnlySpan<double>(v, m);
         for (int j = 0; j < n; j++)
         {
             double wj = tau * work[j];
             if (wj == 0) continue;
-            double* cj = c + (nint)j * ldc;
-            for (int i = 0; i < m; i++) cj[i] -= wj * v[i];
+            var cj = new Span<double>(c + (nint)j * ldc, m);
+            TensorPrimitives.MultiplyAdd(vs, -wj, cj, cj);
         }
     }
 }

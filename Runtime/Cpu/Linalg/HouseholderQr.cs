@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -30,6 +32,7 @@ internal static unsafe class HouseholderQr
     }
 
     /// <summary>Unblocked QR of an m×b panel (geqr2): one reflector per column, applied to the columns to its right.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void FactorPanel(LinalgContext ctx, int m, int b, double* a, int lda, double* tau)
     {
         var mark = ctx.Arena.Mark();

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -10,6 +12,7 @@ internal static unsafe class Layout
     private const int Tile = 32;
 
     /// <summary>dst (column-major rows×cols, leading dimension ldd) = the row-major rows×cols src, widened.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Transpose(float* src, int rows, int cols, double* dst, int ldd)
     {
         for (int i0 = 0; i0 < rows; i0 += Tile)
@@ -25,6 +28,7 @@ internal static unsafe class Layout
     }
 
     /// <summary>dst (row-major rows×cols) = the column-major rows×cols src (leading dimension lds), rounded to float32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Transpose(double* src, int lds, int rows, int cols, float* dst)
     {
         for (int i0 = 0; i0 < rows; i0 += Tile)
@@ -40,6 +44,7 @@ internal static unsafe class Layout
     }
 
     /// <summary>dst (column-major rows×cols, leading dimension ldd) = the row-major cols×rows src read as its transpose.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Widen(float* src, int rows, int cols, double* dst, int ldd)
     {
         for (int j = 0; j < cols; j++)
@@ -51,6 +56,7 @@ internal static unsafe class Layout
     }
 
     /// <summary>dst (row-major cols×rows) = the column-major rows×cols src (leading dimension lds) read as its transpose.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Narrow(double* src, int lds, int rows, int cols, float* dst)
     {
         for (int j = 0; j < cols; j++)
@@ -65,6 +71,7 @@ internal static unsafe class Layout
     /// Makes each singular pair's sign deterministic: the largest-magnitude entry of column i of U (the first such
     /// entry on a tie) becomes positive, negating column i of U and of V together so that U·S·Vᵀ is unchanged.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void NormalizeSigns(int k, double* u, int m, int ldu, double* v, int n, int ldv)
     {
         for (int i = 0; i < k; i++)
@@ -81,6 +88,7 @@ internal static unsafe class Layout
     }
 
     /// <summary>Sets the rows×cols column-major block to the first columns of the identity.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Identity(double* a, int rows, int cols, int lda)
     {
         for (int j = 0; j < cols; j++)

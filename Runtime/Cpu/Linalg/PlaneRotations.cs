@@ -34,6 +34,7 @@ internal static unsafe class PlaneRotations
     /// Applies <paramref name="count"/> rotations to consecutive column pairs of a column-major matrix: rotation t acts
     /// on columns (first + t, first + t + 1), in the order t = 0, 1, … or, when <paramref name="backward"/>, the reverse.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ApplyToColumns(double* a, int rows, int lda, int first, int count, double* c, double* s, bool backward)
     {
         if (rows == 0) return;
@@ -71,6 +72,7 @@ internal static unsafe class PlaneRotations
     }
 
     /// <summary>The smaller singular value of the upper triangular [f g; 0 h] (LAPACK's las2), accurate to a few ulps.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double SmallerSingularValue(double f, double g, double h)
     {
         double fa = Math.Abs(f), ga = Math.Abs(g), ha = Math.Abs(h);
@@ -94,6 +96,7 @@ internal static unsafe class PlaneRotations
     /// [cl sl; −sl cl]·[f g; 0 h]·[cr −sr; sr cr] = [σmax 0; 0 σmin], |σmax| ≥ |σmin|, each singular value accurate to
     /// a few ulps of itself (the small one too).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Svd2x2(double f, double g, double h, out double sigmaMin, out double sigmaMax,
         out double sinR, out double cosR, out double sinL, out double cosL)
     {

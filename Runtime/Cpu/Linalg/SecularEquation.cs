@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LoraRuntime.Cpu.Linalg;
 
 /// <summary>
@@ -19,6 +21,7 @@ internal static unsafe class SecularEquation
     /// Root <paramref name="i"/> of K: returns τ with σ_i = d[origin] + τ. <paramref name="delta"/> holds K doubles of
     /// scratch (the poles d_j² − d_o², shifted to the origin). <paramref name="maxIterations"/> is for tests.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Solve(int k, double* d, double* z, int i, double* delta, out int origin, int maxIterations = MaxIterations)
     {
         double lo, hi, mu;
@@ -111,22 +114,21 @@ internal static unsafe class SecularEquation
     }
 
     /// <summary>
-    /// Löwner's formula: the ẑ for which the computed σ are the exact singular values (Gu and Eisenstat), so that the
-    /// vectors built from it are orthogonal to working precision. ẑ_j takes z_j's sign.
+    /// Löwner's formula for entry j: the ẑ_j for which the computed σ are the exact singular values (Gu and Eisenstat),
+    /// so that the vectors built from ẑ are orthogonal to working precision. ẑ_j takes z_j's sign. The product pairs each
+    /// σ_i² − d_j² with a neighbouring pole's d² − d_j² so that every factor stays near 1.
     /// </summary>
-    public static void RecomputeZ(int k, double* d, double* z, int* origin, double* tau, double* zHat)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static double RecomputeZ(int k, double* d, double* z, int* origin, double* tau, int j)
     {
-        for (int j = 0; j < k; j++)
-        {
-            double dj = d[j];
-            // σ_i² − d_j² = ((d_o − d_j) + τ_i)·(σ_i + d_j)
-            double product = SigmaSquaredMinus(k - 1, dj, d, origin, tau);
-            for (int i = 0; i < j; i++)
-                product *= SigmaSquaredMinus(i, dj, d, origin, tau) / ((d[i] - dj) * (d[i] + dj));
-            for (int i = j; i < k - 1; i++)
-                product *= SigmaSquaredMinus(i, dj, d, origin, tau) / ((d[i + 1] - dj) * (d[i + 1] + dj));
-            zHat[j] = Math.CopySign(Math.Sqrt(Math.Abs(product)), z[j]);
-        }
+        double dj = d[j];
+        // σ_i² − d_j² = ((d_o − d_j) + τ_i)·(σ_i + d_j)
+        double product = SigmaSquaredMinus(k - 1, dj, d, origin, tau);
+        for (int i = 0; i < j; i++)
+            product *= SigmaSquaredMinus(i, dj, d, origin, tau) / ((d[i] - dj) * (d[i] + dj));
+        for (int i = j; i < k - 1; i++)
+            product *= SigmaSquaredMinus(i, dj, d, origin, tau) / ((d[i + 1] - dj) * (d[i + 1] + dj));
+        return Math.CopySign(Math.Sqrt(Math.Abs(product)), z[j]);
     }
 
     /// <summary>σ_i − d_j, accurate: (d_o − d_j) + τ_i.</summary>
