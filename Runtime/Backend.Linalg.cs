@@ -32,7 +32,7 @@ public abstract partial class Backend
         Check.Tensors(this, DType.F32, [u, s, vt, a], [nameof(u), nameof(s), nameof(vt), nameof(a)]);
         var (m, n) = CheckMatrix(a, nameof(a));
         int k = Math.Min(m, n);
-        CheckSvdOutputs(u, s, vt, a, m, n, k, "k = min(m, n)");
+        CheckSvdOutputs(u, s, vt, a, m, n, k, 'k', "k = min(m, n)");
         if (k > 0) SvdCore(u, s, vt, a);
     }
 
@@ -54,7 +54,7 @@ public abstract partial class Backend
         if (rank > Math.Min(m, n))
             throw new ArgumentException(
                 $"s: the rank r = s.Length must be ≤ min(m, n) = {Math.Min(m, n)} for a {a.Shape}; got r = {rank}", nameof(s));
-        CheckSvdOutputs(u, s, vt, a, m, n, rank, "r = s.Length");
+        CheckSvdOutputs(u, s, vt, a, m, n, rank, 'r', "r = s.Length");
         if (options.Oversampling < 0)
             throw new ArgumentException($"options: expected Oversampling ≥ 0; got {options.Oversampling}", nameof(options));
         if (options.PowerIterations is < 0 or > TruncatedSvdOptions.MaxPowerIterations)
@@ -63,12 +63,12 @@ public abstract partial class Backend
         TruncatedSvdCore(u, s, vt, a, options);
     }
 
-    private void CheckSvdOutputs(Tensor u, Tensor s, Tensor vt, Tensor a, int m, int n, int k, string kMeaning)
+    private void CheckSvdOutputs(Tensor u, Tensor s, Tensor vt, Tensor a, int m, int n, int k, char kSymbol, string kMeaning)
     {
-        CheckMatrixShape(u, nameof(u), m, k, "[m, " + kMeaning[0] + "]", a, kMeaning);
+        CheckMatrixShape(u, nameof(u), m, k, $"[m, {kSymbol}]", a, kMeaning);
         if (s.Shape.Rank != 1 || s.Shape[0] != k)
             throw new ArgumentException($"s: expected shape [{k}] ({kMeaning} for a {a.Shape}); got s {s.Shape}", nameof(s));
-        CheckMatrixShape(vt, nameof(vt), k, n, "[" + kMeaning[0] + ", n]", a, kMeaning);
+        CheckMatrixShape(vt, nameof(vt), k, n, $"[{kSymbol}, n]", a, kMeaning);
         Check.Disjoint(3, [u, s, vt, a], [nameof(u), nameof(s), nameof(vt), nameof(a)]);
         CheckFinite(a, nameof(a));
     }

@@ -56,7 +56,8 @@ internal sealed unsafe class Arena : IDisposable
     public double* Zeroed(long count)
     {
         double* p = Take(count);
-        new Span<double>(p, checked((int)count)).Clear();
+        for (long i = 0; i < count; i += int.MaxValue)
+            new Span<double>(p + i, (int)Math.Min(int.MaxValue, count - i)).Clear();
         return p;
     }
 

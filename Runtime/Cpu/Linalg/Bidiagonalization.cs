@@ -59,6 +59,8 @@ internal static unsafe class Bidiagonalization
         double* tauq, double* taup, double* x, int ldx, double* y, int ldy)
     {
         var gemv = ctx.Gemv;
+        var mark = ctx.Arena.Mark();
+        double* row = ctx.Arena.Take(n);
         for (int i = 0; i < b; i++)
         {
             double* aii = a + i + (nint)i * lda;
@@ -82,21 +84,25 @@ internal static unsafe class Bidiagonalization
             gemv.Run(true, m - i, i, 1, x + i, ldx, aii, 1, 0, yi, 1);
             gemv.Run(true, i, n - i - 1, -1, a + (nint)(i + 1) * lda, lda, yi, 1, 1, yi + i + 1, 1);
             Scale(yi + i + 1, n - i - 1, tauq[i]);
-            // A[i, i+1:n] −= Y[i+1:n, 0:i+1]·A[i, 0:i+1]ᵀ + A[0:i, i+1:n]ᵀ·X[i, 0:i]ᵀ
-            gemv.Run(false, n - i - 1, i + 1, -1, y + i + 1, ldy, a + i, lda, 1, ai1, lda);
-            gemv.Run(true, i, n - i - 1, -1, a + (nint)(i + 1) * lda, lda, x + i, ldx, 1, ai1, lda);
-            taup[i] = Householder.Generate(n - i - 1, ref ai1[0], ai1 + lda, lda);
-            e[i] = ai1[0];
-            ai1[0] = 1;
-            // X[i+1:m, i] = τp·(A[i+1:m, i+1:n]·u − A[i+1:m, 0:i+1]·(Y[i+1:n, 0:i+1]ᵀ·u) − X[i+1:m, 0:i]·(A[0:i, i+1:n]·u))
+            // A[i, i+1:n] −= Y[i+1:n, 0:i+1]·A[i, 0:i+1]ᵀ + A[0:i, i+1:n]ᵀ·X[i, 0:i]ᵀ, worked on as a contiguous copy of
+            // the row (one strided gather and one scatter instead of a strided pass per use).
+            int nr = n - i - 1;
+            for (int j = 0; j < nr; j++) row[j] = ai1[(nint)j * lda];
+            gemv.Run(false, nr, i + 1, -1, y + i + 1, ldy, a + i, lda, 1, row, 1);
+            gemv.Run(true, i, nr, -1, a + (nint)(i + 1) * lda, lda, x + i, ldx, 1, row, 1);
+            taup[i] = Householder.Generate(nr, ref row[0], row + 1, 1);
+            e[i] = row[0];
+            row[0] = 1;
+            for (int j = 0; j < nr; j++) ai1[(nint)j * lda] = row[j];
             double* xi = x + (nint)i * ldx;
-            gemv.Run(false, m - i - 1, n - i - 1, 1, ai1 + 1, lda, ai1, lda, 0, xi + i + 1, 1);
-            gemv.Run(true, n - i - 1, i + 1, 1, y + i + 1, ldy, ai1, lda, 0, xi, 1);
+            gemv.Run(false, m - i - 1, nr, 1, ai1 + 1, lda, row, 1, 0, xi + i + 1, 1);
+            gemv.Run(true, nr, i + 1, 1, y + i + 1, ldy, row, 1, 0, xi, 1);
             gemv.Run(false, m - i - 1, i + 1, -1, a + i + 1, lda, xi, 1, 1, xi + i + 1, 1);
-            gemv.Run(false, i, n - i - 1, 1, a + (nint)(i + 1) * lda, lda, ai1, lda, 0, xi, 1);
+            gemv.Run(false, i, nr, 1, a + (nint)(i + 1) * lda, lda, row, 1, 0, xi, 1);
             gemv.Run(false, m - i - 1, i, -1, x + i + 1, ldx, xi, 1, 1, xi + i + 1, 1);
             Scale(xi + i + 1, m - i - 1, taup[i]);
         }
+        ctx.Arena.Release(mark);
         if (b == n)
             for (int j = 0; j < b; j++)
             {
