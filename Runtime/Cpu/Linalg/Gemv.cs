@@ -12,11 +12,11 @@ namespace LoraRuntime.Cpu.Linalg;
 internal sealed unsafe class Gemv : IParallelWork
 {
     /// <summary>
-    /// Matrices below this many elements (1.25 MiB) are multiplied on the calling thread: a hand-off to the workers
+    /// Matrices below this many elements (750 KiB, about 310²) are multiplied on the calling thread: a hand-off to the workers
     /// costs microseconds when they are spinning and a scheduler slice when the machine is oversubscribed, while the
     /// product itself takes tens of microseconds.
     /// </summary>
-    private const long MinParallelElements = 160_000;
+    private const long MinParallelElements = 96_000;
     private readonly LinalgThreads _workers;
     private readonly double* _xBuffer, _yBuffer;
 
