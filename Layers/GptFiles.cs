@@ -60,7 +60,8 @@ public static class GptFiles
             var root = doc.RootElement;
             var config = new GptConfig(
                 root.GetProperty("vocab_size").GetInt32(), root.GetProperty("n_layer").GetInt32(), root.GetProperty("n_head").GetInt32(),
-                root.GetProperty("n_embd").GetInt32(), root.GetProperty("block_size").GetInt32());
+                root.GetProperty("n_embd").GetInt32(), root.GetProperty("block_size").GetInt32(),
+                root.TryGetProperty("layer_norm_epsilon", out var eps) ? (float)eps.GetDouble() : 1e-5f);
             config.Validate();
             var tokenizer = new CharTokenizer(root.GetProperty("vocabulary").GetString() ?? "");
             if (tokenizer.Size != config.Vocabulary)
@@ -102,6 +103,7 @@ public static class GptFiles
             json.WriteNumber("n_head", config.Heads);
             json.WriteNumber("n_embd", config.Channels);
             json.WriteNumber("block_size", config.BlockSize);
+            json.WriteNumber("layer_norm_epsilon", config.LayerNormEpsilon);
             json.WriteString("tokenizer", "char");
             json.WriteString("vocabulary", tokenizer.Vocabulary);
             json.WriteEndObject();
