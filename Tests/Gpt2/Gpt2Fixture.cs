@@ -19,7 +19,7 @@ internal sealed class Gpt2Fixture : IDisposable
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "lora-gpt2-" + Guid.NewGuid().ToString("N"));
 
     /// <summary>The checkpoint's tensors by their Hugging Face names (no prefix), shapes as stored.</summary>
-    public static Dictionary<string, (float[] Values, int[] Dims)> RandomTensors(int seed)
+    public static Dictionary<string, (float[] Values, int[] Dims)> RandomTensors(int seed, int vocabulary = Vocabulary)
     {
         var t = new Dictionary<string, (float[], int[])>(StringComparer.Ordinal);
         int c = Channels, next = seed;
@@ -29,7 +29,7 @@ internal sealed class Gpt2Fixture : IDisposable
             for (int i = 0; i < values.Length; i++) values[i] = offset + scale * values[i];
             t[name] = (values, dims);
         }
-        Add("wte.weight", 0.5f, 0, Vocabulary, c);
+        Add("wte.weight", 0.5f, 0, vocabulary, c);
         Add("wpe.weight", 0.3f, 0, Positions, c);
         for (int l = 0; l < Layers; l++)
         {
