@@ -17,6 +17,9 @@ public static class GptFiles
     /// <summary>The configuration's file name.</summary>
     public const string ConfigFile = "config.json";
 
+    /// <summary>The <c>model_type</c> of our configuration.</summary>
+    public const string ModelType = "lora-runtime-gpt";
+
     /// <summary>Writes the weights and the configuration of <paramref name="model"/> into <paramref name="directory"/>.</summary>
     public static void Save(GptModel model, CharTokenizer tokenizer, string directory)
     {
@@ -97,7 +100,7 @@ public static class GptFiles
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
             json.WriteStartObject();
-            json.WriteString("model_type", "lora-runtime-gpt");
+            json.WriteString("model_type", ModelType);
             json.WriteNumber("vocab_size", config.Vocabulary);
             json.WriteNumber("n_layer", config.Layers);
             json.WriteNumber("n_head", config.Heads);

@@ -30,11 +30,15 @@ public static class ModelDirectory
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            return Gpt2Config.IsGpt2(doc.RootElement) ? ModelLayout.Gpt2 : ModelLayout.LoraRuntime;
+            var root = doc.RootElement;
+            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("model_type", out var type)
+                && type.GetString() is { } name && name != Gpt2Config.ModelType && name != GptFiles.ModelType)
+                throw new InvalidDataException($"{path}: model_type '{name}' is not supported; expected '{Gpt2Config.ModelType}' or '{GptFiles.ModelType}'");
+            return Gpt2Config.IsGpt2(root) ? ModelLayout.Gpt2 : ModelLayout.LoraRuntime;
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e);
+            throw new InvalidDataException($"{path}: not a valid model configuration: {e.Message}", e);
         }
     }
 

@@ -161,6 +161,13 @@ public sealed class Gpt2CheckpointTests : IDisposable
         Assert.Contains("lm_head.weight", e.Message);
         Assert.Contains("untied", e.Message);
 
+        var other = Path.Combine(_files.Root, "neo");
+        Directory.CreateDirectory(other);
+        File.WriteAllText(Path.Combine(other, GptFiles.ConfigFile), "{\"model_type\": \"gpt_neo\", \"n_positions\": 8}");
+        e = Assert.Throws<InvalidDataException>(() => ModelDirectory.DetectLayout(other));
+        Assert.Contains("'gpt_neo'", e.Message);
+        File.WriteAllText(Path.Combine(other, GptFiles.ConfigFile), "[1, 2");
+        Assert.Throws<InvalidDataException>(() => ModelDirectory.DetectLayout(other));
         Assert.Throws<FileNotFoundException>(() => ModelDirectory.DetectLayout(_files.Root));
         Assert.Throws<DirectoryNotFoundException>(() => ModelDirectory.DetectLayout(Path.Combine(_files.Root, "nowhere")));
     }
