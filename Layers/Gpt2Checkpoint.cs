@@ -56,7 +56,12 @@ public static class Gpt2Checkpoint
     public static void LoadParameters(GptModel model, string path)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: the GPT-2 weights are missing", path);
+        if (!File.Exists(path))
+        {
+            bool pickle = File.Exists(Path.Combine(Path.GetDirectoryName(path) ?? ".", "pytorch_model.bin"));
+            throw new FileNotFoundException(
+                $"{path}: the GPT-2 weights are missing{(pickle ? " (pytorch_model.bin is not read: convert it to model.safetensors)" : "")}", path);
+        }
         using var reader = SafetensorsReader.Open(path);
         string prefix = reader.TryGetEntry(TransformerPrefix + "wte.weight", out _) ? TransformerPrefix : "";
         var used = new HashSet<string>(StringComparer.Ordinal);

@@ -168,6 +168,10 @@ public sealed class Gpt2CheckpointTests : IDisposable
         Assert.Contains("'gpt_neo'", e.Message);
         File.WriteAllText(Path.Combine(other, GptFiles.ConfigFile), "[1, 2");
         Assert.Throws<InvalidDataException>(() => ModelDirectory.DetectLayout(other));
+        string pickled = _files.Write(Gpt2Fixture.RandomTensors(seed: 45), name: "pickled");
+        File.Move(Path.Combine(pickled, GptFiles.ModelFile), Path.Combine(pickled, "pytorch_model.bin"));
+        var missing = Assert.Throws<FileNotFoundException>(() => Gpt2Checkpoint.Load(_cpu, pickled, maxBatch: 1));
+        Assert.Contains("pytorch_model.bin", missing.Message);
         Assert.Throws<FileNotFoundException>(() => ModelDirectory.DetectLayout(_files.Root));
         Assert.Throws<DirectoryNotFoundException>(() => ModelDirectory.DetectLayout(Path.Combine(_files.Root, "nowhere")));
     }
