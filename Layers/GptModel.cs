@@ -8,6 +8,12 @@ namespace LoraRuntime.Layers;
 /// <param name="BlockSize">The longest context (rows of the position embedding).</param>
 public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, int Channels = 128, int BlockSize = 64)
 {
+    /// <summary>
+    /// The linear layers held as two rank-K factors (a compressed model, see <see cref="Linear.IsFactored"/>), by
+    /// module path ("blocks.0.mlp.fc") with their K; empty for a dense model.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> FactoredRanks { get; init; } = new Dictionary<string, int>();
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first inconsistent field.</summary>
     public void Validate()
     {
@@ -18,6 +24,8 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
         Guard.Positive(BlockSize, nameof(BlockSize));
         if (Channels % Heads != 0)
             throw new ArgumentException($"{nameof(Channels)} = {Channels} must be a multiple of {nameof(Heads)} = {Heads}", nameof(Channels));
+        foreach (var (layer, rank) in FactoredRanks)
+            if (rank < 1) throw new ArgumentException($"{nameof(FactoredRanks)}: the rank K of {layer} must be ≥ 1; got {rank}", nameof(FactoredRanks));
     }
 }
 
@@ -55,7 +63,7 @@ public sealed class GptModel : ILinearHost, IDisposable
             throw new ArgumentException("trainParameters needs training: parameter gradients need the activation gradients", nameof(trainParameters));
         Config = config;
         int c = config.Channels, v = config.Vocabulary;
-        Parameters = new ParameterSet(backend, "gpt");
+        Parameters = new ParameterSet(backend, "gpt") { FactoredRanks = config.FactoredRanks };
         Activations = new Activations(backend, maxBatch, config.BlockSize, training);
         try
         {
@@ -63,6 +71,10 @@ public sealed class GptModel : ILinearHost, IDisposable
             PositionEmbedding = new Embedding(Parameters, "wpe", config.BlockSize, c);
             Stack = new TransformerStack(Parameters, Activations, config.Layers, c, config.Heads);
             FinalNorm = new LayerNorm(Parameters, Activations, "ln_f", c);
+            foreach (string layer in config.FactoredRanks.Keys)
+                if (!Stack.LinearTargets.Any(t => t.Path == layer && !t.IsSlice))
+                    throw new ArgumentException(
+                        $"config: FactoredRanks names '{layer}', which is not a linear layer of the model (e.g. {Stack.LinearTargets.First().Path})", nameof(config));
             Func<int, int, Shape> rows = (b, t) => new Shape(b, t, c);
             Func<int, int, Shape> vocab = (b, t) => new Shape(b, t, v);
             Func<int, int, Shape> positions = (b, t) => new Shape(b, t);
