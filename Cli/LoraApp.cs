@@ -19,6 +19,7 @@ internal static class LoraApp
         root.Add(DemoCommand.Create(terminal));
         root.Add(MergeCommand.Create(terminal));
         root.Add(CompressCommand.Create(terminal));
+        root.Add(ExtractCommand.Create(terminal));
         return root;
     }
 

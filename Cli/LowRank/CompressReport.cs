@@ -55,4 +55,5 @@ internal sealed record CompressReport(string Model, string Output, string Choice
 /// <summary>Source-generated JSON for the low-rank tools' reports.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true)]
 [JsonSerializable(typeof(CompressReport))]
+[JsonSerializable(typeof(ExtractReport))]
 internal sealed partial class LowRankJsonContext : JsonSerializerContext;
