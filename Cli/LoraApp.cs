@@ -20,6 +20,7 @@ internal static class LoraApp
         root.Add(MergeCommand.Create(terminal));
         root.Add(CompressCommand.Create(terminal));
         root.Add(ExtractCommand.Create(terminal));
+        root.Add(CombineCommand.Create(terminal));
         return root;
     }
 

@@ -109,7 +109,7 @@ public static class PeftAdapterFiles
         return result;
     }
 
-    private static byte[] ConfigJson(LoraConfig config, string baseModel)
+    internal static byte[] ConfigJson(LoraConfig config, string baseModel)
     {
         var o = config.Defaults;
         using var stream = new MemoryStream();
