@@ -30,11 +30,12 @@ internal static class CompressCommand
         var json = new Option<string?>("--json") { Description = "write the report to FILE", HelpName = "FILE" };
         var batch = new Option<int>("--batch") { Description = "sequences per evaluation batch", DefaultValueFactory = _ => 12 };
         var evalIters = new Option<int>("--eval-iters") { Description = "batches per evaluation", DefaultValueFactory = _ => 20 };
+        var keepDense = new Option<bool>("--keep-dense-if-larger") { Description = "leave a layer dense when its two factors would not be smaller than W" };
         var seed = new Option<ulong>("--seed") { Description = "seed of the evaluation windows (lora train's --seed)", DefaultValueFactory = _ => 1337UL };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
         var command = new Command("compress", "Factor linear layers into two low-rank matrices by truncated SVD")
         {
-            modelDir, rank, energy, targets, output, data, json, batch, evalIters, seed, device,
+            modelDir, rank, energy, targets, output, data, json, keepDense, batch, evalIters, seed, device,
         };
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
@@ -47,7 +48,7 @@ internal static class CompressCommand
             if (evalBatch < 1) throw new UsageException($"--batch: expected ≥ 1; got {evalBatch}");
             if (iters < 1) throw new UsageException($"--eval-iters: expected ≥ 1; got {iters}");
             string? text = dataPath is null ? null : TrainingOptions.ReadCorpus(dataPath, "--data");
-            var options = new CompressionOptions(choice, LowRankArgs.Targets(parse.GetValue(targets)));
+            var options = new CompressionOptions(choice, LowRankArgs.Targets(parse.GetValue(targets)), parse.GetValue(keepDense));
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
             var (model, tokenizer) = LowRankArgs.LoadModel(backend, source, "--model", evalBatch);
             using (model)

@@ -44,6 +44,8 @@ internal sealed record CompressReport(string Model, string Output, string Choice
         console.WriteLine($"model parameters: {Number(ModelParametersBefore)} → {Number(ModelParametersAfter)} " +
             $"({(100.0 * ModelParametersAfter / ModelParametersBefore).ToString("0.0", CultureInfo.InvariantCulture)}%)");
         if (Layers.Any(l => !l.Factored)) console.WriteLine("(dense: K·(OC + C) ≥ OC·C would not save parameters, so the layer is kept as it was)");
+        else if (Layers.Any(l => l.ParametersAfter >= l.ParametersBefore))
+            console.WriteLine("note: some layers' factors hold more parameters than W (K·(OC + C) ≥ OC·C); --keep-dense-if-larger leaves those dense");
         if (ValidationLossOriginal is { } before && ValidationLossCompressed is { } after)
             console.WriteLine($"validation loss ({EvalIters} batches of {EvalBatch}, last 10% of the corpus): original {before.ToString("0.0000", CultureInfo.InvariantCulture)}, " +
                 $"compressed {after.ToString("0.0000", CultureInfo.InvariantCulture)}");

@@ -9,18 +9,22 @@ namespace LoraRuntime.Layers.Compression;
 /// <param name="OutFeatures">m = OC.</param>
 /// <param name="InFeatures">n = C.</param>
 /// <param name="Rank">K, the rank the choice gave.</param>
-/// <param name="Factored">False when K·(m + n) ≥ m·n: the factors would not be smaller, so the layer stays dense.</param>
+/// <param name="Factored">
+/// False when the layer stayed dense: with <see cref="CompressionOptions.KeepDenseIfLarger"/>, factors with
+/// K·(m + n) ≥ m·n would not be smaller.
+/// </param>
 /// <param name="KeptEnergy">Σ_{i&lt;K} σᵢ² / ‖W‖²_F (1 for a layer kept dense).</param>
 /// <param name="RelativeError">‖W − U·V‖_F / ‖W‖_F (0 for a layer kept dense).</param>
 /// <param name="ParametersBefore">m·n.</param>
-/// <param name="ParametersAfter">K·(m + n), or m·n when kept dense.</param>
+/// <param name="ParametersAfter">K·(m + n) (more than m·n when K is high), or m·n when kept dense.</param>
 public sealed record CompressedLayer(string Layer, int OutFeatures, int InFeatures, int Rank, bool Factored, double KeptEnergy,
     double RelativeError, long ParametersBefore, long ParametersAfter);
 
 /// <summary>What to compress and how.</summary>
 /// <param name="Choice">The rank of every chosen layer, or the energy it keeps.</param>
 /// <param name="Targets">Whole linear layers by name as <see cref="LoraConfig.TargetModules"/> ("fc", "proj", "attn.o", …), or all-linear.</param>
-public sealed record CompressionOptions(RankChoice Choice, IReadOnlyList<string> Targets);
+/// <param name="KeepDenseIfLarger">Leave a layer dense when its factors would hold at least as many parameters as W.</param>
+public sealed record CompressionOptions(RankChoice Choice, IReadOnlyList<string> Targets, bool KeepDenseIfLarger = false);
 
 /// <summary>
 /// <c>lora compress</c>'s library side: replaces chosen linear layers of a model by their truncated-SVD factors
@@ -55,7 +59,7 @@ public static class ModelCompression
             var f = LowRankFactorization.Factor(linear.Weight.Value, options.Choice, linear.Name);
             int m = linear.OutFeatures, n = linear.InFeatures;
             long before = (long)m * n, after = (long)f.Rank * (m + n);
-            bool factored = after < before;
+            bool factored = !options.KeepDenseIfLarger || after < before;
             if (factored) factors.Add(linear.Name, f);
             report.Add(new CompressedLayer(linear.Name, m, n, f.Rank, factored, factored ? f.KeptEnergy : 1, factored ? f.RelativeError : 0,
                 before, factored ? after : before));

@@ -87,7 +87,7 @@ public sealed class CompressTests : IDisposable
         File.WriteAllText(corpus, string.Concat(Enumerable.Repeat("abcdefg gfedcba abba cafe bead\n".Replace(" ", "").Replace("\n", "g"), 60)));
         using (var model = _f.Model()) _f.Save(model, "m");
         string out1 = _f.PathOf("c"), json = _f.PathOf("report.json");
-        Assert.Equal(0, _f.Run("compress", "--model", _f.PathOf("m"), "--energy", "0.9", "--targets", "fc,proj", "--out", out1, "--data", corpus,
+        Assert.Equal(0, _f.Run("compress", "--model", _f.PathOf("m"), "--energy", "0.9", "--targets", "fc,proj", "--out", out1, "--data", corpus, "--keep-dense-if-larger",
             "--json", json, "--batch", "2", "--eval-iters", "3"));
         string text = _f.Out.ToString();
         Assert.Contains("mlp.fc", text);
@@ -102,6 +102,11 @@ public sealed class CompressTests : IDisposable
                 Assert.True(layer.GetProperty("kept_energy").GetDouble() >= 0.9 || !layer.GetProperty("factored").GetBoolean());
         }
         Assert.Equal(0, _f.Run("generate", "--base", out1, "--prompt", "ab", "--tokens", "4"));
+        // Without --keep-dense-if-larger every chosen layer is factored, even where the factors are larger.
+        Assert.Equal(0, _f.Run("compress", "--model", _f.PathOf("m"), "--energy", "0.99", "--out", _f.PathOf("c2"), "--json", json));
+        using (var doc = JsonDocument.Parse(File.ReadAllBytes(json)))
+            Assert.All(doc.RootElement.GetProperty("layers").EnumerateArray(), l => Assert.True(l.GetProperty("factored").GetBoolean()));
+        Assert.Equal(0, _f.Run("generate", "--base", _f.PathOf("c2"), "--prompt", "ab", "--tokens", "4"));
     }
 
     [Theory]
