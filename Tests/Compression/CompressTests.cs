@@ -107,6 +107,12 @@ public sealed class CompressTests : IDisposable
         using (var doc = JsonDocument.Parse(File.ReadAllBytes(json)))
             Assert.All(doc.RootElement.GetProperty("layers").EnumerateArray(), l => Assert.True(l.GetProperty("factored").GetBoolean()));
         Assert.Equal(0, _f.Run("generate", "--base", _f.PathOf("c2"), "--prompt", "ab", "--tokens", "4"));
+        // A compressed model fine-tunes with LoRA on its factored layers; merging into them is refused, naming the reason.
+        Assert.Equal(0, _f.Run("finetune", "--base", _f.PathOf("c2"), "--data", corpus, "--out", _f.PathOf("a"), "--iters", "2", "--batch", "2",
+            "--eval-every", "1", "--eval-iters", "1", "--rank", "2", "--targets", "fc,q"));
+        Assert.Equal(2, _f.Run("merge", "--base", _f.PathOf("c2"), "--adapter", _f.PathOf("a"), "--out", _f.PathOf("merged")));
+        Assert.Contains("factored", _f.Error.ToString());
+        Assert.False(Directory.Exists(_f.PathOf("merged")));
     }
 
     [Theory]

@@ -1,4 +1,5 @@
 using LoraRuntime.Layers;
+using LoraRuntime.Layers.Adapters;
 using Xunit;
 
 namespace LoraRuntime.Tests.Layers;
@@ -38,6 +39,39 @@ public sealed class FactoredLinearTests
             linear.Forward, linear.Backward, [Batch, Time, In], [Batch, Time, Out], 12, $"factored Linear (trained {trained})");
         if (!trained) Assert.Equal(before, parameters.Values.ToArray());
         var e = Assert.Throws<InvalidOperationException>(() => linear.Weight);
+        Assert.Contains("factored", e.Message);
+    }
+
+    [Fact]
+    public void A_stack_with_factored_layers_and_a_lora_adapter_on_one_allocates_nothing_per_step()
+    {
+        using var f = new LayerFixture(maxBatch: 2, maxTime: 16);
+        var parameters = f.Own(new ParameterSet(f.Backend)
+        {
+            FactoredRanks = new Dictionary<string, int> { ["blocks.0.mlp.fc"] = 8, ["blocks.0.attn.o"] = 4 },
+        });
+        var stack = new TransformerStack(parameters, f.Activations, 1, 32, 2);
+        parameters.Reserve(withGradients: false);
+        f.Activations.Reserve();
+        GradientCheck.Randomize(parameters, 3, 0.1f);
+        var lora = f.Own(new LoraModel(stack));
+        var adapter = lora.AddAdapter("default", new LoraConfig { Defaults = new LoraOptions { Rank = 2 }, TargetModules = ["fc", "q"] });
+        using var x = f.Backend.FromArray(Support.Reference.Random(2 * 16 * 32, 1), 2, 16, 32);
+        using var y = f.Backend.Zeros(2, 16, 32);
+        using var dy = f.Backend.FromArray(Support.Reference.Random(2 * 16 * 32, 2), 2, 16, 32);
+        using var dx = f.Backend.Zeros(2, 16, 32);
+        void Step()
+        {
+            adapter.ZeroGradients();
+            stack.Forward(y, x);
+            stack.Backward(dx, dy, x);
+        }
+        for (int i = 0; i < 3; i++) Step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++) Step();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        // A merge needs the dense weight a factored layer does not have.
+        var e = Assert.Throws<InvalidOperationException>(() => lora.Merge());
         Assert.Contains("factored", e.Message);
     }
 
