@@ -57,6 +57,10 @@ internal static class ExtractCommand
                     if (jsonPath is not null)
                         AtomicFile.WriteAllBytes(jsonPath, JsonSerializer.SerializeToUtf8Bytes(report, LowRankJsonContext.Default.ExtractReport));
                     report.Render(terminal.Out);
+                    var missed = AdapterExtraction.UncapturedDifferences(b, tuned, extracted.Adapter);
+                    if (missed.Count > 0)
+                        terminal.Out.MarkupLine(Markup.Escape(
+                            $"note: {missed.Count} parameters outside the targeted layers also differ and are not in the adapter: {string.Join(", ", missed.Take(6))}{(missed.Count > 6 ? ", …" : "")}"));
                 }
             }
             terminal.Out.MarkupLine($"wrote [blue]{Markup.Escape(Path.GetFullPath(outDir))}[/] ({PeftAdapterFiles.ConfigFile}, {PeftAdapterFiles.WeightsFile})");

@@ -65,6 +65,21 @@ public static class AdapterExtraction
         }
     }
 
+    /// <summary>
+    /// The parameters in which <paramref name="tuned"/> differs from <paramref name="baseGpt"/> outside the layers the
+    /// adapter's modules adapt (layer norms, embeddings, biases, untargeted projections): what an adapter cannot carry.
+    /// </summary>
+    public static IReadOnlyList<string> UncapturedDifferences(GptModel baseGpt, GptModel tuned, LoraAdapter adapter)
+    {
+        ArgumentNullException.ThrowIfNull(adapter);
+        var adapted = adapter.Modules.Select(w => w.Module.Base.Weight.Name).ToHashSet(StringComparer.Ordinal);
+        var differing = new List<string>();
+        foreach (var p in baseGpt.Parameters.Parameters)
+            if (!adapted.Contains(p.Name) && !p.Value.ToArray().AsSpan().SequenceEqual(tuned.Parameters[p.Name].Value.ToArray()))
+                differing.Add(p.Name);
+        return differing;
+    }
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first field in which the two architectures differ.</summary>
     public static void CheckSameArchitecture(GptConfig baseConfig, GptConfig tuned)
     {

@@ -36,6 +36,7 @@ public sealed class ExtractTests : IDisposable
         string json = _f.PathOf("extract.json");
         Assert.Equal(0, _f.Run("extract", "--base", _f.PathOf("base"), "--tuned", _f.PathOf("tuned"), "--rank", "2", "--targets", "q,fc",
             "--out", _f.PathOf("adapter"), "--json", json));
+        Assert.DoesNotContain("not in the adapter", _f.Out.ToString());
         var config = PeftAdapterFiles.ReadConfig(_f.PathOf("adapter"));
         Assert.Equal((2, 2f), (config.Defaults.Rank, config.Defaults.Alpha)); // s = α/R = 1
         using (var doc = JsonDocument.Parse(File.ReadAllBytes(json)))
@@ -66,6 +67,16 @@ public sealed class ExtractTests : IDisposable
             }
             Assert.True(Reference.RelativeError(_f.Logits(model), Reference.ToDouble(tunedLogits)) <= 1e-5);
         }
+    }
+
+    [Fact]
+    public void Differences_the_adapter_cannot_carry_are_named()
+    {
+        Models();
+        // Targeting fc alone leaves q's delta (in qkv) out of the adapter.
+        Assert.Equal(0, _f.Run("extract", "--base", _f.PathOf("base"), "--tuned", _f.PathOf("tuned"), "--rank", "2", "--targets", "fc", "--out", _f.PathOf("adapter")));
+        string text = System.Text.RegularExpressions.Regex.Replace(_f.Out.ToString(), @"\s+", " "); // the plain console wraps at 80 columns
+        Assert.Contains("1 parameters outside the targeted layers also differ and are not in the adapter: blocks.0.attn.qkv.weight", text);
     }
 
     [Fact]
