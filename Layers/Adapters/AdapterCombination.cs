@@ -37,7 +37,10 @@ public static class AdapterCombination
         ArgumentNullException.ThrowIfNull(adapters);
         if (adapters.Count == 0) throw new ArgumentException("adapters: expected at least one adapter to combine", nameof(adapters));
         for (int i = 0; i < adapters.Count; i++) Validate(adapters[i].Adapter, adapters[i].Weight, i);
-        if (adapters.Count == 1) method = CombinationMethod.Linear;
+        if (method != CombinationMethod.Svd && svdRank is not null)
+            throw new ArgumentException($"svdRank: a rank is only chosen by the svd method, not by {method.ToString().ToLowerInvariant()}", nameof(svdRank));
+        // As in PEFT, a single adapter always combines linearly (an svd rank is then ignored).
+        if (adapters.Count == 1) (method, svdRank) = (CombinationMethod.Linear, null);
         var ranks = adapters.Select(a => a.Adapter.Config.Defaults.Rank).ToArray();
         int newRank = method switch
         {
@@ -49,8 +52,6 @@ public static class AdapterCombination
             CombinationMethod.Svd => svdRank ?? ranks.Max(),
             _ => throw new ArgumentOutOfRangeException(nameof(method), method, "method: expected linear, cat or svd"),
         };
-        if (method != CombinationMethod.Svd && svdRank is not null)
-            throw new ArgumentException($"svdRank: a rank is only chosen by the svd method; {method.ToString().ToLowerInvariant()} gives R = {newRank}", nameof(svdRank));
 
         var paths = adapters.SelectMany(a => a.Adapter.Modules.Select(m => m.Path)).Distinct(StringComparer.Ordinal).ToList();
         var modules = new List<AdapterModuleTensors>(paths.Count);

@@ -70,6 +70,12 @@ public sealed class CombineTests : IDisposable
             Assert.True(Reference.RelativeError(m.B, expectedB) <= 1e-6, $"{m.Path}: B");
         }
         Assert.Equal(3, c.Modules.Count);
+        // One adapter at weight 1 comes back as itself (linear whatever the method asked, as PEFT does).
+        Assert.Equal(0, _f.Run("combine", "--adapter", _f.PathOf("a2"), "--method", "svd", "--rank", "4", "--out", _f.PathOf("same")));
+        var same = PeftAdapterTensors.Read(_f.PathOf("same"));
+        Assert.Equal(2, same.Config.Defaults.Rank);
+        foreach (var m in same.Modules)
+            Assert.True(Reference.RelativeError(Product(m), Delta([(a2.Modules.Single(x => x.Path == m.Path), Scale(a2))], m.OutFeatures, m.InFeatures)) <= 1e-6);
     }
 
     [Fact]
@@ -153,6 +159,8 @@ public sealed class CombineTests : IDisposable
         Assert.Equal(2, _f.Run("combine", "--adapter", _f.PathOf("a1"), "--adapter", _f.PathOf("a3"), "--method", "svd", "--rank", "17", "--out", outDir));
         Assert.Contains("min(out, in) = 16", _f.Error.ToString());
         Assert.Equal(2, _f.Run("combine", "--adapter", _f.PathOf("a1"), "--adapter", _f.PathOf("a3"), "--method", "ties", "--out", outDir));
+        Assert.Equal(2, _f.Run("combine", "--adapter", _f.PathOf("a1"), "--adapter", _f.PathOf("a3"), "--method", "cat", "--rank", "2", "--out", outDir));
+        Assert.Contains("only chosen by the svd method", _f.Error.ToString());
         Assert.False(Directory.Exists(outDir));
     }
 }
