@@ -72,7 +72,8 @@ public sealed class FactoredLinearTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
         // A merge needs the dense weight a factored layer does not have.
         var e = Assert.Throws<InvalidOperationException>(() => lora.Merge());
-        Assert.Contains("factored", e.Message);
+        Assert.Contains("nothing was merged", e.Message);
+        Assert.All(lora.Modules.Values, m => Assert.False(m.IsMerged));
     }
 
     [Fact]
