@@ -6,7 +6,8 @@ namespace LoraRuntime.Layers;
 
 /// <summary>
 /// A model directory: <c>model.safetensors</c> (every parameter by its path, float32) and <c>config.json</c> (the
-/// architecture and the character vocabulary). Each file is written atomically; loading checks every name and shape
+/// architecture and the character vocabulary; for a compressed model also <c>factored_ranks</c>, the rank K of each
+/// layer stored as the two factors <c>&lt;layer&gt;.weight_u</c> [OC, K] and <c>&lt;layer&gt;.weight_v</c> [K, C]). Each file is written atomically; loading checks every name and shape
 /// and names the file and tensor on any mismatch.
 /// </summary>
 public static class GptFiles
@@ -64,7 +65,10 @@ public static class GptFiles
             var config = new GptConfig(
                 root.GetProperty("vocab_size").GetInt32(), root.GetProperty("n_layer").GetInt32(), root.GetProperty("n_head").GetInt32(),
                 root.GetProperty("n_embd").GetInt32(), root.GetProperty("block_size").GetInt32(),
-                root.TryGetProperty("layer_norm_epsilon", out var eps) ? (float)eps.GetDouble() : 1e-5f);
+                root.TryGetProperty("layer_norm_epsilon", out var eps) ? (float)eps.GetDouble() : 1e-5f)
+            {
+                FactoredRanks = FactoredRanksOf(root),
+            };
             config.Validate();
             var tokenizer = new CharTokenizer(root.GetProperty("vocabulary").GetString() ?? "");
             if (tokenizer.Size != config.Vocabulary)
@@ -94,6 +98,14 @@ public static class GptFiles
         return (model, tokenizer);
     }
 
+    private static Dictionary<string, int> FactoredRanksOf(JsonElement root)
+    {
+        var ranks = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root.TryGetProperty("factored_ranks", out var factored))
+            foreach (var layer in factored.EnumerateObject()) ranks[layer.Name] = layer.Value.GetInt32();
+        return ranks;
+    }
+
     private static byte[] ConfigJson(GptConfig config, CharTokenizer tokenizer)
     {
         using var stream = new MemoryStream();
@@ -109,6 +121,12 @@ public static class GptFiles
             json.WriteNumber("layer_norm_epsilon", config.LayerNormEpsilon);
             json.WriteString("tokenizer", "char");
             json.WriteString("vocabulary", tokenizer.Vocabulary);
+            if (config.FactoredRanks.Count > 0)
+            {
+                json.WriteStartObject("factored_ranks");
+                foreach (var (layer, rank) in config.FactoredRanks) json.WriteNumber(layer, rank);
+                json.WriteEndObject();
+            }
             json.WriteEndObject();
         }
         return stream.ToArray();

@@ -58,7 +58,8 @@ internal static class GenerateCommand
         }
     }
 
-    private static (string Dir, float Scale) ParseAdapter(string spec)
+    /// <summary>Splits "DIR[:scale]" (a trailing ":number" is the scale, else 1).</summary>
+    internal static (string Dir, float Scale) ParseAdapter(string spec)
     {
         int colon = spec.LastIndexOf(':');
         if (colon > 0 && float.TryParse(spec[(colon + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out float scale))

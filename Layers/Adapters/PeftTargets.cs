@@ -63,15 +63,9 @@ public static class PeftTargets
     public static PeftAdapterConfig ForAdapter(LoraAdapter adapter, LoraConfig config, ModelLayout layout, string? baseModel)
     {
         ArgumentNullException.ThrowIfNull(adapter);
-        ArgumentNullException.ThrowIfNull(config);
+        var peft = ForConfig(config, baseModel);
+        if (layout == ModelLayout.LoraRuntime) return peft;
         var o = config.Defaults;
-        var peft = new PeftAdapterConfig
-        {
-            BaseModelNameOrPath = baseModel, Rank = o.Rank, Alpha = o.Alpha, Dropout = o.Dropout, UseRsLora = o.UseRsLora, UseDora = o.UseDora,
-            InitLoraWeights = PeftAdapterConfig.InitName(o),
-        };
-        if (layout == ModelLayout.LoraRuntime)
-            return peft with { TargetModules = config.TargetModules, RankPattern = config.RankPattern, AlphaPattern = config.AlphaPattern };
         var names = new List<string>();
         var ranks = new Dictionary<string, int>(StringComparer.Ordinal);
         var alphas = new Dictionary<string, float>(StringComparer.Ordinal);
@@ -84,6 +78,19 @@ public static class PeftTargets
             if (w.Options.Alpha != o.Alpha) alphas[name] = w.Options.Alpha;
         }
         return peft with { TargetModules = names, RankPattern = ranks, AlphaPattern = alphas, FanInFanOut = true };
+    }
+
+    /// <summary>The PEFT configuration of <paramref name="config"/> for our own module names: its names and patterns as they are.</summary>
+    public static PeftAdapterConfig ForConfig(LoraConfig config, string? baseModel)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var o = config.Defaults;
+        return new PeftAdapterConfig
+        {
+            BaseModelNameOrPath = baseModel, Rank = o.Rank, Alpha = o.Alpha, Dropout = o.Dropout, UseRsLora = o.UseRsLora, UseDora = o.UseDora,
+            InitLoraWeights = PeftAdapterConfig.InitName(o),
+            TargetModules = config.TargetModules, RankPattern = config.RankPattern, AlphaPattern = config.AlphaPattern,
+        };
     }
 
     private static bool Selects(IReadOnlyList<string>? names, string? pattern, string name, bool isSlice, string field, string source)
