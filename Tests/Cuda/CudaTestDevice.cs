@@ -1,0 +1,47 @@
+using LoraRuntime.Cuda;
+using Xunit;
+
+namespace LoraRuntime.Tests.Cuda;
+
+/// <summary>Whether the CUDA backend can run here, and one shared backend for the suites that need no fresh one.</summary>
+internal static class CudaTestDevice
+{
+    private static readonly Lazy<CudaBackend> s_shared = new(() => new CudaBackend(0));
+
+    /// <summary>Null when a GPU and cuBLAS, cuSOLVER and NVRTC are all there; otherwise why not.</summary>
+    public static string? Problem =>
+        !Devices.Probe.Available ? $"no GPU: {Devices.Probe.Reason}"
+        : Devices.CudaLibrariesProblem is { } missing ? $"a GPU but {missing}"
+        : null;
+
+    /// <summary>Skips the calling test, with the reason, unless the CUDA backend can run.</summary>
+    public static void SkipUnlessUsable()
+    {
+        string? problem = Problem;
+        Assert.SkipUnless(problem is null, $"CUDA backend unavailable: {problem}");
+    }
+
+    /// <summary>A backend shared by tests that leave it as they found it (fp32 GEMM, grouped GEMM on).</summary>
+    public static CudaBackend Shared => s_shared.Value;
+}
+
+/// <summary>The GEMM conformance suite on the CUDA backend (cuBLAS, fp32).</summary>
+public sealed class CudaGemmConformance : Gemm.GemmConformance
+{
+    public CudaGemmConformance() => CudaTestDevice.SkipUnlessUsable();
+    protected override Backend Backend => CudaTestDevice.Shared;
+}
+
+/// <summary>The primitive conformance suite on the CUDA backend (the kernels of native/).</summary>
+public sealed class CudaPrimitiveConformance : Primitives.PrimitiveConformance
+{
+    public CudaPrimitiveConformance() => CudaTestDevice.SkipUnlessUsable();
+    protected override Backend CreateBackend() => new CudaBackend(0);
+}
+
+/// <summary>The linear-algebra conformance suite on the CUDA backend (cuSOLVER in float64).</summary>
+public sealed class CudaLinalgConformance : Linalg.LinalgConformance
+{
+    public CudaLinalgConformance() => CudaTestDevice.SkipUnlessUsable();
+    protected override Backend CreateBackend() => new CudaBackend(0);
+}
