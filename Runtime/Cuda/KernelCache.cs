@@ -42,9 +42,12 @@ public static class KernelCache
     /// The CUBIN of <paramref name="file"/> for <paramref name="architecture"/>: from the cache when there, otherwise
     /// compiled and stored. <paramref name="fromCache"/> says which.
     /// </summary>
-    public static byte[] Get(string file, string architecture, out bool fromCache)
+    public static byte[] Get(string file, string architecture, out bool fromCache) => Get(file, architecture, Folder, out fromCache);
+
+    /// <summary>As <see cref="Get(string, string, out bool)"/> with the cache in <paramref name="folder"/>.</summary>
+    internal static byte[] Get(string file, string architecture, string folder, out bool fromCache)
     {
-        string path = Path.Combine(Folder, FileName(file, architecture, KernelCompiler.VersionText));
+        string path = Path.Combine(folder, FileName(file, architecture, KernelCompiler.VersionText));
         try
         {
             if (File.Exists(path))
@@ -64,7 +67,7 @@ public static class KernelCache
         byte[] cubin = KernelCompiler.CompileCubin(file, architecture, out _);
         try
         {
-            Directory.CreateDirectory(Folder);
+            Directory.CreateDirectory(folder);
             AtomicFile.WriteAllBytes(path, cubin);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
