@@ -79,7 +79,7 @@ internal static class InfoCommand
         if (report.CudaBackend is { } backend)
         {
             var table = KeyValueTable("CUDA backend");
-            table.AddRow(Text("backend"), Text(backend.Name));
+            table.AddRow(Text("backend"), backend.Error is { } error ? new Markup($"[red]{Markup.Escape(error)}[/]") : Text(backend.Name));
             table.AddRow(Text("kernel compiler"), Text(backend.Nvrtc));
             table.AddRow(Text("kernel cache"), Text(backend.KernelCache));
             table.AddRow(Text("grouped GEMM"), Text(backend.GroupedGemm ? "cublasGemmGroupedBatchedEx" : "one cublasGemmEx per problem"));

@@ -18,7 +18,7 @@ internal sealed record LibrarySection(string Name, string? LoadedFrom, IReadOnly
 internal sealed record CpuSection(IReadOnlyList<string> Features, int VectorBits, int LogicalCores, int WorkerThreads, string GemmKernel);
 
 /// <summary>The CUDA backend when it is the chosen device: its compiler, kernel cache and GEMM paths (null otherwise).</summary>
-internal sealed record CudaBackendSection(string Name, string Nvrtc, string KernelCache, bool GroupedGemm, PoolStats Pool);
+internal sealed record CudaBackendSection(string Name, string Nvrtc, string KernelCache, bool GroupedGemm, PoolStats Pool, string? Error = null);
 
 /// <summary>Everything <c>lora info</c> reports.</summary>
 internal sealed record InfoReport(
@@ -64,6 +64,19 @@ internal sealed record InfoReport(
 
     /// <summary>Starts the CUDA backend once and reads what it runs on.</summary>
     private static CudaBackendSection DescribeCudaBackend()
+    {
+        try
+        {
+            return StartCudaBackend();
+        }
+        catch (Exception e) when (e is CudaException or CudaLibraryException or InvalidOperationException or DllNotFoundException
+            or EntryPointNotFoundException)
+        {
+            return new CudaBackendSection("cuda:0", "", LoraRuntime.Cuda.KernelCache.Folder, false, default, $"the CUDA backend failed to start: {e.Message}");
+        }
+    }
+
+    private static CudaBackendSection StartCudaBackend()
     {
         using var backend = new LoraRuntime.Cuda.CudaBackend();
         return new CudaBackendSection(backend.Name, LoraRuntime.Cuda.KernelCompiler.IsAvailable(out string nvrtc) ? nvrtc : $"unavailable: {nvrtc}",

@@ -60,6 +60,8 @@ public sealed unsafe class CudaMemoryPool : MemoryPool
     private void DeviceFree(nint block)
     {
         _device.MakeCurrent();
+        // Freed blocks may still be read by queued work of a stream: let it finish first (Trim and disposal only).
+        CudaDriver.ThrowIfFailed(CudaDriver.cuCtxSynchronize());
         CudaDriver.ThrowIfFailed(CudaDriver.cuMemFree((ulong)block));
         if (_blockBytes.Remove(block, out long bytes)) Interlocked.Add(ref _deviceBytes, -bytes);
     }

@@ -32,7 +32,7 @@ public static unsafe class KernelCompiler
 
     /// <summary>The options every kernel is compiled with, for <paramref name="architecture"/> ("sm_90").</summary>
     public static string[] Options(string architecture) =>
-        [$"--gpu-architecture={architecture}", "--std=c++14", "-default-device", "--fmad=true"];
+        [$"--gpu-architecture={architecture}", "-default-device"];
 
     /// <summary>
     /// The CUBIN of kernel file <paramref name="file"/> (<see cref="KernelSources"/>) for <paramref name="architecture"/>;

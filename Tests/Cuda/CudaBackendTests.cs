@@ -20,10 +20,10 @@ public sealed class CudaBackendTests
         var pool = (CudaMemoryPool)backend.Pool;
         var before = pool.Stats;
         int segments = pool.SmallSegments;
-        var small = Enumerable.Range(0, 8).Select(_ => backend.Allocate(100)).ToArray(); // 400 B → 512-B blocks
+        var small = Enumerable.Range(0, 8).Select(_ => backend.Allocate(1000)).ToArray(); // 4000 B → 4 KiB blocks, a size no one else uses
         Assert.Equal(segments + 1, pool.SmallSegments);
         foreach (var t in small) t.Dispose();
-        using (var again = backend.Allocate(100)) Assert.Equal(before.CacheHits + 1, pool.Stats.CacheHits);
+        using (var again = backend.Allocate(1000)) Assert.Equal(before.CacheHits + 1, pool.Stats.CacheHits);
         using (var large = backend.Allocate(3 << 20)) Assert.True(pool.DeviceBytesReserved >= (12L << 20));
         backend.Pool.Trim();
         Assert.Equal(segments, pool.SmallSegments);
@@ -164,15 +164,23 @@ public sealed class CudaBackendTests
         using var graph = backend.Capture(Step);
         backend.Fill(y, float.NaN);
         graph.Launch();
-        Assert.Equal(expected, y.ToArray());
+        AssertClose(expected, y.ToArray());
 
         var newA = Reference.Random(m * k, 5);
         a.CopyFrom(newA);
         var expectedNew = Eager();
         backend.Fill(y, float.NaN);
         graph.Launch();
-        Assert.Equal(expectedNew, y.ToArray());
-        Assert.NotEqual(expected, expectedNew);
+        AssertClose(expectedNew, y.ToArray());
+        Assert.True(Reference.RelativeError(expected, Reference.ToDouble(expectedNew)) > 1e-2, "the new input changed nothing");
+    }
+
+    /// <summary>The same kernels on the same data: equal up to cuBLAS picking another algorithm inside the graph.</summary>
+    private static void AssertClose(float[] expected, float[] actual)
+    {
+        Assert.All(actual, v => Assert.True(float.IsFinite(v)));
+        double error = Reference.RelativeError(actual, Reference.ToDouble(expected));
+        Assert.True(error <= 1e-6, $"graph replay differs from the eager step: {error:E2}");
     }
 
     [Fact]
