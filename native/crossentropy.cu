@@ -7,7 +7,7 @@ extern "C" __global__ void crossentropy_forward(float* losses, float* probs, con
     float max = LORA_NEG_INF;
     for (int j = threadIdx.x; j < classes; j += blockDim.x) max = fmaxf(max, logits[at + j]);
     max = lora_block_max(max);
-    float sum = 0.0f;
+    double sum = 0.0;
     for (int j = threadIdx.x; j < classes; j += blockDim.x)
     {
         float e = expf(logits[at + j] - max);
@@ -15,12 +15,12 @@ extern "C" __global__ void crossentropy_forward(float* losses, float* probs, con
         sum += e;
     }
     sum = lora_block_sum(sum);
-    float inverse = 1.0f / sum;
+    float inverse = (float)(1.0 / sum);
     for (int j = threadIdx.x; j < classes; j += blockDim.x) probs[at + j] *= inverse;
     if (threadIdx.x == 0)
     {
         int target = targets[blockIdx.x];
-        losses[blockIdx.x] = target < 0 ? 0.0f : (float)(log((double)sum) + ((double)max - (double)logits[at + target]));
+        losses[blockIdx.x] = target < 0 ? 0.0f : (float)(log(sum) + ((double)max - (double)logits[at + target]));
     }
 }
 

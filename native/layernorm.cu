@@ -7,16 +7,16 @@ extern "C" __global__ void layernorm_forward(float* output, float* mean, float* 
 {
     i64 at = (i64)blockIdx.x * channels;
     const float* x = input + at;
-    float sum = 0.0f;
+    double sum = 0.0;
     for (int j = threadIdx.x; j < channels; j += blockDim.x) sum += x[j];
-    float mu = lora_block_sum(sum) / channels;
-    float squares = 0.0f;
+    float mu = (float)(lora_block_sum(sum) / channels);
+    double squares = 0.0;
     for (int j = threadIdx.x; j < channels; j += blockDim.x)
     {
-        float d = x[j] - mu;
+        double d = (double)x[j] - mu;
         squares += d * d;
     }
-    float variance = lora_block_sum(squares) / channels;
+    float variance = (float)(lora_block_sum(squares) / channels);
     float r = 1.0f / sqrtf(variance + epsilon);
     for (int j = threadIdx.x; j < channels; j += blockDim.x) output[at + j] = fmaf((x[j] - mu) * r, weight[j], bias[j]);
     if (threadIdx.x == 0)
@@ -32,15 +32,15 @@ extern "C" __global__ void layernorm_backward_input(float* dInput, const float* 
 {
     i64 at = (i64)blockIdx.x * channels;
     float mu = mean[blockIdx.x], r = rstd[blockIdx.x];
-    float g = 0.0f, gn = 0.0f;
+    double g = 0.0, gn = 0.0;
     for (int j = threadIdx.x; j < channels; j += blockDim.x)
     {
         float gradient = weight[j] * dOutput[at + j];
         g += gradient;
-        gn += gradient * ((input[at + j] - mu) * r);
+        gn += (double)gradient * ((input[at + j] - mu) * r);
     }
-    float meanG = lora_block_sum(g) / channels;
-    float meanGN = lora_block_sum(gn) / channels;
+    float meanG = (float)(lora_block_sum(g) / channels);
+    float meanGN = (float)(lora_block_sum(gn) / channels);
     for (int j = threadIdx.x; j < channels; j += blockDim.x)
     {
         float gradient = weight[j] * dOutput[at + j];

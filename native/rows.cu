@@ -36,8 +36,8 @@ extern "C" __global__ void column_sum(float* output, const float* a, const float
 extern "C" __global__ void row_norms(float* output, const float* input, int cols)
 {
     i64 at = (i64)blockIdx.x * cols;
-    float squares = 0.0f;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) squares = fmaf(input[at + j], input[at + j], squares);
+    double squares = 0.0;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) squares += (double)input[at + j] * input[at + j];
     squares = lora_block_sum(squares);
-    if (threadIdx.x == 0) output[blockIdx.x] = sqrtf(squares);
+    if (threadIdx.x == 0) output[blockIdx.x] = (float)sqrt(squares);
 }

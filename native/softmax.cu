@@ -17,15 +17,14 @@ extern "C" __global__ void softmax_forward(float* output, const float* input, in
     float max = LORA_NEG_INF;
     for (int j = threadIdx.x; j < visible; j += blockDim.x) max = fmaxf(max, x[j]);
     max = lora_block_max(max);
-    float sum = 0.0f;
+    double sum = 0.0;
     for (int j = threadIdx.x; j < visible; j += blockDim.x)
     {
         float e = expf(x[j] - max);
         y[j] = e;
         sum += e;
     }
-    sum = lora_block_sum(sum);
-    float inverse = 1.0f / sum;
+    float inverse = (float)(1.0 / lora_block_sum(sum));
     for (int j = threadIdx.x; j < cols; j += blockDim.x) y[j] = j < visible ? y[j] * inverse : 0.0f;
 }
 
@@ -34,9 +33,9 @@ extern "C" __global__ void softmax_backward(float* dInput, const float* output, 
 {
     i64 at = (i64)blockIdx.x * cols;
     int visible = softmax_visible(blockIdx.x, queries, cols, causal);
-    float dot = 0.0f;
-    for (int j = threadIdx.x; j < visible; j += blockDim.x) dot += output[at + j] * dOutput[at + j];
-    dot = lora_block_sum(dot);
+    double partial = 0.0;
+    for (int j = threadIdx.x; j < visible; j += blockDim.x) partial += (double)output[at + j] * dOutput[at + j];
+    float dot = (float)lora_block_sum(partial);
     for (int j = threadIdx.x; j < visible; j += blockDim.x)
         dInput[at + j] = fmaf(output[at + j], dOutput[at + j] - dot, dInput[at + j]);
 }
