@@ -2,9 +2,7 @@ using LoraRuntime.Interop;
 
 namespace LoraRuntime.Cuda;
 
-// The GEMM family through cuBLAS. Our matrices are row-major and cuBLAS's column-major: the bytes of a row-major X with
-// row stride ld are the column-major Xᵀ with the same ld, so C = op(A)·op(B) is computed as Cᵀ = op(B)ᵀ·op(A)ᵀ —
-// cuBLAS gets B first, then A, with m = N, n = M and each operand's transpose flag as we have it.
+// The GEMM family through cuBLAS, each problem mapped to its column-major call by CublasGemmCall.
 public sealed unsafe partial class CudaBackend
 {
     private nint _blas;
@@ -52,8 +50,6 @@ public sealed unsafe partial class CudaBackend
         _ => cublasComputeType_t.CUBLAS_COMPUTE_32F,
     };
 
-    private static cublasOperation_t Op(Transpose t) => t == Transpose.Yes ? cublasOperation_t.CUBLAS_OP_T : cublasOperation_t.CUBLAS_OP_N;
-
     /// <inheritdoc/>
     protected override void GemmCore(in GemmProblem problem) => GemmStridedBatchedCore(problem, 0, 0, 0, 1);
 
@@ -69,14 +65,16 @@ public sealed unsafe partial class CudaBackend
             return;
         }
         float alpha = p.Alpha, beta = p.Beta;
-        nint a = At(p.A, p.OffsetA), b = At(p.B, p.OffsetB), c = At(p.C, p.OffsetC);
+        var call = CublasGemmCall.For(p);
+        nint first = At(p.B, call.FirstOffset), second = At(p.A, call.SecondOffset), c = At(p.C, call.OffsetC);
         const cudaDataType F32 = cudaDataType.CUDA_R_32F;
         if (batchCount == 1)
-            Cublas.ThrowIfFailed(Cublas.cublasGemmEx(_blas, Op(p.TransB), Op(p.TransA), p.N, p.M, p.K, &alpha, b, F32, p.Ldb, a, F32, p.Lda,
-                &beta, c, F32, p.Ldc, ComputeType, Cublas.CUBLAS_GEMM_DEFAULT));
-        else
-            Cublas.ThrowIfFailed(Cublas.cublasGemmStridedBatchedEx(_blas, Op(p.TransB), Op(p.TransA), p.N, p.M, p.K, &alpha, b, F32, p.Ldb, strideB,
-                a, F32, p.Lda, strideA, &beta, c, F32, p.Ldc, strideC, batchCount, ComputeType, Cublas.CUBLAS_GEMM_DEFAULT));
+            Cublas.ThrowIfFailed(Cublas.cublasGemmEx(_blas, call.TransA, call.TransB, call.M, call.N, call.K, &alpha, first, F32, call.Lda,
+                second, F32, call.Ldb, &beta, c, F32, call.Ldc, ComputeType, Cublas.CUBLAS_GEMM_DEFAULT));
+        else // the first operand is our B, the second our A: their strides swap places too
+            Cublas.ThrowIfFailed(Cublas.cublasGemmStridedBatchedEx(_blas, call.TransA, call.TransB, call.M, call.N, call.K, &alpha, first, F32,
+                call.Lda, strideB, second, F32, call.Ldb, strideA, &beta, c, F32, call.Ldc, strideC, batchCount, ComputeType,
+                Cublas.CUBLAS_GEMM_DEFAULT));
     }
 
     /// <inheritdoc/>

@@ -29,21 +29,21 @@ public sealed unsafe partial class CudaBackend
         foreach (ref readonly var p in problems)
         {
             if (p.M == 0 || p.N == 0 || p.K == 0) continue;
-            // Row-major C = op(A)·op(B) as column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: cuBLAS's "A" is our B (see CudaBackend.Gemm).
-            transA[g] = Op(p.TransB);
-            transB[g] = Op(p.TransA);
-            m[g] = p.N;
-            n[g] = p.M;
-            k[g] = p.K;
-            lda[g] = p.Ldb;
-            ldb[g] = p.Lda;
-            ldc[g] = p.Ldc;
+            var call = CublasGemmCall.For(p); // cuBLAS's first operand is our B
+            transA[g] = call.TransA;
+            transB[g] = call.TransB;
+            m[g] = call.M;
+            n[g] = call.N;
+            k[g] = call.K;
+            lda[g] = call.Lda;
+            ldb[g] = call.Ldb;
+            ldc[g] = call.Ldc;
             size[g] = 1;
             alpha[g] = p.Alpha;
             beta[g] = p.Beta;
-            pointers[g] = At(p.B, p.OffsetB);
-            pointers[groups + g] = At(p.A, p.OffsetA);
-            pointers[2 * groups + g] = At(p.C, p.OffsetC);
+            pointers[g] = At(p.B, call.FirstOffset);
+            pointers[groups + g] = At(p.A, call.SecondOffset);
+            pointers[2 * groups + g] = At(p.C, call.OffsetC);
             g++;
         }
         CudaDriver.ThrowIfFailed(CudaDriver.cuMemcpyHtoDAsync((ulong)_groupDevice, (void*)_groupPinned, (nuint)(3 * groups * sizeof(nint)), _stream));
