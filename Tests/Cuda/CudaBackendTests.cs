@@ -46,7 +46,7 @@ public sealed class CudaBackendTests
     [Fact]
     public void Transfers_cross_the_staging_buffers_exactly()
     {
-        var backend = CudaTestDevice.Shared;
+        using var backend = new CudaBackend();
         var values = Reference.Random(5_000_003, 9); // 20 MB: five 4 MiB staging pieces and a tail
         using var t = backend.FromArray(values, values.Length);
         using var copy = backend.Allocate(values.Length);
@@ -117,7 +117,7 @@ public sealed class CudaBackendTests
     [Fact]
     public void Warm_GEMMs_and_primitives_allocate_nothing()
     {
-        var backend = CudaTestDevice.Shared;
+        using var backend = new CudaBackend();
         using var a = backend.FromArray(Reference.Random(128 * 64, 1), 128, 64);
         using var b = backend.FromArray(Reference.Random(64 * 96, 2), 64, 96);
         using var c = backend.Zeros(128, 96);

@@ -3,11 +3,9 @@ using Xunit;
 
 namespace LoraRuntime.Tests.Cuda;
 
-/// <summary>Whether the CUDA backend can run here, and one shared backend for the suites that need no fresh one.</summary>
+/// <summary>Whether the CUDA backend can run here.</summary>
 internal static class CudaTestDevice
 {
-    private static readonly Lazy<CudaBackend> s_shared = new(() => new CudaBackend(0));
-
     /// <summary>Null when a GPU and cuBLAS, cuSOLVER and NVRTC are all there; otherwise why not.</summary>
     public static string? Problem =>
         !Devices.Probe.Available ? $"no GPU: {Devices.Probe.Reason}"
@@ -20,16 +18,16 @@ internal static class CudaTestDevice
         string? problem = Problem;
         Assert.SkipUnless(problem is null, $"CUDA backend unavailable: {problem}");
     }
-
-    /// <summary>A backend shared by tests that leave it as they found it (fp32 GEMM, grouped GEMM on).</summary>
-    public static CudaBackend Shared => s_shared.Value;
 }
 
 /// <summary>The GEMM conformance suite on the CUDA backend (cuBLAS, fp32).</summary>
+/// <remarks>The backend is this class's alone: a backend serves one caller at a time, and test classes run in parallel.</remarks>
 public sealed class CudaGemmConformance : Gemm.GemmConformance
 {
+    private static readonly Lazy<CudaBackend> s_backend = new(() => new CudaBackend(0));
+
     public CudaGemmConformance() => CudaTestDevice.SkipUnlessUsable();
-    protected override Backend Backend => CudaTestDevice.Shared;
+    protected override Backend Backend => s_backend.Value;
 }
 
 /// <summary>The primitive conformance suite on the CUDA backend (the kernels of native/).</summary>
