@@ -17,6 +17,9 @@ public static class GptFiles
     /// <summary>The configuration's file name.</summary>
     public const string ConfigFile = "config.json";
 
+    /// <summary>The <c>model_type</c> of our configuration.</summary>
+    public const string ModelType = "lora-runtime-gpt";
+
     /// <summary>Writes the weights and the configuration of <paramref name="model"/> into <paramref name="directory"/>.</summary>
     public static void Save(GptModel model, CharTokenizer tokenizer, string directory)
     {
@@ -60,7 +63,8 @@ public static class GptFiles
             var root = doc.RootElement;
             var config = new GptConfig(
                 root.GetProperty("vocab_size").GetInt32(), root.GetProperty("n_layer").GetInt32(), root.GetProperty("n_head").GetInt32(),
-                root.GetProperty("n_embd").GetInt32(), root.GetProperty("block_size").GetInt32());
+                root.GetProperty("n_embd").GetInt32(), root.GetProperty("block_size").GetInt32(),
+                root.TryGetProperty("layer_norm_epsilon", out var eps) ? (float)eps.GetDouble() : 1e-5f);
             config.Validate();
             var tokenizer = new CharTokenizer(root.GetProperty("vocabulary").GetString() ?? "");
             if (tokenizer.Size != config.Vocabulary)
@@ -96,12 +100,13 @@ public static class GptFiles
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
             json.WriteStartObject();
-            json.WriteString("model_type", "lora-runtime-gpt");
+            json.WriteString("model_type", ModelType);
             json.WriteNumber("vocab_size", config.Vocabulary);
             json.WriteNumber("n_layer", config.Layers);
             json.WriteNumber("n_head", config.Heads);
             json.WriteNumber("n_embd", config.Channels);
             json.WriteNumber("block_size", config.BlockSize);
+            json.WriteNumber("layer_norm_epsilon", config.LayerNormEpsilon);
             json.WriteString("tokenizer", "char");
             json.WriteString("vocabulary", tokenizer.Vocabulary);
             json.WriteEndObject();

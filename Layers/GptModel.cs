@@ -6,7 +6,8 @@ namespace LoraRuntime.Layers;
 /// <param name="Heads">NH; must divide <paramref name="Channels"/>.</param>
 /// <param name="Channels">C.</param>
 /// <param name="BlockSize">The longest context (rows of the position embedding).</param>
-public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, int Channels = 128, int BlockSize = 64)
+/// <param name="LayerNormEpsilon">ε of every layer norm (GPT-2's <c>layer_norm_epsilon</c>, 1e-5).</param>
+public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, int Channels = 128, int BlockSize = 64, float LayerNormEpsilon = 1e-5f)
 {
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first inconsistent field.</summary>
     public void Validate()
@@ -18,6 +19,8 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
         Guard.Positive(BlockSize, nameof(BlockSize));
         if (Channels % Heads != 0)
             throw new ArgumentException($"{nameof(Channels)} = {Channels} must be a multiple of {nameof(Heads)} = {Heads}", nameof(Channels));
+        if (!(LayerNormEpsilon > 0) || !float.IsFinite(LayerNormEpsilon))
+            throw new ArgumentOutOfRangeException(nameof(LayerNormEpsilon), LayerNormEpsilon, $"{nameof(LayerNormEpsilon)}: expected a finite value > 0");
     }
 }
 
@@ -61,8 +64,8 @@ public sealed class GptModel : ILinearHost, IDisposable
         {
             TokenEmbedding = new Embedding(Parameters, "wte", v, c);
             PositionEmbedding = new Embedding(Parameters, "wpe", config.BlockSize, c);
-            Stack = new TransformerStack(Parameters, Activations, config.Layers, c, config.Heads);
-            FinalNorm = new LayerNorm(Parameters, Activations, "ln_f", c);
+            Stack = new TransformerStack(Parameters, Activations, config.Layers, c, config.Heads, config.LayerNormEpsilon);
+            FinalNorm = new LayerNorm(Parameters, Activations, "ln_f", c, config.LayerNormEpsilon);
             Func<int, int, Shape> rows = (b, t) => new Shape(b, t, c);
             Func<int, int, Shape> vocab = (b, t) => new Shape(b, t, v);
             Func<int, int, Shape> positions = (b, t) => new Shape(b, t);

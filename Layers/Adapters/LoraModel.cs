@@ -19,6 +19,9 @@ public sealed class LoraModel : IDisposable
         _host = host;
     }
 
+    /// <summary>The model the adapters attach to.</summary>
+    public ILinearHost Host => _host;
+
     /// <summary>The LoRA modules created so far, by module path.</summary>
     public IReadOnlyDictionary<string, LoraLinear> Modules => _modules;
 
