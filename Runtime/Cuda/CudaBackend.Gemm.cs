@@ -57,7 +57,7 @@ public sealed unsafe partial class CudaBackend
     protected override void GemmStridedBatchedCore(in GemmProblem p, long strideA, long strideB, long strideC, int batchCount)
     {
         if (p.M == 0 || p.N == 0) return;
-        _device.MakeCurrent();
+        using var gate = Enter();
         if (p.K == 0)
         {
             // No product: C = β·C (β = 0 writes zeros), which cuBLAS's leading-dimension rules do not cover for K = 0.
@@ -80,7 +80,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void GemmGroupedCore(ReadOnlySpan<GemmProblem> problems)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         int products = 0;
         foreach (ref readonly var p in problems)
             if (p.M > 0 && p.N > 0 && p.K > 0) products++;

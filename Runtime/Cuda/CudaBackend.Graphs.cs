@@ -15,7 +15,7 @@ public sealed unsafe partial class CudaBackend
     public CudaGraph Capture(Action step)
     {
         ArgumentNullException.ThrowIfNull(step);
-        _device.MakeCurrent();
+        using var gate = Enter();
         // Pending work (uploads) first, so that the captured step sees it done.
         CudaDriver.ThrowIfFailed(CudaDriver.cuStreamSynchronize(_stream));
         CudaDriver.ThrowIfFailed(CudaDriver.cuStreamBeginCapture(_stream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
@@ -40,7 +40,4 @@ public sealed unsafe partial class CudaBackend
         }
         return new CudaGraph(this, graph, exec);
     }
-
-    /// <summary>Makes the device's context current on the calling thread.</summary>
-    internal void EnterContext() => _device.MakeCurrent();
 }

@@ -18,7 +18,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void ColumnSumCore(Tensor output, Tensor a, Tensor? b)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, ap = a.Pointer, bp = b?.Pointer ?? 0;
         long rows = a.Shape.Rows;
         int cols = a.Shape.Last;
@@ -29,7 +29,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void RowNormsCore(Tensor output, Tensor input)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, i = input.Pointer;
         int cols = input.Shape.Last;
         void** args = stackalloc void*[] { &o, &i, &cols };
@@ -39,7 +39,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void HeadsCore(Tensor heads, Tensor rows, int column, bool split)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint h = heads.Pointer, r = rows.Pointer;
         int time = heads.Shape[2], headCount = heads.Shape[1], headSize = heads.Shape[3], width = rows.Shape.Last, isSplit = split ? 1 : 0;
         long total = heads.Length;
@@ -50,7 +50,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void DropoutCore(Tensor output, Tensor input, float probability, ulong seed, bool accumulate)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, i = input.Pointer;
         uint threshold = DropoutThreshold(probability);
         float keepScale = 1 / (1 - probability);
@@ -66,7 +66,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override long FindNonFiniteCore(Tensor tensor, out float value)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         ResetScanResult();
         nint first = _scratch, data = tensor.Pointer;
         long n = tensor.Length;
@@ -79,7 +79,7 @@ public sealed unsafe partial class CudaBackend
 
     private void RowBroadcast(Tensor output, Tensor input, Tensor vector, int kind)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, i = input.Pointer, v = vector.Pointer;
         long rows = input.Shape.Rows;
         int cols = input.Shape.Last;

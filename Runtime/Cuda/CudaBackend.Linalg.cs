@@ -32,7 +32,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void QrCore(Tensor q, Tensor r, Tensor a)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         int m = a.Shape[0], n = a.Shape[1], k = Math.Min(m, n);
         using var w = Scratch((long)m * n);
         using var tau = Scratch(k);
@@ -59,7 +59,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void SvdCore(Tensor u, Tensor s, Tensor vt, Tensor a)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         int m = a.Shape[0], n = a.Shape[1], k = Math.Min(m, n), rows = Math.Max(m, n);
         // cuSOLVER's gesvd wants rows ≥ columns: factor A (column-major, when tall) or Aᵀ (A's own bytes, when wide).
         bool tall = m > n;
@@ -92,7 +92,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void TruncatedSvdCore(Tensor u, Tensor s, Tensor vt, Tensor a, TruncatedSvdOptions options)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         int m = a.Shape[0], n = a.Shape[1], rank = s.Shape[0], rows = Math.Max(m, n), cols = Math.Min(m, n);
         bool tall = m > n;
         long oversampling = Math.Min(options.Oversampling, cols - rank); // cuSOLVER needs rank + p ≤ min(m, n)

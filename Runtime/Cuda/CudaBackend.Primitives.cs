@@ -7,7 +7,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override long FindIdOutsideCore(Tensor ids, int min, int max, out int value)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         if (max < min)
         {
             value = ReadElement<int>(ids, 0);
@@ -32,7 +32,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void ScaleCore(Tensor output, Tensor input, float scale)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, i = input.Pointer;
         long n = output.Length;
         void** args = stackalloc void*[] { &o, &i, &scale, &n };
@@ -42,7 +42,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void AxpyCore(Tensor y, float alpha, Tensor x)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint yp = y.Pointer, xp = x.Pointer;
         long n = y.Length;
         void** args = stackalloc void*[] { &yp, &alpha, &xp, &n };
@@ -52,7 +52,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void GeluForwardCore(Tensor output, Tensor input)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, i = input.Pointer;
         long n = output.Length;
         void** args = stackalloc void*[] { &o, &i, &n };
@@ -73,7 +73,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void LayerNormForwardCore(Tensor output, Tensor mean, Tensor rstd, Tensor input, Tensor weight, Tensor bias, float epsilon)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, mu = mean.Pointer, r = rstd.Pointer, x = input.Pointer, w = weight.Pointer, b = bias.Pointer;
         int channels = input.Shape.Last;
         void** args = stackalloc void*[] { &o, &mu, &r, &x, &w, &b, &channels, &epsilon };
@@ -84,7 +84,7 @@ public sealed unsafe partial class CudaBackend
     protected override void LayerNormBackwardCore(Tensor dInput, Tensor dWeight, Tensor dBias, Tensor dOutput, Tensor input, Tensor weight,
         Tensor mean, Tensor rstd)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint dx = dInput.Pointer, dw = dWeight.Pointer, db = dBias.Pointer, dy = dOutput.Pointer, x = input.Pointer, w = weight.Pointer;
         nint mu = mean.Pointer, r = rstd.Pointer;
         int channels = input.Shape.Last;
@@ -98,7 +98,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void CrossEntropyForwardCore(Tensor losses, Tensor probs, Tensor logits, Tensor targets)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint l = losses.Pointer, p = probs.Pointer, z = logits.Pointer, t = targets.Pointer;
         int classes = logits.Shape.Last;
         void** args = stackalloc void*[] { &l, &p, &z, &t, &classes };
@@ -108,7 +108,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void CrossEntropyBackwardCore(Tensor dLogits, Tensor dLosses, Tensor probs, Tensor targets)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint dz = dLogits.Pointer, dl = dLosses.Pointer, p = probs.Pointer, t = targets.Pointer;
         int classes = probs.Shape.Last;
         void** args = stackalloc void*[] { &dz, &dl, &p, &t, &classes };
@@ -118,7 +118,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void EmbeddingForwardCore(Tensor output, Tensor ids, Tensor table)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, i = ids.Pointer, w = table.Pointer;
         long count = ids.Length;
         int channels = table.Shape.Last;
@@ -129,7 +129,7 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void EmbeddingBackwardCore(Tensor dTable, Tensor dOutput, Tensor ids)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint dw = dTable.Pointer, dy = dOutput.Pointer, i = ids.Pointer;
         long count = ids.Length;
         int channels = dTable.Shape.Last;
@@ -141,7 +141,7 @@ public sealed unsafe partial class CudaBackend
     protected override void AdamWStepCore(Tensor parameters, Tensor gradients, Tensor m, Tensor v, float learningRate, float beta1,
         float beta2, float epsilon, float weightDecay, int step)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         // The same folded scalars as the CPU's AdamWOp, so both round alike.
         float decay = (float)(1 - (double)learningRate * weightDecay);
         float oneMinusBeta1 = 1 - beta1, oneMinusBeta2 = 1 - beta2;
@@ -159,7 +159,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>A kernel (out, a, b, n) over equal lengths.</summary>
     private void Binary(CudaKernel kernel, Tensor output, Tensor a, Tensor b)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint o = output.Pointer, ap = a.Pointer, bp = b.Pointer;
         long n = output.Length;
         void** args = stackalloc void*[] { &o, &ap, &bp, &n };
@@ -169,7 +169,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Softmax forward (first, second = output, input) or backward (dInput, output, dOutput), one block per row.</summary>
     private void Softmax(CudaKernel kernel, Tensor first, Tensor second, Tensor? third, bool causal)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         nint a = first.Pointer, b = second.Pointer, c = third?.Pointer ?? 0;
         int cols = second.Shape.Last, queries = causal ? second.Shape[-2] : 1, isCausal = causal ? 1 : 0;
         void** forward = stackalloc void*[] { &a, &b, &cols, &queries, &isCausal };

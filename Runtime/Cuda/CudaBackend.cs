@@ -8,8 +8,9 @@ namespace LoraRuntime.Cuda;
 /// The CUDA backend: device memory from a caching allocator, one non-blocking stream on which every operation is
 /// queued in order, cuBLAS for the GEMM family, cuSOLVER for QR and SVD, and the kernels of native/ (compiled by NVRTC
 /// for the device's architecture at first use) for everything else. Operations are asynchronous: a download, a
-/// validation that reads device values, and <see cref="Synchronize"/> wait for the stream. One caller at a time: the
-/// backend is not thread-safe (give each thread its own backend; they share the device's context and kernels).
+/// validation that reads device values, and <see cref="Synchronize"/> wait for the stream. Thread-safe: calls from
+/// several threads are serialised by a lock (each queues its work and returns); to run in parallel, give each thread
+/// its own backend — backends on one device share its context and compiled kernels.
 /// </summary>
 public sealed unsafe partial class CudaBackend : Backend
 {
@@ -24,6 +25,7 @@ public sealed unsafe partial class CudaBackend : Backend
     private readonly nint[] _stagingDone = new nint[2];
     private nint _scratch, _hostScratch;
     private int _scratchClass, _hostScratchClass;
+    private readonly Lock _gate = new();
     private bool _disposed;
 
     /// <summary>
@@ -84,7 +86,7 @@ public sealed unsafe partial class CudaBackend : Backend
     /// <inheritdoc/>
     public override void Synchronize()
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         CudaDriver.ThrowIfFailed(CudaDriver.cuStreamSynchronize(_stream));
     }
 
@@ -94,7 +96,7 @@ public sealed unsafe partial class CudaBackend : Backend
     /// </summary>
     protected override void UploadCore(Tensor destination, ReadOnlySpan<byte> source)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         ulong target = (ulong)destination.Pointer;
         for (int offset = 0, piece = 0; offset < source.Length; piece++)
         {
@@ -110,7 +112,7 @@ public sealed unsafe partial class CudaBackend : Backend
     /// <summary>Device bytes to the host through a pinned staging buffer, waiting for the stream.</summary>
     protected override void DownloadCore(Tensor source, Span<byte> destination)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         ulong from = (ulong)source.Pointer;
         for (int offset = 0; offset < destination.Length;)
         {
@@ -125,16 +127,35 @@ public sealed unsafe partial class CudaBackend : Backend
     /// <inheritdoc/>
     protected override void CopyCore(Tensor destination, Tensor source)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         CudaDriver.ThrowIfFailed(CudaDriver.cuMemcpyDtoDAsync((ulong)destination.Pointer, (ulong)source.Pointer, (nuint)destination.ByteLength, _stream));
     }
 
     /// <summary>A 32-bit memset with the value's bits: exact for every float, NaN included, and capturable in a graph.</summary>
     protected override void FillCore(Tensor destination, float value)
     {
-        _device.MakeCurrent();
+        using var gate = Enter();
         CudaDriver.ThrowIfFailed(CudaDriver.cuMemsetD32Async((ulong)destination.Pointer, BitConverter.SingleToUInt32Bits(value),
             (nuint)destination.Length, _stream));
+    }
+
+    /// <summary>
+    /// Takes this backend's lock (re-entrant: a core may call another) and makes the device's context current on the
+    /// calling thread; the scope's disposal releases the lock. Every core and transfer starts here.
+    /// </summary>
+    internal Lock.Scope Enter()
+    {
+        var scope = _gate.EnterScope();
+        try
+        {
+            _device.MakeCurrent();
+        }
+        catch
+        {
+            scope.Dispose();
+            throw;
+        }
+        return scope;
     }
 
     /// <summary>Launches <paramref name="kernel"/> on this backend's stream: a 1-D grid of 256-thread blocks.</summary>
@@ -184,7 +205,7 @@ public sealed unsafe partial class CudaBackend : Backend
     {
         if (_disposed) return;
         _disposed = true;
-        _device.MakeCurrent();
+        using var gate = Enter();
         if (_stream != 0) CudaDriver.cuStreamSynchronize(_stream);
         DestroySolver();
         DestroyBlas();

@@ -24,7 +24,7 @@ public sealed unsafe class CudaGraph : IDisposable
     public void Launch()
     {
         ObjectDisposedException.ThrowIf(_exec == 0, this);
-        _backend.EnterContext();
+        using var gate = _backend.Enter();
         CudaDriver.ThrowIfFailed(CudaDriver.cuGraphLaunch(_exec, _backend.Stream));
     }
 
@@ -32,7 +32,7 @@ public sealed unsafe class CudaGraph : IDisposable
     public void Dispose()
     {
         if (_exec == 0) return;
-        _backend.EnterContext();
+        using var gate = _backend.Enter();
         CudaDriver.cuGraphExecDestroy(_exec);
         CudaDriver.cuGraphDestroy(_graph);
         _exec = _graph = 0;

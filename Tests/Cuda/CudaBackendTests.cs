@@ -184,6 +184,24 @@ public sealed class CudaBackendTests
     }
 
     [Fact]
+    public void Calls_from_several_threads_are_serialised()
+    {
+        using var backend = new CudaBackend();
+        const int threads = 4, rounds = 50, n = 4096;
+        var results = new float[threads][];
+        var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+        {
+            using var x = backend.FromArray(Enumerable.Repeat((float)(t + 1), n).ToArray(), n);
+            using var y = backend.Zeros(n);
+            for (int r = 0; r < rounds; r++) backend.Axpy(y, 1f, x); // y = rounds·(t + 1)
+            results[t] = y.ToArray();
+        })).ToArray();
+        foreach (var w in workers) w.Start();
+        foreach (var w in workers) w.Join();
+        for (int t = 0; t < threads; t++) Assert.All(results[t], v => Assert.Equal(rounds * (t + 1f), v));
+    }
+
+    [Fact]
     public void A_step_that_waits_for_the_GPU_cannot_be_captured_and_the_backend_still_works()
     {
         using var backend = new CudaBackend();

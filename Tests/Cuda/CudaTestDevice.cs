@@ -21,7 +21,7 @@ internal static class CudaTestDevice
 }
 
 /// <summary>The GEMM conformance suite on the CUDA backend (cuBLAS, fp32).</summary>
-/// <remarks>The backend is this class's alone: a backend serves one caller at a time, and test classes run in parallel.</remarks>
+/// <remarks>The backend is this class's alone, so that parallel test classes do not queue behind one another's lock.</remarks>
 public sealed class CudaGemmConformance : Gemm.GemmConformance
 {
     private static readonly Lazy<CudaBackend> s_backend = new(() => new CudaBackend(0));
