@@ -8,7 +8,8 @@ namespace LoraRuntime.Interop;
 /// <summary>
 /// Raw bindings to dense cuSOLVER (libcusolver, after nvJitLink, cuSPARSE, cuBLASLt and cuBLAS): handles, parameters,
 /// the 64-bit generic SVDs (Xgesvd full, Xgesvdr randomized) and QR (geqrf, orgqr) in float64, with their buffer-size
-/// queries. Device pointers are nint; <c>int* info</c> arguments point at device memory.
+/// queries, and the Jacobi SVDs (gesvdj, gesvdjBatched for many small matrices). Device pointers are nint; <c>info</c>
+/// and <c>deviceInfo</c> arguments that report a status point at device memory.
 /// </summary>
 public static unsafe partial class Cusolver
 {
@@ -84,6 +85,60 @@ public static unsafe partial class Cusolver
     [LibraryImport(Library)]
     public static partial cusolverStatus_t cusolverDnDorgqr(nint handle, int m, int n, int k, nint a, int lda, nint tau, nint work, int lwork,
         nint info);
+
+    /// <summary>cusolverDnCreateGesvdjInfo(gesvdjInfo_t*): the Jacobi SVD's settings and report.</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnCreateGesvdjInfo(nint* info);
+
+    /// <summary>cusolverDnDestroyGesvdjInfo(gesvdjInfo_t).</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnDestroyGesvdjInfo(nint info);
+
+    /// <summary>cusolverDnXgesvdjSetTolerance(gesvdjInfo_t, double).</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnXgesvdjSetTolerance(nint info, double tolerance);
+
+    /// <summary>cusolverDnXgesvdjSetMaxSweeps(gesvdjInfo_t, int).</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnXgesvdjSetMaxSweeps(nint info, int sweeps);
+
+    /// <summary>cusolverDnXgesvdjSetSortEig(gesvdjInfo_t, int): nonzero sorts the singular values in descending order.</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnXgesvdjSetSortEig(nint info, int sort);
+
+    /// <summary>cusolverDnXgesvdjGetResidual(handle, gesvdjInfo_t, double*).</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnXgesvdjGetResidual(nint handle, nint info, double* residual);
+
+    /// <summary>cusolverDnXgesvdjGetSweeps(handle, gesvdjInfo_t, int*).</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnXgesvdjGetSweeps(nint handle, nint info, int* sweeps);
+
+    /// <summary>cusolverDnSgesvdj_bufferSize(h, jobz, econ, m, n, A, lda, S, U, ldu, V, ldv, int* lwork, info): lwork in floats.</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnSgesvdj_bufferSize(nint handle, int jobz, int econ, int m, int n, nint a, int lda, nint s,
+        nint u, int ldu, nint v, int ldv, int* lwork, nint info);
+
+    /// <summary>cusolverDnSgesvdj: the one-sided Jacobi SVD of a column-major m×n A; returns V, not Vᵀ; jobz 1 = vectors.</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnSgesvdj(nint handle, int jobz, int econ, int m, int n, nint a, int lda, nint s, nint u,
+        int ldu, nint v, int ldv, nint work, int lwork, nint deviceInfo, nint info);
+
+    /// <summary>cusolverDnSgesvdjBatched_bufferSize(h, jobz, m, n, A, lda, S, U, ldu, V, ldv, int* lwork, info, batchSize).</summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnSgesvdjBatched_bufferSize(nint handle, int jobz, int m, int n, nint a, int lda, nint s,
+        nint u, int ldu, nint v, int ldv, int* lwork, nint info, int batchSize);
+
+    /// <summary>
+    /// cusolverDnSgesvdjBatched: batchSize Jacobi SVDs of column-major m×n matrices stored one after another (m, n ≤ 32);
+    /// deviceInfo holds one int per matrix.
+    /// </summary>
+    [LibraryImport(Library)]
+    public static partial cusolverStatus_t cusolverDnSgesvdjBatched(nint handle, int jobz, int m, int n, nint a, int lda, nint s, nint u, int ldu,
+        nint v, int ldv, nint work, int lwork, nint deviceInfo, nint info, int batchSize);
+
+    /// <summary>cusolverEigMode_t: CUSOLVER_EIG_MODE_VECTOR (compute singular vectors).</summary>
+    public const int CUSOLVER_EIG_MODE_VECTOR = 1;
 
     /// <summary>Throws <see cref="CudaLibraryException"/> naming <paramref name="call"/> when <paramref name="status"/> is not success.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
