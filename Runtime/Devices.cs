@@ -60,14 +60,17 @@ public static class Devices
     /// <summary>Creates the backend <see cref="Choose(string?)"/> picks.</summary>
     public static Backend Create(string? device = null) => Create(Choose(device));
 
-    /// <summary>Creates the backend of an earlier <paramref name="choice"/>.</summary>
+    /// <summary>
+    /// Creates the backend of an earlier <paramref name="choice"/>; a CUDA backend that fails to start (driver, cuBLAS,
+    /// cuSOLVER) is an <see cref="InvalidOperationException"/> naming the failing call.
+    /// </summary>
     public static Backend Create(DeviceChoice choice)
     {
         ArgumentNullException.ThrowIfNull(choice);
         return choice.Kind switch
         {
             DeviceKind.Cpu => new CpuBackend(),
-            DeviceKind.Cuda => new CudaBackend(0),
+            DeviceKind.Cuda => StartCuda(),
             _ => throw new InvalidOperationException($"no backend for {choice.Kind} in this build"),
         };
     }
@@ -122,6 +125,19 @@ public static class Devices
             _ when cudaProblem is null => new DeviceChoice(request, source, DeviceKind.Cuda, probe.Reason, probe),
             _ => new DeviceChoice(request, source, DeviceKind.Cpu, $"the CPU, because {cudaProblem}", probe),
         };
+    }
+
+    /// <summary>The CUDA backend on device 0; a driver or library that refuses to start is an <see cref="InvalidOperationException"/>.</summary>
+    private static CudaBackend StartCuda()
+    {
+        try
+        {
+            return new CudaBackend(0);
+        }
+        catch (Exception e) when (e is CudaException or CudaLibraryException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            throw new InvalidOperationException($"the CUDA backend failed to start: {e.Message}", e);
+        }
     }
 
     private static string? FindLibrariesProblem()
