@@ -92,6 +92,13 @@ public sealed unsafe partial class CudaBackend
     /// <inheritdoc/>
     protected override void TruncatedSvdCore(Tensor u, Tensor s, Tensor vt, Tensor a, TruncatedSvdOptions options)
     {
+        if (TruncatedSvdMethod == CudaTruncatedSvdMethod.Sketch) SketchedTruncatedSvd(u, s, vt, a, options);
+        else CusolverTruncatedSvd(u, s, vt, a, options);
+    }
+
+    /// <summary>cusolverDnXgesvdr in float64 on the tall orientation of A.</summary>
+    private void CusolverTruncatedSvd(Tensor u, Tensor s, Tensor vt, Tensor a, TruncatedSvdOptions options)
+    {
         using var gate = Enter();
         int m = a.Shape[0], n = a.Shape[1], rank = s.Shape[0], rows = Math.Max(m, n), cols = Math.Min(m, n);
         bool tall = m > n;

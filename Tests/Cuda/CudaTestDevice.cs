@@ -37,6 +37,13 @@ public sealed class CudaPrimitiveConformance : Primitives.PrimitiveConformance
     protected override Backend CreateBackend() => new CudaBackend(0);
 }
 
+/// <summary>The linear-algebra conformance suite on the CUDA backend with the CPU's range finder for the truncated SVD.</summary>
+public sealed class CudaSketchLinalgConformance : Linalg.LinalgConformance
+{
+    public CudaSketchLinalgConformance() => CudaTestDevice.SkipUnlessUsable();
+    protected override Backend CreateBackend() => new CudaBackend(0) { TruncatedSvdMethod = CudaTruncatedSvdMethod.Sketch };
+}
+
 /// <summary>The linear-algebra conformance suite on the CUDA backend (cuSOLVER in float64).</summary>
 public sealed class CudaLinalgConformance : Linalg.LinalgConformance
 {
