@@ -39,9 +39,17 @@ public static class CudaLibraryNames
         Cusparse => ["libcusparse.so.12"],
         NvJitLink => ["libnvJitLink.so.13", "libnvJitLink.so.12"],
         Cusolver => ["libcusolver.so.12", "libcusolver.so.11"],
-        Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12"],
+        // Debian's NVRTC from CUDA 11.8 (package libnvrtc11.2) comes last: it lets a machine without a GPU compile the
+        // kernels for sm_80/sm_90 (the compile test); where a CUDA 12 or 13 toolkit is present, that one wins.
+        Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"],
         _ => [],
     };
+
+    /// <summary>
+    /// The file-name prefix of a library that <paramref name="library"/> opens by itself at run time and that should come
+    /// from the same folder (NVRTC's <c>libnvrtc-builtins.so.*</c>); null when there is none.
+    /// </summary>
+    public static string? CompanionPrefix(string library) => library == Nvrtc ? "libnvrtc-builtins.so" : null;
 
     /// <summary>
     /// Libraries to load (by absolute path) before <paramref name="library"/>: once a soname is loaded the system

@@ -28,8 +28,29 @@ public static class NativeLibraryResolver
             if (s_results.TryGetValue(library, out var cached)) return cached;
             foreach (string dependency in CudaLibraryNames.Dependencies(library)) Load(dependency);
             var result = Search(library, CudaLibraryNames.FileNames(library), LibrarySearchPlan.FromEnvironment());
+            if (result.IsLoaded) LoadCompanions(library, result.LoadedFrom!);
             s_results[library] = result;
             return result;
+        }
+    }
+
+    /// <summary>
+    /// Loads the libraries <paramref name="library"/> opens by itself at run time (NVRTC's builtins) from the folder it
+    /// loaded from, so that they are the same release even where that folder is not on the loader's path.
+    /// </summary>
+    private static void LoadCompanions(string library, string loadedFrom)
+    {
+        string? prefix = CudaLibraryNames.CompanionPrefix(library);
+        string? folder = Path.GetDirectoryName(loadedFrom);
+        if (prefix is null || string.IsNullOrEmpty(folder)) return; // a bare file name: the system loader finds the rest
+        try
+        {
+            foreach (string path in Directory.EnumerateFiles(folder, prefix + "*"))
+                NativeLibrary.TryLoad(path, out _);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Unreadable: the library will look on its own.
         }
     }
 

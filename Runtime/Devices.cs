@@ -1,4 +1,5 @@
 using LoraRuntime.Cpu;
+using LoraRuntime.Cuda;
 using LoraRuntime.Interop;
 
 namespace LoraRuntime;
@@ -39,8 +40,13 @@ public static class Devices
     /// <summary>The CUDA probe, run once per process.</summary>
     public static CudaProbeResult Probe => s_probe.Value;
 
-    /// <summary>True when this build has a CUDA backend (not yet: it arrives with the GPU path).</summary>
-    internal static bool CudaBackendBuilt => false;
+    private static readonly Lazy<string?> s_librariesProblem = new(FindLibrariesProblem);
+
+    /// <summary>
+    /// Why the CUDA backend cannot start although a GPU may be there — "cuBLAS not found: …" for the first of cuBLAS,
+    /// cuSOLVER and NVRTC that does not load — or null when all three load. Looked up once per process.
+    /// </summary>
+    public static string? CudaLibrariesProblem => s_librariesProblem.Value;
 
     /// <summary>
     /// Chooses a device for <paramref name="device"/> ("cpu", "cuda", "auto"); null reads <c>LORA_DEVICE</c>
@@ -48,18 +54,23 @@ public static class Devices
     /// <see cref="InvalidOperationException"/>, with the probe's reason, when CUDA is required but unusable.
     /// </summary>
     public static DeviceChoice Choose(string? device = null) =>
-        Choose(device, Environment.GetEnvironmentVariable(EnvironmentVariable), Probe, CudaBackendBuilt);
+        Choose(device, Environment.GetEnvironmentVariable(EnvironmentVariable), Probe, cudaBuilt: true,
+            Probe.Available ? CudaLibrariesProblem : null);
 
     /// <summary>Creates the backend <see cref="Choose(string?)"/> picks.</summary>
     public static Backend Create(string? device = null) => Create(Choose(device));
 
-    /// <summary>Creates the backend of an earlier <paramref name="choice"/>.</summary>
+    /// <summary>
+    /// Creates the backend of an earlier <paramref name="choice"/>; a CUDA backend that fails to start (driver, cuBLAS,
+    /// cuSOLVER) is an <see cref="InvalidOperationException"/> naming the failing call.
+    /// </summary>
     public static Backend Create(DeviceChoice choice)
     {
         ArgumentNullException.ThrowIfNull(choice);
         return choice.Kind switch
         {
             DeviceKind.Cpu => new CpuBackend(),
+            DeviceKind.Cuda => StartCuda(),
             _ => throw new InvalidOperationException($"no backend for {choice.Kind} in this build"),
         };
     }
@@ -77,8 +88,11 @@ public static class Devices
         throw new ArgumentException($"{source}: unknown device '{value}'; expected {AllowedNames}"); // source is named in the message; it may be a variable, not a parameter
     }
 
-    /// <summary>The choice for an explicit argument, the environment's value, a probe result and whether CUDA is built.</summary>
-    internal static DeviceChoice Choose(string? device, string? environment, CudaProbeResult probe, bool cudaBuilt)
+    /// <summary>
+    /// The choice for an explicit argument, the environment's value, a probe result, whether CUDA is built and why its
+    /// libraries do not load (null when they do).
+    /// </summary>
+    internal static DeviceChoice Choose(string? device, string? environment, CudaProbeResult probe, bool cudaBuilt, string? librariesProblem = null)
     {
         DeviceRequest request;
         string source;
@@ -100,6 +114,7 @@ public static class Devices
 
         string? cudaProblem = !probe.Available ? $"CUDA is unavailable: {probe.Reason}"
             : !cudaBuilt ? $"a CUDA GPU is present ({probe.Reason}) but the CUDA backend is not built yet"
+            : librariesProblem is not null ? $"a CUDA GPU is present ({probe.Reason}) but {librariesProblem}"
             : null;
         return request switch
         {
@@ -110,5 +125,29 @@ public static class Devices
             _ when cudaProblem is null => new DeviceChoice(request, source, DeviceKind.Cuda, probe.Reason, probe),
             _ => new DeviceChoice(request, source, DeviceKind.Cpu, $"the CPU, because {cudaProblem}", probe),
         };
+    }
+
+    /// <summary>The CUDA backend on device 0; a driver or library that refuses to start is an <see cref="InvalidOperationException"/>.</summary>
+    private static CudaBackend StartCuda()
+    {
+        try
+        {
+            return new CudaBackend(0);
+        }
+        catch (Exception e) when (e is CudaException or CudaLibraryException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            throw new InvalidOperationException($"the CUDA backend failed to start: {e.Message}", e);
+        }
+    }
+
+    private static string? FindLibrariesProblem()
+    {
+        foreach (var (library, title) in (ReadOnlySpan<(string, string)>)[(CudaLibraryNames.Cublas, "cuBLAS"), (CudaLibraryNames.Cusolver, "cuSOLVER"),
+            (CudaLibraryNames.Nvrtc, "NVRTC")])
+        {
+            var result = NativeLibraryResolver.Load(library);
+            if (!result.IsLoaded) return $"{title} did not load: {result.NotFoundMessage(CudaLibraryNames.FileNames(library))}";
+        }
+        return null;
     }
 }

@@ -1,4 +1,5 @@
 using LoraRuntime.Cpu;
+using LoraRuntime.Cuda;
 
 namespace LoraRuntime.Cli.Bench;
 
@@ -14,7 +15,7 @@ internal static class GemmBench
 
     /// <summary>Benchmarks one shape; see the class summary.</summary>
     public static BenchRecord Run(Backend backend, GemmShape shape, GemmTrans trans, int warmup, int? reps,
-        int seed = 1234, double targetSeconds = BenchTimer.DefaultTargetSeconds)
+        int seed = 1234, double targetSeconds = BenchTimer.DefaultTargetSeconds, string op = "sgemm")
     {
         var random = new Random(seed);
         // Stored shapes: A is M×K (K×M when transposed), B is K×N (N×K when transposed).
@@ -33,12 +34,38 @@ internal static class GemmBench
         float[] hostC = c.ToArray();
         double error = SampledRelativeError(hostA, hostB, hostC, shape, trans, random);
         double gflops = shape.Flops / (timing.MedianMs * 1e-3) / 1e9;
-        return new BenchRecord("sgemm", backend.Name, [shape.M, shape.N, shape.K], trans.ToString(),
+        return new BenchRecord(op, backend.Name, [shape.M, shape.N, shape.K], trans.ToString(),
             timing.MedianMs, gflops, timing.Reps, error);
     }
 
     /// <summary>The name of the GEMM kernel the backend runs, for report headers.</summary>
-    public static string KernelName(Backend backend) => backend is CpuBackend cpu ? cpu.GemmKernel : backend.Name;
+    public static string KernelName(Backend backend) => backend switch
+    {
+        CpuBackend cpu => cpu.GemmKernel,
+        CudaBackend cuda => $"cuBLAS {cuda.GemmPrecision.ToString().ToLowerInvariant()}",
+        _ => backend.Name,
+    };
+
+    /// <summary>"fp32", "tf32" or "bf16" (any case) → the precision; anything else → <see cref="UsageException"/>.</summary>
+    public static CudaGemmPrecision ParsePrecision(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        "fp32" => CudaGemmPrecision.Fp32,
+        "tf32" => CudaGemmPrecision.Tf32,
+        "bf16" => CudaGemmPrecision.Bf16,
+        _ => throw new UsageException($"--precision: expected fp32, tf32 or bf16; got '{text}'"),
+    };
+
+    /// <summary>Sets the CUDA backend's GEMM precision; tf32 and bf16 anywhere else are a <see cref="UsageException"/>.</summary>
+    public static void SetPrecision(Backend backend, CudaGemmPrecision precision)
+    {
+        if (backend is CudaBackend cuda) cuda.GemmPrecision = precision;
+        else if (precision != CudaGemmPrecision.Fp32)
+            throw new UsageException($"--precision {precision.ToString().ToLowerInvariant()}: only the CUDA backend has TF32 and bf16 GEMMs; the device is {backend.Name}");
+    }
+
+    /// <summary>The record's op: "sgemm" for fp32, "sgemm-tf32" and "sgemm-bf16" otherwise.</summary>
+    public static string OpName(CudaGemmPrecision precision) =>
+        precision == CudaGemmPrecision.Fp32 ? "sgemm" : $"sgemm-{precision.ToString().ToLowerInvariant()}";
 
     /// <summary>
     /// max |C − ref| / max |ref| over <see cref="CheckedEntries"/> positions (the corners, then random ones), where

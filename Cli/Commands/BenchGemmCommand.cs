@@ -1,5 +1,6 @@
 using System.CommandLine;
 using LoraRuntime.Cli.Bench;
+using LoraRuntime.Cuda;
 using Spectre.Console;
 
 namespace LoraRuntime.Cli.Commands;
@@ -21,26 +22,35 @@ internal static class BenchGemmCommand
             Description = "NN, NT, TN or TT: whether A and B are stored transposed",
             DefaultValueFactory = _ => "NN",
         };
+        var precision = new Option<string>("--precision")
+        {
+            Description = "fp32, tf32 or bf16: how the GEMM computes (float32 storage always; tf32 and bf16 are CUDA tensor-core modes)",
+            DefaultValueFactory = _ => "fp32",
+        };
         var common = new BenchOptions();
-        var command = new Command("gemm", "Time C = op(A)·op(B) in float32 for each shape") { shapes, trans };
+        var command = new Command("gemm", "Time C = op(A)·op(B) in float32 for each shape") { shapes, trans, precision };
         common.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () => Execute(
             terminal,
             GemmShape.ParseList(parse.GetValue(shapes), "--shapes"),
             GemmTrans.Parse(parse.GetValue(trans), "--trans"),
+            GemmBench.ParsePrecision(parse.GetValue(precision)),
             common.Read(parse))));
         return command;
     }
 
-    private static int Execute(Terminal terminal, IReadOnlyList<GemmShape> shapes, GemmTrans trans, BenchSettings settings)
+    private static int Execute(Terminal terminal, IReadOnlyList<GemmShape> shapes, GemmTrans trans, CudaGemmPrecision precision,
+        BenchSettings settings)
     {
         using var backend = BenchOptions.CreateBackend(settings.Device);
-        string title = $"sgemm on {backend.Name} (kernel {GemmBench.KernelName(backend)})";
+        GemmBench.SetPrecision(backend, precision);
+        string op = GemmBench.OpName(precision);
+        string title = $"{op} on {backend.Name} (kernel {GemmBench.KernelName(backend)})";
         terminal.Error.MarkupLine($"[grey]{Markup.Escape(title)}: warm-up {settings.Warmup}, reps {settings.Reps?.ToString() ?? "auto"}[/]");
         var records = new List<BenchRecord>(shapes.Count);
         foreach (var shape in shapes)
         {
-            var record = GemmBench.Run(backend, shape, trans, settings.Warmup, settings.Reps);
+            var record = GemmBench.Run(backend, shape, trans, settings.Warmup, settings.Reps, op: op);
             records.Add(record);
             terminal.Error.MarkupLine($"[grey]  {shape} {trans}: {record.MedianMs:0.000} ms, {record.Gflops:0.00} GFLOP/s[/]");
         }

@@ -15,24 +15,31 @@ internal static class InfoCommand
     public static Command Create(Terminal terminal)
     {
         var json = new Option<string?>("--json") { Description = "also write the report as JSON to FILE (atomically)", HelpName = "FILE" };
+        var deviceOption = new Option<string?>("--device")
+        {
+            Description = $"cpu, cuda or auto (default: ${Devices.EnvironmentVariable}, else auto); cuda fails, after the report, when CUDA is unusable",
+        };
         var command = new Command("info", "Show the chosen device and why, every path probed for CUDA, CPU features and memory pool stats")
         {
             json,
+            deviceOption,
         };
-        command.SetAction(parse => CliAction.Run(terminal, () => Execute(terminal, parse.GetValue(json))));
+        command.SetAction(parse => CliAction.Run(terminal, () => Execute(terminal, parse.GetValue(json), parse.GetValue(deviceOption))));
         return command;
     }
 
-    private static int Execute(Terminal terminal, string? jsonPath)
+    private static int Execute(Terminal terminal, string? jsonPath, string? device)
     {
         if (jsonPath is not null) OutputPath.CheckWritable(jsonPath, "--json");
-        var report = InfoReport.Gather();
+        var report = InfoReport.Gather(device);
         Render(terminal.Out, report);
         if (jsonPath is not null)
         {
             AtomicFile.WriteAllBytes(jsonPath, JsonSerializer.SerializeToUtf8Bytes(report, InfoJsonContext.Default.InfoReport));
             terminal.Error.MarkupLine($"[grey]wrote {Markup.Escape(Path.GetFullPath(jsonPath))}[/]");
         }
+        // An explicit device that cannot be had is an error, after the report that shows why.
+        if (device is not null && report.Device.Chosen is null) throw new UsageException($"--device {device}: {report.Device.Reason}");
         return ExitCodes.Success;
     }
 
@@ -68,6 +75,17 @@ internal static class InfoCommand
                 library.LoadedFrom is { } from ? new Markup($"[green]{Markup.Escape(from)}[/]") : new Markup("[yellow]not found[/]"),
                 Lines(library.Tried, "-"));
         console.Write(libraries);
+
+        if (report.CudaBackend is { } backend)
+        {
+            var table = KeyValueTable("CUDA backend");
+            table.AddRow(Text("backend"), backend.Error is { } error ? new Markup($"[red]{Markup.Escape(error)}[/]") : Text(backend.Name));
+            table.AddRow(Text("kernel compiler"), Text(backend.Nvrtc));
+            table.AddRow(Text("kernel cache"), Text(backend.KernelCache));
+            table.AddRow(Text("grouped GEMM"), Text(backend.GroupedGemm ? "cublasGemmGroupedBatchedEx" : "one cublasGemmEx per problem"));
+            table.AddRow(Text("device pool reserved"), Text(Bytes(backend.Pool.BytesReserved)));
+            console.Write(table);
+        }
 
         var cpu = KeyValueTable("CPU");
         cpu.AddRow(Text("SIMD features"), Text(report.Cpu.Features.Count > 0 ? string.Join(", ", report.Cpu.Features) : "none"));

@@ -26,10 +26,11 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public void Cuda_on_a_machine_without_it_is_exit_code_2_saying_why()
     {
+        if (Devices.Probe.Available && Devices.CudaLibrariesProblem is null) Assert.Skip($"CUDA is usable here: {Devices.Probe.Reason}");
         Assert.Equal(ExitCodes.Usage, Run("bench", "gemm", "--device", "cuda", "--shapes", "4x4x4"));
         string error = _error.ToString();
         Assert.Contains("--device cuda", error);
-        Assert.Contains(Devices.Probe.Available ? "not built yet" : "CUDA is unavailable", error);
+        Assert.Contains(Devices.Probe.Available ? "did not load" : "CUDA is unavailable", error);
     }
 
     [Fact]
@@ -121,6 +122,33 @@ public sealed class CommandLineTests : IDisposable
         Assert.Contains("\"device\"", text);
         Assert.Contains("\"gemm_kernel\"", text);
         Assert.Contains("\"tried\"", text);
+    }
+
+    [Fact]
+    public void Info_with_device_cuda_reports_then_fails_saying_why_or_describes_the_backend()
+    {
+        int code = Run("info", "--device", "cuda");
+        if (Devices.Probe.Available && Devices.CudaLibrariesProblem is null)
+        {
+            Assert.Equal(ExitCodes.Success, code);
+            Assert.Contains("CUDA backend", _out.ToString());
+            Assert.Contains("kernel compiler", _out.ToString());
+            return;
+        }
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("chosen", _out.ToString()); // the report comes first
+        Assert.Contains("--device cuda", _error.ToString());
+        Assert.Contains(Devices.Probe.Available ? "did not load" : "CUDA is unavailable", _error.ToString());
+    }
+
+    [Fact]
+    public void Gemm_precision_other_than_fp32_needs_CUDA_and_bad_names_are_refused()
+    {
+        Assert.Equal(ExitCodes.Usage, Run("bench", "gemm", "--precision", "fp64", "--shapes", "4x4x4"));
+        Assert.Contains("--precision: expected fp32, tf32 or bf16; got 'fp64'", _error.ToString());
+        Assert.Equal(ExitCodes.Usage, Run("bench", "gemm", "--device", "cpu", "--precision", "tf32", "--shapes", "4x4x4"));
+        Assert.Contains("only the CUDA backend has TF32 and bf16", _error.ToString());
+        Assert.Equal(ExitCodes.Success, Run("bench", "gemm", "--device", "cpu", "--precision", "FP32", "--shapes", "4x4x4", "--reps", "1", "--warmup", "0"));
     }
 
     [Fact]

@@ -21,9 +21,31 @@ public sealed class DevicesTests
     [Fact]
     public void Cuda_without_a_usable_GPU_throws_with_the_probe_reason()
     {
+        if (Devices.Probe.Available && Devices.CudaLibrariesProblem is null) Assert.Skip($"CUDA is usable here: {Devices.Probe.Reason}");
         var e = Assert.Throws<InvalidOperationException>(() => Devices.Create("cuda"));
-        // No CUDA backend is built yet, so this holds with a GPU too (the reason then says so).
-        Assert.Contains(Devices.Probe.Available ? "not built yet" : Devices.Probe.Reason, e.Message);
+        Assert.Contains(Devices.Probe.Available ? Devices.CudaLibrariesProblem! : Devices.Probe.Reason, e.Message);
+    }
+
+    [Fact]
+    public void Cuda_with_a_usable_GPU_creates_a_CudaBackend()
+    {
+        Assert.SkipUnless(Devices.Probe.Available && Devices.CudaLibrariesProblem is null,
+            $"CUDA is not usable here: {(Devices.Probe.Available ? Devices.CudaLibrariesProblem : Devices.Probe.Reason)}");
+        using var backend = Devices.Create("cuda");
+        Assert.IsType<LoraRuntime.Cuda.CudaBackend>(backend);
+        Assert.Equal(DeviceKind.Cuda, backend.Kind);
+        Assert.Equal("cuda:0", backend.Name);
+    }
+
+    [Fact]
+    public void Auto_with_a_GPU_but_missing_libraries_chooses_the_cpu_and_names_the_library()
+    {
+        var choice = Devices.Choose(null, null, OneGpu, cudaBuilt: true, librariesProblem: "cuBLAS did not load: libcublas.so.13 not found");
+        Assert.Equal(DeviceKind.Cpu, choice.Kind);
+        Assert.Contains("cuBLAS did not load", choice.Reason);
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            Devices.Choose("cuda", null, OneGpu, cudaBuilt: true, librariesProblem: "cuBLAS did not load: libcublas.so.13 not found"));
+        Assert.Contains("cuBLAS did not load", e.Message);
     }
 
     [Fact]

@@ -131,6 +131,6 @@ public sealed class NativeLibraryResolverTests : IDisposable
         Assert.Equal(["libcuda.so.1"], CudaLibraryNames.FileNames(CudaLibraryNames.Driver));
         Assert.Equal(["libcublas.so.13", "libcublas.so.12"], CudaLibraryNames.FileNames(CudaLibraryNames.Cublas));
         Assert.Equal(["libcusolver.so.12", "libcusolver.so.11"], CudaLibraryNames.FileNames(CudaLibraryNames.Cusolver));
-        Assert.Equal(["libnvrtc.so.13", "libnvrtc.so.12"], CudaLibraryNames.FileNames(CudaLibraryNames.Nvrtc));
+        Assert.Equal(["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"], CudaLibraryNames.FileNames(CudaLibraryNames.Nvrtc));
     }
 }
