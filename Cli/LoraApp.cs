@@ -17,6 +17,7 @@ internal static class LoraApp
         root.Add(FinetuneCommand.Create(terminal));
         root.Add(GenerateCommand.Create(terminal));
         root.Add(DemoCommand.Create(terminal));
+        root.Add(ServeCommand.Create(terminal));
         return root;
     }
 
