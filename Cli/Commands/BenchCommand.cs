@@ -13,5 +13,6 @@ internal static class BenchCommand
             BenchLoraCommand.Create(terminal),
             BenchAttentionCommand.Create(terminal),
             BenchSvdCommand.Create(terminal),
+            BenchServeCommand.Create(terminal),
         };
 }
