@@ -127,7 +127,7 @@ public sealed class ServeHttpTests : IAsyncLifetime
     [Fact]
     public async Task A_bounded_load_test_loses_and_crosses_nothing_and_keeps_memory_flat()
     {
-        const int clients = 8, perClient = 12;
+        const int clients = 8, perClient = 8;
         string[] models = ["base", "qv", "all"];
         (string Model, string Prompt, double Temperature, ulong Seed) Case(int c, int r) =>
             (models[(c + r) % 3], new string(Enumerable.Range(0, 1 + (c * 7 + r) % 9).Select(i => (char)('a' + (c + 3 * r + i) % 13)).ToArray()), r % 2 * 0.9, (ulong)(c * 100 + r));
