@@ -11,7 +11,8 @@ public readonly record struct AdapterBankStats(int Loaded, int Resident, long Re
 
 /// <summary>
 /// The adapters a server holds, by name: loaded and unloaded at run time, of any ranks up to <see cref="MaxRank"/>, their
-/// scales folded into B at load. Each keeps a host copy; a device copy (a tensor from the backend's pool) is made when a
+/// scales folded into B at load (A and B stored transposed for the decoder's NN GEMMs). Each keeps a host copy; a device
+/// copy (a tensor from the backend's pool) is made when a
 /// request needs it and kept while the resident copies fit in the memory budget; past it the least recently used adapter
 /// no request is running with is evicted (its pool memory returned) and re-uploaded at its next use. Thread-safe.
 /// </summary>
@@ -109,9 +110,14 @@ public sealed class AdapterBank : IDisposable
         {
             Layout.TryFind(m.Path, out int linear, out int kind);
             var slot = table[linear * ServingLayout.KindsPerLinear + kind];
-            m.A.CopyTo(host.AsSpan((int)slot.OffsetA));
+            // Aᵀ [in, R] from A [R, in]; (s·B)ᵀ [R, out] from B [out, R].
+            int rank = m.Rank, inFeatures = slot.InFeatures, outFeatures = slot.OutFeatures;
+            var a = host.AsSpan((int)slot.OffsetA, m.A.Length);
+            for (int r = 0; r < rank; r++)
+                for (int i = 0; i < inFeatures; i++) a[i * rank + r] = m.A[r * inFeatures + i];
             var b = host.AsSpan((int)slot.OffsetB, m.B.Length);
-            for (int i = 0; i < b.Length; i++) b[i] = m.Scale * m.B[i];
+            for (int o = 0; o < outFeatures; o++)
+                for (int r = 0; r < rank; r++) b[r * outFeatures + o] = m.Scale * m.B[o * rank + r];
         }
         lock (_lock)
         {

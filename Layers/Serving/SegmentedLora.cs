@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers.Serving;
 /// The adapters' deltas of one decoder step, PEFT's y += s·(x Aᵀ) Bᵀ for every row with its own adapter: the step's
 /// rows are grouped by adapter (contiguous row ranges), and each projection's shrink (h = x Aᵀ) and expand (y += h·(sB)ᵀ)
 /// run as segmented GEMMs, one grouped call per stage with one problem per (group, module), instead of a pass per
-/// adapter. Output slices of one projection (q, k, v of the fused QKV) interleave in memory, so each expands in its own
+/// adapter. The bank stores Aᵀ [in, R] and (sB)ᵀ [R, out], so both stages are NN GEMMs. Output slices of one projection (q, k, v of the fused QKV) interleave in memory, so each expands in its own
 /// grouped call. h takes [kinds, maxTokens, maxRank] of scratch. Allocation-free once built.
 /// </summary>
 internal sealed class SegmentedLora : IDisposable
@@ -63,12 +63,12 @@ internal sealed class SegmentedLora : IDisposable
             {
                 ref readonly var m = ref adapter.Modules[linear * ServingLayout.KindsPerLinear + kind];
                 if (!m.IsPresent) continue;
-                // h [count, R] = x [count, in] · Aᵀ.
+                // h [count, R] = x [count, in] · Aᵀ [in, R].
                 _shrink[problems++] = new GemmProblem
                 {
-                    TransA = Transpose.No, TransB = Transpose.Yes, M = _groupCount[g], N = m.Rank, K = inWidth, Alpha = 1f, Beta = 0f,
+                    TransA = Transpose.No, TransB = Transpose.No, M = _groupCount[g], N = m.Rank, K = inWidth, Alpha = 1f, Beta = 0f,
                     A = input, OffsetA = (long)_groupStart[g] * inWidth, Lda = inWidth,
-                    B = adapter.Device!, OffsetB = m.OffsetA, Ldb = inWidth,
+                    B = adapter.Device!, OffsetB = m.OffsetA, Ldb = m.Rank,
                     C = _h, OffsetC = HOffset(kind, _groupStart[g]), Ldc = _maxRank,
                 };
             }
@@ -83,12 +83,12 @@ internal sealed class SegmentedLora : IDisposable
                 var adapter = _groupAdapter[g]!;
                 ref readonly var m = ref adapter.Modules[linear * ServingLayout.KindsPerLinear + kind];
                 if (!m.IsPresent) continue;
-                // output[rows, slice] += h [count, R] · (s·B)ᵀ.
+                // output[rows, slice] += h [count, R] · (s·B)ᵀ [R, out].
                 _expand[count++] = new GemmProblem
                 {
-                    TransA = Transpose.No, TransB = Transpose.Yes, M = _groupCount[g], N = m.OutFeatures, K = m.Rank, Alpha = 1f, Beta = 1f,
+                    TransA = Transpose.No, TransB = Transpose.No, M = _groupCount[g], N = m.OutFeatures, K = m.Rank, Alpha = 1f, Beta = 1f,
                     A = _h, OffsetA = HOffset(kind, _groupStart[g]), Lda = _maxRank,
-                    B = adapter.Device!, OffsetB = m.OffsetB, Ldb = m.Rank,
+                    B = adapter.Device!, OffsetB = m.OffsetB, Ldb = m.OutFeatures,
                     C = output, OffsetC = (long)_groupStart[g] * outWidth + m.OutOffset, Ldc = outWidth,
                 };
             }

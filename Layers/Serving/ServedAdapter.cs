@@ -1,13 +1,14 @@
 namespace LoraRuntime.Layers.Serving;
 
-/// <summary>Where one module of a served adapter lives in its block: A [R, in] and s·B [out, R], for output columns [OutOffset, OutOffset + out).</summary>
+/// <summary>Where one module of a served adapter lives in its block: Aᵀ [in, R] and (s·B)ᵀ [R, out], for output columns [OutOffset, OutOffset + out).</summary>
 internal readonly record struct AdapterModule(long OffsetA, long OffsetB, int Rank, int InFeatures, int OutOffset, int OutFeatures)
 {
     public bool IsPresent => Rank > 0;
 }
 
 /// <summary>
-/// One adapter in an <see cref="AdapterBank"/>: every module's A and s·B (the scale folded in at load) in one host array
+/// One adapter in an <see cref="AdapterBank"/>: every module's Aᵀ and (s·B)ᵀ (the scale folded in at load, both transposed
+/// so that the decoder's shrink and expand are NN GEMMs) in one host array
 /// (the host copy) and, while resident, one pool tensor of the same layout (the device copy). Requests hold it pinned
 /// while they run, so it is not evicted under them.
 /// </summary>
@@ -49,7 +50,7 @@ public sealed class ServedAdapter
     /// <summary>True while its device copy exists.</summary>
     public bool IsResident => Device is not null;
 
-    /// <summary>The host copy: every A and s·B, laid out as <see cref="Device"/>.</summary>
+    /// <summary>The host copy: every Aᵀ and (s·B)ᵀ, laid out as <see cref="Device"/>.</summary>
     internal float[] Host { get; }
 
     /// <summary>[linear · <see cref="ServingLayout.KindsPerLinear"/> + kind]; absent modules have rank 0.</summary>

@@ -117,6 +117,31 @@ public sealed class KvCacheDecoderTests : IDisposable
     }
 
     [Fact]
+    public void After_a_merge_refreshed_weights_give_the_adapter_without_it()
+    {
+        var (decoder, bank) = Serve(slots: 1);
+        using var _ = decoder;
+        using var __ = bank;
+        var request = Requests[1];
+        var unmerged = RunTogether(decoder, bank, [request], [0]);
+        var baseOnly = RunTogether(decoder, bank, [request with { Adapter = null }], [0]);
+        using (var lora = new LoraRuntime.Layers.Adapters.LoraModel(_f.Served))
+        {
+            LoraRuntime.Layers.Adapters.PeftAdapterFiles.Load(lora, "all", _f.AdapterDirectory("all"));
+            lora.Merge("all");
+            var stale = RunTogether(decoder, bank, [request with { Adapter = null }], [0]);
+            AssertClose(baseOnly.Logits[0][0], stale.Logits[0][0], "before RefreshWeights the snapshot is the base");
+            decoder.RefreshWeights();
+            var merged = RunTogether(decoder, bank, [request with { Adapter = null }], [0]);
+            Assert.Equal(unmerged.Tokens[0], merged.Tokens[0]);
+            for (int step = 0; step < merged.Logits[0].Count; step++) AssertClose(unmerged.Logits[0][step], merged.Logits[0][step], $"merged, step {step}");
+            lora.Unmerge();
+        }
+        decoder.RefreshWeights();
+        AssertClose(baseOnly.Logits[0][0], RunTogether(decoder, bank, [request with { Adapter = null }], [0]).Logits[0][0], "unmerged again");
+    }
+
+    [Fact]
     public void Bad_rows_are_refused_before_anything_runs()
     {
         var (decoder, bank) = Serve(slots: 2);
