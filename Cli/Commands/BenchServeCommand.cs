@@ -65,8 +65,10 @@ internal static class BenchServeCommand
         var one = records.First(r => r.Op == "decode_mixed" && r.Shape[1] == shape.Distinct.Min());
         var most = records.Last(r => r.Op == "decode_mixed");
         var loop = records.First(r => r.Op == "decode_loop");
+        double TokensPerSecond(BenchRecord r) => shape.Batch / (r.MedianMs * 1e-3);
         terminal.Out.MarkupLine(Markup.Escape(
-            $"throughput with {most.Shape[1]} distinct adapters: {one.MedianMs / most.MedianMs:0.00}× that with {one.Shape[1]}, {loop.MedianMs / most.MedianMs:0.00}× the loop over adapters"));
+            $"{most.Shape[1]} distinct adapters: {TokensPerSecond(most):0} tokens/s ({most.MedianMs:0.0} ms per step) = {one.MedianMs / most.MedianMs:0.00}× the throughput with {one.Shape[1]} " +
+            $"({TokensPerSecond(one):0} tokens/s) and {loop.MedianMs / most.MedianMs:0.00}× the loop over adapters ({TokensPerSecond(loop):0} tokens/s)"));
         return code;
     }
 }

@@ -21,7 +21,7 @@ internal static class ServeApi
     /// <summary>The largest request body accepted.</summary>
     public const long MaxBodyBytes = 1 << 20;
 
-    private static long _ids;
+    private static long _ids, _seeds;
 
     /// <summary>A server for <paramref name="host"/> listening on <paramref name="urls"/> (semicolon-separated), not started.</summary>
     public static WebApplication Build(ServingHost host, string urls)
@@ -80,7 +80,7 @@ internal static class ServeApi
             Adapter = adapter,
             Prompt = prompt,
             MaxTokens = body.MaxTokens ?? 16,
-            Sampling = new SamplingOptions(body.Temperature ?? 1f, body.TopK ?? 0, body.Seed ?? (ulong)Interlocked.Increment(ref _ids)),
+            Sampling = new SamplingOptions(body.Temperature ?? 1f, body.TopK ?? 0, body.Seed ?? (ulong)Interlocked.Increment(ref _seeds)),
             TopP = body.TopP ?? 1f,
             Stop = Stops(body.Stop),
         };
