@@ -62,6 +62,29 @@ public sealed class BatchSchedulerTests : IDisposable
     }
 
     [Fact]
+    public async Task Adapters_load_and_unload_while_requests_run()
+    {
+        const int count = 12;
+        var alone = new CompletionResult[count];
+        using (var single = Scheduler(slots: 1))
+            for (int i = 0; i < count; i++) alone[i] = await single.SubmitAsync(Request(i), Ct);
+        using var scheduler = Scheduler(slots: 3);
+        var churn = Task.Run(() =>
+        {
+            for (int k = 0; k < 20; k++)
+            {
+                _bank.Load("churn", _f.AdapterDirectory("all"));
+                _ = scheduler.SubmitAsync(new CompletionRequest { Adapter = "churn", Prompt = [1, 2], MaxTokens = 2 }, Ct);
+                _bank.Unload("churn");
+            }
+        }, Ct);
+        var results = await Task.WhenAll(Enumerable.Range(0, count).Select(i => scheduler.SubmitAsync(Request(i), Ct))).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        await churn.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        for (int i = 0; i < count; i++) Assert.Equal(alone[i].Tokens, results[i].Tokens);
+        Assert.False(_bank.TryGet("churn", out _));
+    }
+
+    [Fact]
     public async Task Stop_strings_end_the_text_before_them_and_max_tokens_ends_it_at_the_limit()
     {
         using var scheduler = Scheduler(slots: 2);
