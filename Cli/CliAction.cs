@@ -2,7 +2,8 @@ namespace LoraRuntime.Cli;
 
 /// <summary>
 /// Runs a command's body and turns a <see cref="UsageException"/> (a bad command line) or an
-/// <see cref="InvalidDataException"/> (an input file that breaks its format) into one line of error and exit code 2.
+/// <see cref="InvalidDataException"/> (an input file that breaks its format) or a missing input file or folder into one line
+/// of error and exit code 2.
 /// </summary>
 internal static class CliAction
 {
@@ -13,7 +14,7 @@ internal static class CliAction
         {
             return body();
         }
-        catch (Exception e) when (e is UsageException or InvalidDataException)
+        catch (Exception e) when (e is UsageException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException)
         {
             terminal.WriteError(e.Message);
             return ExitCodes.Usage;

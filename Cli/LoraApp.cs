@@ -17,6 +17,10 @@ internal static class LoraApp
         root.Add(FinetuneCommand.Create(terminal));
         root.Add(GenerateCommand.Create(terminal));
         root.Add(DemoCommand.Create(terminal));
+        root.Add(MergeCommand.Create(terminal));
+        root.Add(CompressCommand.Create(terminal));
+        root.Add(ExtractCommand.Create(terminal));
+        root.Add(CombineCommand.Create(terminal));
         root.Add(ServeCommand.Create(terminal));
         return root;
     }

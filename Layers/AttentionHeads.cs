@@ -21,8 +21,8 @@ internal sealed class AttentionHeads
         HeadCount = heads;
         HeadSize = channels / heads;
         ScoreScale = 1 / MathF.Sqrt(HeadSize);
-        Qkv = new Linear(parameters, name + ".qkv", channels, 3 * channels);
-        Out = new Linear(parameters, name + ".o", channels, channels);
+        Qkv = new Linear(parameters, name + ".qkv", channels, 3 * channels, activations: activations);
+        Out = new Linear(parameters, name + ".o", channels, channels, activations: activations);
         int hs = HeadSize;
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels), fused = (b, t) => new Shape(b, t, 3 * channels);
         Func<int, int, Shape> split = (b, t) => new Shape(b, heads, t, hs);
@@ -49,7 +49,7 @@ internal sealed class AttentionHeads
 
     public Linear Qkv { get; }
     public Linear Out { get; }
-    public Backend Backend => Qkv.Weight.Owner.Backend;
+    public Backend Backend => Qkv.Owner.Backend;
 
     /// <summary>qkv = Qkv(input), split into q, k, v heads.</summary>
     public (Tensor Q, Tensor K, Tensor V) ForwardQkv(Tensor input, int batch, int time)

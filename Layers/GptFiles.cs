@@ -6,7 +6,8 @@ namespace LoraRuntime.Layers;
 
 /// <summary>
 /// A model directory: <c>model.safetensors</c> (every parameter by its path, float32) and <c>config.json</c> (the
-/// architecture and the character vocabulary). Each file is written atomically; loading checks every name and shape
+/// architecture and the character vocabulary; for a compressed model also <c>factored_ranks</c>, the rank K of each
+/// layer stored as the two factors <c>&lt;layer&gt;.weight_u</c> [OC, K] and <c>&lt;layer&gt;.weight_v</c> [K, C]). Each file is written atomically; loading checks every name and shape
 /// and names the file and tensor on any mismatch.
 /// </summary>
 public static class GptFiles
@@ -16,6 +17,9 @@ public static class GptFiles
 
     /// <summary>The configuration's file name.</summary>
     public const string ConfigFile = "config.json";
+
+    /// <summary>The <c>model_type</c> of our configuration.</summary>
+    public const string ModelType = "lora-runtime-gpt";
 
     /// <summary>Writes the weights and the configuration of <paramref name="model"/> into <paramref name="directory"/>.</summary>
     public static void Save(GptModel model, CharTokenizer tokenizer, string directory)
@@ -60,7 +64,11 @@ public static class GptFiles
             var root = doc.RootElement;
             var config = new GptConfig(
                 root.GetProperty("vocab_size").GetInt32(), root.GetProperty("n_layer").GetInt32(), root.GetProperty("n_head").GetInt32(),
-                root.GetProperty("n_embd").GetInt32(), root.GetProperty("block_size").GetInt32());
+                root.GetProperty("n_embd").GetInt32(), root.GetProperty("block_size").GetInt32(),
+                root.TryGetProperty("layer_norm_epsilon", out var eps) ? (float)eps.GetDouble() : 1e-5f)
+            {
+                FactoredRanks = FactoredRanksOf(root),
+            };
             config.Validate();
             var tokenizer = new CharTokenizer(root.GetProperty("vocabulary").GetString() ?? "");
             if (tokenizer.Size != config.Vocabulary)
@@ -90,20 +98,35 @@ public static class GptFiles
         return (model, tokenizer);
     }
 
+    private static Dictionary<string, int> FactoredRanksOf(JsonElement root)
+    {
+        var ranks = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root.TryGetProperty("factored_ranks", out var factored))
+            foreach (var layer in factored.EnumerateObject()) ranks[layer.Name] = layer.Value.GetInt32();
+        return ranks;
+    }
+
     private static byte[] ConfigJson(GptConfig config, CharTokenizer tokenizer)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
             json.WriteStartObject();
-            json.WriteString("model_type", "lora-runtime-gpt");
+            json.WriteString("model_type", ModelType);
             json.WriteNumber("vocab_size", config.Vocabulary);
             json.WriteNumber("n_layer", config.Layers);
             json.WriteNumber("n_head", config.Heads);
             json.WriteNumber("n_embd", config.Channels);
             json.WriteNumber("block_size", config.BlockSize);
+            json.WriteNumber("layer_norm_epsilon", config.LayerNormEpsilon);
             json.WriteString("tokenizer", "char");
             json.WriteString("vocabulary", tokenizer.Vocabulary);
+            if (config.FactoredRanks.Count > 0)
+            {
+                json.WriteStartObject("factored_ranks");
+                foreach (var (layer, rank) in config.FactoredRanks) json.WriteNumber(layer, rank);
+                json.WriteEndObject();
+            }
             json.WriteEndObject();
         }
         return stream.ToArray();

@@ -6,8 +6,24 @@ namespace LoraRuntime.Layers;
 /// <param name="Heads">NH; must divide <paramref name="Channels"/>.</param>
 /// <param name="Channels">C.</param>
 /// <param name="BlockSize">The longest context (rows of the position embedding).</param>
-public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, int Channels = 128, int BlockSize = 64)
+/// <param name="LayerNormEpsilon">ε of every layer norm (GPT-2's <c>layer_norm_epsilon</c>, 1e-5).</param>
+public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, int Channels = 128, int BlockSize = 64, float LayerNormEpsilon = 1e-5f)
 {
+    /// <summary>
+    /// The linear layers held as two rank-K factors (a compressed model, see <see cref="Linear.IsFactored"/>), by
+    /// module path ("blocks.0.mlp.fc") with their K; empty for a dense model.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> FactoredRanks { get; init; } = new Dictionary<string, int>();
+
+    /// <summary>Equal shapes: the fields, and the factored ranks by content (a record compares the dictionary by reference).</summary>
+    public bool Equals(GptConfig? other) =>
+        other is not null && Vocabulary == other.Vocabulary && Layers == other.Layers && Heads == other.Heads && Channels == other.Channels
+        && BlockSize == other.BlockSize && LayerNormEpsilon.Equals(other.LayerNormEpsilon) && FactoredRanks.Count == other.FactoredRanks.Count
+        && FactoredRanks.All(kv => other.FactoredRanks.TryGetValue(kv.Key, out int rank) && rank == kv.Value);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => HashCode.Combine(Vocabulary, Layers, Heads, Channels, BlockSize, LayerNormEpsilon, FactoredRanks.Count);
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first inconsistent field.</summary>
     public void Validate()
     {
@@ -18,6 +34,10 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
         Guard.Positive(BlockSize, nameof(BlockSize));
         if (Channels % Heads != 0)
             throw new ArgumentException($"{nameof(Channels)} = {Channels} must be a multiple of {nameof(Heads)} = {Heads}", nameof(Channels));
+        if (!(LayerNormEpsilon > 0) || !float.IsFinite(LayerNormEpsilon))
+            throw new ArgumentOutOfRangeException(nameof(LayerNormEpsilon), LayerNormEpsilon, $"{nameof(LayerNormEpsilon)}: expected a finite value > 0");
+        foreach (var (layer, rank) in FactoredRanks)
+            if (rank < 1) throw new ArgumentException($"{nameof(FactoredRanks)}: the rank K of {layer} must be ≥ 1; got {rank}", nameof(FactoredRanks));
     }
 }
 
@@ -55,14 +75,18 @@ public sealed class GptModel : ILinearHost, IDisposable
             throw new ArgumentException("trainParameters needs training: parameter gradients need the activation gradients", nameof(trainParameters));
         Config = config;
         int c = config.Channels, v = config.Vocabulary;
-        Parameters = new ParameterSet(backend, "gpt");
+        Parameters = new ParameterSet(backend, "gpt") { FactoredRanks = config.FactoredRanks };
         Activations = new Activations(backend, maxBatch, config.BlockSize, training);
         try
         {
             TokenEmbedding = new Embedding(Parameters, "wte", v, c);
             PositionEmbedding = new Embedding(Parameters, "wpe", config.BlockSize, c);
-            Stack = new TransformerStack(Parameters, Activations, config.Layers, c, config.Heads);
-            FinalNorm = new LayerNorm(Parameters, Activations, "ln_f", c);
+            Stack = new TransformerStack(Parameters, Activations, config.Layers, c, config.Heads, config.LayerNormEpsilon);
+            FinalNorm = new LayerNorm(Parameters, Activations, "ln_f", c, config.LayerNormEpsilon);
+            foreach (string layer in config.FactoredRanks.Keys)
+                if (!Stack.LinearTargets.Any(t => t.Path == layer && !t.IsSlice))
+                    throw new ArgumentException(
+                        $"config: FactoredRanks names '{layer}', which is not a linear layer of the model (e.g. {Stack.LinearTargets.First().Path})", nameof(config));
             Func<int, int, Shape> rows = (b, t) => new Shape(b, t, c);
             Func<int, int, Shape> vocab = (b, t) => new Shape(b, t, v);
             Func<int, int, Shape> positions = (b, t) => new Shape(b, t);

@@ -6,13 +6,21 @@ namespace LoraRuntime.Layers;
 /// y = x Wᵀ + b with W [OC, C] and b [OC]. Frozen when its <see cref="ParameterSet"/> is reserved without
 /// gradients: then backward computes dx only and W, b are never written. LoRA modules (<see cref="LoraLinear"/>)
 /// attach to a Linear, or to a slice of its output rows, and add their deltas inside <see cref="Forward"/>.
+/// A layer named in its set's <see cref="ParameterSet.FactoredRanks"/> is factored: it holds W ≈ U·V as two
+/// rank-K matrices (a compressed model) instead of W.
 /// </summary>
 public sealed class Linear
 {
     private readonly List<LoraLinear> _adapters = [];
+    private readonly Parameter? _weight;
+    private readonly LinearFactors? _factors;
 
-    /// <summary>Declares W [<paramref name="outFeatures"/>, <paramref name="inFeatures"/>] and, optionally, b in <paramref name="parameters"/>.</summary>
-    public Linear(ParameterSet parameters, string name, int inFeatures, int outFeatures, bool bias = true)
+    /// <summary>
+    /// Declares W [<paramref name="outFeatures"/>, <paramref name="inFeatures"/>] and, optionally, b in <paramref name="parameters"/>;
+    /// or, when the set's <see cref="ParameterSet.FactoredRanks"/> names this layer, U [OC, K] and V [K, C], whose
+    /// intermediate [B, T, K] is declared in <paramref name="activations"/> (required then).
+    /// </summary>
+    public Linear(ParameterSet parameters, string name, int inFeatures, int outFeatures, bool bias = true, Activations? activations = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         Guard.Positive(inFeatures, nameof(inFeatures));
@@ -20,7 +28,14 @@ public sealed class Linear
         Name = name;
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
-        Weight = parameters.Add(name + ".weight", outFeatures, inFeatures);
+        Owner = parameters;
+        if (parameters.FactoredRanks.TryGetValue(name, out int rank))
+        {
+            if (activations is null)
+                throw new ArgumentException($"activations: {name} is factored (rank {rank}) and needs activations for its [B, T, K] intermediate", nameof(activations));
+            _factors = new LinearFactors(parameters, activations, name, inFeatures, outFeatures, rank);
+        }
+        else _weight = parameters.Add(name + ".weight", outFeatures, inFeatures);
         Bias = bias ? parameters.Add(name + ".bias", outFeatures) : null;
     }
 
@@ -33,19 +48,35 @@ public sealed class Linear
     /// <summary>OC, the output width.</summary>
     public int OutFeatures { get; }
 
-    /// <summary>W [OC, C].</summary>
-    public Parameter Weight { get; }
+    /// <summary>W [OC, C]; a factored layer has none (see <see cref="IsFactored"/>).</summary>
+    public Parameter Weight => _weight ?? throw new InvalidOperationException(
+        $"{Name} is factored into U [{OutFeatures}, {FactoredRank}] · V [{FactoredRank}, {InFeatures}] (a compressed model): it has no dense weight");
+
+    /// <summary>True when the layer holds W ≈ U·V (two rank-K factors) instead of W.</summary>
+    public bool IsFactored => _factors is not null;
+
+    /// <summary>K of a factored layer, 0 for a dense one.</summary>
+    public int FactoredRank => _factors?.Rank ?? 0;
+
+    /// <summary>U [OC, K] of a factored layer (null for a dense one).</summary>
+    public Parameter? FactorU => _factors?.U;
+
+    /// <summary>V [K, C] of a factored layer (null for a dense one).</summary>
+    public Parameter? FactorV => _factors?.V;
+
+    /// <summary>The set holding the layer's parameters.</summary>
+    public ParameterSet Owner { get; }
 
     /// <summary>b [OC], or null without bias.</summary>
     public Parameter? Bias { get; }
 
     /// <summary>True when W and b receive no gradients (their set was reserved without them).</summary>
-    public bool IsFrozen => !Weight.Owner.HasGradients;
+    public bool IsFrozen => !Owner.HasGradients;
 
     /// <summary>The LoRA modules attached to this layer, in the order their deltas are applied.</summary>
     public IReadOnlyList<LoraLinear> Adapters => _adapters;
 
-    private Backend Backend => Weight.Owner.Backend;
+    private Backend Backend => Owner.Backend;
 
     /// <summary>
     /// output [B, T, OC] = input [B, T, C] · Wᵀ, plus every attached adapter's delta, plus b. The bias comes last so
@@ -55,7 +86,8 @@ public sealed class Linear
     {
         var (batch, time) = Guard.Sequence(input, nameof(input), InFeatures);
         Guard.Sequence(output, nameof(output), batch, time, OutFeatures, "OC");
-        Backend.MatMul(output, input, Weight.Value, transB: Transpose.Yes);
+        if (_factors is not null) _factors.Forward(output, input, batch, time);
+        else Backend.MatMul(output, input, Weight.Value, transB: Transpose.Yes);
         foreach (var adapter in _adapters) adapter.AddDelta(output, input);
         if (Bias is not null) Backend.AddBias(output, output, Bias.Value);
     }
@@ -71,6 +103,12 @@ public sealed class Linear
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, OutFeatures, "OC");
         if (dInput is not null) Guard.Sequence(dInput, nameof(dInput), batch, time, InFeatures);
         for (int i = _adapters.Count - 1; i >= 0; i--) dOutput = _adapters[i].BackwardDelta(dInput, dOutput, input);
+        if (_factors is not null)
+        {
+            _factors.Backward(dInput, dOutput, input, batch, time, IsFrozen);
+            if (!IsFrozen && Bias is not null) Backend.BiasBackward(Bias.Gradient, dOutput);
+            return;
+        }
         if (dInput is not null) Backend.MatMul(dInput, dOutput, Weight.Value, beta: 1f);
         if (IsFrozen) return;
         Backend.MatMul(Weight.Gradient, dOutput, input, transA: Transpose.Yes, beta: 1f);
@@ -84,5 +122,5 @@ public sealed class Linear
     internal void Detach(LoraLinear adapter) => _adapters.Remove(adapter);
 
     /// <inheritdoc/>
-    public override string ToString() => $"Linear {Name} [{OutFeatures}, {InFeatures}]";
+    public override string ToString() => $"Linear {Name} [{OutFeatures}, {InFeatures}]{(IsFactored ? $" (factored, K = {FactoredRank})" : "")}";
 }

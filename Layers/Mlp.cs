@@ -14,9 +14,9 @@ public sealed class Mlp
         Name = name;
         Channels = channels;
         int hidden = 4 * channels;
-        Fc = new Linear(parameters, name + ".fc", channels, hidden);
+        Fc = new Linear(parameters, name + ".fc", channels, hidden, activations: activations);
         Gelu = new Gelu(parameters.Backend, hidden);
-        Proj = new Linear(parameters, name + ".proj", hidden, channels);
+        Proj = new Linear(parameters, name + ".proj", hidden, channels, activations: activations);
         _hidden = activations.Add(name + ".fc.out", (b, t) => new Shape(b, t, hidden));
         _activated = activations.Add(name + ".gelu.out", (b, t) => new Shape(b, t, hidden));
         _dHidden = activations.AddGradient(name + ".fc.dout", (b, t) => new Shape(b, t, hidden));
@@ -53,7 +53,7 @@ public sealed class Mlp
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Tensor dHidden = _dHidden.For(batch, time), dActivated = _dActivated.For(batch, time);
-        var backend = Fc.Weight.Owner.Backend;
+        var backend = Fc.Owner.Backend;
         backend.Fill(dActivated, 0f);
         backend.Fill(dHidden, 0f);
         Proj.Backward(dActivated, dOutput, _activated.For(batch, time));

@@ -26,6 +26,12 @@ public sealed class ParameterSet : IDisposable
     /// <summary>The set's name, used in messages.</summary>
     public string Name => _values.Name;
 
+    /// <summary>
+    /// Linear layers (by module path, "blocks.0.mlp.fc") to declare as two rank-K factors U·V instead of a dense
+    /// weight, with their K: how a compressed model is built. Set at construction, before any layer is declared.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> FactoredRanks { get; init; } = new Dictionary<string, int>();
+
     /// <summary>The parameters in declaration order.</summary>
     public IReadOnlyList<Parameter> Parameters => _parameters;
 

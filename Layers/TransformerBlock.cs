@@ -10,16 +10,19 @@ public sealed class TransformerBlock
     private readonly ActivationBuffer _ln1, _attn, _residual, _ln2, _mlp;
     private readonly ActivationBuffer _dLn1, _dResidual, _dLn2;
 
-    /// <summary>Declares the block's parameters and activations under <paramref name="name"/> ("blocks.0").</summary>
-    public TransformerBlock(ParameterSet parameters, Activations activations, string name, int channels, int heads)
+    /// <summary>
+    /// Declares the block's parameters and activations under <paramref name="name"/> ("blocks.0"), its layer norms
+    /// with ε = <paramref name="epsilon"/>.
+    /// </summary>
+    public TransformerBlock(ParameterSet parameters, Activations activations, string name, int channels, int heads, float epsilon = 1e-5f)
     {
         ArgumentNullException.ThrowIfNull(activations);
         _activations = activations;
         Name = name;
         Channels = channels;
-        Ln1 = new LayerNorm(parameters, activations, name + ".ln1", channels);
+        Ln1 = new LayerNorm(parameters, activations, name + ".ln1", channels, epsilon);
         Attention = new CausalSelfAttention(parameters, activations, name + ".attn", channels, heads);
-        Ln2 = new LayerNorm(parameters, activations, name + ".ln2", channels);
+        Ln2 = new LayerNorm(parameters, activations, name + ".ln2", channels, epsilon);
         Mlp = new Mlp(parameters, activations, name + ".mlp", channels);
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
         _ln1 = activations.Add(name + ".ln1.out", rows);

@@ -9,8 +9,11 @@ public sealed class TransformerStack : ILinearHost
     private readonly TransformerBlock[] _blocks;
     private readonly ActivationBuffer[] _outputs, _dOutputs;
 
-    /// <summary>Declares <paramref name="layers"/> blocks of width <paramref name="channels"/> and <paramref name="heads"/> heads.</summary>
-    public TransformerStack(ParameterSet parameters, Activations activations, int layers, int channels, int heads)
+    /// <summary>
+    /// Declares <paramref name="layers"/> blocks of width <paramref name="channels"/> and <paramref name="heads"/> heads,
+    /// their layer norms with ε = <paramref name="epsilon"/>.
+    /// </summary>
+    public TransformerStack(ParameterSet parameters, Activations activations, int layers, int channels, int heads, float epsilon = 1e-5f)
     {
         ArgumentNullException.ThrowIfNull(activations);
         Guard.Positive(layers, nameof(layers));
@@ -22,7 +25,7 @@ public sealed class TransformerStack : ILinearHost
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
         for (int l = 0; l < layers; l++)
         {
-            _blocks[l] = new TransformerBlock(parameters, activations, $"blocks.{l}", channels, heads);
+            _blocks[l] = new TransformerBlock(parameters, activations, $"blocks.{l}", channels, heads, epsilon);
             if (l == layers - 1) continue;
             _outputs[l] = activations.Add($"blocks.{l}.out", rows);
             _dOutputs[l] = activations.AddGradient($"blocks.{l}.dout", rows);

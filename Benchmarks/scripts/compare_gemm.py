@@ -8,6 +8,7 @@ Needs: apt-get install -y python3-numpy libopenblas0-pthread (Debian's numpy oth
 reference BLAS, ~30x slower, which is no target). Run from the repository root with the Release CLI built.
 """
 import json, os, statistics, subprocess, sys, tempfile, datetime, platform
+from anchor_env import reference_env, openblas_core
 
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 anchor = os.path.join(os.path.dirname(root), "shared", "anchors", "blas_reference.py")
@@ -27,7 +28,7 @@ def run_ours():
             ours.setdefault(tuple(r["shape"]), []).append(r["median_ms"])
 
 def run_theirs():
-    res = subprocess.run(["/usr/bin/python3", anchor, "gemm"], check=True, capture_output=True, text=True)
+    res = subprocess.run(["/usr/bin/python3", anchor, "gemm"], check=True, capture_output=True, text=True, env=reference_env())
     for line in res.stdout.splitlines():
         r = json.loads(line)
         if tuple(r["shape"]) in map(tuple, shapes):
@@ -38,7 +39,7 @@ for i in range(rounds):
     print(f"round {i + 1}/{rounds} done", file=sys.stderr)
 
 lines = [f"SGEMM on the CPU, {rounds} alternating rounds, median of per-round medians "
-         f"({datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores)", "",
+         f"({datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores; OpenBLAS kernel: {openblas_core()})", "",
          "| shape (M×N×K) | LoraRuntime ms | GFLOP/s | OpenBLAS ms | GFLOP/s | ratio (OpenBLAS time / ours) |",
          "| --- | ---: | ---: | ---: | ---: | ---: |"]
 for m, n, k in shapes:

@@ -12,6 +12,7 @@ Needs: apt-get install -y python3-numpy python3-torch libopenblas0-pthread. Run 
 Release CLI built.
 """
 import json, os, statistics, subprocess, sys, tempfile, datetime, platform
+from anchor_env import reference_env, openblas_core
 
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 anchor = os.path.join(os.path.dirname(root), "shared", "anchors", "blas_reference.py")
@@ -36,7 +37,7 @@ def run_ours():
                 errors.setdefault(("best",) + key, []).append(r["best_rel_err"])
 
 def run_theirs():
-    res = subprocess.run(["/usr/bin/python3", anchor, "svd"], check=True, capture_output=True, text=True)
+    res = subprocess.run(["/usr/bin/python3", anchor, "svd"], check=True, capture_output=True, text=True, env=reference_env())
     for line in res.stdout.splitlines():
         r = json.loads(line)
         key = (r["op"], tuple(r["shape"]))
@@ -51,7 +52,7 @@ for i in range(rounds):
 
 med = lambda xs: statistics.median(xs)
 lines = [f"SVD on the CPU, {rounds} alternating rounds, median of per-round medians "
-         f"({datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores)", "",
+         f"({datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores; OpenBLAS kernel: {openblas_core()})", "",
          "| case | LoraRuntime ms | rel err | torch ms | ours / torch | NumPy gesdd (float64) ms | target |",
          "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
 for n in sizes:

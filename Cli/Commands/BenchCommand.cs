@@ -11,6 +11,7 @@ internal static class BenchCommand
         {
             BenchGemmCommand.Create(terminal),
             BenchLoraCommand.Create(terminal),
+            BenchFactoredCommand.Create(terminal),
             BenchAttentionCommand.Create(terminal),
             BenchSvdCommand.Create(terminal),
             BenchServeCommand.Create(terminal),

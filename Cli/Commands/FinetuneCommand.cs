@@ -10,7 +10,7 @@ internal static class FinetuneCommand
     /// <summary>The command.</summary>
     public static Command Create(Terminal terminal)
     {
-        var baseDir = new Option<string>("--base") { Description = "a model directory written by lora train", Required = true };
+        var baseDir = new Option<string>("--base") { Description = "a model directory: written by lora train, or a Hugging Face GPT-2 checkpoint", Required = true };
         var data = new Option<string>("--data") { Description = "a UTF-8 text file in the base's vocabulary: the first 90% trains, the rest validates", Required = true };
         var output = new Option<string>("--out") { Description = "the adapter directory (adapter_config.json, adapter_model.safetensors, loss.png)", Required = true };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };

@@ -12,7 +12,7 @@ internal static class GenerateCommand
     /// <summary>The command.</summary>
     public static Command Create(Terminal terminal)
     {
-        var baseDir = new Option<string>("--base") { Description = "a model directory written by lora train", Required = true };
+        var baseDir = new Option<string>("--base") { Description = "a model directory: written by lora train, or a Hugging Face GPT-2 checkpoint", Required = true };
         var adapterArg = new Option<string?>("--adapter") { Description = "a PEFT adapter directory, optionally with a scale: DIR[:scale]", HelpName = "DIR[:scale]" };
         var prompt = new Option<string>("--prompt") { Description = "the text to continue", DefaultValueFactory = _ => "\n" };
         var tokens = new Option<int>("--tokens") { Description = "tokens to generate", DefaultValueFactory = _ => 200 };
@@ -40,7 +40,7 @@ internal static class GenerateCommand
     /// <summary>The prompt and its continuation.</summary>
     public static string Generate(Backend backend, string baseDir, string? adapterSpec, string prompt, int count, SamplingOptions sampling)
     {
-        var (model, tokenizer) = GptFiles.Load(backend, baseDir, maxBatch: 1);
+        var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
         using (model)
         {
             if (prompt.Length == 0) throw new UsageException("--prompt: expected at least one character");
@@ -49,7 +49,7 @@ internal static class GenerateCommand
             if (adapterSpec is not null)
             {
                 var (dir, scale) = ParseAdapter(adapterSpec);
-                var adapter = PeftAdapterFiles.Load(lora, "adapter", dir);
+                var adapter = PeftAdapterFiles.Load(lora, "adapter", dir, layout);
                 if (scale != 1f)
                     foreach (var w in adapter.Modules) backend.Scale(w.B.Value, w.B.Value, scale);
             }
@@ -58,7 +58,8 @@ internal static class GenerateCommand
         }
     }
 
-    private static (string Dir, float Scale) ParseAdapter(string spec)
+    /// <summary>Splits "DIR[:scale]" (a trailing ":number" is the scale, else 1).</summary>
+    internal static (string Dir, float Scale) ParseAdapter(string spec)
     {
         int colon = spec.LastIndexOf(':');
         if (colon > 0 && float.TryParse(spec[(colon + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out float scale))

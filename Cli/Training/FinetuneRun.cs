@@ -1,6 +1,5 @@
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Adapters;
-using LoraRuntime.Layers.Text;
 using LoraRuntime.Layers.Training;
 using Spectre.Console;
 
@@ -13,7 +12,7 @@ internal static class FinetuneRun
     public static (TrainingSummary Summary, TrainingLog Log, long AdapterParameters, long BaseParameters) Run(
         Terminal terminal, Backend backend, string baseDir, string text, LoraConfig config, TrainOptions options, string outDir)
     {
-        var (model, tokenizer) = GptFiles.Load(backend, baseDir, options.Batch, training: true);
+        var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, options.Batch, training: true);
         using (model)
         {
             for (int i = 0; i < text.Length; i++)
@@ -30,6 +29,9 @@ internal static class FinetuneRun
             {
                 throw new UsageException($"--targets/--rank/--alpha: {e.Message}");
             }
+            if (layout == ModelLayout.Gpt2 && adapter.Modules.FirstOrDefault(w => !w.Module.IsWholeLayer) is { } slice)
+                throw new UsageException(
+                    $"--targets: {slice.Module.Path} is a slice of the fused QKV projection; GPT-2's PEFT layout adapts c_attn whole: target qkv instead");
             using var trainer = new Trainer(model, adapter.Parameters, train, validation, options);
             terminal.Error.MarkupLine(
                 $"[grey]LoRA r = {config.Defaults.Rank}, α = {config.Defaults.Alpha} on {Markup.Escape(string.Join(",", config.TargetModules))}: " +
@@ -37,7 +39,7 @@ internal static class FinetuneRun
             var log = new TrainingLog();
             var summary = TrainingRun.Run(terminal, trainer, "finetune", adapter.Parameters.Count,
                 options.Batch * options.Accumulation * model.Config.BlockSize, Path.Combine(outDir, "checkpoints"), log);
-            PeftAdapterFiles.Save(adapter, config, outDir, Path.GetFullPath(baseDir));
+            PeftAdapterFiles.Save(adapter, config, outDir, Path.GetFullPath(baseDir), layout);
             LossPlot.Save(Path.Combine(outDir, "loss.png"), $"LoRA fine-tuning, r = {config.Defaults.Rank}", log);
             return (summary, log, adapter.Parameters.Count, model.Parameters.Count);
         }

@@ -46,7 +46,7 @@ public sealed class LoraAdapter : IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentNullException.ThrowIfNull(targets);
         if (targets.Count == 0) throw new ArgumentException("targets: an adapter needs at least one module", nameof(targets));
-        var backend = targets[0].Module.Base.Weight.Owner.Backend;
+        var backend = targets[0].Module.Base.Owner.Backend;
         foreach (var (module, options) in targets) Validate(name, module, options, backend);
         if (targets.Select(t => t.Module).Distinct().Count() != targets.Count)
             throw new ArgumentException("targets: a module is listed twice", nameof(targets));
@@ -90,7 +90,7 @@ public sealed class LoraAdapter : IDisposable
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(options);
         string path = module.Path;
-        var baseSet = module.Base.Weight.Owner;
+        var baseSet = module.Base.Owner;
         if (!ReferenceEquals(baseSet.Backend, backend))
             throw new ArgumentException($"targets: {path} is on {baseSet.Backend.Name}, the other modules on {backend.Name}", "targets");
         if (!baseSet.IsReserved || baseSet.HasGradients)
@@ -109,6 +109,9 @@ public sealed class LoraAdapter : IDisposable
         if (options.UseDora && !module.IsWholeLayer)
             throw new ArgumentException(
                 $"useDora: DoRA needs a whole layer (its magnitude rescales every output row); {path} is the slice [{module.OutputOffset}, {module.OutputOffset + module.OutFeatures}) of {module.Base.Name}: target the whole projection", "useDora");
+        if (module.Base.IsFactored && (options.UseDora || options.Init is LoraInit.Pissa or LoraInit.PissaRandomized or LoraInit.Olora))
+            throw new ArgumentException(
+                $"targets: {path} is factored (a compressed model, rank {module.Base.FactoredRank}); DoRA and the {options.Init} initialisation need its dense weight", "targets");
         if (options.UseDora && options.Dropout > 0)
             throw new ArgumentException($"useDora: DoRA with dropout (p = {options.Dropout}) is not supported yet for {path}; use dropout 0", "useDora");
     }

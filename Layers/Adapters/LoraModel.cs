@@ -19,6 +19,9 @@ public sealed class LoraModel : IDisposable
         _host = host;
     }
 
+    /// <summary>The model the adapters attach to.</summary>
+    public ILinearHost Host => _host;
+
     /// <summary>The LoRA modules created so far, by module path.</summary>
     public IReadOnlyDictionary<string, LoraLinear> Modules => _modules;
 
@@ -80,6 +83,11 @@ public sealed class LoraModel : IDisposable
     /// <summary>Merges an adapter (each module's active one by default) into the base weights; see <see cref="LoraLinear.Merge"/>.</summary>
     public void Merge(string? adapterName = null, bool safe = false)
     {
+        // A factored layer (a compressed model) has no dense weight: refuse before any module is merged.
+        foreach (var module in _modules.Values)
+            if (module.Base.IsFactored && (adapterName is null ? module.Active is not null : module.Find(adapterName) is not null))
+                throw new InvalidOperationException(
+                    $"{module.Path}: cannot merge into {module.Base.Name}, which is factored (a compressed model, rank {module.Base.FactoredRank}) and has no dense weight; nothing was merged");
         foreach (var module in _modules.Values)
             if (adapterName is null ? module.Active is not null : module.Find(adapterName) is not null) module.Merge(adapterName, safe);
     }

@@ -4,9 +4,13 @@ using LoraRuntime.IO;
 namespace LoraRuntime.Layers.Adapters;
 
 /// <summary>
-/// An adapter directory in PEFT's layout: <c>adapter_config.json</c> (peft_type LORA, r, lora_alpha, target_modules, …)
-/// and <c>adapter_model.safetensors</c> with keys <c>base_model.model.&lt;module path&gt;.lora_A.weight</c> [R, in],
-/// <c>.lora_B.weight</c> [out, R] and, for DoRA, <c>.lora_magnitude_vector</c> [out].
+/// An adapter directory in PEFT's layout: <c>adapter_config.json</c> (every field, see <see cref="PeftAdapterConfig"/>)
+/// and <c>adapter_model.safetensors</c> with keys <c>base_model.model.&lt;module name&gt;.lora_A.weight</c> [R, in],
+/// <c>.lora_B.weight</c> [out, R] and, for DoRA, <c>.lora_magnitude_vector</c> [out]. Module names follow the base
+/// model's layout (<see cref="PeftTargets.ModuleName"/>): ours ("blocks.0.attn.qkv"), or GPT-2's
+/// ("transformer.h.0.attn.c_attn", one adapter over the fused QKV; attn.c_proj is our o, mlp.c_fc fc, mlp.c_proj
+/// proj). PEFT stores lora_A [R, in] and lora_B [out, R] for GPT-2's Conv1D too: fan_in_fan_out concerns only the
+/// base weight, so the adapter's tensors load as they are.
 /// </summary>
 public static class PeftAdapterFiles
 {
@@ -18,131 +22,137 @@ public static class PeftAdapterFiles
 
     private const string Prefix = "base_model.model.";
 
-    /// <summary>Writes <paramref name="adapter"/> (created from <paramref name="config"/>) into <paramref name="directory"/>, each file atomically.</summary>
-    public static void Save(LoraAdapter adapter, LoraConfig config, string directory, string baseModel)
+    /// <summary>
+    /// Writes <paramref name="adapter"/> (created from <paramref name="config"/>) into <paramref name="directory"/>, each
+    /// file atomically, with the module names of <paramref name="layout"/>.
+    /// </summary>
+    public static void Save(LoraAdapter adapter, LoraConfig config, string directory, string baseModel, ModelLayout layout = ModelLayout.LoraRuntime)
     {
         ArgumentNullException.ThrowIfNull(adapter);
         ArgumentNullException.ThrowIfNull(config);
+        var peft = PeftTargets.ForAdapter(adapter, config, layout, baseModel);
         Directory.CreateDirectory(directory);
         var writer = new SafetensorsWriter();
         foreach (var w in adapter.Modules)
         {
-            writer.Add(Prefix + w.Module.Path + ".lora_A.weight", w.A.Value);
-            writer.Add(Prefix + w.Module.Path + ".lora_B.weight", w.B.Value);
-            if (w.Magnitude is not null) writer.Add(Prefix + w.Module.Path + ".lora_magnitude_vector", w.Magnitude.Value);
+            string key = Prefix + PeftTargets.ModuleName(layout, w.Module.Path);
+            writer.Add(key + ".lora_A.weight", w.A.Value);
+            writer.Add(key + ".lora_B.weight", w.B.Value);
+            if (w.Magnitude is not null) writer.Add(key + ".lora_magnitude_vector", w.Magnitude.Value);
         }
         writer.AddMetadata("format", "pt");
         writer.Save(Path.Combine(directory, WeightsFile));
-        AtomicFile.WriteAllBytes(Path.Combine(directory, ConfigFile), ConfigJson(config, baseModel));
+        SaveConfig(peft, directory);
     }
 
-    /// <summary>The <see cref="LoraConfig"/> of an adapter directory.</summary>
-    public static LoraConfig ReadConfig(string directory)
+    /// <summary>Writes <paramref name="config"/> as the adapter_config.json of <paramref name="directory"/>, atomically.</summary>
+    public static void SaveConfig(PeftAdapterConfig config, string directory)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        Directory.CreateDirectory(directory);
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true })) config.Write(json);
+        AtomicFile.WriteAllBytes(Path.Combine(directory, ConfigFile), stream.ToArray());
+    }
+
+    /// <summary>Every field of the adapter_config.json of <paramref name="directory"/>.</summary>
+    public static PeftAdapterConfig ReadPeftConfig(string directory)
     {
         string path = Path.Combine(directory, ConfigFile);
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a PEFT adapter: {ConfigFile} is missing", path);
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            var root = doc.RootElement;
-            string type = root.TryGetProperty("peft_type", out var t) ? t.GetString() ?? "" : "";
-            if (type != "LORA") throw new InvalidDataException($"{path}: peft_type is '{type}', expected LORA");
-            var targets = root.GetProperty("target_modules");
-            var names = targets.ValueKind == JsonValueKind.String ? [targets.GetString()!] : targets.EnumerateArray().Select(e => e.GetString()!).ToList();
-            return new LoraConfig
-            {
-                TargetModules = names,
-                Defaults = new LoraOptions
-                {
-                    Rank = root.GetProperty("r").GetInt32(),
-                    Alpha = (float)root.GetProperty("lora_alpha").GetDouble(),
-                    Dropout = root.TryGetProperty("lora_dropout", out var d) ? (float)d.GetDouble() : 0f,
-                    UseRsLora = root.TryGetProperty("use_rslora", out var rs) && rs.GetBoolean(),
-                    UseDora = root.TryGetProperty("use_dora", out var dora) && dora.GetBoolean(),
-                },
-                RankPattern = Pattern(root, "rank_pattern", e => e.GetInt32()),
-                AlphaPattern = Pattern(root, "alpha_pattern", e => (float)e.GetDouble()),
-            };
+            return PeftAdapterConfig.Parse(doc.RootElement, path);
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"{path}: not a valid PEFT LoRA configuration: {e.Message}", e);
         }
     }
 
     /// <summary>
-    /// Adds the adapter stored in <paramref name="directory"/> to <paramref name="model"/> as <paramref name="name"/> and
-    /// loads its weights; a key or shape with no place in the model is refused, naming it.
+    /// The <see cref="LoraConfig"/> of an adapter directory made for our module names. A target_modules regular
+    /// expression needs the model's modules: <see cref="Load"/> resolves it.
     /// </summary>
-    public static LoraAdapter Load(LoraModel model, string name, string directory)
+    public static LoraConfig ReadConfig(string directory)
     {
-        var config = ReadConfig(directory);
-        var adapter = model.AddAdapter(name, config);
-        string path = Path.Combine(directory, WeightsFile);
-        using var reader = SafetensorsReader.Open(path);
-        var expected = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var w in adapter.Modules)
+        var peft = ReadPeftConfig(directory);
+        if (peft.TargetModulesPattern is not null || peft.ExcludeModules is not null || peft.ExcludeModulesPattern is not null)
+            throw new InvalidDataException(
+                $"{Path.Combine(directory, ConfigFile)}: target_modules '{peft.TargetModulesPattern}' / exclude_modules select modules by pattern; they are resolved against a model by PeftAdapterFiles.Load");
+        return new LoraConfig
         {
-            Load(reader, path, Prefix + w.Module.Path + ".lora_A.weight", w.A, expected);
-            Load(reader, path, Prefix + w.Module.Path + ".lora_B.weight", w.B, expected);
-            if (w.Magnitude is not null) Load(reader, path, Prefix + w.Module.Path + ".lora_magnitude_vector", w.Magnitude, expected);
+            TargetModules = peft.TargetModules!, Defaults = peft.Defaults, RankPattern = peft.RankPattern, AlphaPattern = peft.AlphaPattern,
+        };
+    }
+
+    /// <summary>
+    /// Adds the adapter stored in <paramref name="directory"/> to <paramref name="model"/> as <paramref name="name"/> and
+    /// loads its weights, module names read as <paramref name="layout"/> names them; a key or shape with no place in
+    /// the model is refused, naming it and the shapes.
+    /// </summary>
+    public static LoraAdapter Load(LoraModel model, string name, string directory, ModelLayout layout = ModelLayout.LoraRuntime)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var peft = ReadPeftConfig(directory);
+        string configPath = Path.Combine(directory, ConfigFile), path = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a PEFT adapter: {WeightsFile} is missing", path);
+        using var reader = SafetensorsReader.Open(path);
+        // GPT2LMHeadModel's adapters name the body "transformer."; one made on a bare GPT2Model does not.
+        bool bare = layout == ModelLayout.Gpt2 && !reader.Entries.Any(e => e.Name.StartsWith(Prefix + Gpt2Checkpoint.TransformerPrefix, StringComparison.Ordinal));
+        var config = PeftTargets.Resolve(peft, model.Host.LinearTargets, layout, configPath);
+        // Every key and shape is checked before the adapter is created, so a bad file changes nothing (PiSSA and
+        // OLoRA rewrite the base weights when an adapter is created).
+        var expected = new Dictionary<string, Shape>(StringComparer.Ordinal);
+        foreach (var target in model.Host.LinearTargets.Where(config.Targets))
+        {
+            string key = KeyOf(layout, target.Path, bare);
+            var options = config.OptionsFor(target.Path);
+            Expect(reader, path, expected, key + ".lora_A.weight", new Shape(options.Rank, target.Linear.InFeatures), "lora_A [R, in]");
+            Expect(reader, path, expected, key + ".lora_B.weight", new Shape(target.OutputFeatures, options.Rank), "lora_B [out, R]");
+            if (options.UseDora) Expect(reader, path, expected, key + ".lora_magnitude_vector", new Shape(target.OutputFeatures), "the DoRA magnitude [out]");
         }
         foreach (var entry in reader.Entries)
-            if (!expected.Contains(entry.Name))
-                throw new InvalidDataException($"{path}: tensor '{entry.Name}' has no place in the model (the configuration targets {string.Join(", ", config.TargetModules)})");
+            if (!expected.ContainsKey(entry.Name))
+                throw new InvalidDataException(
+                    $"{path}: tensor '{entry.Name}' [{string.Join(", ", entry.Shape)}] has no place in the model (the configuration targets {Describe(peft)})");
+        LoraAdapter adapter;
+        try
+        {
+            adapter = model.AddAdapter(name, config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{configPath}: {e.Message}", e);
+        }
+        foreach (var w in adapter.Modules)
+        {
+            string key = KeyOf(layout, w.Module.Path, bare);
+            reader.LoadInto(key + ".lora_A.weight", w.A.Value);
+            reader.LoadInto(key + ".lora_B.weight", w.B.Value);
+            if (w.Magnitude is not null) reader.LoadInto(key + ".lora_magnitude_vector", w.Magnitude.Value);
+        }
         foreach (var w in adapter.Modules) w.Dora?.Refresh();
         return adapter;
     }
 
-    private static void Load(SafetensorsReader reader, string path, string key, Parameter parameter, HashSet<string> expected)
+    private static string KeyOf(ModelLayout layout, string path, bool bare)
     {
-        expected.Add(key);
-        if (!reader.TryGetEntry(key, out _)) throw new InvalidDataException($"{path}: missing tensor '{key}' (expected {parameter.Shape})");
-        reader.LoadInto(key, parameter.Value);
+        string module = PeftTargets.ModuleName(layout, path)!;
+        return Prefix + (bare ? module[Gpt2Checkpoint.TransformerPrefix.Length..] : module);
     }
 
-    private static Dictionary<string, T> Pattern<T>(JsonElement root, string property, Func<JsonElement, T> read)
-    {
-        var result = new Dictionary<string, T>(StringComparer.Ordinal);
-        if (root.TryGetProperty(property, out var p) && p.ValueKind == JsonValueKind.Object)
-            foreach (var kv in p.EnumerateObject()) result[kv.Name] = read(kv.Value);
-        return result;
-    }
+    private static string Describe(PeftAdapterConfig peft) =>
+        peft.TargetModulesPattern is { } p ? $"'{p}'" : string.Join(", ", peft.TargetModules ?? []);
 
-    private static byte[] ConfigJson(LoraConfig config, string baseModel)
+    private static void Expect(SafetensorsReader reader, string path, Dictionary<string, Shape> expected, string key, Shape shape, string role)
     {
-        var o = config.Defaults;
-        using var stream = new MemoryStream();
-        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
-        {
-            json.WriteStartObject();
-            json.WriteString("peft_type", "LORA");
-            json.WriteString("task_type", "CAUSAL_LM");
-            json.WriteString("base_model_name_or_path", baseModel);
-            json.WriteNumber("r", o.Rank);
-            json.WriteNumber("lora_alpha", o.Alpha);
-            json.WriteNumber("lora_dropout", o.Dropout);
-            json.WriteStartArray("target_modules");
-            foreach (var t in config.TargetModules) json.WriteStringValue(t);
-            json.WriteEndArray();
-            json.WriteBoolean("use_rslora", o.UseRsLora);
-            json.WriteBoolean("use_dora", o.UseDora);
-            json.WriteBoolean("fan_in_fan_out", false);
-            json.WriteString("bias", "none");
-            json.WriteNull("modules_to_save");
-            json.WriteString("init_lora_weights", o.Init switch
-            {
-                LoraInit.Gaussian => "gaussian", LoraInit.Random => "false", LoraInit.Pissa => "pissa",
-                LoraInit.PissaRandomized => $"pissa_niter_{o.PissaIterations}", LoraInit.Olora => "olora", _ => "true",
-            });
-            json.WriteStartObject("rank_pattern");
-            foreach (var kv in config.RankPattern) json.WriteNumber(kv.Key, kv.Value);
-            json.WriteEndObject();
-            json.WriteStartObject("alpha_pattern");
-            foreach (var kv in config.AlphaPattern) json.WriteNumber(kv.Key, kv.Value);
-            json.WriteEndObject();
-            json.WriteEndObject();
-        }
-        return stream.ToArray();
+        expected[key] = shape;
+        if (!reader.TryGetEntry(key, out var entry)) throw new InvalidDataException($"{path}: missing tensor '{key}' (expected {role} = {shape})");
+        bool same = entry.Shape.Length == shape.Rank;
+        for (int i = 0; same && i < shape.Rank; i++) same = entry.Shape[i] == shape[i];
+        if (!same)
+            throw new InvalidDataException($"{path}: tensor '{key}' has shape [{string.Join(", ", entry.Shape)}]; expected {role} = {shape}");
     }
 }

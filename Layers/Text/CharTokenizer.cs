@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers.Text;
 /// A character-level tokenizer: the vocabulary is the sorted set of distinct characters of a corpus (as
 /// nanoGPT's Shakespeare recipe builds it), so ids are stable for a given corpus and can be saved as a string.
 /// </summary>
-public sealed class CharTokenizer
+public sealed class CharTokenizer : ITokenizer
 {
     private readonly Dictionary<char, int> _ids;
 
@@ -27,6 +27,9 @@ public sealed class CharTokenizer
 
     /// <summary>Number of ids.</summary>
     public int Size => Vocabulary.Length;
+
+    /// <inheritdoc/>
+    public int VocabularySize => Size;
 
     /// <summary>The tokenizer of a corpus: its distinct characters, sorted by code point.</summary>
     public static CharTokenizer FromCorpus(string text)

@@ -86,6 +86,7 @@ public sealed class Trainer : IDisposable
     private readonly GradientClipping _clipping;
     private readonly LearningRateSchedule _schedule;
     private readonly Tensor _inputs, _targets;
+    private readonly Evaluator _evaluator;
     private readonly int[] _hostInputs, _hostTargets;
     private TrainingRandom _random;
 
@@ -113,6 +114,7 @@ public sealed class Trainer : IDisposable
         _hostInputs = new int[shape.Length];
         _hostTargets = new int[shape.Length];
         _random = new TrainingRandom(options.Seed);
+        _evaluator = new Evaluator(model, options.Batch);
     }
 
     /// <summary>The run's options.</summary>
@@ -163,17 +165,7 @@ public sealed class Trainer : IDisposable
     /// <summary>Mean loss over <see cref="TrainOptions.EvalIterations"/> batches of each split, from a fixed sampler (comparable across steps).</summary>
     public (float Train, float Validation) Evaluate() => (Evaluate(_train), Evaluate(_validation));
 
-    private float Evaluate(TokenBatches split)
-    {
-        var random = new TrainingRandom(Options.Seed ^ 0x5EED_E7A1UL);
-        double sum = 0;
-        for (int i = 0; i < Options.EvalIterations; i++)
-        {
-            NextBatch(split, ref random);
-            sum += _model.Forward(_inputs, _targets);
-        }
-        return (float)(sum / Options.EvalIterations);
-    }
+    private float Evaluate(TokenBatches split) => _evaluator.MeanLoss(split, Options.EvalIterations, Options.Seed);
 
     private void NextBatch(TokenBatches split, ref TrainingRandom random)
     {
@@ -260,5 +252,6 @@ public sealed class Trainer : IDisposable
         _clipping.Dispose();
         _inputs.Dispose();
         _targets.Dispose();
+        _evaluator.Dispose();
     }
 }

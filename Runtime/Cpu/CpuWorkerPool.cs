@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 
 namespace LoraRuntime.Cpu;
@@ -120,6 +121,8 @@ public sealed class CpuWorkerPool : IDisposable
         }
     }
 
+    // Entered once and never left, so tiered compilation would keep it at tier 0 (on-stack replacement aside).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WorkerLoop(int worker)
     {
         var wake = _wake[worker - 1];

@@ -76,6 +76,22 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void Bench_factored_times_a_dense_layer_against_its_factors()
+    {
+        string json = Path.Combine(_folder, "factored.json");
+        Assert.Equal(ExitCodes.Success,
+            Run("bench", "factored", "--device", "cpu", "--t", "1,5", "--in", "24", "--out", "40", "--rank", "4", "--warmup", "1", "--reps", "3", "--json", json));
+        var records = BenchReport.ReadJson(json);
+        Assert.Equal(["linear_forward", "factored_forward", "factored_backward"], records.Take(3).Select(r => r.Op));
+        Assert.Equal(6, records.Length);
+        Assert.All(records, r => Assert.Equal([r.Shape[0], 24, 40, 4], r.Shape));
+        Assert.All(records.Where(r => r.Op.EndsWith("forward", StringComparison.Ordinal)), r => Assert.InRange(r.RelErr, 0, 1e-5));
+        Assert.Equal(1, records[3].Ratio);
+        Assert.Equal(ExitCodes.Usage, Run("bench", "factored", "--in", "8", "--out", "16", "--rank", "9"));
+        Assert.Contains("min(OC, C) = 8", _error.ToString());
+    }
+
+    [Fact]
     public void Bench_attention_reports_full_and_low_rank_with_reserved_memory()
     {
         string json = Path.Combine(_folder, "attention.json");

@@ -31,6 +31,20 @@ public sealed class SizeClassTests
 public sealed class CpuMemoryPoolTests
 {
     [Fact]
+    public unsafe void LargeBlocksAreHugePageAlignedAndUsable()
+    {
+        using var pool = new CpuMemoryPool();
+        const long bytes = 5L << 20; // past the 4 MiB threshold where blocks are advised for transparent huge pages
+        nint block = pool.Rent(bytes, out int sizeClass);
+        Assert.Equal(0, block % (2L << 20));
+        var span = new Span<byte>((void*)block, (int)bytes);
+        span.Fill(0x5A);
+        Assert.Equal(0x5A, span[^1]);
+        pool.Return(block, sizeClass);
+        Assert.Equal(block, pool.Rent(bytes, out _)); // cached like any other block
+    }
+
+    [Fact]
     public unsafe void BlocksAreAlignedAndReusedFromTheCache()
     {
         using var pool = new CpuMemoryPool();

@@ -31,6 +31,11 @@ internal unsafe struct GemmJob
     public int MPanels;    // ⌈M / MR⌉
     public int NBlocks;    // ⌈N / NC⌉
     public int MRanges;    // row ranges per column block (parallelism when N is narrow)
+    // When rows are split (MRanges > 1), every range would pack the same B blocks again: B is packed once in phase 1
+    // instead, at PackedB (K × NPanelsTotal·NR floats, reserved when the job was added; SharedB says it is used).
+    public long PackedB;   // −1: no room reserved
+    public bool SharedB;
+    public int APackTasks; // phase-1 tasks that pack A; the rest of PackTaskCount pack the shared B
 
     // Dot jobs keep packed Bᵀ at PackedA with row stride Ldm, and split rows into MRanges.
 

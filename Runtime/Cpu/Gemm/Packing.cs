@@ -33,12 +33,24 @@ internal static unsafe class Packing
             }
             else
             {
-                // op(A)[i, k] = a[i·lda + k]: read each row contiguously, write with stride mr.
+                // op(A)[i, k] = a[i·lda + k]: read each row contiguously, write with stride mr; whole 8×8 and 4×4
+                // blocks of a full panel are transposed in registers, the rest one float at a time.
+                int done = h == mr && mr % 4 == 0 && RegisterTranspose.IsAccelerated ? kc / 8 * 8 : 0;
+                for (int k = 0; k < done; k += 8)
+                {
+                    int i = 0;
+                    for (; i + 8 <= mr; i += 8) RegisterTranspose.Block8x8(a + (nint)(r0 + i) * lda + k, lda, dst + (nint)k * mr + i, mr);
+                    for (; i < mr; i += 4)
+                    {
+                        RegisterTranspose.Block4x4(a + (nint)(r0 + i) * lda + k, lda, dst + (nint)k * mr + i, mr);
+                        RegisterTranspose.Block4x4(a + (nint)(r0 + i) * lda + k + 4, lda, dst + (nint)(k + 4) * mr + i, mr);
+                    }
+                }
                 for (int i = 0; i < h; i++)
                 {
                     float* src = a + (nint)(r0 + i) * lda;
                     float* d = dst + i;
-                    int k = 0;
+                    int k = done;
                     for (; k + 4 <= kc; k += 4)
                     {
                         d[(nint)k * mr] = src[k];
@@ -84,12 +96,17 @@ internal static unsafe class Packing
             }
             else
             {
-                // op(B)[k, j] = b[j·ldb + k]: read each stored row contiguously, write with stride nr.
+                // op(B)[k, j] = b[j·ldb + k]: read each stored row contiguously, write with stride nr; whole 8×8
+                // blocks of a full panel are transposed in registers, the rest one float at a time.
+                int done = w == nr && nr % 8 == 0 && RegisterTranspose.IsAccelerated ? kc / 8 * 8 : 0;
+                for (int k = 0; k < done; k += 8)
+                    for (int j = 0; j < nr; j += 8)
+                        RegisterTranspose.Block8x8(b + (nint)(c0 + j) * ldb + k, ldb, dst + (nint)k * nr + j, nr);
                 for (int j = 0; j < w; j++)
                 {
                     float* src = b + (nint)(c0 + j) * ldb;
                     float* d = dst + j;
-                    for (int k = 0; k < kc; k++) d[(nint)k * nr] = src[k];
+                    for (int k = done; k < kc; k++) d[(nint)k * nr] = src[k];
                 }
                 for (int j = w; j < nr; j++)
                     for (int k = 0; k < kc; k++) dst[(nint)k * nr + j] = 0f;

@@ -14,6 +14,10 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     private const long PackedACapFloats = 4L << 20;
     /// <summary>A-panels packed per phase-1 task.</summary>
     private const int PackGroup = 8;
+    /// <summary>B-panels of one depth block packed per phase-1 task when B is shared.</summary>
+    private const int PackGroupB = 4;
+    /// <summary>The largest B packed once and shared (4 MiB): beyond it, rows are rarely split.</summary>
+    private const long SharedBCapFloats = 1L << 20;
     /// <summary>Widest GEMV column segment: its sums stay in L1 (16 KiB).</summary>
     private const int GemvColumnsMaxChunk = 4096;
     private const int GemvRowsChunk = 64;
@@ -116,7 +120,10 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             int rows = Math.Min(chunkRows, p.M - m0);
             int panels = (rows + mr - 1) / mr;
             long need = (long)panels * mr * p.K;
-            if (_packedUse + need > PackedACapFloats && _jobCount > 0) Flush();
+            // Room for a shared B where rows may be split among threads (few column blocks); Flush decides.
+            long needB = (long)p.K * RoundUp(p.N, _k.Nr);
+            bool mayShareB = panels >= 2 && (p.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
+            if (_packedUse + need + (mayShareB ? needB : 0) > PackedACapFloats && _jobCount > 0) Flush();
             var part = job;
             part.M = rows;
             part.A = job.TransA ? a + m0 : a + m0 * job.Lda;
@@ -124,6 +131,12 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             part.MPanels = panels;
             part.PackedA = _packedUse;
             _packedUse += need;
+            part.PackedB = -1;
+            if (mayShareB && _packedUse + needB <= PackedACapFloats)
+            {
+                part.PackedB = _packedUse;
+                _packedUse += needB;
+            }
             Push(part);
         }
     }
@@ -201,13 +214,16 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             }
             else if (j.Kind == GemmJobKind.Packed)
             {
-                j.PackTaskCount = (j.MPanels + PackGroup - 1) / PackGroup;
+                j.APackTasks = (j.MPanels + PackGroup - 1) / PackGroup;
                 j.NBlocks = (j.N + _k.Nc - 1) / _k.Nc;
                 // Aim for about two tasks per thread in all, shared out by work; split rows when columns are few.
                 double share = 2.0 * j.M * j.N * j.K / totalFlops;
                 int wanted = (int)Math.Ceiling(2 * threads * share);
                 j.MRanges = Math.Clamp((wanted + j.NBlocks - 1) / j.NBlocks, 1, j.MPanels);
                 j.ComputeTaskCount = j.NBlocks * j.MRanges;
+                j.SharedB = j.MRanges > 1 && j.PackedB >= 0;
+                int bPanels = (j.N + _k.Nr - 1) / _k.Nr, kBlocks = (j.K + _k.Kc - 1) / _k.Kc;
+                j.PackTaskCount = j.APackTasks + (j.SharedB ? kBlocks * ((bPanels + PackGroupB - 1) / PackGroupB) : 0);
             }
             else
             {
@@ -239,8 +255,10 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         ref GemmJob j = ref FindJob(task);
         if (_packPhase)
         {
-            if (j.Kind == GemmJobKind.Dot) PackTransposedB(ref j, task - j.PackTaskStart);
-            else PackA(ref j, task - j.PackTaskStart);
+            int local = task - j.PackTaskStart;
+            if (j.Kind == GemmJobKind.Dot) PackTransposedB(ref j, local);
+            else if (local < j.APackTasks) PackA(ref j, local);
+            else PackSharedB(ref j, local - j.APackTasks);
         }
         else if (j.Kind == GemmJobKind.Dot) ComputeDot(ref j, task - j.ComputeTaskStart);
         else if (j.Kind == GemmJobKind.Packed) Compute(ref j, task - j.ComputeTaskStart, worker);
@@ -279,6 +297,21 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         }
     }
 
+    /// <summary>
+    /// One task's share of the shared packed B: <see cref="PackGroupB"/> panels of one depth block. The panels of
+    /// depth block pc start at pc·NPad (NPad = ⌈N/NR⌉·NR), panel q within it at q·NR·kc, so the block a compute task
+    /// reads for columns n0.. lies at pc·NPad + n0·kc, as <see cref="Packing.PackB"/> would have written it.
+    /// </summary>
+    private void PackSharedB(ref GemmJob j, int task)
+    {
+        int nr = _k.Nr, kcMax = _k.Kc;
+        int bPanels = (j.N + nr - 1) / nr, groups = (bPanels + PackGroupB - 1) / PackGroupB;
+        int pc = task / groups * kcMax, q0 = task % groups * PackGroupB;
+        int kc = Math.Min(kcMax, j.K - pc), c0 = q0 * nr, cols = Math.Min(PackGroupB * nr, j.N - c0);
+        float* src = j.TransB ? j.B + c0 * j.Ldb + pc : j.B + pc * j.Ldb + c0;
+        Packing.PackB(src, j.Ldb, j.TransB, cols, kc, nr, _packedA + j.PackedB + (long)pc * bPanels * nr + (long)c0 * kc);
+    }
+
     private void PackTransposedB(ref GemmJob j, int group)
     {
         const int cols = DotKernels.Cols;
@@ -312,14 +345,22 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         int n0 = nb * _k.Nc, cols = Math.Min(_k.Nc, j.N - n0);
         int nPanels = (cols + nr - 1) / nr;
         int p0 = (int)((long)range * j.MPanels / j.MRanges), p1 = (int)((long)(range + 1) * j.MPanels / j.MRanges);
-        float* bp = _packedB[worker];
+        float* bp;
         float* tile = _tile[worker];
         var kernel = _k.Compute;
         for (int pc = 0; pc < j.K; pc += kcMax)
         {
             int kc = Math.Min(kcMax, j.K - pc);
-            float* bsrc = j.TransB ? j.B + n0 * j.Ldb + pc : j.B + pc * j.Ldb + n0;
-            Packing.PackB(bsrc, j.Ldb, j.TransB, cols, kc, nr, bp);
+            if (j.SharedB)
+            {
+                bp = _packedA + j.PackedB + (long)pc * ((j.N + nr - 1) / nr * nr) + (long)n0 * kc;
+            }
+            else
+            {
+                bp = _packedB[worker];
+                float* bsrc = j.TransB ? j.B + n0 * j.Ldb + pc : j.B + pc * j.Ldb + n0;
+                Packing.PackB(bsrc, j.Ldb, j.TransB, cols, kc, nr, bp);
+            }
             float beta = pc == 0 ? j.Beta : 1f;
             float* ablock = _packedA + j.PackedA + (long)pc * j.MPanels * mr;
             for (int p = p0; p < p1; p++)

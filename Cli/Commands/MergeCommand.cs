@@ -1,0 +1,54 @@
+using System.CommandLine;
+using LoraRuntime.Cli.Bench;
+using LoraRuntime.Layers;
+using LoraRuntime.Layers.Adapters;
+using Spectre.Console;
+
+namespace LoraRuntime.Cli.Commands;
+
+/// <summary>
+/// <c>lora merge</c>: folds a PEFT adapter (at a scale) into a base model's weights, W += scale·s·B·A (DoRA as PEFT
+/// merges it), and writes an ordinary model directory.
+/// </summary>
+internal static class MergeCommand
+{
+    /// <summary>The command.</summary>
+    public static Command Create(Terminal terminal)
+    {
+        var baseDir = new Option<string>("--base") { Description = "a model directory (model.safetensors, config.json)", Required = true };
+        var adapterArg = new Option<string>("--adapter") { Description = "a PEFT adapter directory, optionally with a scale: DIR[:scale]", HelpName = "DIR[:scale]", Required = true };
+        var output = new Option<string>("--out") { Description = "the merged model directory to write", Required = true };
+        var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
+        var command = new Command("merge", "Merge a LoRA adapter into a model's weights and save the merged model") { baseDir, adapterArg, output, device };
+        command.SetAction(parse => CliAction.Run(terminal, () =>
+        {
+            var (dir, scale) = GenerateCommand.ParseAdapter(parse.GetValue(adapterArg)!);
+            string outDir = parse.GetValue(output)!;
+            LowRankArgs.CheckOutputDirectory(outDir, "--out");
+            using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
+            var (model, tokenizer) = LowRankArgs.LoadModel(backend, parse.GetValue(baseDir)!, "--base", maxBatch: 1);
+            using (model)
+            using (var lora = new LoraModel(model))
+            {
+                var adapter = LowRankArgs.LoadAdapter(lora, dir, "--adapter");
+                if (scale != 1f)
+                    foreach (var w in adapter.Modules) backend.Scale(w.B.Value, w.B.Value, scale);
+                try
+                {
+                    lora.Merge(safe: true);
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new UsageException($"--adapter: {e.Message}");
+                }
+                // Saved while merged: disposing the LoRA model afterwards unmerges the in-memory weights only.
+                GptFiles.Save(model, tokenizer, outDir);
+                terminal.Out.MarkupLine(
+                    $"merged [blue]{Markup.Escape(dir)}[/] (scale {scale}, {adapter.Modules.Count} modules) into [blue]{Markup.Escape(parse.GetValue(baseDir)!)}[/]");
+            }
+            terminal.Out.MarkupLine($"wrote [blue]{Markup.Escape(Path.GetFullPath(outDir))}[/] ({GptFiles.ModelFile}, {GptFiles.ConfigFile})");
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,61 @@
+using LoraRuntime.Layers;
+using LoraRuntime.Layers.Adapters;
+using LoraRuntime.Layers.Text;
+
+namespace LoraRuntime.Cli;
+
+/// <summary>Loading and checks shared by merge, compress, extract and combine, with errors that name the option.</summary>
+internal static class LowRankArgs
+{
+    /// <summary>Refuses an output directory that is (or lies under) a file, before any work is done; creates nothing.</summary>
+    public static void CheckOutputDirectory(string path, string option)
+    {
+        string full;
+        try
+        {
+            full = Path.GetFullPath(path);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            throw new UsageException($"{option}: '{path}' is not a valid directory path ({e.Message})");
+        }
+        // Nothing is created here: a command that fails on its inputs leaves no trace.
+        for (string? at = full; at is not null; at = Path.GetDirectoryName(at))
+        {
+            if (File.Exists(at)) throw new UsageException($"{option}: '{at}' is a file; expected '{path}' to be a directory");
+            if (Directory.Exists(at)) return;
+        }
+    }
+
+    /// <summary>A model directory, or a usage error naming <paramref name="option"/>.</summary>
+    public static (GptModel Model, CharTokenizer Tokenizer) LoadModel(Backend backend, string directory, string option, int maxBatch)
+    {
+        if (!Directory.Exists(directory)) throw new UsageException($"{option}: no directory '{directory}'");
+        try
+        {
+            return GptFiles.Load(backend, directory, maxBatch);
+        }
+        catch (Exception e) when (e is ArgumentException or FileNotFoundException)
+        {
+            throw new UsageException($"{option}: {e.Message}");
+        }
+    }
+
+    /// <summary>Loads a PEFT adapter onto <paramref name="lora"/>; one that does not fit the model is a usage error.</summary>
+    public static LoraAdapter LoadAdapter(LoraModel lora, string directory, string option, string name = "adapter")
+    {
+        if (!Directory.Exists(directory)) throw new UsageException($"{option}: no directory '{directory}'");
+        try
+        {
+            return PeftAdapterFiles.Load(lora, name, directory);
+        }
+        catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidDataException)
+        {
+            throw new UsageException($"{option}: the adapter in '{directory}' does not fit the model: {e.Message}");
+        }
+    }
+
+    /// <summary>Comma-separated target names.</summary>
+    public static string[] Targets(string? value) =>
+        (value ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+}

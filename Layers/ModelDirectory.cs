@@ -1,0 +1,64 @@
+using System.Text.Json;
+using LoraRuntime.Layers.Text;
+
+namespace LoraRuntime.Layers;
+
+/// <summary>How a model directory stores its weights and configuration.</summary>
+public enum ModelLayout
+{
+    /// <summary>Ours (<see cref="GptFiles"/>): our parameter names, a character vocabulary in config.json.</summary>
+    LoraRuntime,
+
+    /// <summary>Hugging Face GPT-2 (<see cref="Gpt2Checkpoint"/>), with vocab.json and merges.txt for its BPE tokenizer.</summary>
+    Gpt2,
+}
+
+/// <summary>
+/// Loads a model directory of either layout, told apart by its config.json (model_type "gpt2", or n_positions and no
+/// block_size, is GPT-2's), with its tokenizer: the character vocabulary of ours, GPT-2's byte-level BPE
+/// (<see cref="BpeTokenizer"/>) from vocab.json and merges.txt.
+/// </summary>
+public static class ModelDirectory
+{
+    /// <summary>The layout of <paramref name="directory"/>, from its config.json.</summary>
+    public static ModelLayout DetectLayout(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        string path = Path.Combine(directory, GptFiles.ConfigFile);
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such model directory");
+        if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a model directory: {GptFiles.ConfigFile} is missing", path);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var root = doc.RootElement;
+            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("model_type", out var type)
+                && type.GetString() is { } name && name != Gpt2Config.ModelType && name != GptFiles.ModelType)
+                throw new InvalidDataException($"{path}: model_type '{name}' is not supported; expected '{Gpt2Config.ModelType}' or '{GptFiles.ModelType}'");
+            return Gpt2Config.IsGpt2(root) ? ModelLayout.Gpt2 : ModelLayout.LoraRuntime;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{path}: not a valid model configuration: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Loads the model in <paramref name="directory"/> for inference (or, with <paramref name="training"/>, for LoRA
+    /// fine-tuning with the base frozen) and its tokenizer.
+    /// </summary>
+    public static (GptModel Model, ITokenizer Tokenizer, ModelLayout Layout) Load(Backend backend, string directory, int maxBatch, bool training = false)
+    {
+        var layout = DetectLayout(directory);
+        if (layout == ModelLayout.LoraRuntime)
+        {
+            var (ours, chars) = GptFiles.Load(backend, directory, maxBatch, training);
+            return (ours, chars, layout);
+        }
+        var tokenizer = BpeTokenizer.FromDirectory(directory);
+        var config = Gpt2Checkpoint.ReadConfig(directory);
+        if (tokenizer.VocabularySize > config.Vocabulary)
+            throw new InvalidDataException(
+                $"{directory}: the tokenizer has {tokenizer.VocabularySize} tokens but the model's vocab_size is {config.Vocabulary}");
+        return (Gpt2Checkpoint.Load(backend, directory, maxBatch, training), tokenizer, layout);
+    }
+}

@@ -1,0 +1,17 @@
+namespace LoraRuntime.Layers.Text;
+
+/// <summary>Text to token ids and back: the character tokenizer of our own models, GPT-2's byte-level BPE.</summary>
+public interface ITokenizer
+{
+    /// <summary>V: every id is in [0, V).</summary>
+    int VocabularySize { get; }
+
+    /// <summary>True when <see cref="Encode"/> accepts <paramref name="text"/>.</summary>
+    bool CanEncode(string text);
+
+    /// <summary>The ids of <paramref name="text"/>; text the tokenizer cannot represent is an <see cref="ArgumentException"/>.</summary>
+    int[] Encode(string text);
+
+    /// <summary>The text of <paramref name="ids"/>; an id outside [0, V) is an <see cref="ArgumentOutOfRangeException"/>.</summary>
+    string Decode(ReadOnlySpan<int> ids);
+}
