@@ -21,6 +21,7 @@ internal static class LoraApp
         root.Add(CompressCommand.Create(terminal));
         root.Add(ExtractCommand.Create(terminal));
         root.Add(CombineCommand.Create(terminal));
+        root.Add(ServeCommand.Create(terminal));
         return root;
     }
 

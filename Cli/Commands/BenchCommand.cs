@@ -14,5 +14,6 @@ internal static class BenchCommand
             BenchFactoredCommand.Create(terminal),
             BenchAttentionCommand.Create(terminal),
             BenchSvdCommand.Create(terminal),
+            BenchServeCommand.Create(terminal),
         };
 }

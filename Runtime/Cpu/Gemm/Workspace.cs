@@ -21,6 +21,12 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     /// <summary>Widest GEMV column segment: its sums stay in L1 (16 KiB).</summary>
     private const int GemvColumnsMaxChunk = 4096;
     private const int GemvRowsChunk = 64;
+    /// <summary>
+    /// Below this many floating-point operations a call runs on the calling thread: waking the workers costs more than it
+    /// saves (as <see cref="Primitives.ParallelPlan.MinParallelElements"/> for the element-wise primitives). Many tiny
+    /// GEMMs — a decode step's per-row attention — otherwise pay a hand-off each.
+    /// </summary>
+    internal const double MinParallelFlops = 1 << 20;
 
     private readonly GemmKernel _k;
     private readonly CpuWorkerPool _workers;
@@ -228,12 +234,20 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             packTasks += j.PackTaskCount;
             computeTasks += j.ComputeTaskCount;
         }
+        bool serial = totalFlops < MinParallelFlops;
         _packPhase = true;
-        _workers.Run(this, packTasks);
+        RunTasks(packTasks, serial);
         _packPhase = false;
-        _workers.Run(this, computeTasks);
+        RunTasks(computeTasks, serial);
         _jobCount = 0;
         _packedUse = 0;
+    }
+
+    private void RunTasks(int count, bool serial)
+    {
+        if (!serial) _workers.Run(this, count);
+        else
+            for (int t = 0; t < count; t++) Execute(t, 0);
     }
 
     public void Execute(int task, int worker)

@@ -1,0 +1,68 @@
+using System.CommandLine;
+using LoraRuntime.Cli.Bench;
+using LoraRuntime.Cli.Serve;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Hosting;
+
+namespace LoraRuntime.Cli.Commands;
+
+/// <summary><c>lora serve</c>: an OpenAI-style completions server over a base model and many LoRA adapters at once.</summary>
+internal static class ServeCommand
+{
+    /// <summary>The command.</summary>
+    public static Command Create(Terminal terminal)
+    {
+        var baseDir = new Option<string>("--base") { Description = "a model directory written by lora train", Required = true };
+        var adapters = new Option<string[]>("--adapter")
+        {
+            Description = "a PEFT adapter to serve under a name (repeatable): NAME=DIR", HelpName = "NAME=DIR", AllowMultipleArgumentsPerToken = false,
+        };
+        var urls = new Option<string>("--urls") { Description = "where to listen (semicolon-separated)", DefaultValueFactory = _ => "http://127.0.0.1:8080" };
+        var slots = new Option<int>("--slots") { Description = "requests decoded together (KV-cache slots)", DefaultValueFactory = _ => 32 };
+        var stepTokens = new Option<int>("--max-step-tokens") { Description = "tokens one step may carry (decode rows plus prompt chunks)", DefaultValueFactory = _ => 256 };
+        var maxRank = new Option<int>("--max-rank") { Description = "the largest adapter rank served", DefaultValueFactory = _ => 64 };
+        var budget = new Option<int>("--adapter-budget-mb") { Description = "device memory for resident adapters (LRU eviction past it)", DefaultValueFactory = _ => 256 };
+        var baseName = new Option<string>("--base-name") { Description = "the model name that selects the base model", DefaultValueFactory = _ => "base" };
+        var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
+        var command = new Command("serve", "Serve completions for a base model and many adapters at once (continuous batching, per-row adapters)")
+        {
+            baseDir, adapters, urls, slots, stepTokens, maxRank, budget, baseName, device,
+        };
+        command.SetAction(parse => CliAction.Run(terminal, () =>
+        {
+            var options = new ServeOptions(
+                BenchData.Positive(parse.GetValue(slots), "--slots"), BenchData.Positive(parse.GetValue(stepTokens), "--max-step-tokens"),
+                BenchData.Positive(parse.GetValue(maxRank), "--max-rank"), (long)BenchData.Positive(parse.GetValue(budget), "--adapter-budget-mb") << 20,
+                parse.GetValue(baseName) ?? "base");
+            if (options.MaxStepTokens < options.Slots) throw new UsageException($"--max-step-tokens: expected ≥ --slots = {options.Slots}; got {options.MaxStepTokens}");
+            var named = (parse.GetValue(adapters) ?? []).Select(ParseAdapter).ToList();
+            using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
+            ServingHost host;
+            try
+            {
+                host = ServingHost.Open(backend, parse.GetValue(baseDir)!, named, options);
+            }
+            catch (Exception e) when (e is ArgumentException or IOException)
+            {
+                throw new UsageException(e.Message);
+            }
+            using (host)
+            {
+                var app = ServeApi.Build(host, parse.GetValue(urls)!);
+                app.Start();
+                terminal.ErrorWriter.WriteLine($"lora serve: {host.Model.Config} on {backend.Name}, adapters [{string.Join(", ", host.Bank.Names)}], listening on {string.Join(", ", app.Urls)}; Ctrl+C stops");
+                app.WaitForShutdown();
+                app.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static (string Name, string Directory) ParseAdapter(string spec)
+    {
+        int eq = spec.IndexOf('=');
+        if (eq <= 0 || eq == spec.Length - 1) throw new UsageException($"--adapter: expected NAME=DIR; got '{spec}'");
+        return (spec[..eq], spec[(eq + 1)..]);
+    }
+}

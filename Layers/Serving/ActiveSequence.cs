@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using LoraRuntime.Layers.Training;
+
+namespace LoraRuntime.Layers.Serving;
+
+/// <summary>
+/// A request in a scheduler slot: its prompt, what it has generated, how much of it is in the KV cache, its draws, and
+/// the text generated so far for stop strings. Everything a step touches is allocated at admission.
+/// </summary>
+internal sealed class ActiveSequence
+{
+    private readonly char[] _text;
+    private readonly string[]? _pieces;
+    private int _textLength;
+
+    public ActiveSequence(PendingRequest pending, ServedAdapter? adapter, int slot, string[]? pieces)
+    {
+        Pending = pending;
+        Adapter = adapter;
+        Slot = slot;
+        var request = pending.Request;
+        Prompt = [.. request.Prompt];
+        Generated = new int[request.MaxTokens];
+        Random = new TrainingRandom(request.Sampling.Seed);
+        _pieces = request.Stop.Count > 0 ? pieces : null;
+        int longest = 0;
+        if (_pieces is not null) foreach (var p in _pieces) longest = Math.Max(longest, p.Length);
+        _text = new char[_pieces is null ? 0 : request.MaxTokens * longest];
+    }
+
+    public PendingRequest Pending { get; }
+    public CompletionRequest Request => Pending.Request;
+    public ServedAdapter? Adapter { get; }
+    public int Slot { get; }
+    public int[] Prompt { get; }
+    public int[] Generated { get; }
+    public int GeneratedCount { get; private set; }
+
+    /// <summary>Tokens already in the cache.</summary>
+    public int Cached { get; set; }
+
+    public TrainingRandom Random;
+
+    /// <summary>Where the text stops: the index of the first stop string found, or −1.</summary>
+    public int StopAt { get; private set; } = -1;
+
+    /// <summary>Prompt tokens and generated tokens fed so far and to come: the next token to feed is at Cached.</summary>
+    public int Fed => Prompt.Length + GeneratedCount;
+
+    /// <summary>The token at position <paramref name="i"/> of the sequence (prompt, then generated).</summary>
+    public int TokenAt(int i) => i < Prompt.Length ? Prompt[i] : Generated[i - Prompt.Length];
+
+    /// <summary>Appends a generated token; returns true when it finishes the request (max tokens, a stop string, a full context).</summary>
+    public bool Append(int token, int blockSize)
+    {
+        Generated[GeneratedCount++] = token;
+        if (_pieces is not null && FindStop(_pieces[token])) return true;
+        return GeneratedCount == Generated.Length || Fed > blockSize;
+    }
+
+    /// <summary>The generated text: up to the stop string when one was found.</summary>
+    public string Text(ITokenCodec? codec) =>
+        StopAt >= 0 ? new string(_text, 0, StopAt) : codec?.Decode(Generated.AsSpan(0, GeneratedCount)) ?? "";
+
+    public string FinishReason => StopAt >= 0 ? "stop" : "length";
+
+    public CompletionResult Result(ITokenCodec? codec) =>
+        new(Request.Adapter, Generated[..GeneratedCount], Text(codec), FinishReason, Prompt.Length, Stopwatch.GetElapsedTime(Pending.Submitted));
+
+    private bool FindStop(string piece)
+    {
+        piece.CopyTo(_text.AsSpan(_textLength));
+        _textLength += piece.Length;
+        var text = _text.AsSpan(0, _textLength);
+        var stops = Request.Stop;
+        for (int i = 0; i < stops.Count; i++) // an index loop: foreach over the interface would allocate an enumerator
+        {
+            string stop = stops[i];
+            // Only a match that ends in the new piece is new.
+            int from = Math.Max(0, _textLength - piece.Length - stop.Length + 1);
+            int at = text[from..].IndexOf(stop.AsSpan(), StringComparison.Ordinal);
+            if (at >= 0) StopAt = StopAt < 0 ? from + at : Math.Min(StopAt, from + at);
+        }
+        return StopAt >= 0;
+    }
+}
+
+/// <summary>A submitted request waiting for a slot, with its completion.</summary>
+internal sealed class PendingRequest(CompletionRequest request, CancellationToken cancellation)
+{
+    public CompletionRequest Request { get; } = request;
+    public CancellationToken Cancellation { get; } = cancellation;
+    public long Submitted { get; } = Stopwatch.GetTimestamp();
+    public TaskCompletionSource<CompletionResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+}

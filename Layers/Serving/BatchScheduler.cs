@@ -1,0 +1,269 @@
+using System.Diagnostics;
+
+namespace LoraRuntime.Layers.Serving;
+
+/// <summary>
+/// Continuous batching over one <see cref="KvCacheDecoder"/>: callers on any thread submit requests; one scheduler thread
+/// admits waiting requests into free cache slots between steps (pinning their adapters in the bank), runs one step over
+/// every active request — decode rows first, then prompt chunks in what is left of the step's token budget — samples each
+/// row's next token, and retires finished requests, completing their tasks. A step at a steady batch allocates nothing.
+/// </summary>
+public sealed class BatchScheduler : IDisposable
+{
+    private readonly KvCacheDecoder _decoder;
+    private readonly AdapterBank _bank;
+    private readonly ITokenCodec? _codec;
+    private readonly string[]? _pieces;
+    private readonly TokenSampler _sampler;
+    private readonly Queue<PendingRequest> _pending = new();
+    private readonly ActiveSequence?[] _slots;
+    private readonly DecodeRow[] _rows;
+    private readonly ActiveSequence[] _rowSequence;
+    private readonly int[] _tokens;
+    private readonly float[] _logits;
+    private readonly ManualResetEventSlim _wake = new(false);
+    private readonly Thread? _thread;
+    private volatile bool _stopping;
+    private int _active;
+
+    /// <summary>
+    /// A scheduler over <paramref name="decoder"/> and <paramref name="bank"/>; <paramref name="codec"/> (optional) gives
+    /// text and stop strings. With <paramref name="start"/>, its thread starts at once.
+    /// </summary>
+    public BatchScheduler(KvCacheDecoder decoder, AdapterBank bank, ITokenCodec? codec = null, bool start = true)
+    {
+        ArgumentNullException.ThrowIfNull(decoder);
+        ArgumentNullException.ThrowIfNull(bank);
+        if (bank.Layout != decoder.Layout) throw new ArgumentException("bank: the bank serves another model than the decoder", nameof(bank));
+        if (codec is not null && codec.Size != decoder.Vocabulary)
+            throw new ArgumentException($"codec: the tokenizer has {codec.Size} ids; the model has V = {decoder.Vocabulary}", nameof(codec));
+        _decoder = decoder;
+        _bank = bank;
+        _codec = codec;
+        if (codec is not null)
+        {
+            _pieces = new string[codec.Size];
+            for (int i = 0; i < _pieces.Length; i++) _pieces[i] = codec.Decode([i]);
+        }
+        _sampler = new TokenSampler(decoder.Vocabulary);
+        _slots = new ActiveSequence?[decoder.Slots];
+        _rows = new DecodeRow[decoder.Slots];
+        _rowSequence = new ActiveSequence[decoder.Slots];
+        _tokens = new int[decoder.MaxStepTokens];
+        _logits = new float[decoder.Slots * decoder.Vocabulary];
+        if (!start) return;
+        _thread = new Thread(Loop) { IsBackground = true, Name = "lora-scheduler" };
+        _thread.Start();
+    }
+
+    /// <summary>Requests, tokens, step time and latencies.</summary>
+    public ServingMetrics Metrics { get; } = new();
+
+    /// <summary>The decoder the requests run on.</summary>
+    public KvCacheDecoder Decoder => _decoder;
+
+    /// <summary>The adapters.</summary>
+    public AdapterBank Bank => _bank;
+
+    /// <summary>The tokenizer, when there is one.</summary>
+    public ITokenCodec? Codec => _codec;
+
+    /// <summary>Requests in slots now.</summary>
+    public int ActiveCount => Volatile.Read(ref _active);
+
+    /// <summary>Requests waiting for a slot.</summary>
+    public int PendingCount
+    {
+        get
+        {
+            lock (_pending) return _pending.Count;
+        }
+    }
+
+    /// <summary>
+    /// Queues <paramref name="request"/>; the task completes with its result, or fails with an
+    /// <see cref="ArgumentException"/> (bad request, unknown adapter), <see cref="OperationCanceledException"/> or
+    /// <see cref="ObjectDisposedException"/>. The request is checked here, before it is queued.
+    /// </summary>
+    public Task<CompletionResult> SubmitAsync(CompletionRequest request, CancellationToken cancellation = default)
+    {
+        Validate(request);
+        var pending = new PendingRequest(request, cancellation);
+        lock (_pending)
+        {
+            ObjectDisposedException.ThrowIf(_stopping, this);
+            _pending.Enqueue(pending);
+        }
+        _wake.Set();
+        return pending.Completion.Task;
+    }
+
+    /// <summary>Checks a request against the model and the bank: prompt length and ids, max tokens, sampling, stop strings, adapter.</summary>
+    public void Validate(CompletionRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(request.Prompt, nameof(request.Prompt));
+        int t = _decoder.BlockSize, v = _decoder.Vocabulary;
+        if (request.Prompt.Count < 1 || request.Prompt.Count > t)
+            throw new ArgumentException($"prompt: expected 1 to {t} tokens (the model's context); got {request.Prompt.Count}", "prompt");
+        for (int i = 0; i < request.Prompt.Count; i++)
+            if ((uint)request.Prompt[i] >= (uint)v)
+                throw new ArgumentException($"prompt: token {i} is {request.Prompt[i]}, outside [0, {v})", "prompt");
+        if (request.MaxTokens < 1 || request.MaxTokens > t)
+            throw new ArgumentException($"max_tokens: expected 1 to {t}; got {request.MaxTokens}", "max_tokens");
+        TokenSampler.Validate(request.Sampling, request.TopP);
+        ArgumentNullException.ThrowIfNull(request.Stop, nameof(request.Stop));
+        if (request.Stop.Count > 0 && _codec is null) throw new ArgumentException("stop: stop strings need a tokenizer", "stop");
+        if (request.Stop.Count > 4 || request.Stop.Any(s => string.IsNullOrEmpty(s) || s.Length > 64))
+            throw new ArgumentException("stop: expected at most 4 non-empty strings of at most 64 characters", "stop");
+        if (request.Adapter is { } name && !_bank.TryGet(name, out _))
+            throw new ArgumentException($"model: no adapter '{name}' is loaded; loaded: {string.Join(", ", _bank.Names)}", "model");
+    }
+
+    /// <summary>
+    /// One scheduling step on the caller's thread (the scheduler's own thread, or a test's when built without
+    /// starting): admit, run, sample, retire. Returns the rows run (0 when idle).
+    /// </summary>
+    internal int Step()
+    {
+        Admit();
+        int count = 0, total = 0, budget = _decoder.MaxStepTokens;
+        // Decode rows (one token each) first: a long prompt cannot stall the requests already generating.
+        for (int s = 0; s < _slots.Length; s++)
+        {
+            var seq = _slots[s];
+            if (seq is null || Retired(seq) || seq.Cached < seq.Prompt.Length) continue;
+            _tokens[total++] = seq.TokenAt(seq.Cached);
+            _rowSequence[count] = seq;
+            _rows[count++] = new DecodeRow(s, seq.Cached, 1, seq.Adapter);
+        }
+        for (int s = 0; s < _slots.Length && total < budget; s++)
+        {
+            var seq = _slots[s];
+            if (seq is null || seq.Cached >= seq.Prompt.Length) continue;
+            int n = Math.Min(seq.Prompt.Length - seq.Cached, budget - total);
+            seq.Prompt.AsSpan(seq.Cached, n).CopyTo(_tokens.AsSpan(total));
+            total += n;
+            _rowSequence[count] = seq;
+            _rows[count++] = new DecodeRow(s, seq.Cached, n, seq.Adapter);
+        }
+        if (count == 0) return 0;
+        long started = Stopwatch.GetTimestamp();
+        _decoder.Forward(_rows.AsSpan(0, count), _tokens.AsSpan(0, total), _logits);
+        int generated = 0;
+        int v = _decoder.Vocabulary;
+        for (int k = 0; k < count; k++)
+        {
+            var seq = _rowSequence[k];
+            seq.Cached += _rows[k].Count;
+            if (seq.Cached < seq.Fed) continue; // a prompt chunk that is not the last
+            var request = seq.Request;
+            int token = _sampler.Sample(_logits.AsSpan(k * v, v), request.Sampling, request.TopP, ref seq.Random);
+            generated++;
+            if (seq.Append(token, _decoder.BlockSize)) Retire(seq, null);
+        }
+        Metrics.RecordStep(count, generated, Stopwatch.GetTimestamp() - started);
+        return count;
+    }
+
+    /// <summary>Stops the thread and fails every waiting and running request with <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        lock (_pending) _stopping = true;
+        _wake.Set();
+        _thread?.Join();
+        var error = new ObjectDisposedException(nameof(BatchScheduler), "the scheduler was shut down");
+        lock (_pending)
+            while (_pending.TryDequeue(out var p))
+            {
+                Metrics.RecordFailure();
+                p.Completion.TrySetException(error);
+            }
+        foreach (var seq in _slots) if (seq is not null) Retire(seq, error);
+        _wake.Dispose();
+    }
+
+    private void Loop()
+    {
+        while (!_stopping)
+        {
+            _wake.Reset();
+            int rows;
+            try
+            {
+                rows = Step();
+            }
+            catch (Exception e)
+            {
+                // A step that fails takes its requests with it; the scheduler itself keeps serving.
+                foreach (var seq in _slots) if (seq is not null) Retire(seq, e);
+                rows = 0;
+            }
+            if (rows == 0 && PendingCount == 0) _wake.Wait(250);
+            else if (rows == 0) _wake.Wait(5); // waiting for adapter memory held by running requests
+        }
+    }
+
+    private void Admit()
+    {
+        for (int s = 0; s < _slots.Length; s++)
+        {
+            if (_slots[s] is not null) continue;
+            PendingRequest? next;
+            ServedAdapter? adapter = null;
+            lock (_pending)
+            {
+                if (!_pending.TryPeek(out next)) return;
+                if (next.Cancellation.IsCancellationRequested)
+                {
+                    _pending.Dequeue();
+                    Metrics.RecordFailure();
+                    next.Completion.TrySetCanceled(next.Cancellation);
+                    s--;
+                    continue;
+                }
+                try
+                {
+                    if (next.Request.Adapter is { } name && (adapter = _bank.TryAcquire(name)) is null) return; // no room until a request ends
+                }
+                catch (ArgumentException e)
+                {
+                    _pending.Dequeue();
+                    Metrics.RecordFailure();
+                    next.Completion.TrySetException(e); // unloaded since it was submitted
+                    s--;
+                    continue;
+                }
+                _pending.Dequeue();
+            }
+            _slots[s] = new ActiveSequence(next, adapter, s, _pieces);
+            Interlocked.Increment(ref _active);
+        }
+    }
+
+    /// <summary>True (and the request retired) when its caller cancelled it.</summary>
+    private bool Retired(ActiveSequence seq)
+    {
+        if (!seq.Pending.Cancellation.IsCancellationRequested) return false;
+        Retire(seq, new OperationCanceledException(seq.Pending.Cancellation));
+        return true;
+    }
+
+    private void Retire(ActiveSequence seq, Exception? error)
+    {
+        if (_slots[seq.Slot] != seq) return;
+        _slots[seq.Slot] = null;
+        Interlocked.Decrement(ref _active);
+        if (seq.Adapter is not null) _bank.Release(seq.Adapter);
+        if (error is null)
+        {
+            var result = seq.Result(_codec);
+            Metrics.RecordCompletion(result.Latency);
+            seq.Pending.Completion.TrySetResult(result);
+            return;
+        }
+        Metrics.RecordFailure();
+        if (error is OperationCanceledException) seq.Pending.Completion.TrySetCanceled(seq.Pending.Cancellation);
+        else seq.Pending.Completion.TrySetException(error);
+    }
+}

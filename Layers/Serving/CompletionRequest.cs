@@ -1,0 +1,32 @@
+namespace LoraRuntime.Layers.Serving;
+
+/// <summary>One generation request for a <see cref="BatchScheduler"/>.</summary>
+public sealed record CompletionRequest
+{
+    /// <summary>The adapter's name in the bank, or null for the base model.</summary>
+    public string? Adapter { get; init; }
+
+    /// <summary>The prompt's ids: 1 to T (the block size) of them, each in [0, V).</summary>
+    public required IReadOnlyList<int> Prompt { get; init; }
+
+    /// <summary>The most tokens to generate (≥ 1); generation also ends when the context is full.</summary>
+    public int MaxTokens { get; init; } = 16;
+
+    /// <summary>Temperature (0: greedy), top-k and the seed of the draws.</summary>
+    public SamplingOptions Sampling { get; init; } = new(Temperature: 0);
+
+    /// <summary>Nucleus sampling: keep the most likely tokens whose mass reaches this, in (0, 1] (1: all).</summary>
+    public float TopP { get; init; } = 1;
+
+    /// <summary>Strings that end generation when the generated text contains one (the text returned stops before it).</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+}
+
+/// <summary>What a request produced.</summary>
+/// <param name="Adapter">The adapter it ran with (null: the base).</param>
+/// <param name="Tokens">The generated ids.</param>
+/// <param name="Text">Their text (cut before a stop string), or empty without a tokenizer.</param>
+/// <param name="FinishReason">"stop" (a stop string) or "length" (max tokens or a full context).</param>
+/// <param name="PromptTokens">The prompt's length.</param>
+/// <param name="Latency">From submission to completion.</param>
+public sealed record CompletionResult(string? Adapter, int[] Tokens, string Text, string FinishReason, int PromptTokens, TimeSpan Latency);

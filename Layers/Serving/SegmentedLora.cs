@@ -1,0 +1,102 @@
+namespace LoraRuntime.Layers.Serving;
+
+/// <summary>
+/// The adapters' deltas of one decoder step, PEFT's y += s·(x Aᵀ) Bᵀ for every row with its own adapter: the step's
+/// rows are grouped by adapter (contiguous row ranges), and each projection's shrink (h = x Aᵀ) and expand (y += h·(sB)ᵀ)
+/// run as segmented GEMMs, one grouped call per stage with one problem per (group, module), instead of a pass per
+/// adapter. The bank stores Aᵀ [in, R] and (sB)ᵀ [R, out], so both stages are NN GEMMs. Output slices of one projection (q, k, v of the fused QKV) interleave in memory, so each expands in its own
+/// grouped call. h takes [kinds, maxTokens, maxRank] of scratch. Allocation-free once built.
+/// </summary>
+internal sealed class SegmentedLora : IDisposable
+{
+    private readonly Backend _backend;
+    private readonly int _maxTokens, _maxRank;
+    private readonly Tensor _h; // [kinds, maxTokens, maxRank]
+    private readonly GemmProblem[] _shrink, _expand;
+    private readonly ServedAdapter?[] _groupAdapter;
+    private readonly int[] _groupStart, _groupCount;
+    private int _groups;
+
+    public SegmentedLora(Backend backend, int maxTokens, int maxRank, int maxGroups)
+    {
+        _backend = backend;
+        _maxTokens = maxTokens;
+        _maxRank = maxRank;
+        _h = backend.Zeros(DType.F32, new Shape(ServingLayout.KindsPerLinear, maxTokens, maxRank));
+        _shrink = new GemmProblem[maxGroups * ServingLayout.KindsPerLinear];
+        _expand = new GemmProblem[maxGroups];
+        _groupAdapter = new ServedAdapter?[maxGroups];
+        _groupStart = new int[maxGroups];
+        _groupCount = new int[maxGroups];
+    }
+
+    /// <summary>Forgets the groups of the last step.</summary>
+    public void Clear() => _groups = 0;
+
+    /// <summary>Adds rows [start, start + count) run with <paramref name="adapter"/>; consecutive rows of one adapter merge into one group.</summary>
+    public void Add(ServedAdapter? adapter, int start, int count)
+    {
+        if (adapter is null) return;
+        if (_groups > 0 && _groupAdapter[_groups - 1] == adapter && _groupStart[_groups - 1] + _groupCount[_groups - 1] == start)
+        {
+            _groupCount[_groups - 1] += count;
+            return;
+        }
+        _groupAdapter[_groups] = adapter;
+        _groupStart[_groups] = start;
+        _groupCount[_groups] = count;
+        _groups++;
+    }
+
+    /// <summary>
+    /// output [N, outWidth] += each group's deltas for projection <paramref name="linear"/> from input [N, inWidth]
+    /// (both addressed from element 0 of their tensors).
+    /// </summary>
+    public void AddDeltas(int linear, Tensor output, int outWidth, Tensor input, int inWidth)
+    {
+        if (_groups == 0) return;
+        int problems = 0;
+        for (int g = 0; g < _groups; g++)
+        {
+            var adapter = _groupAdapter[g]!;
+            for (int kind = 0; kind < ServingLayout.KindsPerLinear; kind++)
+            {
+                ref readonly var m = ref adapter.Modules[linear * ServingLayout.KindsPerLinear + kind];
+                if (!m.IsPresent) continue;
+                // h [count, R] = x [count, in] · Aᵀ [in, R].
+                _shrink[problems++] = new GemmProblem
+                {
+                    TransA = Transpose.No, TransB = Transpose.No, M = _groupCount[g], N = m.Rank, K = inWidth, Alpha = 1f, Beta = 0f,
+                    A = input, OffsetA = (long)_groupStart[g] * inWidth, Lda = inWidth,
+                    B = adapter.Device!, OffsetB = m.OffsetA, Ldb = m.Rank,
+                    C = _h, OffsetC = HOffset(kind, _groupStart[g]), Ldc = _maxRank,
+                };
+            }
+        }
+        if (problems == 0) return;
+        _backend.GemmGrouped(_shrink.AsSpan(0, problems));
+        for (int kind = 0; kind < ServingLayout.KindsPerLinear; kind++)
+        {
+            int count = 0;
+            for (int g = 0; g < _groups; g++)
+            {
+                var adapter = _groupAdapter[g]!;
+                ref readonly var m = ref adapter.Modules[linear * ServingLayout.KindsPerLinear + kind];
+                if (!m.IsPresent) continue;
+                // output[rows, slice] += h [count, R] · (s·B)ᵀ [R, out].
+                _expand[count++] = new GemmProblem
+                {
+                    TransA = Transpose.No, TransB = Transpose.No, M = _groupCount[g], N = m.OutFeatures, K = m.Rank, Alpha = 1f, Beta = 1f,
+                    A = _h, OffsetA = HOffset(kind, _groupStart[g]), Lda = _maxRank,
+                    B = adapter.Device!, OffsetB = m.OffsetB, Ldb = m.OutFeatures,
+                    C = output, OffsetC = (long)_groupStart[g] * outWidth + m.OutOffset, Ldc = outWidth,
+                };
+            }
+            if (count > 0) _backend.GemmGrouped(_expand.AsSpan(0, count));
+        }
+    }
+
+    private long HOffset(int kind, int row) => ((long)kind * _maxTokens + row) * _maxRank;
+
+    public void Dispose() => _h.Dispose();
+}
