@@ -27,7 +27,9 @@ internal static unsafe class Packing
                 for (int k = 0; k < kc; k++, src += lda)
                 {
                     float* d = dst + (nint)k * mr;
-                    for (int i = 0; i < h; i++) d[i] = src[i];
+                    // A block copy (overlapping vector moves), not a float at a time: every TN product (a weight
+                    // gradient dyᵀ·x) packs its whole A this way.
+                    Buffer.MemoryCopy(src, d, (long)h * sizeof(float), (long)h * sizeof(float));
                     for (int i = h; i < mr; i++) d[i] = 0f;
                 }
             }
