@@ -21,6 +21,7 @@ internal unsafe struct GemmJob
 {
     public GemmJobKind Kind;
     public bool TransA, TransB;
+    public bool TransposedC; // the job computes Cᵀ (A, B, M, N swapped) and its tiles are stored transposed into C
     public int M, N, K;
     public float Alpha, Beta;
     public float* A, B, C;
@@ -29,7 +30,8 @@ internal unsafe struct GemmJob
     // Packed jobs.
     public long PackedA;   // offset of this job's panels in the workspace's packed-A buffer
     public int MPanels;    // ⌈M / MR⌉
-    public int NBlocks;    // ⌈N / NC⌉
+    public int ColumnBlock; // columns per compute block: NC, or fewer (a multiple of NR) when rows are too few to share out
+    public int NBlocks;    // ⌈N / ColumnBlock⌉
     public int MRanges;    // row ranges per column block (parallelism when N is narrow)
     // When rows are split (MRanges > 1), every range would pack the same B blocks again: B is packed once in phase 1
     // instead, at PackedB (K × NPanelsTotal·NR floats, reserved when the job was added; SharedB says it is used).

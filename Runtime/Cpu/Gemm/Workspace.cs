@@ -16,6 +16,8 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     private const int PackGroup = 8;
     /// <summary>B-panels of one depth block packed per phase-1 task when B is shared.</summary>
     private const int PackGroupB = 4;
+    /// <summary>Products this narrow (and tall) are computed transposed (see <see cref="AddJobs"/>).</summary>
+    private const int NarrowColumns = 8;
     /// <summary>The largest B packed once and shared (4 MiB): beyond it, rows are rarely split.</summary>
     private const long SharedBCapFloats = 1L << 20;
     /// <summary>Widest GEMV column segment: its sums stay in L1 (16 KiB).</summary>
@@ -112,22 +114,35 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             Push(job);
             return;
         }
+        // A few columns and many rows (a rank-R gradient dB = dyᵀ·h, A stored transposed so the inner-product form
+        // does not apply): most of each NR-wide tile would be padding. Compute Cᵀ = op(B)ᵀ·op(A)ᵀ instead, whose rows
+        // are few and columns many, and write its tiles back transposed.
+        if (p.N <= NarrowColumns && p.M >= 4 * _k.Mr)
+        {
+            job.TransposedC = true;
+            (job.M, job.N) = (p.N, p.M);
+            job.A = b;
+            job.B = a;
+            (job.Lda, job.Ldb) = (p.Ldb, p.Lda);
+            (job.TransA, job.TransB) = (p.TransB != Transpose.Yes, p.TransA != Transpose.Yes);
+            a = job.A;
+        }
         // Split tall problems so one chunk's packed A fits the cap.
         int mr = _k.Mr;
-        int chunkRows = (int)Math.Max(mr, Math.Min(p.M, PackedACapFloats / p.K) / mr * mr);
-        for (int m0 = 0; m0 < p.M; m0 += chunkRows)
+        int chunkRows = (int)Math.Max(mr, Math.Min(job.M, PackedACapFloats / job.K) / mr * mr);
+        for (int m0 = 0; m0 < job.M; m0 += chunkRows)
         {
-            int rows = Math.Min(chunkRows, p.M - m0);
+            int rows = Math.Min(chunkRows, job.M - m0);
             int panels = (rows + mr - 1) / mr;
-            long need = (long)panels * mr * p.K;
+            long need = (long)panels * mr * job.K;
             // Room for a shared B where rows may be split among threads (few column blocks); Flush decides.
-            long needB = (long)p.K * RoundUp(p.N, _k.Nr);
-            bool mayShareB = panels >= 2 && (p.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
+            long needB = (long)job.K * RoundUp(job.N, _k.Nr);
+            bool mayShareB = panels >= 2 && (job.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
             if (_packedUse + need + (mayShareB ? needB : 0) > PackedACapFloats && _jobCount > 0) Flush();
             var part = job;
             part.M = rows;
             part.A = job.TransA ? a + m0 : a + m0 * job.Lda;
-            part.C = c + m0 * job.Ldc;
+            part.C = job.TransposedC ? c + m0 : c + m0 * job.Ldc; // a transposed job's rows are C's columns
             part.MPanels = panels;
             part.PackedA = _packedUse;
             _packedUse += need;
@@ -215,11 +230,19 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             else if (j.Kind == GemmJobKind.Packed)
             {
                 j.APackTasks = (j.MPanels + PackGroup - 1) / PackGroup;
+                j.ColumnBlock = _k.Nc;
                 j.NBlocks = (j.N + _k.Nc - 1) / _k.Nc;
-                // Aim for about two tasks per thread in all, shared out by work; split rows when columns are few.
+                // Aim for about two tasks per thread in all, shared out by work; split rows when columns are few,
+                // and columns into narrower blocks when rows are few too (a rank-R weight gradient: M = R ≤ MR).
                 double share = 2.0 * j.M * j.N * j.K / totalFlops;
                 int wanted = (int)Math.Ceiling(2 * threads * share);
                 j.MRanges = Math.Clamp((wanted + j.NBlocks - 1) / j.NBlocks, 1, j.MPanels);
+                if (j.NBlocks * j.MRanges < wanted)
+                {
+                    int blocks = Math.Min((wanted + j.MRanges - 1) / j.MRanges, (j.N + _k.Nr - 1) / _k.Nr);
+                    j.ColumnBlock = RoundUp((j.N + blocks - 1) / blocks, _k.Nr);
+                    j.NBlocks = (j.N + j.ColumnBlock - 1) / j.ColumnBlock;
+                }
                 j.ComputeTaskCount = j.NBlocks * j.MRanges;
                 j.SharedB = j.MRanges > 1 && j.PackedB >= 0;
                 int bPanels = (j.N + _k.Nr - 1) / _k.Nr, kBlocks = (j.K + _k.Kc - 1) / _k.Kc;
@@ -342,7 +365,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     {
         int mr = _k.Mr, nr = _k.Nr, kcMax = _k.Kc;
         int nb = task / j.MRanges, range = task % j.MRanges;
-        int n0 = nb * _k.Nc, cols = Math.Min(_k.Nc, j.N - n0);
+        int n0 = nb * j.ColumnBlock, cols = Math.Min(j.ColumnBlock, j.N - n0);
         int nPanels = (cols + nr - 1) / nr;
         int p0 = (int)((long)range * j.MPanels / j.MRanges), p1 = (int)((long)(range + 1) * j.MPanels / j.MRanges);
         float* bp;
@@ -372,7 +395,12 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
                 {
                     float* bq = bp + (long)q * nr * kc;
                     int w = Math.Min(nr, cols - q * nr);
-                    if (h == mr && w == nr)
+                    if (j.TransposedC)
+                    {
+                        kernel(kc, ap, bq, tile, nr, j.Alpha, 0f);
+                        MergeTileTransposed(tile, nr, j.C + (n0 + q * nr) * j.Ldc + row, j.Ldc, h, w, beta);
+                    }
+                    else if (h == mr && w == nr)
                     {
                         kernel(kc, ap, bq, crow + q * nr, j.Ldc, j.Alpha, beta);
                     }
@@ -383,6 +411,20 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>Cᵀ[h×w] = tile + β·Cᵀ: tile element (i, j) lands at c[j·ldc + i] (a transposed job's output).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MergeTileTransposed(float* tile, int nr, float* c, nint ldc, int h, int w, float beta)
+    {
+        for (int jj = 0; jj < w; jj++)
+        {
+            float* dst = c + jj * ldc;
+            if (beta == 0f)
+                for (int i = 0; i < h; i++) dst[i] = tile[i * nr + jj];
+            else
+                for (int i = 0; i < h; i++) dst[i] = tile[i * nr + jj] + beta * dst[i];
         }
     }
 
