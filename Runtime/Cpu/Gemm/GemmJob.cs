@@ -37,6 +37,7 @@ internal unsafe struct GemmJob
     // instead, at PackedB (K × NPanelsTotal·NR floats, reserved when the job was added; SharedB says it is used).
     public long PackedB;   // −1: no room reserved
     public bool SharedB;
+    public bool DirectB;   // few row panels and op(B) = B: the kernel reads B's full panels in place (row stride Ldb)
     public int APackTasks; // phase-1 tasks that pack A; the rest of PackTaskCount pack the shared B
 
     // Dot jobs keep packed Bᵀ at PackedA with row stride Ldm, and split rows into MRanges.

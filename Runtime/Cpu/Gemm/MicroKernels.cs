@@ -3,15 +3,16 @@ using System.Runtime.Intrinsics;
 
 namespace LoraRuntime.Cpu.Gemm;
 
-// The register-blocked micro-kernels: C[MR×NR] = α·Σ_p A[p, 0..MR) ⊗ B[p, 0..NR) + β·C over packed panels
-// (A: MR floats per p, B: NR floats per p). Unrolled by hand so that every accumulator stays in a register;
+// The register-blocked micro-kernels: C[MR×NR] = α·Σ_p A[p, 0..MR) ⊗ B[p, 0..NR) + β·C over a packed A panel
+// (MR floats per p) and B rows ldb floats apart: NR in a packed panel, or B's own row stride where a product with
+// few rows reads B as stored (see Workspace.Compute). Unrolled by hand so that every accumulator stays in a register;
 // β = 0 never reads C. Only full tiles come here: the driver routes edges through a scratch tile.
 // AggressiveOptimization: a kernel runs thousands of times in its first call, so it must not start in Tier-0 code.
 internal static unsafe class MicroKernels
 {
     /// <summary>AVX-512: 12×32, 24 zmm accumulators.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Avx512x12x32(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    public static void Avx512x12x32(int kc, float* a, float* b, nint ldb, float* c, nint ldc, float alpha, float beta)
     {
         var c0_0 = Vector512<float>.Zero; var c0_1 = Vector512<float>.Zero;
         var c1_0 = Vector512<float>.Zero; var c1_1 = Vector512<float>.Zero;
@@ -66,7 +67,7 @@ internal static unsafe class MicroKernels
             c11_0 = Vector512.FusedMultiplyAdd(a11, b0, c11_0);
             c11_1 = Vector512.FusedMultiplyAdd(a11, b1, c11_1);
             a += 12;
-            b += 32;
+            b += ldb;
         }
         var va = Vector512.Create(alpha);
         if (beta == 0f)
@@ -128,7 +129,7 @@ internal static unsafe class MicroKernels
 
     /// <summary>AVX2 + FMA: 6×16, 12 ymm accumulators.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Avx2x6x16(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    public static void Avx2x6x16(int kc, float* a, float* b, nint ldb, float* c, nint ldc, float alpha, float beta)
     {
         var c0_0 = Vector256<float>.Zero; var c0_1 = Vector256<float>.Zero;
         var c1_0 = Vector256<float>.Zero; var c1_1 = Vector256<float>.Zero;
@@ -159,7 +160,7 @@ internal static unsafe class MicroKernels
             c5_0 = Vector256.FusedMultiplyAdd(a5, b0, c5_0);
             c5_1 = Vector256.FusedMultiplyAdd(a5, b1, c5_1);
             a += 6;
-            b += 16;
+            b += ldb;
         }
         var va = Vector256.Create(alpha);
         if (beta == 0f)
@@ -197,7 +198,7 @@ internal static unsafe class MicroKernels
 
     /// <summary>128-bit SIMD (NEON, SSE): 6×8, 12 accumulators; fused multiply-add only where the hardware has it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Simd128x6x8(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    public static void Simd128x6x8(int kc, float* a, float* b, nint ldb, float* c, nint ldc, float alpha, float beta)
     {
         var c0_0 = Vector128<float>.Zero; var c0_1 = Vector128<float>.Zero;
         var c1_0 = Vector128<float>.Zero; var c1_1 = Vector128<float>.Zero;
@@ -228,7 +229,7 @@ internal static unsafe class MicroKernels
             c5_0 = Vector128.MultiplyAddEstimate(a5, b0, c5_0);
             c5_1 = Vector128.MultiplyAddEstimate(a5, b1, c5_1);
             a += 6;
-            b += 8;
+            b += ldb;
         }
         var va = Vector128.Create(alpha);
         if (beta == 0f)
@@ -266,11 +267,11 @@ internal static unsafe class MicroKernels
 
     /// <summary>Scalar: 4×4, for hardware without SIMD acceleration.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Scalar4x4(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    public static void Scalar4x4(int kc, float* a, float* b, nint ldb, float* c, nint ldc, float alpha, float beta)
     {
         float* acc = stackalloc float[16];
         new Span<float>(acc, 16).Clear();
-        for (int p = 0; p < kc; p++, a += 4, b += 4)
+        for (int p = 0; p < kc; p++, a += 4, b += ldb)
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 4; j++)
                     acc[i * 4 + j] += a[i] * b[j];

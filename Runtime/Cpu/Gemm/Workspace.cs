@@ -16,6 +16,8 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
     private const int PackGroup = 8;
     /// <summary>B-panels of one depth block packed per phase-1 task when B is shared.</summary>
     private const int PackGroupB = 4;
+    /// <summary>Products with at most this many row panels read a row-major B as stored (see <see cref="Flush"/>).</summary>
+    private const int DirectBMaxPanels = 4;
     /// <summary>Products this narrow (and tall) are computed transposed (see <see cref="AddJobs"/>).</summary>
     private const int NarrowColumns = 8;
     /// <summary>The largest B packed once and shared (4 MiB): beyond it, rows are rarely split.</summary>
@@ -245,6 +247,9 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
                 }
                 j.ComputeTaskCount = j.NBlocks * j.MRanges;
                 j.SharedB = j.MRanges > 1 && j.PackedB >= 0;
+                // With few row panels each B element is used a few times only: packing it would cost as much memory
+                // traffic as the product (a decode batch against a weight), so the kernel reads B as stored.
+                j.DirectB = !j.TransB && !j.SharedB && j.MPanels <= DirectBMaxPanels;
                 int bPanels = (j.N + _k.Nr - 1) / _k.Nr, kBlocks = (j.K + _k.Kc - 1) / _k.Kc;
                 j.PackTaskCount = j.APackTasks + (j.SharedB ? kBlocks * ((bPanels + PackGroupB - 1) / PackGroupB) : 0);
             }
@@ -371,46 +376,66 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         float* bp;
         float* tile = _tile[worker];
         var kernel = _k.Compute;
+        int directPanels = j.DirectB ? cols / nr : 0; // panels read from B as stored
         for (int pc = 0; pc < j.K; pc += kcMax)
         {
             int kc = Math.Min(kcMax, j.K - pc);
+            float* bsrc = j.TransB ? j.B + n0 * j.Ldb + pc : j.B + pc * j.Ldb + n0;
             if (j.SharedB)
             {
                 bp = _packedA + j.PackedB + (long)pc * ((j.N + nr - 1) / nr * nr) + (long)n0 * kc;
             }
+            else if (j.DirectB)
+            {
+                // Only a last, partial panel is packed (zero-padded), into the start of the worker's buffer.
+                bp = _packedB[worker] - (long)directPanels * nr * kc;
+                if (cols > directPanels * nr)
+                    Packing.PackB(bsrc + directPanels * nr, j.Ldb, false, cols - directPanels * nr, kc, nr, _packedB[worker]);
+            }
             else
             {
                 bp = _packedB[worker];
-                float* bsrc = j.TransB ? j.B + n0 * j.Ldb + pc : j.B + pc * j.Ldb + n0;
                 Packing.PackB(bsrc, j.Ldb, j.TransB, cols, kc, nr, bp);
             }
             float beta = pc == 0 ? j.Beta : 1f;
             float* ablock = _packedA + j.PackedA + (long)pc * j.MPanels * mr;
-            for (int p = p0; p < p1; p++)
+            if (j.DirectB)
             {
-                float* ap = ablock + (long)p * mr * kc;
-                int row = p * mr, h = Math.Min(mr, j.M - row);
-                float* crow = j.C + row * j.Ldc + n0;
+                // B read as stored: each column panel once from memory, then used by every row panel while in L1.
                 for (int q = 0; q < nPanels; q++)
-                {
-                    float* bq = bp + (long)q * nr * kc;
-                    int w = Math.Min(nr, cols - q * nr);
-                    if (j.TransposedC)
-                    {
-                        kernel(kc, ap, bq, tile, nr, j.Alpha, 0f);
-                        MergeTileTransposed(tile, nr, j.C + (n0 + q * nr) * j.Ldc + row, j.Ldc, h, w, beta);
-                    }
-                    else if (h == mr && w == nr)
-                    {
-                        kernel(kc, ap, bq, crow + q * nr, j.Ldc, j.Alpha, beta);
-                    }
-                    else
-                    {
-                        kernel(kc, ap, bq, tile, nr, j.Alpha, 0f);
-                        MergeTile(tile, nr, crow + q * nr, j.Ldc, h, w, beta);
-                    }
-                }
+                    for (int p = p0; p < p1; p++)
+                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, q < directPanels ? bsrc + q * nr : bp + (long)q * nr * kc,
+                            q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta);
             }
+            else
+            {
+                for (int p = p0; p < p1; p++)
+                    for (int q = 0; q < nPanels; q++)
+                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, bp + (long)q * nr * kc, nr, tile, p * mr, n0, q, beta);
+            }
+        }
+    }
+
+    /// <summary>One MR×NR tile of C (rows row.., columns n0 + q·NR..): straight into C when whole, else through the scratch tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Tile(ref GemmJob j, delegate*<int, float*, float*, nint, float*, nint, float, float, void> kernel, int kc, float* ap,
+        float* bq, nint ldb, float* tile, int row, int n0, int q, float beta)
+    {
+        int mr = _k.Mr, nr = _k.Nr;
+        int h = Math.Min(mr, j.M - row), w = Math.Min(nr, Math.Min(j.ColumnBlock, j.N - n0) - q * nr);
+        if (j.TransposedC)
+        {
+            kernel(kc, ap, bq, ldb, tile, nr, j.Alpha, 0f);
+            MergeTileTransposed(tile, nr, j.C + (n0 + q * nr) * j.Ldc + row, j.Ldc, h, w, beta);
+        }
+        else if (h == mr && w == nr)
+        {
+            kernel(kc, ap, bq, ldb, j.C + row * j.Ldc + n0 + q * nr, j.Ldc, j.Alpha, beta);
+        }
+        else
+        {
+            kernel(kc, ap, bq, ldb, tile, nr, j.Alpha, 0f);
+            MergeTile(tile, nr, j.C + row * j.Ldc + n0 + q * nr, j.Ldc, h, w, beta);
         }
     }
 
