@@ -1,5 +1,6 @@
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Serving;
+using LoraRuntime.Layers.Text;
 
 namespace LoraRuntime.Cli.Serve;
 
@@ -17,19 +18,19 @@ internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int
 /// </summary>
 internal sealed class ServingHost : IDisposable
 {
-    private ServingHost(GptModel model, ITokenCodec codec, ServeOptions options)
+    private ServingHost(GptModel model, ITokenizer tokenizer, ModelLayout modelLayout, ServeOptions options)
     {
         Model = model;
-        Codec = codec;
+        Tokenizer = tokenizer;
         Options = options;
-        Layout = new ServingLayout(model);
+        Layout = new ServingLayout(model, modelLayout);
         Bank = new AdapterBank(Layout, options.AdapterBudgetBytes, options.MaxRank);
         Decoder = new KvCacheDecoder(Layout, options.Slots, options.MaxStepTokens, options.MaxRank);
-        Scheduler = new BatchScheduler(Decoder, Bank, codec);
+        Scheduler = new BatchScheduler(Decoder, Bank, tokenizer);
     }
 
     public GptModel Model { get; }
-    public ITokenCodec Codec { get; }
+    public ITokenizer Tokenizer { get; }
     public ServeOptions Options { get; }
     public ServingLayout Layout { get; }
     public AdapterBank Bank { get; }
@@ -37,14 +38,17 @@ internal sealed class ServingHost : IDisposable
     public BatchScheduler Scheduler { get; }
     public Backend Backend => Model.Parameters.Backend;
 
-    /// <summary>Loads the model directory <paramref name="baseDir"/> and the named PEFT adapters.</summary>
+    /// <summary>
+    /// Loads the model directory <paramref name="baseDir"/> (ours, or a Hugging Face GPT-2 checkpoint with its BPE
+    /// tokenizer) and the named PEFT adapters (module names as the base's layout gives them).
+    /// </summary>
     public static ServingHost Open(Backend backend, string baseDir, IEnumerable<(string Name, string Directory)> adapters, ServeOptions options)
     {
-        var (model, tokenizer) = GptFiles.Load(backend, baseDir, maxBatch: 1);
+        var (model, tokenizer, modelLayout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
         ServingHost? host = null;
         try
         {
-            host = new ServingHost(model, new CharTokenCodec(tokenizer), options);
+            host = new ServingHost(model, tokenizer, modelLayout, options);
             foreach (var (name, directory) in adapters)
             {
                 if (name == options.BaseName) throw new ArgumentException($"--adapter: '{name}' is the base model's name; choose another", nameof(adapters));

@@ -27,7 +27,7 @@ public sealed class BatchSchedulerTests : IDisposable
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private BatchScheduler Scheduler(int slots, int stepTokens = 48, bool start = true) =>
-        new(new KvCacheDecoder(_f.Layout, slots, stepTokens, 8), _bank, new CharTokenCodec(Tokenizer), start);
+        new(new KvCacheDecoder(_f.Layout, slots, stepTokens, 8), _bank, Tokenizer, start);
 
     private static CompletionRequest Request(int i) => new()
     {
