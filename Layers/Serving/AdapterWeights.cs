@@ -9,7 +9,7 @@ namespace LoraRuntime.Layers.Serving;
 /// <param name="A">A [R, in], row-major.</param>
 /// <param name="B">B [out, R], row-major.</param>
 /// <param name="Scale">s = α/R (α/√R with rsLoRA).</param>
-public sealed record AdapterModuleWeights(string Path, int Rank, float[] A, float[] B, float Scale);
+internal sealed record AdapterModuleWeights(string Path, int Rank, float[] A, float[] B, float Scale);
 
 /// <summary>
 /// Reads an adapter's modules for serving: from a PEFT directory (<see cref="PeftAdapterFiles"/>'s layout, configuration
@@ -17,7 +17,7 @@ public sealed record AdapterModuleWeights(string Path, int Rank, float[] A, floa
 /// <see cref="LoraAdapter"/> in memory. Serving runs plain LoRA at inference: DoRA adapters are refused and dropout does
 /// not apply.
 /// </summary>
-public static class AdapterWeights
+internal static class AdapterWeights
 {
     /// <summary>
     /// The modules of the PEFT adapter in <paramref name="directory"/> for a model of <paramref name="layout"/>; a

@@ -11,7 +11,7 @@ namespace LoraRuntime.Layers.Serving;
 /// Thread-safe: <see cref="SubmitAsync"/>, <see cref="Validate"/>, the counters and <see cref="Dispose"/> may be called
 /// from any thread.
 /// </summary>
-public sealed class BatchScheduler : IDisposable
+internal sealed class BatchScheduler : IDisposable
 {
     private readonly KvCacheDecoder _decoder;
     private readonly AdapterBank _bank;

@@ -1,7 +1,7 @@
 namespace LoraRuntime.Layers.Serving;
 
 /// <summary>One generation request for a <see cref="BatchScheduler"/>.</summary>
-public sealed record CompletionRequest
+internal sealed record CompletionRequest
 {
     /// <summary>The adapter's name in the bank, or null for the base model.</summary>
     public string? Adapter { get; init; }
@@ -36,5 +36,5 @@ public sealed record CompletionRequest
 /// <param name="PromptTokens">The prompt's length.</param>
 /// <param name="Latency">From submission to completion.</param>
 /// <param name="FirstTokenLatency">From submission to the first generated token (queueing and prefill included).</param>
-public sealed record CompletionResult(string? Adapter, int[] Tokens, string Text, string FinishReason, int PromptTokens, TimeSpan Latency,
+internal sealed record CompletionResult(string? Adapter, int[] Tokens, string Text, string FinishReason, int PromptTokens, TimeSpan Latency,
     TimeSpan FirstTokenLatency = default);

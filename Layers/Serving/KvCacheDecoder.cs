@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers.Serving;
 /// <see cref="Adapter"/> (null: the base model) at <see cref="Scale"/> times the scale it was loaded with (1: as loaded,
 /// 0: the base model). A prefill has Start = 0 and the prompt (or a chunk of it); a decode step has Count = 1.
 /// </summary>
-public readonly record struct DecodeRow(int Slot, int Start, int Count, ServedAdapter? Adapter, float Scale = 1f);
+internal readonly record struct DecodeRow(int Slot, int Start, int Count, ServedAdapter? Adapter, float Scale = 1f);
 
 /// <summary>
 /// Inference for a <see cref="GptModel"/>'s weights with a KV cache of <see cref="Slots"/> sequences, where every row of a
@@ -22,7 +22,7 @@ public readonly record struct DecodeRow(int Slot, int Start, int Count, ServedAd
 /// <see cref="RefreshWeights"/> re-reads it after the model's weights change (a merge). Not thread-safe: one step at a
 /// time (a concurrent call is refused).
 /// </summary>
-public sealed class KvCacheDecoder : IDisposable
+internal sealed class KvCacheDecoder : IDisposable
 {
     private readonly Backend _backend;
     private readonly GptModel _model;

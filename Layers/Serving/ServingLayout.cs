@@ -5,7 +5,7 @@ namespace LoraRuntime.Layers.Serving;
 /// each linear's LoRA targets by kind, in the order <see cref="TransformerBlock.LinearTargets"/> lists them (for qkv:
 /// 0 the whole projection, 1 q, 2 k, 3 v). An adapter's modules and the decoder's segmented GEMMs meet on these indices.
 /// </summary>
-public sealed class ServingLayout
+internal sealed class ServingLayout
 {
     /// <summary>At most this many targets per linear (qkv, q, k, v).</summary>
     public const int KindsPerLinear = 4;

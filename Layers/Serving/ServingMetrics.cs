@@ -18,7 +18,7 @@ public readonly record struct MetricsSnapshot(long Requests, long Failed, long G
     double MeanBatchRows, double LatencyP50Ms, double LatencyP90Ms, double LatencyP99Ms, double LatencyP999Ms = 0);
 
 /// <summary>Counters of a scheduler: requests, tokens, step time, and a window of recent latencies. Thread-safe; recording allocates nothing.</summary>
-public sealed class ServingMetrics
+internal sealed class ServingMetrics
 {
     /// <summary>Latencies kept for the percentiles.</summary>
     public const int Window = 4096;
