@@ -144,4 +144,22 @@ public sealed class BatchSchedulerTests : IDisposable
         while (scheduler.Step() > 0) { }
         Assert.All(tasks, t => Assert.True(t.IsCompletedSuccessfully));
     }
+
+    [Fact]
+    public async Task A_tokenizer_smaller_than_the_models_vocabulary_gives_text_for_its_own_ids_only()
+    {
+        // A model V padded past its tokenizer's (GPT-2 checkpoints pad 50257 to 50304): ids past it have no text.
+        var small = new CharTokenizer("abcdefghij");
+        using var decoder = new KvCacheDecoder(_f.Layout, 1, 16, 8);
+        using var scheduler = new BatchScheduler(decoder, _bank, small);
+        bool sawPadding = false;
+        for (int i = 0; i < 8; i++)
+        {
+            var result = await scheduler.SubmitAsync(Request(i) with { MaxTokens = 12, Stop = [] }, Ct);
+            sawPadding |= result.Tokens.Any(t => t >= 10);
+            Assert.Equal(small.Decode(result.Tokens.Where(t => t < 10).ToArray()), result.Text);
+        }
+        Assert.True(sawPadding, "some generation drew an id past the tokenizer's");
+        Assert.Equal("tokenizer", Assert.Throws<ArgumentException>(() => new BatchScheduler(decoder, _bank, new CharTokenizer("abcdefghijklmn"), start: false)).ParamName);
+    }
 }
