@@ -58,8 +58,12 @@ internal static class LatencyBench
     /// <summary>The most timed calls automatic repetition does.</summary>
     public const int MaxAutoReps = 5000;
 
-    /// <summary>The records of <paramref name="model"/>: forward base, forward lora, decode base, decode lora.</summary>
-    public static IReadOnlyList<LatencyRecord> Run(Backend backend, LatencyModel model, LatencyBenchShape shape, int warmup, int? reps)
+    /// <summary>
+    /// The records of <paramref name="model"/>: forward base, forward lora, decode base, decode lora. Each case is warmed
+    /// up with <paramref name="warmup"/> calls and for at least <paramref name="warmupSeconds"/> (the JIT compiles hot
+    /// methods again, optimised, a while after their first calls, on a thread of its own).
+    /// </summary>
+    public static IReadOnlyList<LatencyRecord> Run(Backend backend, LatencyModel model, LatencyBenchShape shape, int warmup, double warmupSeconds, int? reps)
     {
         var config = model.Config;
         int prompt = Math.Min(shape.PromptTokens, config.BlockSize), context = Math.Min(shape.Context, config.BlockSize - 1);
@@ -86,13 +90,13 @@ internal static class LatencyBench
             foreach (string? adapter in new[] { null, "lora" })
             {
                 int call = 0;
-                records.Add(Time(model.Name, backend.Name, "forward", adapter, dims, prompt, warmup, reps,
+                records.Add(Time(model.Name, backend.Name, "forward", adapter, dims, prompt, warmup, warmupSeconds, reps,
                     () => engine.Forward((call++ & 1) == 0 ? first : second, logits, adapter)));
             }
             foreach (string? adapter in new[] { null, "lora" })
             {
                 engine.Forward(sequence.AsSpan(0, context), logits, adapter); // the cache holds the context; each timed call adds one token
-                records.Add(Time(model.Name, backend.Name, "decode", adapter, dims, context, warmup, reps, () => engine.Forward(sequence, logits, adapter)));
+                records.Add(Time(model.Name, backend.Name, "decode", adapter, dims, context, warmup, warmupSeconds, reps, () => engine.Forward(sequence, logits, adapter)));
             }
             return records;
         }
@@ -103,11 +107,14 @@ internal static class LatencyBench
     }
 
     /// <summary>Percentile figures of <paramref name="call"/>, timed after <paramref name="warmup"/> untimed calls with the collector settled.</summary>
-    private static LatencyRecord Time(string model, string device, string op, string? adapter, int[] dims, int tokens, int warmup, int? reps, Action call)
+    private static LatencyRecord Time(string model, string device, string op, string? adapter, int[] dims, int tokens, int warmup, double warmupSeconds,
+        int? reps, Action call)
     {
         var warm = new double[Math.Max(warmup, 1)];
+        long started = Stopwatch.GetTimestamp();
         for (int i = 0; i < warmup; i++) warm[i] = TimeOnce(call);
         if (warmup == 0) warm[0] = TimeOnce(call); // calibration
+        while (Stopwatch.GetElapsedTime(started).TotalSeconds < warmupSeconds) call();
         int count = reps ?? (int)Math.Clamp(Math.Ceiling(AutoSeconds * 1000 / Math.Max(BenchTimer.Median(warm), 1e-6)), MinAutoReps, MaxAutoReps);
         var times = new double[count];
         GC.Collect();

@@ -22,6 +22,11 @@ internal static class BenchLatencyCommand
         var prompt = new Option<int>("--prompt-tokens") { Description = "the prompt of a timed forward", DefaultValueFactory = _ => 32 };
         var context = new Option<int>("--context") { Description = "tokens cached before a timed decode step", DefaultValueFactory = _ => 128 };
         var gpt2Context = new Option<int>("--gpt2-context") { Description = "the context (block size) of gpt2-small", DefaultValueFactory = _ => 1024 };
+        var warmupSeconds = new Option<double>("--warmup-seconds")
+        {
+            Description = "warm each case up for at least this long too (the JIT re-compiles hot methods a while after their first calls)",
+            DefaultValueFactory = _ => 1.0,
+        };
         var rank = new Option<int>("--rank") { Description = "R of the adapter", DefaultValueFactory = _ => 16 };
         var targets = new Option<string>("--targets") { Description = "the projections adapted (PEFT target_modules)", DefaultValueFactory = _ => "q,k,v,o" };
         var common = new BenchOptions();
@@ -29,7 +34,7 @@ internal static class BenchLatencyCommand
         var command = new Command("latency",
             "Time an embedded single-request forward and decode step (p50/p99/p999), base and with an adapter, counting garbage collections")
         {
-            models, prompt, context, gpt2Context, rank, targets,
+            models, prompt, context, gpt2Context, rank, targets, warmupSeconds,
         };
         common.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () =>
@@ -41,12 +46,14 @@ internal static class BenchLatencyCommand
             var names = (parse.GetValue(targets) ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             var shape = new LatencyBenchShape(BenchData.Positive(parse.GetValue(prompt), "--prompt-tokens"), BenchData.Positive(parse.GetValue(context), "--context"),
                 BenchData.Positive(parse.GetValue(rank), "--rank"), names);
-            return Execute(terminal, list, shape, common.Read(parse));
+            double seconds = parse.GetValue(warmupSeconds);
+            if (!(seconds >= 0) || !double.IsFinite(seconds)) throw new UsageException($"--warmup-seconds: expected a finite value ≥ 0; got {seconds}");
+            return Execute(terminal, list, shape, common.Read(parse), seconds);
         }));
         return command;
     }
 
-    private static int Execute(Terminal terminal, IReadOnlyList<LatencyModel> models, LatencyBenchShape shape, BenchSettings settings)
+    private static int Execute(Terminal terminal, IReadOnlyList<LatencyModel> models, LatencyBenchShape shape, BenchSettings settings, double warmupSeconds)
     {
         using var backend = BenchOptions.CreateBackend(settings.Device);
         var records = new List<LatencyRecord>();
@@ -54,25 +61,31 @@ internal static class BenchLatencyCommand
         {
             var c = model.Config;
             string line = $"{model.Name}: L = {c.Layers}, NH = {c.Heads}, C = {c.Channels}, V = {c.Vocabulary}, T = {c.BlockSize} on {backend.Name}; " +
-                $"warm-up {settings.Warmup}, reps {settings.Reps?.ToString(CultureInfo.InvariantCulture) ?? "auto"}";
+                $"warm-up {settings.Warmup} calls and {warmupSeconds} s, reps {settings.Reps?.ToString(CultureInfo.InvariantCulture) ?? "auto"}";
             terminal.Error.MarkupLine($"[grey]{Markup.Escape(line)}[/]");
             try
             {
-                records.AddRange(LatencyBench.Run(backend, model, shape, settings.Warmup, settings.Reps));
+                records.AddRange(LatencyBench.Run(backend, model, shape, settings.Warmup, warmupSeconds, settings.Reps));
             }
             catch (ArgumentException e)
             {
                 throw new UsageException(e.Message);
             }
         }
-        string title = $"single-request latency on {backend.Name}: forward over {shape.PromptTokens} prompt tokens, decode step after {shape.Context} cached " +
-            $"(both cut to the context); adapter R = {shape.Rank} on {string.Join(",", shape.Targets)}; load average {LoadAverage()}";
-        terminal.Out.Write(BenchReport.Table(title, records));
+        string load = LoadAverage();
+        foreach (var model in models)
+        {
+            var c = model.Config;
+            string title = $"{model.Name} (L {c.Layers}, NH {c.Heads}, C {c.Channels}, V {c.Vocabulary}, T {c.BlockSize}) on {backend.Name}, ms: forward over " +
+                $"{Math.Min(shape.PromptTokens, c.BlockSize)} tokens, decode step after {Math.Min(shape.Context, c.BlockSize - 1)} cached; lora R = {shape.Rank} " +
+                $"on {string.Join(",", shape.Targets)}; load average {load}";
+            terminal.Out.Write(BenchReport.Table(title, records.Where(r => r.Model == model.Name)));
+        }
         int collections = records.Sum(r => r.Gen0Collections + r.Gen1Collections + r.Gen2Collections);
         long allocated = records.Sum(r => r.AllocatedBytes);
         terminal.Out.MarkupLine(Markup.Escape($"garbage collections during the timed calls: {collections}; bytes allocated by them: {allocated}"));
         foreach (var r in records.Where(r => r.Op == "decode"))
-            terminal.Out.MarkupLine(Markup.Escape($"{r.Model} decode ({r.Adapter}): p99 = {r.P99OverP50:0.00} × p50"));
+            terminal.Out.MarkupLine(Markup.Escape($"{r.Model} decode ({r.Adapter}): p50 {r.P50Ms:0.000} ms, p99 {r.P99Ms:0.000} ms = {r.P99OverP50:0.00} × p50"));
         if (settings.JsonPath is not null)
         {
             BenchReport.WriteJson(settings.JsonPath, records);

@@ -23,7 +23,7 @@ public sealed class LatencyBenchTests : IDisposable
         var output = new StringWriter();
         var error = new StringWriter();
         int code = LoraApp.Run(["bench", "latency", "--models", "2x2x16x13x24", "--prompt-tokens", "8", "--context", "30", "--rank", "2",
-            "--reps", "300", "--warmup", "5", "--device", "cpu", "--json", _json], Terminal.ForWriters(output, error));
+            "--reps", "300", "--warmup", "5", "--warmup-seconds", "0", "--device", "cpu", "--json", _json], Terminal.ForWriters(output, error));
         Assert.True(code == ExitCodes.Success, error.ToString());
         var records = BenchReport.ReadLatencyJson(_json);
         Assert.Equal([("forward", "base"), ("forward", "lora"), ("decode", "base"), ("decode", "lora")], records.Select(r => (r.Op, r.Adapter)));
