@@ -1,3 +1,4 @@
+using LoraRuntime.Hosting;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Serving;
 using LoraRuntime.Layers.Text;
@@ -13,29 +14,24 @@ namespace LoraRuntime.Cli.Serve;
 internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int MaxRank = 64, long AdapterBudgetBytes = 256L << 20, string BaseName = "base");
 
 /// <summary>
-/// One served model: the base loaded once, its adapter bank, the KV-cache decoder and the scheduler every HTTP request
-/// goes through. The scheduler's thread is the only one that touches the model.
+/// One served model: the base loaded once and the <see cref="LoraEngine"/> over it, whose adapter bank and scheduler
+/// every HTTP request goes through. The scheduler's thread is the only one that runs generations.
 /// </summary>
 internal sealed class ServingHost : IDisposable
 {
-    private ServingHost(GptModel model, ITokenizer tokenizer, ModelLayout modelLayout, ServeOptions options)
+    private ServingHost(GptModel model, LoraEngine engine, ServeOptions options)
     {
         Model = model;
-        Tokenizer = tokenizer;
+        Engine = engine;
         Options = options;
-        Layout = new ServingLayout(model, modelLayout);
-        Bank = new AdapterBank(Layout, options.AdapterBudgetBytes, options.MaxRank);
-        Decoder = new KvCacheDecoder(Layout, options.Slots, options.MaxStepTokens, options.MaxRank);
-        Scheduler = new BatchScheduler(Decoder, Bank, tokenizer);
     }
 
     public GptModel Model { get; }
-    public ITokenizer Tokenizer { get; }
+    public LoraEngine Engine { get; }
     public ServeOptions Options { get; }
-    public ServingLayout Layout { get; }
-    public AdapterBank Bank { get; }
-    public KvCacheDecoder Decoder { get; }
-    public BatchScheduler Scheduler { get; }
+    public ITokenizer Tokenizer => Engine.Tokenizer!;
+    public AdapterBank Bank => Engine.Bank;
+    public BatchScheduler Scheduler => Engine.Scheduler;
     public Backend Backend => Model.Parameters.Backend;
 
     /// <summary>
@@ -44,31 +40,32 @@ internal sealed class ServingHost : IDisposable
     /// </summary>
     public static ServingHost Open(Backend backend, string baseDir, IEnumerable<(string Name, string Directory)> adapters, ServeOptions options)
     {
-        var (model, tokenizer, modelLayout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
-        ServingHost? host = null;
+        var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
+        LoraEngine? engine = null;
         try
         {
-            host = new ServingHost(model, tokenizer, modelLayout, options);
+            engine = LoraEngine.Create(model, tokenizer, new EngineOptions
+            {
+                MaxBatch = options.Slots, MaxStepTokens = options.MaxStepTokens, MaxRank = options.MaxRank, AdapterBudgetBytes = options.AdapterBudgetBytes,
+            }, layout);
             foreach (var (name, directory) in adapters)
             {
                 if (name == options.BaseName) throw new ArgumentException($"--adapter: '{name}' is the base model's name; choose another", nameof(adapters));
-                host.Bank.Load(name, directory);
+                engine.LoadAdapter(name, directory);
             }
-            return host;
+            return new ServingHost(model, engine, options);
         }
         catch
         {
-            if (host is not null) host.Dispose();
-            else model.Dispose();
+            engine?.Dispose();
+            model.Dispose();
             throw;
         }
     }
 
     public void Dispose()
     {
-        Scheduler.Dispose();
-        Decoder.Dispose();
-        Bank.Dispose();
+        Engine.Dispose();
         Model.Dispose();
     }
 }

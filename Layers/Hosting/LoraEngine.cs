@@ -257,6 +257,12 @@ public sealed class LoraEngine : IDisposable
         }
     }
 
+    /// <summary>The adapters (for <c>lora serve</c>'s HTTP API, which works on the bank and the scheduler directly).</summary>
+    internal AdapterBank Bank => _bank;
+
+    /// <summary>The continuous-batching scheduler every generation goes through.</summary>
+    internal BatchScheduler Scheduler => _scheduler;
+
     /// <summary>Tokens the last forward pass found in its cache and did not recompute (for tests and benchmarks).</summary>
     internal int LastForwardReused => _forward.Reused;
 
