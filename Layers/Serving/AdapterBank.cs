@@ -18,7 +18,7 @@ public readonly record struct AdapterBankStats(int Loaded, int Resident, long Re
 /// </summary>
 internal sealed class AdapterBank : IDisposable
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly Dictionary<string, ServedAdapter> _byName = new(StringComparer.Ordinal);
     private readonly List<ServedAdapter> _resident = [];
     private long _clock, _residentBytes, _uploads, _evictions;

@@ -82,7 +82,7 @@ internal sealed class BatchScheduler : IDisposable
     public ITokenizer? Tokenizer => _tokenizer;
 
     /// <summary>Held while a step runs: whoever else drives the decoder (in slots the scheduler does not use) takes it too.</summary>
-    internal object StepLock { get; } = new();
+    internal Lock StepLock { get; } = new();
 
     /// <summary>Requests in slots now.</summary>
     public int ActiveCount => Volatile.Read(ref _active);
@@ -144,6 +144,8 @@ internal sealed class BatchScheduler : IDisposable
     /// </summary>
     internal int Step()
     {
+        // Idle, it leaves the decoder (and the lock) alone: a forward pass on another thread then never waits for it.
+        if (Volatile.Read(ref _active) == 0 && PendingCount == 0) return 0;
         lock (StepLock) return StepLocked();
     }
 

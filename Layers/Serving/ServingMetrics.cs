@@ -23,7 +23,7 @@ internal sealed class ServingMetrics
     /// <summary>Latencies kept for the percentiles.</summary>
     public const int Window = 4096;
 
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly double[] _latencies = new double[Window];
     private long _requests, _failed, _tokens, _steps, _rows, _busyTicks;
 
