@@ -9,7 +9,8 @@ namespace LoraRuntime.Hosting;
 /// The runtime as a service embeds it: a base model loaded once, LoRA adapters loaded and unloaded by name, forward
 /// passes and generations each with its own adapter and scale, every buffer reserved up front (<see cref="EngineOptions"/>).
 /// Generations go through continuous batching (requests decoded together, each row with its own adapter); a forward
-/// runs on the caller's thread in a KV-cache slot of its own, between batching steps, and allocates nothing.
+/// runs on the caller's thread in a KV-cache slot of its own, between batching steps, and allocates nothing at a steady
+/// shape.
 /// <para>
 /// Thread-safety: every member may be called from any thread at the same time, except <see cref="Dispose"/>, which
 /// fails the generations still running (<see cref="ObjectDisposedException"/>) and must not race other calls.
@@ -164,7 +165,8 @@ public sealed class LoraEngine : IDisposable
     /// <summary>
     /// logits[0, V) = the model's logits for the token after <paramref name="tokens"/> (1 to <see cref="MaxSequence"/>
     /// ids in [0, V)), with <paramref name="adapter"/> (null: the base) at <paramref name="scale"/> times its scale. Runs
-    /// on the caller's thread, between generation steps, and allocates nothing once the adapter is resident. Calls that
+    /// on the caller's thread, between generation steps (which wait for it), and allocates nothing once the adapter is
+    /// resident and the prompt length has been seen (a new length builds its views of the scratch once). Calls that
     /// extend the previous call's tokens (same adapter and scale) reuse its KV cache: a call one token longer is one
     /// decode step.
     /// </summary>
