@@ -264,4 +264,22 @@ public sealed class LoraEngineTests : IDisposable
         Assert.Equal(23 * 4, stats.Count);
         Assert.True(stats.P50Ms > 0 && stats.P50Ms <= stats.P99Ms && stats.P99Ms <= stats.P999Ms);
     }
+
+    [Fact]
+    public void An_adapter_budget_held_by_running_requests_is_insufficient_memory_until_they_finish()
+    {
+        long largest;
+        using (var probe = Open()) largest = probe.Adapters.Max(name => probe.Bank.TryGet(name, out var a) ? a.Bytes : 0);
+        // The budget holds the largest adapter ("all") alone.
+        using var engine = Open(Small with { AdapterBudgetBytes = largest });
+        var logits = new float[engine.Vocabulary];
+        // What a running generation does: pin its adapter.
+        var pinned = engine.Bank.TryAcquire("all")!;
+        var e = Assert.Throws<InsufficientMemoryException>(() => engine.Forward(Tokens(5, 1), logits, "mlp"));
+        Assert.Contains("AdapterBudgetBytes", e.Message);
+        engine.Forward(Tokens(5, 1), logits, "all"); // the pinned one still serves
+        engine.Bank.Release(pinned);
+        engine.Forward(Tokens(5, 1), logits, "mlp"); // evicts the idle one
+        Assert.Equal(1, engine.Stats.Adapters.Evictions);
+    }
 }
