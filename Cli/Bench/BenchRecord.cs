@@ -28,4 +28,5 @@ internal sealed record BenchRecord(
     NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 [JsonSerializable(typeof(BenchRecord[]))]
 [JsonSerializable(typeof(SvdBenchRecord[]))]
+[JsonSerializable(typeof(LatencyRecord[]))]
 internal sealed partial class BenchJsonContext : JsonSerializerContext;

@@ -24,6 +24,30 @@ internal static class BenchReport
     public static SvdBenchRecord[] ReadSvdJson(string path) =>
         JsonSerializer.Deserialize(File.ReadAllBytes(path), BenchJsonContext.Default.SvdBenchRecordArray) ?? [];
 
+    /// <summary>Writes latency results as a JSON array to <paramref name="path"/>, atomically.</summary>
+    public static void WriteJson(string path, IEnumerable<LatencyRecord> records) =>
+        AtomicFile.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(records.ToArray(), BenchJsonContext.Default.LatencyRecordArray));
+
+    /// <summary>Reads a file written by <see cref="WriteJson(string, IEnumerable{LatencyRecord})"/>.</summary>
+    public static LatencyRecord[] ReadLatencyJson(string path) =>
+        JsonSerializer.Deserialize(File.ReadAllBytes(path), BenchJsonContext.Default.LatencyRecordArray) ?? [];
+
+    /// <summary>
+    /// Latency results of one model as a table that fits 80 columns: op, adapter, reps, percentiles in milliseconds, p99/p50
+    /// and the collections during the timed calls (the JSON has every field).
+    /// </summary>
+    public static Table Table(string title, IEnumerable<LatencyRecord> records)
+    {
+        var table = new Table { Title = new TableTitle(title) };
+        foreach (var column in new[] { "op", "adapter", "reps", "p50", "p99", "p99.9", "p99/p50", "GCs 0/1/2" })
+            table.AddColumn(column is "op" or "adapter" ? new TableColumn(column) : new TableColumn(column).RightAligned());
+        foreach (var r in records)
+            table.AddRow(
+                r.Op, r.Adapter, r.Reps.ToString(Invariant), r.P50Ms.ToString("0.000", Invariant), r.P99Ms.ToString("0.000", Invariant),
+                r.P999Ms.ToString("0.000", Invariant), r.P99OverP50.ToString("0.00", Invariant), $"{r.Gen0Collections}/{r.Gen1Collections}/{r.Gen2Collections}");
+        return table;
+    }
+
     /// <summary>SVD results as a table: operation, shape, reps, median, error (and the best rank-k error).</summary>
     public static Table Table(string title, IEnumerable<SvdBenchRecord> records)
     {

@@ -15,5 +15,6 @@ internal static class BenchCommand
             BenchAttentionCommand.Create(terminal),
             BenchSvdCommand.Create(terminal),
             BenchServeCommand.Create(terminal),
+            BenchLatencyCommand.Create(terminal),
         };
 }

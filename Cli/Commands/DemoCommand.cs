@@ -100,7 +100,7 @@ internal static class DemoCommand
         return ExitCodes.Success;
     }
 
-    private static string ReadCorpus()
+    internal static string ReadCorpus()
     {
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("tinyshakespeare.txt")
             ?? throw new InvalidOperationException("the embedded Tiny Shakespeare corpus is missing from this build");

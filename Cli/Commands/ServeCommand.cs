@@ -12,7 +12,7 @@ internal static class ServeCommand
     /// <summary>The command.</summary>
     public static Command Create(Terminal terminal)
     {
-        var baseDir = new Option<string>("--base") { Description = "a model directory written by lora train", Required = true };
+        var baseDir = new Option<string>("--base") { Description = "a model directory: written by lora train, or a Hugging Face GPT-2 checkpoint (with vocab.json and merges.txt)", Required = true };
         var adapters = new Option<string[]>("--adapter")
         {
             Description = "a PEFT adapter to serve under a name (repeatable): NAME=DIR", HelpName = "NAME=DIR", AllowMultipleArgumentsPerToken = false,

@@ -69,7 +69,7 @@ internal static class ServeApi
         int[] prompt;
         try
         {
-            prompt = host.Codec.Encode(body.Prompt);
+            prompt = host.Tokenizer.Encode(body.Prompt);
         }
         catch (ArgumentException e)
         {

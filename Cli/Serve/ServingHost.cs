@@ -1,5 +1,7 @@
+using LoraRuntime.Hosting;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Serving;
+using LoraRuntime.Layers.Text;
 
 namespace LoraRuntime.Cli.Serve;
 
@@ -12,59 +14,58 @@ namespace LoraRuntime.Cli.Serve;
 internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int MaxRank = 64, long AdapterBudgetBytes = 256L << 20, string BaseName = "base");
 
 /// <summary>
-/// One served model: the base loaded once, its adapter bank, the KV-cache decoder and the scheduler every HTTP request
-/// goes through. The scheduler's thread is the only one that touches the model.
+/// One served model: the base loaded once and the <see cref="LoraEngine"/> over it, whose adapter bank and scheduler
+/// every HTTP request goes through. The scheduler's thread is the only one that runs generations.
 /// </summary>
 internal sealed class ServingHost : IDisposable
 {
-    private ServingHost(GptModel model, ITokenCodec codec, ServeOptions options)
+    private ServingHost(GptModel model, LoraEngine engine, ServeOptions options)
     {
         Model = model;
-        Codec = codec;
+        Engine = engine;
         Options = options;
-        Layout = new ServingLayout(model);
-        Bank = new AdapterBank(Layout, options.AdapterBudgetBytes, options.MaxRank);
-        Decoder = new KvCacheDecoder(Layout, options.Slots, options.MaxStepTokens, options.MaxRank);
-        Scheduler = new BatchScheduler(Decoder, Bank, codec);
     }
 
     public GptModel Model { get; }
-    public ITokenCodec Codec { get; }
+    public LoraEngine Engine { get; }
     public ServeOptions Options { get; }
-    public ServingLayout Layout { get; }
-    public AdapterBank Bank { get; }
-    public KvCacheDecoder Decoder { get; }
-    public BatchScheduler Scheduler { get; }
+    public ITokenizer Tokenizer => Engine.Tokenizer!;
+    public AdapterBank Bank => Engine.Bank;
+    public BatchScheduler Scheduler => Engine.Scheduler;
     public Backend Backend => Model.Parameters.Backend;
 
-    /// <summary>Loads the model directory <paramref name="baseDir"/> and the named PEFT adapters.</summary>
+    /// <summary>
+    /// Loads the model directory <paramref name="baseDir"/> (ours, or a Hugging Face GPT-2 checkpoint with its BPE
+    /// tokenizer) and the named PEFT adapters (module names as the base's layout gives them).
+    /// </summary>
     public static ServingHost Open(Backend backend, string baseDir, IEnumerable<(string Name, string Directory)> adapters, ServeOptions options)
     {
-        var (model, tokenizer) = GptFiles.Load(backend, baseDir, maxBatch: 1);
-        ServingHost? host = null;
+        var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
+        LoraEngine? engine = null;
         try
         {
-            host = new ServingHost(model, new CharTokenCodec(tokenizer), options);
+            engine = LoraEngine.Create(model, tokenizer, new EngineOptions
+            {
+                MaxBatch = options.Slots, MaxStepTokens = options.MaxStepTokens, MaxRank = options.MaxRank, AdapterBudgetBytes = options.AdapterBudgetBytes,
+            }, layout);
             foreach (var (name, directory) in adapters)
             {
                 if (name == options.BaseName) throw new ArgumentException($"--adapter: '{name}' is the base model's name; choose another", nameof(adapters));
-                host.Bank.Load(name, directory);
+                engine.LoadAdapter(name, directory);
             }
-            return host;
+            return new ServingHost(model, engine, options);
         }
         catch
         {
-            if (host is not null) host.Dispose();
-            else model.Dispose();
+            engine?.Dispose();
+            model.Dispose();
             throw;
         }
     }
 
     public void Dispose()
     {
-        Scheduler.Dispose();
-        Decoder.Dispose();
-        Bank.Dispose();
+        Engine.Dispose();
         Model.Dispose();
     }
 }

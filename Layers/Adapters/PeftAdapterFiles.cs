@@ -99,15 +99,13 @@ public static class PeftAdapterFiles
         string configPath = Path.Combine(directory, ConfigFile), path = Path.Combine(directory, WeightsFile);
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a PEFT adapter: {WeightsFile} is missing", path);
         using var reader = SafetensorsReader.Open(path);
-        // GPT2LMHeadModel's adapters name the body "transformer."; one made on a bare GPT2Model does not.
-        bool bare = layout == ModelLayout.Gpt2 && !reader.Entries.Any(e => e.Name.StartsWith(Prefix + Gpt2Checkpoint.TransformerPrefix, StringComparison.Ordinal));
-        var config = PeftTargets.Resolve(peft, model.Host.LinearTargets, layout, configPath);
+        var (config, keyOf) = Resolve(peft, reader, model.Host.LinearTargets, layout, configPath);
         // Every key and shape is checked before the adapter is created, so a bad file changes nothing (PiSSA and
         // OLoRA rewrite the base weights when an adapter is created).
         var expected = new Dictionary<string, Shape>(StringComparer.Ordinal);
         foreach (var target in model.Host.LinearTargets.Where(config.Targets))
         {
-            string key = KeyOf(layout, target.Path, bare);
+            string key = keyOf(target.Path);
             var options = config.OptionsFor(target.Path);
             Expect(reader, path, expected, key + ".lora_A.weight", new Shape(options.Rank, target.Linear.InFeatures), "lora_A [R, in]");
             Expect(reader, path, expected, key + ".lora_B.weight", new Shape(target.OutputFeatures, options.Rank), "lora_B [out, R]");
@@ -128,13 +126,27 @@ public static class PeftAdapterFiles
         }
         foreach (var w in adapter.Modules)
         {
-            string key = KeyOf(layout, w.Module.Path, bare);
+            string key = keyOf(w.Module.Path);
             reader.LoadInto(key + ".lora_A.weight", w.A.Value);
             reader.LoadInto(key + ".lora_B.weight", w.B.Value);
             if (w.Magnitude is not null) reader.LoadInto(key + ".lora_magnitude_vector", w.Magnitude.Value);
         }
         foreach (var w in adapter.Modules) w.Dora?.Refresh();
         return adapter;
+    }
+
+    /// <summary>
+    /// The configuration <paramref name="peft"/> of the adapter in <paramref name="reader"/> resolved in our terms against
+    /// <paramref name="targets"/> (<see cref="PeftTargets.Resolve"/>), and the key prefix of each module path in the
+    /// file ("base_model.model.transformer.h.0.attn.c_attn"): what <see cref="Load"/> and serving's reader share.
+    /// </summary>
+    internal static (LoraConfig Config, Func<string, string> KeyOf) Resolve(PeftAdapterConfig peft, SafetensorsReader reader,
+        IEnumerable<LinearTarget> targets, ModelLayout layout, string configPath)
+    {
+        // GPT2LMHeadModel's adapters name the body "transformer."; one made on a bare GPT2Model does not.
+        bool bare = layout == ModelLayout.Gpt2 && !reader.Entries.Any(e => e.Name.StartsWith(Prefix + Gpt2Checkpoint.TransformerPrefix, StringComparison.Ordinal));
+        var config = PeftTargets.Resolve(peft, targets, layout, configPath);
+        return (config, path => KeyOf(layout, path, bare));
     }
 
     private static string KeyOf(ModelLayout layout, string path, bool bare)

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using LoraRuntime.Layers.Text;
 using LoraRuntime.Layers.Training;
 
 namespace LoraRuntime.Layers.Serving;
@@ -12,6 +13,7 @@ internal sealed class ActiveSequence
     private readonly char[] _text;
     private readonly string[]? _pieces;
     private int _textLength;
+    private long _firstToken;
 
     public ActiveSequence(PendingRequest pending, ServedAdapter? adapter, int slot, string[]? pieces)
     {
@@ -54,18 +56,35 @@ internal sealed class ActiveSequence
     public bool Append(int token, int blockSize)
     {
         Generated[GeneratedCount++] = token;
+        if (GeneratedCount == 1) _firstToken = Stopwatch.GetTimestamp();
         if (_pieces is not null && FindStop(_pieces[token])) return true;
         return GeneratedCount == Generated.Length || Fed > blockSize;
     }
 
     /// <summary>The generated text: up to the stop string when one was found.</summary>
-    public string Text(ITokenCodec? codec) =>
-        StopAt >= 0 ? new string(_text, 0, StopAt) : codec?.Decode(Generated.AsSpan(0, GeneratedCount)) ?? "";
+    public string Text(ITokenizer? tokenizer) =>
+        StopAt >= 0 ? new string(_text, 0, StopAt) : tokenizer is null ? "" : DecodeKnown(tokenizer, Generated.AsSpan(0, GeneratedCount));
 
     public string FinishReason => StopAt >= 0 ? "stop" : "length";
 
-    public CompletionResult Result(ITokenCodec? codec) =>
-        new(Request.Adapter, Generated[..GeneratedCount], Text(codec), FinishReason, Prompt.Length, Stopwatch.GetElapsedTime(Pending.Submitted));
+    public CompletionResult Result(ITokenizer? tokenizer) =>
+        new(Request.Adapter, Generated[..GeneratedCount], Text(tokenizer), FinishReason, Prompt.Length, Stopwatch.GetElapsedTime(Pending.Submitted),
+            GeneratedCount > 0 ? Stopwatch.GetElapsedTime(Pending.Submitted, _firstToken) : TimeSpan.Zero);
+
+    /// <summary>
+    /// The text of <paramref name="ids"/>, leaving out ids past the tokenizer's vocabulary (a model's V may be padded past
+    /// it, as GPT-2 checkpoints' 50304 for a 50257-token BPE): they have no text.
+    /// </summary>
+    internal static string DecodeKnown(ITokenizer tokenizer, ReadOnlySpan<int> ids)
+    {
+        int known = tokenizer.VocabularySize, count = 0;
+        foreach (int id in ids) if ((uint)id < (uint)known) count++;
+        if (count == ids.Length) return tokenizer.Decode(ids);
+        var kept = new int[count];
+        count = 0;
+        foreach (int id in ids) if ((uint)id < (uint)known) kept[count++] = id;
+        return tokenizer.Decode(kept);
+    }
 
     private bool FindStop(string piece)
     {

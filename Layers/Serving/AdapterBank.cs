@@ -16,9 +16,9 @@ public readonly record struct AdapterBankStats(int Loaded, int Resident, long Re
 /// request needs it and kept while the resident copies fit in the memory budget; past it the least recently used adapter
 /// no request is running with is evicted (its pool memory returned) and re-uploaded at its next use. Thread-safe.
 /// </summary>
-public sealed class AdapterBank : IDisposable
+internal sealed class AdapterBank : IDisposable
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly Dictionary<string, ServedAdapter> _byName = new(StringComparer.Ordinal);
     private readonly List<ServedAdapter> _resident = [];
     private long _clock, _residentBytes, _uploads, _evictions;

@@ -9,17 +9,16 @@ namespace LoraRuntime.Layers.Serving;
 /// <param name="A">A [R, in], row-major.</param>
 /// <param name="B">B [out, R], row-major.</param>
 /// <param name="Scale">s = α/R (α/√R with rsLoRA).</param>
-public sealed record AdapterModuleWeights(string Path, int Rank, float[] A, float[] B, float Scale);
+internal sealed record AdapterModuleWeights(string Path, int Rank, float[] A, float[] B, float Scale);
 
 /// <summary>
-/// Reads an adapter's modules for serving: from a PEFT directory (<see cref="PeftAdapterFiles"/>'s layout and
-/// configuration) or from a <see cref="LoraAdapter"/> in memory. Serving runs plain LoRA at inference: DoRA adapters are
-/// refused and dropout does not apply.
+/// Reads an adapter's modules for serving: from a PEFT directory (<see cref="PeftAdapterFiles"/>'s layout, configuration
+/// and module names, ours or GPT-2's as the served model's <see cref="ServingLayout.ModelLayout"/> says) or from a
+/// <see cref="LoraAdapter"/> in memory. Serving runs plain LoRA at inference: DoRA adapters are refused and dropout does
+/// not apply.
 /// </summary>
-public static class AdapterWeights
+internal static class AdapterWeights
 {
-    private const string KeyPrefix = "base_model.model.";
-
     /// <summary>
     /// The modules of the PEFT adapter in <paramref name="directory"/> for a model of <paramref name="layout"/>; a
     /// missing or misshapen tensor, a tensor with no place in the model, or DoRA is an <see cref="InvalidDataException"/>
@@ -30,22 +29,21 @@ public static class AdapterWeights
         ArgumentNullException.ThrowIfNull(layout);
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"path: adapter directory '{directory}' does not exist");
-        var config = PeftAdapterFiles.ReadConfig(directory);
-        string file = Path.Combine(directory, PeftAdapterFiles.WeightsFile);
+        var peft = PeftAdapterFiles.ReadPeftConfig(directory);
+        string configPath = Path.Combine(directory, PeftAdapterFiles.ConfigFile), file = Path.Combine(directory, PeftAdapterFiles.WeightsFile);
         if (!File.Exists(file)) throw new FileNotFoundException($"{directory} is not a PEFT adapter: {PeftAdapterFiles.WeightsFile} is missing", file);
+        using var reader = SafetensorsReader.Open(file);
+        var (config, keyOf) = PeftAdapterFiles.Resolve(peft, reader, layout.Targets, layout.ModelLayout, configPath);
         var selected = layout.Targets.Where(config.Targets).OrderBy(t => t.Path, StringComparer.Ordinal).ToList();
-        if (selected.Count == 0)
-            throw new InvalidDataException($"{directory}: target_modules [{string.Join(", ", config.TargetModules)}] select no projection of the model");
         var modules = new List<AdapterModuleWeights>(selected.Count);
         var expected = new HashSet<string>(StringComparer.Ordinal);
-        using var reader = SafetensorsReader.Open(file);
         foreach (var target in selected)
         {
             var options = config.OptionsFor(target.Path);
             if (options.UseDora)
                 throw new InvalidDataException($"{directory}: {target.Path} uses DoRA; serving runs plain LoRA (merge a DoRA adapter first)");
             int rank = options.Rank, inFeatures = target.Linear.InFeatures;
-            string keyA = KeyPrefix + target.Path + ".lora_A.weight", keyB = KeyPrefix + target.Path + ".lora_B.weight";
+            string key = keyOf(target.Path), keyA = key + ".lora_A.weight", keyB = key + ".lora_B.weight";
             var a = Read(reader, file, keyA, rank, inFeatures);
             var b = Read(reader, file, keyB, target.OutputFeatures, rank);
             expected.Add(keyA);
@@ -54,7 +52,7 @@ public static class AdapterWeights
         }
         foreach (var entry in reader.Entries)
             if (!expected.Contains(entry.Name))
-                throw new InvalidDataException($"{file}: tensor '{entry.Name}' has no place in the model (the configuration targets {string.Join(", ", config.TargetModules)})");
+                throw new InvalidDataException($"{file}: tensor '{entry.Name}' has no place in the model (the configuration targets {string.Join(", ", peft.TargetModules ?? [peft.TargetModulesPattern ?? ""])})");
         return modules;
     }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using LoraRuntime.Layers.Text;
 
 namespace LoraRuntime.Layers.Serving;
 
@@ -7,12 +8,14 @@ namespace LoraRuntime.Layers.Serving;
 /// admits waiting requests into free cache slots between steps (pinning their adapters in the bank), runs one step over
 /// every active request — decode rows first, then prompt chunks in what is left of the step's token budget — samples each
 /// row's next token, and retires finished requests, completing their tasks. A step at a steady batch allocates nothing.
+/// Thread-safe: <see cref="SubmitAsync"/>, <see cref="Validate"/>, the counters and <see cref="Dispose"/> may be called
+/// from any thread.
 /// </summary>
-public sealed class BatchScheduler : IDisposable
+internal sealed class BatchScheduler : IDisposable
 {
     private readonly KvCacheDecoder _decoder;
     private readonly AdapterBank _bank;
-    private readonly ITokenCodec? _codec;
+    private readonly ITokenizer? _tokenizer;
     private readonly string[]? _pieces;
     private readonly TokenSampler _sampler;
     private readonly Queue<PendingRequest> _pending = new();
@@ -27,28 +30,38 @@ public sealed class BatchScheduler : IDisposable
     private int _active;
 
     /// <summary>
-    /// A scheduler over <paramref name="decoder"/> and <paramref name="bank"/>; <paramref name="codec"/> (optional) gives
-    /// text and stop strings. With <paramref name="start"/>, its thread starts at once.
+    /// A scheduler over <paramref name="decoder"/> and <paramref name="bank"/>; <paramref name="tokenizer"/> (optional)
+    /// gives text and stop strings. With <paramref name="start"/>, its thread starts at once.
     /// </summary>
-    public BatchScheduler(KvCacheDecoder decoder, AdapterBank bank, ITokenCodec? codec = null, bool start = true)
+    public BatchScheduler(KvCacheDecoder decoder, AdapterBank bank, ITokenizer? tokenizer = null, bool start = true)
+        : this(decoder, bank, tokenizer, start, decoder?.Slots ?? 0)
+    {
+    }
+
+    /// <summary>A scheduler that runs its requests in the decoder's first <paramref name="slots"/> slots only (the others are the caller's).</summary>
+    internal BatchScheduler(KvCacheDecoder decoder, AdapterBank bank, ITokenizer? tokenizer, bool start, int slots)
     {
         ArgumentNullException.ThrowIfNull(decoder);
         ArgumentNullException.ThrowIfNull(bank);
         if (bank.Layout != decoder.Layout) throw new ArgumentException("bank: the bank serves another model than the decoder", nameof(bank));
-        if (codec is not null && codec.Size != decoder.Vocabulary)
-            throw new ArgumentException($"codec: the tokenizer has {codec.Size} ids; the model has V = {decoder.Vocabulary}", nameof(codec));
+        if (tokenizer is not null && tokenizer.VocabularySize > decoder.Vocabulary)
+            throw new ArgumentException($"tokenizer: the tokenizer has {tokenizer.VocabularySize} ids; the model has only V = {decoder.Vocabulary}", nameof(tokenizer));
+        if (slots < 1 || slots > decoder.Slots)
+            throw new ArgumentOutOfRangeException(nameof(slots), slots, $"slots: expected 1 to the decoder's {decoder.Slots} slots; got {slots}");
         _decoder = decoder;
         _bank = bank;
-        _codec = codec;
-        if (codec is not null)
+        _tokenizer = tokenizer;
+        if (tokenizer is not null)
         {
-            _pieces = new string[codec.Size];
-            for (int i = 0; i < _pieces.Length; i++) _pieces[i] = codec.Decode([i]);
+            // One piece per model id; ids past the tokenizer's vocabulary (a padded V) have no text.
+            int known = tokenizer.VocabularySize;
+            _pieces = new string[decoder.Vocabulary];
+            for (int i = 0; i < _pieces.Length; i++) _pieces[i] = i < known ? tokenizer.Decode([i]) : "";
         }
         _sampler = new TokenSampler(decoder.Vocabulary);
-        _slots = new ActiveSequence?[decoder.Slots];
-        _rows = new DecodeRow[decoder.Slots];
-        _rowSequence = new ActiveSequence[decoder.Slots];
+        _slots = new ActiveSequence?[slots];
+        _rows = new DecodeRow[slots];
+        _rowSequence = new ActiveSequence[slots];
         _tokens = new int[decoder.MaxStepTokens];
         _logits = new float[decoder.Slots * decoder.Vocabulary];
         if (!start) return;
@@ -66,7 +79,10 @@ public sealed class BatchScheduler : IDisposable
     public AdapterBank Bank => _bank;
 
     /// <summary>The tokenizer, when there is one.</summary>
-    public ITokenCodec? Codec => _codec;
+    public ITokenizer? Tokenizer => _tokenizer;
+
+    /// <summary>Held while a step runs: whoever else drives the decoder (in slots the scheduler does not use) takes it too.</summary>
+    internal Lock StepLock { get; } = new();
 
     /// <summary>Requests in slots now.</summary>
     public int ActiveCount => Volatile.Read(ref _active);
@@ -113,7 +129,9 @@ public sealed class BatchScheduler : IDisposable
             throw new ArgumentException($"max_tokens: expected 1 to {t}; got {request.MaxTokens}", "max_tokens");
         TokenSampler.Validate(request.Sampling, request.TopP);
         ArgumentNullException.ThrowIfNull(request.Stop, nameof(request.Stop));
-        if (request.Stop.Count > 0 && _codec is null) throw new ArgumentException("stop: stop strings need a tokenizer", "stop");
+        if (!float.IsFinite(request.Scale))
+            throw new ArgumentOutOfRangeException("scale", request.Scale, $"scale: expected a finite multiplier of the adapter's scale; got {request.Scale}");
+        if (request.Stop.Count > 0 && _tokenizer is null) throw new ArgumentException("stop: stop strings need a tokenizer", "stop");
         if (request.Stop.Count > 4 || request.Stop.Any(s => string.IsNullOrEmpty(s) || s.Length > 64))
             throw new ArgumentException("stop: expected at most 4 non-empty strings of at most 64 characters", "stop");
         if (request.Adapter is { } name && !_bank.TryGet(name, out _))
@@ -126,6 +144,13 @@ public sealed class BatchScheduler : IDisposable
     /// </summary>
     internal int Step()
     {
+        // Idle, it leaves the decoder (and the lock) alone: a forward pass on another thread then never waits for it.
+        if (Volatile.Read(ref _active) == 0 && PendingCount == 0) return 0;
+        lock (StepLock) return StepLocked();
+    }
+
+    private int StepLocked()
+    {
         Admit();
         int count = 0, total = 0, budget = _decoder.MaxStepTokens;
         // Decode rows (one token each) first: a long prompt cannot stall the requests already generating.
@@ -135,7 +160,7 @@ public sealed class BatchScheduler : IDisposable
             if (seq is null || Retired(seq) || seq.Cached < seq.Prompt.Length) continue;
             _tokens[total++] = seq.TokenAt(seq.Cached);
             _rowSequence[count] = seq;
-            _rows[count++] = new DecodeRow(s, seq.Cached, 1, seq.Adapter);
+            _rows[count++] = new DecodeRow(s, seq.Cached, 1, seq.Adapter, seq.Request.Scale);
         }
         for (int s = 0; s < _slots.Length && total < budget; s++)
         {
@@ -145,7 +170,7 @@ public sealed class BatchScheduler : IDisposable
             seq.Prompt.AsSpan(seq.Cached, n).CopyTo(_tokens.AsSpan(total));
             total += n;
             _rowSequence[count] = seq;
-            _rows[count++] = new DecodeRow(s, seq.Cached, n, seq.Adapter);
+            _rows[count++] = new DecodeRow(s, seq.Cached, n, seq.Adapter, seq.Request.Scale);
         }
         if (count == 0) return 0;
         long started = Stopwatch.GetTimestamp();
@@ -257,7 +282,7 @@ public sealed class BatchScheduler : IDisposable
         if (seq.Adapter is not null) _bank.Release(seq.Adapter);
         if (error is null)
         {
-            var result = seq.Result(_codec);
+            var result = seq.Result(_tokenizer);
             Metrics.RecordCompletion(result.Latency);
             seq.Pending.Completion.TrySetResult(result);
             return;

@@ -1,10 +1,16 @@
 namespace LoraRuntime.Layers.Serving;
 
 /// <summary>One generation request for a <see cref="BatchScheduler"/>.</summary>
-public sealed record CompletionRequest
+internal sealed record CompletionRequest
 {
     /// <summary>The adapter's name in the bank, or null for the base model.</summary>
     public string? Adapter { get; init; }
+
+    /// <summary>
+    /// Multiplies the adapter's scale (the s = α/R folded in at load) for this request: 1 runs it as loaded, 0 runs the
+    /// base model, any finite value is allowed. Ignored without an <see cref="Adapter"/>.
+    /// </summary>
+    public float Scale { get; init; } = 1f;
 
     /// <summary>The prompt's ids: 1 to T (the block size) of them, each in [0, V).</summary>
     public required IReadOnlyList<int> Prompt { get; init; }
@@ -29,4 +35,6 @@ public sealed record CompletionRequest
 /// <param name="FinishReason">"stop" (a stop string) or "length" (max tokens or a full context).</param>
 /// <param name="PromptTokens">The prompt's length.</param>
 /// <param name="Latency">From submission to completion.</param>
-public sealed record CompletionResult(string? Adapter, int[] Tokens, string Text, string FinishReason, int PromptTokens, TimeSpan Latency);
+/// <param name="FirstTokenLatency">From submission to the first generated token (queueing and prefill included).</param>
+internal sealed record CompletionResult(string? Adapter, int[] Tokens, string Text, string FinishReason, int PromptTokens, TimeSpan Latency,
+    TimeSpan FirstTokenLatency = default);

@@ -3,10 +3,10 @@ namespace LoraRuntime.Layers.Serving;
 /// <summary>
 /// One sequence's part of a <see cref="KvCacheDecoder"/> step: <see cref="Count"/> tokens at positions
 /// [<see cref="Start"/>, <see cref="Start"/> + <see cref="Count"/>) of KV-cache slot <see cref="Slot"/>, run with
-/// <see cref="Adapter"/> (null: the base model). A prefill has Start = 0 and the prompt (or a chunk of it); a decode
-/// step has Count = 1.
+/// <see cref="Adapter"/> (null: the base model) at <see cref="Scale"/> times the scale it was loaded with (1: as loaded,
+/// 0: the base model). A prefill has Start = 0 and the prompt (or a chunk of it); a decode step has Count = 1.
 /// </summary>
-public readonly record struct DecodeRow(int Slot, int Start, int Count, ServedAdapter? Adapter);
+internal readonly record struct DecodeRow(int Slot, int Start, int Count, ServedAdapter? Adapter, float Scale = 1f);
 
 /// <summary>
 /// Inference for a <see cref="GptModel"/>'s weights with a KV cache of <see cref="Slots"/> sequences, where every row of a
@@ -22,7 +22,7 @@ public readonly record struct DecodeRow(int Slot, int Start, int Count, ServedAd
 /// <see cref="RefreshWeights"/> re-reads it after the model's weights change (a merge). Not thread-safe: one step at a
 /// time (a concurrent call is refused).
 /// </summary>
-public sealed class KvCacheDecoder : IDisposable
+internal sealed class KvCacheDecoder : IDisposable
 {
     private readonly Backend _backend;
     private readonly GptModel _model;
@@ -31,6 +31,7 @@ public sealed class KvCacheDecoder : IDisposable
     private readonly Tensor _cache, _scores, _headT; // head: wteᵀ [C, V]
     private readonly Tensor[] _weightsT; // per projection: Wᵀ [C, OC]
     private readonly Tensor[] _decodeScores; // [decode row d · T + len − 1]: views [NH, 1, len]
+    private readonly Dictionary<long, Tensor> _prefillScores = []; // [n · (T + 1) + len]: views [NH, n, len] of the prefill region
     private readonly RowBuffer _ids, _positions, _tok, _pos, _x, _ln, _mean, _rstd, _qkv, _y, _attn, _residual, _hidden, _activated, _mlp;
     private readonly RowBuffer _last, _lastLn, _lastMean, _lastRstd, _logits;
     private readonly SegmentedLora _lora;
@@ -39,10 +40,11 @@ public sealed class KvCacheDecoder : IDisposable
     private int _busy;
 
     /// <summary>
-    /// A decoder over <paramref name="layout"/>'s model with <paramref name="slots"/> cache slots, steps of up to
+    /// A decoder over <paramref name="layout"/>'s model with <paramref name="slots"/> cache slots of
+    /// <paramref name="maxSequence"/> positions each (null: the model's block size), steps of up to
     /// <paramref name="maxStepTokens"/> tokens, and adapters of rank up to <paramref name="maxRank"/>.
     /// </summary>
-    public KvCacheDecoder(ServingLayout layout, int slots, int maxStepTokens = 256, int maxRank = 64)
+    public KvCacheDecoder(ServingLayout layout, int slots, int maxStepTokens = 256, int maxRank = 64, int? maxSequence = null)
     {
         ArgumentNullException.ThrowIfNull(layout);
         Guard.Positive(slots, nameof(slots));
@@ -50,11 +52,14 @@ public sealed class KvCacheDecoder : IDisposable
         Guard.Positive(maxRank, nameof(maxRank));
         if (maxStepTokens < slots)
             throw new ArgumentOutOfRangeException(nameof(maxStepTokens), maxStepTokens, $"maxStepTokens: a step must fit one token per slot, so ≥ slots = {slots}; got {maxStepTokens}");
+        int blockSize = layout.Model.Config.BlockSize;
+        if (maxSequence is { } m && (m < 1 || m > blockSize))
+            throw new ArgumentOutOfRangeException(nameof(maxSequence), m, $"maxSequence: expected 1 to the model's block size {blockSize}; got {m}");
         Layout = layout;
         _model = layout.Model;
         _backend = _model.Parameters.Backend;
         var config = _model.Config;
-        (_c, _nh, _v, _tmax, _layers) = (config.Channels, config.Heads, config.Vocabulary, config.BlockSize, config.Layers);
+        (_c, _nh, _v, _tmax, _layers) = (config.Channels, config.Heads, config.Vocabulary, maxSequence ?? blockSize, config.Layers);
         _hs = _c / _nh;
         _scoreScale = 1 / MathF.Sqrt(_hs);
         Slots = slots;
@@ -77,7 +82,7 @@ public sealed class KvCacheDecoder : IDisposable
             (_last, _lastLn, _lastMean, _lastRstd, _logits) = (Rows(slots, c), Rows(slots, c), Rows(slots, 1), Rows(slots, 1), Rows(slots, _v));
             _cache = _backend.Zeros(DType.F32, new Shape(_layers * 2, slots, _tmax, c));
             owned.Add(_cache);
-            // Decode rows take fixed regions of NH·T scores; prefill rows share what follows, up to NH·n·T.
+            // Decode rows take fixed regions of NH·T scores; prefill rows (attended one after another) share what follows, up to NH·n·T.
             _scores = _backend.Zeros(DType.F32, new Shape((int)((long)_nh * _tmax * (slots + n))));
             owned.Add(_scores);
             _lora = new SegmentedLora(_backend, n, maxRank, slots);
@@ -119,7 +124,7 @@ public sealed class KvCacheDecoder : IDisposable
     /// <summary>The largest adapter rank the scratch holds.</summary>
     public int MaxRank { get; }
 
-    /// <summary>T, the longest sequence (the model's block size).</summary>
+    /// <summary>T, the longest sequence a slot holds (the model's block size unless reserved shorter).</summary>
     public int BlockSize => _tmax;
 
     /// <summary>V.</summary>
@@ -197,7 +202,9 @@ public sealed class KvCacheDecoder : IDisposable
             _slotUsed[row.Slot] = true;
             if (row.Start < 0 || row.Count < 1 || row.Start + row.Count > _tmax)
                 throw new ArgumentOutOfRangeException(nameof(rows), row.Count,
-                    $"rows[{i}]: expected Start ≥ 0, Count ≥ 1 and Start + Count ≤ T = {_tmax} (the model's block size); got Start = {row.Start}, Count = {row.Count}");
+                    $"rows[{i}]: expected Start ≥ 0, Count ≥ 1 and Start + Count ≤ T = {_tmax} (the longest sequence reserved); got Start = {row.Start}, Count = {row.Count}");
+            if (!float.IsFinite(row.Scale))
+                throw new ArgumentOutOfRangeException(nameof(rows), row.Scale, $"rows[{i}].Scale: expected a finite multiplier of the adapter's scale; got {row.Scale}");
             if (row.Adapter is { } a && (a.Device is null || a.Modules.Length != Layout.Linears.Count * ServingLayout.KindsPerLinear || a.MaxRank > MaxRank))
                 throw new ArgumentException(
                     $"rows[{i}].Adapter: {a} must be resident (acquired from the bank of this model) with R ≤ {MaxRank}", nameof(rows));
@@ -239,7 +246,7 @@ public sealed class KvCacheDecoder : IDisposable
             _tokenStart[k] = at;
             tokens.Slice(inputStart[_order[k]], row.Count).CopyTo(_hostIds.AsSpan(at));
             for (int t = 0; t < row.Count; t++) _hostPositions[at + t] = row.Start + t;
-            _lora.Add(row.Adapter, at, row.Count);
+            _lora.Add(row.Adapter, row.Scale, at, row.Count);
             at += row.Count;
         }
         Tensor ids = _ids.Rows(total), positions = _positions.Rows(total);
@@ -296,8 +303,9 @@ public sealed class KvCacheDecoder : IDisposable
         Tensor qkv = _qkv.Block, y = _y.Block;
         _backend.CopyRows(_cache, kBase + (long)row.Start * c, c, qkv, (long)tokenRow * 3 * c + c, 3 * c, n, c);
         _backend.CopyRows(_cache, vBase + (long)row.Start * c, c, qkv, (long)tokenRow * 3 * c + 2 * c, 3 * c, n, c);
-        // Decode rows use their own region (and a prebuilt view); a prefill row's region follows the decode regions.
-        long region = n == 1 ? (long)sorted * _nh * _tmax : ((long)Slots + tokenRow) * _nh * _tmax;
+        // Decode rows use their own region (and a prebuilt view); prefill rows, attended one after another, share the
+        // region that follows the decode regions (and a view per shape, built at its first use).
+        long region = n == 1 ? (long)sorted * _nh * _tmax : (long)Slots * _nh * _tmax;
         var scores = new GemmProblem
         {
             TransA = LoraRuntime.Transpose.No, TransB = LoraRuntime.Transpose.Yes, M = n, N = len, K = hs, Alpha = _scoreScale, Beta = 0f,
@@ -313,7 +321,7 @@ public sealed class KvCacheDecoder : IDisposable
         }
         else
         {
-            using var att = _scores.View(region, new Shape(_nh, n, len));
+            var att = PrefillScores(n, len);
             _backend.SoftmaxForward(att, att, causal: true);
         }
         var values = new GemmProblem
@@ -338,6 +346,22 @@ public sealed class KvCacheDecoder : IDisposable
             _backend.Gemm(head);
         }
     }
+
+    /// <summary>
+    /// The view [NH, n, len] of the prefill region, kept once built: a steady prefill shape allocates nothing. The views
+    /// are few (a view per prompt-chunk shape); past <see cref="MaxPrefillViews"/> the set starts afresh.
+    /// </summary>
+    private Tensor PrefillScores(int n, int len)
+    {
+        long key = (long)n * (_tmax + 1) + len;
+        if (_prefillScores.TryGetValue(key, out var view)) return view;
+        if (_prefillScores.Count >= MaxPrefillViews) _prefillScores.Clear();
+        view = _scores.View((long)Slots * _nh * _tmax, new Shape(_nh, n, len));
+        _prefillScores.Add(key, view);
+        return view;
+    }
+
+    private const int MaxPrefillViews = 4096;
 
     /// <summary>logits[i] = ln_f(x at row i's last token) · wteᵀ, in the caller's row order.</summary>
     private void Head(ReadOnlySpan<DecodeRow> rows, Span<float> logits)

@@ -2,7 +2,7 @@ namespace LoraRuntime.Layers.Serving;
 
 /// <summary>
 /// The adapters' deltas of one decoder step, PEFT's y += s·(x Aᵀ) Bᵀ for every row with its own adapter: the step's
-/// rows are grouped by adapter (contiguous row ranges), and each projection's shrink (h = x Aᵀ) and expand (y += h·(sB)ᵀ)
+/// rows are grouped by adapter and scale multiplier (contiguous row ranges), and each projection's shrink (h = x Aᵀ) and expand (y += h·(sB)ᵀ)
 /// run as segmented GEMMs, one grouped call per stage with one problem per (group, module), instead of a pass per
 /// adapter. The bank stores Aᵀ [in, R] and (sB)ᵀ [R, out], so both stages are NN GEMMs. Output slices of one projection (q, k, v of the fused QKV) interleave in memory, so each expands in its own
 /// grouped call. h takes [kinds, maxTokens, maxRank] of scratch. Allocation-free once built.
@@ -15,6 +15,7 @@ internal sealed class SegmentedLora : IDisposable
     private readonly GemmProblem[] _shrink, _expand;
     private readonly ServedAdapter?[] _groupAdapter;
     private readonly int[] _groupStart, _groupCount;
+    private readonly float[] _groupScale;
     private int _groups;
 
     public SegmentedLora(Backend backend, int maxTokens, int maxRank, int maxGroups)
@@ -28,21 +29,27 @@ internal sealed class SegmentedLora : IDisposable
         _groupAdapter = new ServedAdapter?[maxGroups];
         _groupStart = new int[maxGroups];
         _groupCount = new int[maxGroups];
+        _groupScale = new float[maxGroups];
     }
 
     /// <summary>Forgets the groups of the last step.</summary>
     public void Clear() => _groups = 0;
 
-    /// <summary>Adds rows [start, start + count) run with <paramref name="adapter"/>; consecutive rows of one adapter merge into one group.</summary>
-    public void Add(ServedAdapter? adapter, int start, int count)
+    /// <summary>
+    /// Adds rows [start, start + count) run with <paramref name="adapter"/> at <paramref name="scale"/> times its loaded
+    /// scale; consecutive rows of one adapter and scale merge into one group. Scale 0 rows run the base: no group.
+    /// </summary>
+    public void Add(ServedAdapter? adapter, float scale, int start, int count)
     {
-        if (adapter is null) return;
-        if (_groups > 0 && _groupAdapter[_groups - 1] == adapter && _groupStart[_groups - 1] + _groupCount[_groups - 1] == start)
+        if (adapter is null || scale == 0) return;
+        if (_groups > 0 && _groupAdapter[_groups - 1] == adapter && _groupScale[_groups - 1] == scale
+            && _groupStart[_groups - 1] + _groupCount[_groups - 1] == start)
         {
             _groupCount[_groups - 1] += count;
             return;
         }
         _groupAdapter[_groups] = adapter;
+        _groupScale[_groups] = scale;
         _groupStart[_groups] = start;
         _groupCount[_groups] = count;
         _groups++;
@@ -83,10 +90,10 @@ internal sealed class SegmentedLora : IDisposable
                 var adapter = _groupAdapter[g]!;
                 ref readonly var m = ref adapter.Modules[linear * ServingLayout.KindsPerLinear + kind];
                 if (!m.IsPresent) continue;
-                // output[rows, slice] += h [count, R] · (s·B)ᵀ [R, out].
+                // output[rows, slice] += scale · h [count, R] · (s·B)ᵀ [R, out].
                 _expand[count++] = new GemmProblem
                 {
-                    TransA = Transpose.No, TransB = Transpose.No, M = _groupCount[g], N = m.OutFeatures, K = m.Rank, Alpha = 1f, Beta = 1f,
+                    TransA = Transpose.No, TransB = Transpose.No, M = _groupCount[g], N = m.OutFeatures, K = m.Rank, Alpha = _groupScale[g], Beta = 1f,
                     A = _h, OffsetA = HOffset(kind, _groupStart[g]), Lda = _maxRank,
                     B = adapter.Device!, OffsetB = m.OffsetB, Ldb = m.OutFeatures,
                     C = output, OffsetC = (long)_groupStart[g] * outWidth + m.OutOffset, Ldc = outWidth,

@@ -12,7 +12,7 @@ internal readonly record struct AdapterModule(long OffsetA, long OffsetB, int Ra
 /// (the host copy) and, while resident, one pool tensor of the same layout (the device copy). Requests hold it pinned
 /// while they run, so it is not evicted under them.
 /// </summary>
-public sealed class ServedAdapter
+internal sealed class ServedAdapter
 {
     internal ServedAdapter(string name, int id, string? source, float[] host, AdapterModule[] modules)
     {

@@ -5,18 +5,23 @@ namespace LoraRuntime.Layers.Serving;
 /// each linear's LoRA targets by kind, in the order <see cref="TransformerBlock.LinearTargets"/> lists them (for qkv:
 /// 0 the whole projection, 1 q, 2 k, 3 v). An adapter's modules and the decoder's segmented GEMMs meet on these indices.
 /// </summary>
-public sealed class ServingLayout
+internal sealed class ServingLayout
 {
     /// <summary>At most this many targets per linear (qkv, q, k, v).</summary>
     public const int KindsPerLinear = 4;
 
     private readonly Dictionary<string, (int Linear, int Kind, LinearTarget Target)> _byPath = new(StringComparer.Ordinal);
 
-    /// <summary>The layout of <paramref name="model"/>.</summary>
-    public ServingLayout(GptModel model)
+    /// <summary>
+    /// The layout of <paramref name="model"/>, whose adapters name its modules as <paramref name="modelLayout"/> does
+    /// (ours, or GPT-2's for a model loaded from a Hugging Face checkpoint).
+    /// </summary>
+    public ServingLayout(GptModel model, ModelLayout modelLayout = ModelLayout.LoraRuntime)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (!Enum.IsDefined(modelLayout)) throw new ArgumentOutOfRangeException(nameof(modelLayout), modelLayout, $"modelLayout: expected {string.Join(" or ", Enum.GetNames<ModelLayout>())}; got {modelLayout}");
         Model = model;
+        ModelLayout = modelLayout;
         var linears = new List<Linear>();
         foreach (var block in model.Stack.Blocks)
         {
@@ -35,6 +40,9 @@ public sealed class ServingLayout
 
     /// <summary>The model whose weights are served.</summary>
     public GptModel Model { get; }
+
+    /// <summary>How the model's checkpoint, and so its PEFT adapters, name its modules.</summary>
+    public ModelLayout ModelLayout { get; }
 
     /// <summary>The projections in forward order, 4 per block.</summary>
     public IReadOnlyList<Linear> Linears { get; }

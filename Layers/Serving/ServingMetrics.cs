@@ -13,16 +13,17 @@ namespace LoraRuntime.Layers.Serving;
 /// <param name="LatencyP50Ms">Median latency of the recent requests (the last <see cref="ServingMetrics.Window"/>).</param>
 /// <param name="LatencyP90Ms">90th percentile.</param>
 /// <param name="LatencyP99Ms">99th percentile.</param>
+/// <param name="LatencyP999Ms">99.9th percentile (the largest of fewer than 1000 latencies).</param>
 public readonly record struct MetricsSnapshot(long Requests, long Failed, long GeneratedTokens, long Steps, double BusySeconds, double TokensPerSecond,
-    double MeanBatchRows, double LatencyP50Ms, double LatencyP90Ms, double LatencyP99Ms);
+    double MeanBatchRows, double LatencyP50Ms, double LatencyP90Ms, double LatencyP99Ms, double LatencyP999Ms = 0);
 
 /// <summary>Counters of a scheduler: requests, tokens, step time, and a window of recent latencies. Thread-safe; recording allocates nothing.</summary>
-public sealed class ServingMetrics
+internal sealed class ServingMetrics
 {
     /// <summary>Latencies kept for the percentiles.</summary>
     public const int Window = 4096;
 
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly double[] _latencies = new double[Window];
     private long _requests, _failed, _tokens, _steps, _rows, _busyTicks;
 
@@ -62,7 +63,8 @@ public sealed class ServingMetrics
             s = new MetricsSnapshot(_requests, _failed, _tokens, _steps, busy, busy > 0 ? _tokens / busy : 0, _steps > 0 ? (double)_rows / _steps : 0, 0, 0, 0);
         }
         Array.Sort(window);
-        return s with { LatencyP50Ms = Percentile(window, 0.50), LatencyP90Ms = Percentile(window, 0.90), LatencyP99Ms = Percentile(window, 0.99) };
+        return s with { LatencyP50Ms = Percentile(window, 0.50), LatencyP90Ms = Percentile(window, 0.90), LatencyP99Ms = Percentile(window, 0.99),
+            LatencyP999Ms = Percentile(window, 0.999) };
     }
 
     /// <summary>The nearest-rank percentile of sorted values (0 when empty).</summary>

@@ -8,7 +8,7 @@ namespace LoraRuntime.Layers.Serving;
 /// exactly what <see cref="Generator.Sample"/> draws for the same generator state. Holds scratch for V logits: one
 /// sampler per thread.
 /// </summary>
-public sealed class TokenSampler
+internal sealed class TokenSampler
 {
     private readonly float[] _sorted;
     private readonly double[] _weights, _keys;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using LoraRuntime.Hosting;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Adapters;
 using Xunit;
@@ -62,16 +63,19 @@ public sealed class PackageConsumerTests
         string output = SourceTree.Run("dotnet", ["run", "-c", "Release"], consumer, Step, environment);
         Assert.True(Directory.Exists(Path.Combine(packages, "loraruntime.layers", Version)), "the consumer restored LoraRuntime.Layers from the local feed");
 
-        string line = output.Split('\n').Single(l => l.StartsWith("logits ", StringComparison.Ordinal)).Trim();
-        float[] theirs = line["logits ".Length..].Split(' ').Select(s => float.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        float[] ours = SameProgramInProcess();
-        Assert.Equal(ours.Length, theirs.Length);
-        for (int i = 0; i < ours.Length; i++)
-            Assert.True(Math.Abs(ours[i] - theirs[i]) <= 1e-6f * (1 + Math.Abs(ours[i])), $"logit {i}: {theirs[i]} from the package, {ours[i]} here");
+        var (logits, engine) = SameProgramInProcess();
+        foreach (var (prefix, ours) in new[] { ("logits ", logits), ("engine ", engine) })
+        {
+            string line = output.Split('\n').Single(l => l.StartsWith(prefix, StringComparison.Ordinal)).Trim();
+            float[] theirs = line[prefix.Length..].Split(' ').Select(s => float.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+            Assert.Equal(ours.Length, theirs.Length);
+            for (int i = 0; i < ours.Length; i++)
+                Assert.True(Math.Abs(ours[i] - theirs[i]) <= 1e-6f * (1 + Math.Abs(ours[i])), $"{prefix}{i}: {theirs[i]} from the package, {ours[i]} here");
+        }
     }
 
-    /// <summary>What Consumer.cs.txt computes, through the project references.</summary>
-    private static float[] SameProgramInProcess()
+    /// <summary>What Consumer.cs.txt computes, through the project references: the model's logits and the engine's.</summary>
+    private static (float[] Logits, float[] Engine) SameProgramInProcess()
     {
         using var backend = Devices.Create("cpu");
         using var model = new GptModel(backend, new GptConfig(Vocabulary: 11, Layers: 2, Heads: 2, Channels: 16, BlockSize: 8), maxBatch: 1,
@@ -84,6 +88,9 @@ public sealed class PackageConsumerTests
         model.Forward(ids);
         var logits = new float[8 * 11];
         backend.Download(model.Logits, logits);
-        return logits;
+        using var engine = LoraEngine.Create(model, options: new EngineOptions { MaxBatch = 1 });
+        var next = new float[11];
+        engine.Forward(new[] { 1, 4, 2, 9, 0, 3, 7, 5 }, next);
+        return (logits, next);
     }
 }

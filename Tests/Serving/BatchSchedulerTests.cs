@@ -27,7 +27,7 @@ public sealed class BatchSchedulerTests : IDisposable
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private BatchScheduler Scheduler(int slots, int stepTokens = 48, bool start = true) =>
-        new(new KvCacheDecoder(_f.Layout, slots, stepTokens, 8), _bank, new CharTokenCodec(Tokenizer), start);
+        new(new KvCacheDecoder(_f.Layout, slots, stepTokens, 8), _bank, Tokenizer, start);
 
     private static CompletionRequest Request(int i) => new()
     {
@@ -143,5 +143,23 @@ public sealed class BatchSchedulerTests : IDisposable
         Assert.Equal(0, allocated);
         while (scheduler.Step() > 0) { }
         Assert.All(tasks, t => Assert.True(t.IsCompletedSuccessfully));
+    }
+
+    [Fact]
+    public async Task A_tokenizer_smaller_than_the_models_vocabulary_gives_text_for_its_own_ids_only()
+    {
+        // A model V padded past its tokenizer's (GPT-2 checkpoints pad 50257 to 50304): ids past it have no text.
+        var small = new CharTokenizer("abcdefghij");
+        using var decoder = new KvCacheDecoder(_f.Layout, 1, 16, 8);
+        using var scheduler = new BatchScheduler(decoder, _bank, small);
+        bool sawPadding = false;
+        for (int i = 0; i < 8; i++)
+        {
+            var result = await scheduler.SubmitAsync(Request(i) with { MaxTokens = 12, Stop = [] }, Ct);
+            sawPadding |= result.Tokens.Any(t => t >= 10);
+            Assert.Equal(small.Decode(result.Tokens.Where(t => t < 10).ToArray()), result.Text);
+        }
+        Assert.True(sawPadding, "some generation drew an id past the tokenizer's");
+        Assert.Equal("tokenizer", Assert.Throws<ArgumentException>(() => new BatchScheduler(decoder, _bank, new CharTokenizer("abcdefghijklmn"), start: false)).ParamName);
     }
 }

@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using System.Globalization;
+using LoraRuntime.Cli.Commands;
+using LoraRuntime.Hosting;
+using LoraRuntime.Layers;
+using LoraRuntime.Layers.Adapters;
+using LoraRuntime.Layers.Serving;
+using LoraRuntime.Layers.Text;
+
+namespace LoraRuntime.Cli.Bench;
+
+/// <summary>A model <c>lora bench latency</c> times, with random weights.</summary>
+/// <param name="Name">"demo", "gpt2-small", or the LxNHxCxVxT it was given as.</param>
+/// <param name="Config">Its shape.</param>
+internal sealed record LatencyModel(string Name, GptConfig Config)
+{
+    /// <summary>
+    /// "demo" (the shape <c>lora demo</c> trains: V = Tiny Shakespeare's characters, 4 layers, 4 heads, 128 wide, context 64),
+    /// "gpt2-small" (12 layers, 12 heads, 768 wide, V = 50257, context <paramref name="gpt2Context"/>) or LxNHxCxVxT.
+    /// </summary>
+    public static LatencyModel Parse(string spec, int gpt2Context)
+    {
+        string s = spec.Trim();
+        if (s == "demo") return new(s, new GptConfig(CharTokenizer.FromCorpus(DemoCommand.ReadCorpus()).Size));
+        if (s == "gpt2-small") return new(s, new GptConfig(50257, Layers: 12, Heads: 12, Channels: 768, BlockSize: gpt2Context));
+        var parts = s.Split('x');
+        var dims = new int[parts.Length];
+        bool ok = parts.Length == 5;
+        for (int i = 0; ok && i < parts.Length; i++) ok = int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]) && dims[i] > 0;
+        if (!ok || dims[2] % dims[1] != 0)
+            throw new UsageException($"--models: expected demo, gpt2-small or LxNHxCxVxT (NH dividing C, e.g. 2x2x16x13x24); got '{spec}'");
+        return new(s, new GptConfig(dims[3], dims[0], dims[1], dims[2], dims[4]));
+    }
+}
+
+/// <summary>What <c>lora bench latency</c> times on each model.</summary>
+/// <param name="PromptTokens">The prompt of a forward (cut to the model's context).</param>
+/// <param name="Context">Tokens already cached when a decode step is timed (cut to the context − 1).</param>
+/// <param name="Rank">R of the adapter.</param>
+/// <param name="Targets">The projections it adapts (PEFT target_modules).</param>
+internal sealed record LatencyBenchShape(int PromptTokens, int Context, int Rank, IReadOnlyList<string> Targets);
+
+/// <summary>
+/// Latency of the embedding API (<see cref="LoraEngine"/>) on one request: a forward over a prompt (a full prefill: two
+/// prompts that differ in their first token alternate, so no call finds its prefix cached) and one decode step (a
+/// forward one token longer than the cached context), each for the base and with an adapter. The engine is reserved
+/// up front (one sequence of the model's context), warmed up, and the garbage collector is settled before each timed
+/// section; the collections and the calling thread's allocations during it are counted.
+/// </summary>
+internal static class LatencyBench
+{
+    /// <summary>Timed seconds per case that automatic repetition aims at.</summary>
+    public const double AutoSeconds = 4;
+
+    /// <summary>The fewest timed calls automatic repetition does.</summary>
+    public const int MinAutoReps = 100;
+
+    /// <summary>The most timed calls automatic repetition does.</summary>
+    public const int MaxAutoReps = 5000;
+
+    /// <summary>
+    /// The records of <paramref name="model"/>: forward base, forward lora, decode base, decode lora. Each case is warmed
+    /// up with <paramref name="warmup"/> calls and for at least <paramref name="warmupSeconds"/> (the JIT compiles hot
+    /// methods again, optimised, a while after their first calls, on a thread of its own).
+    /// </summary>
+    public static IReadOnlyList<LatencyRecord> Run(Backend backend, LatencyModel model, LatencyBenchShape shape, int warmup, double warmupSeconds, int? reps)
+    {
+        var config = model.Config;
+        int prompt = Math.Min(shape.PromptTokens, config.BlockSize), context = Math.Min(shape.Context, config.BlockSize - 1);
+        if (context < 1) throw new UsageException($"--models: {model.Name} has a context of {config.BlockSize}; a decode step needs at least 2");
+        using var gpt = new GptModel(backend, config, 1, training: false, trainParameters: false);
+        gpt.Initialize(7, scaleResidual: true);
+        string adapterDir = Path.Combine(Path.GetTempPath(), "lora-latency-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            SaveAdapter(gpt, shape, adapterDir);
+            using var engine = LoraEngine.Create(gpt, tokenizer: null, new EngineOptions
+            {
+                MaxBatch = 1, MaxStepTokens = prompt, MaxRank = shape.Rank, AdapterBudgetBytes = 1L << 40,
+            });
+            engine.LoadAdapter("lora", adapterDir);
+            var random = new Random(11);
+            int v = config.Vocabulary;
+            int[] first = Enumerable.Range(0, prompt).Select(_ => random.Next(v)).ToArray();
+            int[] second = [(first[0] + 1) % v, .. first[1..]];
+            int[] sequence = Enumerable.Range(0, context + 1).Select(_ => random.Next(v)).ToArray();
+            var logits = new float[v];
+            int[] dims = [config.Layers, config.Heads, config.Channels, v, engine.MaxSequence];
+            var records = new List<LatencyRecord>(4);
+            foreach (string? adapter in new[] { null, "lora" })
+            {
+                int call = 0;
+                records.Add(Time(model.Name, backend.Name, "forward", adapter, dims, prompt, warmup, warmupSeconds, reps,
+                    () => engine.Forward((call++ & 1) == 0 ? first : second, logits, adapter)));
+            }
+            foreach (string? adapter in new[] { null, "lora" })
+            {
+                engine.Forward(sequence.AsSpan(0, context), logits, adapter); // the cache holds the context; each timed call adds one token
+                records.Add(Time(model.Name, backend.Name, "decode", adapter, dims, context, warmup, warmupSeconds, reps, () => engine.Forward(sequence, logits, adapter)));
+            }
+            return records;
+        }
+        finally
+        {
+            if (Directory.Exists(adapterDir)) Directory.Delete(adapterDir, recursive: true);
+        }
+    }
+
+    /// <summary>Percentile figures of <paramref name="call"/>, timed after <paramref name="warmup"/> untimed calls with the collector settled.</summary>
+    private static LatencyRecord Time(string model, string device, string op, string? adapter, int[] dims, int tokens, int warmup, double warmupSeconds,
+        int? reps, Action call)
+    {
+        var warm = new double[Math.Max(warmup, 1)];
+        long started = Stopwatch.GetTimestamp();
+        for (int i = 0; i < warmup; i++) warm[i] = TimeOnce(call);
+        if (warmup == 0) warm[0] = TimeOnce(call); // calibration
+        while (Stopwatch.GetElapsedTime(started).TotalSeconds < warmupSeconds) call();
+        int count = reps ?? (int)Math.Clamp(Math.Ceiling(AutoSeconds * 1000 / Math.Max(BenchTimer.Median(warm), 1e-6)), MinAutoReps, MaxAutoReps);
+        var times = new double[count];
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        int gen0 = GC.CollectionCount(0), gen1 = GC.CollectionCount(1), gen2 = GC.CollectionCount(2);
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < times.Length; i++) times[i] = TimeOnce(call);
+        allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
+        gen0 = GC.CollectionCount(0) - gen0;
+        gen1 = GC.CollectionCount(1) - gen1;
+        gen2 = GC.CollectionCount(2) - gen2;
+        Array.Sort(times);
+        double p50 = ServingMetrics.Percentile(times, 0.50), p99 = ServingMetrics.Percentile(times, 0.99), p999 = ServingMetrics.Percentile(times, 0.999);
+        return new LatencyRecord(model, device, op, adapter ?? "base", dims, tokens, count, p50, p99, p999, times[^1], p99 / p50, gen0, gen1, gen2, allocated);
+    }
+
+    private static double TimeOnce(Action call)
+    {
+        long start = Stopwatch.GetTimestamp();
+        call();
+        return (Stopwatch.GetTimestamp() - start) * 1000.0 / Stopwatch.Frequency;
+    }
+
+    /// <summary>A trained-looking adapter (random A, small random B) of <paramref name="shape"/>'s rank and targets, saved in PEFT's layout.</summary>
+    private static void SaveAdapter(GptModel model, LatencyBenchShape shape, string directory)
+    {
+        var config = new LoraConfig
+        {
+            TargetModules = shape.Targets, Defaults = new LoraOptions { Rank = shape.Rank, Alpha = shape.Rank, Init = LoraInit.Random, Seed = 3 },
+        };
+        using var lora = new LoraModel(model);
+        LoraAdapter adapter;
+        try
+        {
+            adapter = lora.AddAdapter("lora", config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--targets: {e.Message}");
+        }
+        var backend = model.Parameters.Backend;
+        foreach (var w in adapter.Modules) backend.Scale(w.B.Value, w.B.Value, 0.05f);
+        PeftAdapterFiles.Save(adapter, config, directory, "random");
+    }
+}

@@ -1,0 +1,45 @@
+namespace LoraRuntime.Hosting;
+
+/// <summary>
+/// What a <see cref="LoraEngine"/> reserves up front and where it runs. Every buffer a request touches — the KV cache of
+/// <see cref="MaxBatch"/> sequences of <see cref="MaxSequence"/> tokens, the activations of a step of
+/// <see cref="MaxStepTokens"/> tokens, the adapters' scratch for ranks up to <see cref="MaxRank"/> — is taken from the
+/// device's pool when the engine is created; adapters' device copies come from the pool on first use, within
+/// <see cref="AdapterBudgetBytes"/>.
+/// </summary>
+public sealed record EngineOptions
+{
+    /// <summary>
+    /// "cpu", "cuda" or "auto" (CUDA when usable, else the CPU); null reads <c>LORA_DEVICE</c> (default auto). Used by
+    /// <see cref="LoraEngine.Load"/>; an engine over a model already built runs on that model's backend.
+    /// </summary>
+    public string? Device { get; init; }
+
+    /// <summary>Generations decoded together (continuous batching); more wait in a queue. ≥ 1.</summary>
+    public int MaxBatch { get; init; } = 8;
+
+    /// <summary>The longest sequence (prompt and generated tokens) a request may reach; null: the model's context (block size).</summary>
+    public int? MaxSequence { get; init; }
+
+    /// <summary>Tokens one decoder step may carry: decode rows plus prompt chunks (longer prompts are prefilled in chunks). ≥ 1.</summary>
+    public int MaxStepTokens { get; init; } = 256;
+
+    /// <summary>The largest adapter rank R served. ≥ 1.</summary>
+    public int MaxRank { get; init; } = 64;
+
+    /// <summary>Device memory for resident adapters; past it the least recently used idle adapter is evicted. &gt; 0.</summary>
+    public long AdapterBudgetBytes { get; init; } = 256L << 20;
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first bad field; <paramref name="blockSize"/> is the model's context.</summary>
+    internal void Validate(int blockSize)
+    {
+        const string name = "options";
+        if (MaxBatch < 1) throw new ArgumentOutOfRangeException(name, MaxBatch, $"options.MaxBatch: expected ≥ 1; got {MaxBatch}");
+        if (MaxSequence is { } t && (t < 1 || t > blockSize))
+            throw new ArgumentOutOfRangeException(name, t, $"options.MaxSequence: expected 1 to the model's context of {blockSize} tokens; got {t}");
+        if (MaxStepTokens < 1) throw new ArgumentOutOfRangeException(name, MaxStepTokens, $"options.MaxStepTokens: expected ≥ 1; got {MaxStepTokens}");
+        if (MaxRank < 1) throw new ArgumentOutOfRangeException(name, MaxRank, $"options.MaxRank: expected ≥ 1; got {MaxRank}");
+        if (AdapterBudgetBytes < 1)
+            throw new ArgumentOutOfRangeException(name, AdapterBudgetBytes, $"options.AdapterBudgetBytes: expected > 0; got {AdapterBudgetBytes}");
+    }
+}

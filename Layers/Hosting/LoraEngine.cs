@@ -1,0 +1,361 @@
+using System.Diagnostics;
+using LoraRuntime.Layers;
+using LoraRuntime.Layers.Serving;
+using LoraRuntime.Layers.Text;
+
+namespace LoraRuntime.Hosting;
+
+/// <summary>
+/// The runtime as a service embeds it: a base model loaded once, LoRA adapters loaded and unloaded by name, forward
+/// passes and generations each with its own adapter and scale, every buffer reserved up front (<see cref="EngineOptions"/>).
+/// Generations go through continuous batching (requests decoded together, each row with its own adapter); a forward
+/// runs on the caller's thread in a KV-cache slot of its own, between batching steps, and allocates nothing at a steady
+/// shape.
+/// <para>
+/// Thread-safety: every member may be called from any thread at the same time, except <see cref="Dispose"/>, which
+/// fails the generations still running (<see cref="ObjectDisposedException"/>) and must not race other calls.
+/// </para>
+/// <para>
+/// Exceptions: bad input (an option, a token, an unknown adapter) is an <see cref="ArgumentException"/> naming the
+/// argument, what was expected and what was given; a file that is missing or malformed is an <see cref="IOException"/>
+/// (<see cref="FileNotFoundException"/>, <see cref="InvalidDataException"/>); a device or library failure is a
+/// <see cref="LoraDeviceException"/>; a pool or adapter budget that cannot hold what is asked is an
+/// <see cref="InsufficientMemoryException"/>; a cancelled generation is an <see cref="OperationCanceledException"/>.
+/// </para>
+/// </summary>
+public sealed class LoraEngine : IDisposable
+{
+    private readonly Backend? _ownedBackend;
+    private readonly GptModel? _ownedModel;
+    private readonly GptModel _model;
+    private readonly ServingLayout _layout;
+    private readonly AdapterBank _bank;
+    private readonly KvCacheDecoder _decoder;
+    private readonly BatchScheduler _scheduler;
+    private readonly PrefixForward _forward;
+    private readonly ServingMetrics _forwardMetrics = new();
+    private long _seeds;
+    private volatile bool _disposed;
+
+    private LoraEngine(GptModel model, ITokenizer? tokenizer, ModelLayout layout, EngineOptions options, Backend? ownedBackend, GptModel? ownedModel,
+        string deviceReason)
+    {
+        _model = model;
+        DeviceReason = deviceReason;
+        _ownedBackend = ownedBackend;
+        _ownedModel = ownedModel;
+        Tokenizer = tokenizer;
+        Options = options;
+        _layout = new ServingLayout(model, layout);
+        int slots = options.MaxBatch + 1; // the last slot is the forward pass's
+        _bank = new AdapterBank(_layout, options.AdapterBudgetBytes, options.MaxRank);
+        try
+        {
+            _decoder = new KvCacheDecoder(_layout, slots, Math.Max(options.MaxStepTokens, slots), options.MaxRank, options.MaxSequence);
+            try
+            {
+                _scheduler = new BatchScheduler(_decoder, _bank, tokenizer, start: true, slots: options.MaxBatch);
+            }
+            catch
+            {
+                _decoder.Dispose();
+                throw;
+            }
+        }
+        catch
+        {
+            _bank.Dispose();
+            throw;
+        }
+        _forward = new PrefixForward(_decoder, slots - 1);
+    }
+
+    /// <summary>
+    /// Creates a backend for <see cref="EngineOptions.Device"/> and loads the model directory
+    /// <paramref name="modelDirectory"/> — ours (written by <c>lora train</c>) or a Hugging Face GPT-2 checkpoint with its
+    /// BPE tokenizer (vocab.json, merges.txt) — reserving what <paramref name="options"/> asks for.
+    /// </summary>
+    public static LoraEngine Load(string modelDirectory, EngineOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(modelDirectory);
+        options ??= new EngineOptions();
+        var (backend, reason) = CreateBackend(options.Device);
+        GptModel? model = null;
+        try
+        {
+            var (loaded, tokenizer, layout) = DeviceCall(() => ModelDirectory.Load(backend, modelDirectory, maxBatch: 1), backend, "loading the model");
+            model = loaded;
+            options.Validate(model.Config.BlockSize);
+            return DeviceCall(() => new LoraEngine(loaded, tokenizer, layout, options, backend, loaded, reason), backend, "reserving the engine's memory");
+        }
+        catch
+        {
+            model?.Dispose();
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// An engine over <paramref name="model"/> (built for inference, on its own backend), with <paramref name="tokenizer"/>
+    /// for text (null: token ids only), its adapters named as <paramref name="layout"/> names modules. The caller keeps
+    /// ownership of the model and its backend: dispose them after the engine. The engine snapshots the model's weights.
+    /// </summary>
+    public static LoraEngine Create(GptModel model, ITokenizer? tokenizer = null, EngineOptions? options = null, ModelLayout layout = ModelLayout.LoraRuntime)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new EngineOptions();
+        options.Validate(model.Config.BlockSize);
+        if (tokenizer is not null && tokenizer.VocabularySize > model.Config.Vocabulary)
+            throw new ArgumentException($"tokenizer: it has {tokenizer.VocabularySize} tokens; the model has only V = {model.Config.Vocabulary}", nameof(tokenizer));
+        var backend = model.Parameters.Backend;
+        return DeviceCall(() => new LoraEngine(model, tokenizer, layout, options, null, null, "the model's own backend"), backend, "reserving the engine's memory");
+    }
+
+    /// <summary>What the engine reserved.</summary>
+    public EngineOptions Options { get; }
+
+    /// <summary>The model's shape.</summary>
+    public GptConfig Config => _model.Config;
+
+    /// <summary>Text to ids and back, or null for an engine that takes token ids only.</summary>
+    public ITokenizer? Tokenizer { get; }
+
+    /// <summary>How the model's checkpoint (and its adapters) name modules.</summary>
+    public ModelLayout Layout => _layout.ModelLayout;
+
+    /// <summary>The device's name ("cpu", "cuda:0").</summary>
+    public string Device => _model.Parameters.Backend.Name;
+
+    /// <summary>Why this device: what was asked for and what the CUDA probe found ("the CPU, because CUDA is unavailable: …").</summary>
+    public string DeviceReason { get; }
+
+    /// <summary>V: logits per position, ids in [0, V).</summary>
+    public int Vocabulary => _model.Config.Vocabulary;
+
+    /// <summary>The longest sequence a call may reach (<see cref="EngineOptions.MaxSequence"/>, else the model's context).</summary>
+    public int MaxSequence => _decoder.BlockSize;
+
+    /// <summary>The loaded adapters' names, sorted.</summary>
+    public IReadOnlyList<string> Adapters => _bank.Names;
+
+    /// <summary>
+    /// Loads the PEFT adapter in <paramref name="directory"/> (adapter_config.json, adapter_model.safetensors; module
+    /// names as the model's layout gives them) as <paramref name="name"/>. Its device copy is made at its first use.
+    /// </summary>
+    public AdapterInfo LoadAdapter(string name, string directory)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        var adapter = _bank.Load(name, directory);
+        return new AdapterInfo(adapter.Name, adapter.ModuleCount, adapter.MaxRank, adapter.Bytes);
+    }
+
+    /// <summary>
+    /// Unloads <paramref name="name"/>: new calls no longer find it; generations running with it finish with it, then its
+    /// memory is returned. False when no adapter has that name.
+    /// </summary>
+    public bool UnloadAdapter(string name)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(name);
+        return _bank.Unload(name);
+    }
+
+    /// <summary>
+    /// logits[0, V) = the model's logits for the token after <paramref name="tokens"/> (1 to <see cref="MaxSequence"/>
+    /// ids in [0, V)), with <paramref name="adapter"/> (null: the base) at <paramref name="scale"/> times its scale. Runs
+    /// on the caller's thread, between generation steps (which wait for it), and allocates nothing once the adapter is
+    /// resident and the prompt length has been seen (a new length builds its views of the scratch once). Calls that
+    /// extend the previous call's tokens (same adapter and scale) reuse its KV cache: a call one token longer is one
+    /// decode step.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, string? adapter = null, float scale = 1f)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        long started = Stopwatch.GetTimestamp();
+        CheckTokens(tokens, nameof(tokens));
+        if (logits.Length < Vocabulary)
+            throw new ArgumentException($"logits: expected room for V = {Vocabulary} values; got {logits.Length}", nameof(logits));
+        CheckScale(scale, nameof(scale));
+        var served = adapter is null ? null : Acquire(adapter);
+        try
+        {
+            lock (_scheduler.StepLock) _forward.Run(tokens, logits, served, scale);
+        }
+        catch (Exception e) when (LoraDeviceException.IsDeviceFailure(e))
+        {
+            throw new LoraDeviceException($"forward on {Device} failed: {e.Message}", e);
+        }
+        finally
+        {
+            if (served is not null) _bank.Release(served);
+        }
+        long ended = Stopwatch.GetTimestamp();
+        _forwardMetrics.RecordStep(1, 0, ended - started);
+        _forwardMetrics.RecordCompletion(Stopwatch.GetElapsedTime(started, ended));
+    }
+
+    /// <summary>The logits [V] for the token after <paramref name="text"/> (see <see cref="Forward(ReadOnlySpan{int}, Span{float}, string?, float)"/>), in a new array.</summary>
+    public float[] Forward(string text, string? adapter = null, float scale = 1f)
+    {
+        var logits = new float[Vocabulary];
+        Forward(Encode(text, nameof(text)), logits, adapter, scale);
+        return logits;
+    }
+
+    /// <summary>
+    /// Generates a continuation of <paramref name="prompt"/> (encoded by <see cref="Tokenizer"/>) as
+    /// <paramref name="options"/> say, batched with the other callers' generations. Cancelling
+    /// <paramref name="cancellation"/> ends it (in the queue, or between steps) with an <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public Task<GenerationResult> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellation = default) =>
+        GenerateAsync(Encode(prompt, nameof(prompt)), options, cancellation);
+
+    /// <summary>Generates a continuation of the token ids <paramref name="prompt"/>; see <see cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/>.</summary>
+    public async Task<GenerationResult> GenerateAsync(IReadOnlyList<int> prompt, GenerationOptions? options = null, CancellationToken cancellation = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(prompt);
+        options ??= new GenerationOptions();
+        if (prompt.Count < 1 || prompt.Count > MaxSequence)
+            throw new ArgumentException($"prompt: expected 1 to {MaxSequence} tokens (the reserved sequence length); got {prompt.Count}", nameof(prompt));
+        if (options.MaxTokens < 1 || options.MaxTokens > MaxSequence)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxTokens, $"options.MaxTokens: expected 1 to {MaxSequence}; got {options.MaxTokens}");
+        CheckScale(options.Scale, nameof(options));
+        if (options.Adapter is { } name && !_bank.TryGet(name, out _)) throw UnknownAdapter(name, nameof(options));
+        if (options.Stop.Count > 0 && Tokenizer is null)
+            throw new ArgumentException("options.Stop: stop strings need a tokenizer; this engine takes token ids only", nameof(options));
+        var request = new CompletionRequest
+        {
+            Adapter = options.Adapter,
+            Scale = options.Scale,
+            Prompt = prompt,
+            MaxTokens = options.MaxTokens,
+            Sampling = new SamplingOptions(options.Temperature, options.TopK, options.Seed ?? (ulong)Interlocked.Increment(ref _seeds)),
+            TopP = options.TopP,
+            Stop = options.Stop,
+        };
+        CompletionResult result;
+        try
+        {
+            result = await _scheduler.SubmitAsync(request, cancellation).ConfigureAwait(false);
+        }
+        catch (Exception e) when (LoraDeviceException.IsDeviceFailure(e))
+        {
+            throw new LoraDeviceException($"generation on {Device} failed: {e.Message}", e);
+        }
+        return new GenerationResult(result.Text, result.Tokens, result.PromptTokens, result.FinishReason, result.Latency, result.FirstTokenLatency);
+    }
+
+    /// <summary>A consistent snapshot of the pool's, the adapters', the generations' and the forward passes' counters (allocates).</summary>
+    public EngineStats Stats
+    {
+        get
+        {
+            var forward = _forwardMetrics.Snapshot();
+            return new EngineStats(Device, _model.Parameters.Backend.Pool.Stats, _bank.Stats, _scheduler.Metrics.Snapshot(),
+                new LatencyStats(forward.Requests, forward.LatencyP50Ms, forward.LatencyP99Ms, forward.LatencyP999Ms), _scheduler.ActiveCount, _scheduler.PendingCount);
+        }
+    }
+
+    /// <summary>The adapters (for <c>lora serve</c>'s HTTP API, which works on the bank and the scheduler directly).</summary>
+    internal AdapterBank Bank => _bank;
+
+    /// <summary>The continuous-batching scheduler every generation goes through.</summary>
+    internal BatchScheduler Scheduler => _scheduler;
+
+    /// <summary>Tokens the last forward pass found in its cache and did not recompute (for tests and benchmarks).</summary>
+    internal int LastForwardReused => _forward.Reused;
+
+    /// <summary>Stops generating (running and queued generations fail with <see cref="ObjectDisposedException"/>) and returns every reservation.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _scheduler.Dispose();
+        _decoder.Dispose();
+        _bank.Dispose();
+        _ownedModel?.Dispose();
+        _ownedBackend?.Dispose();
+    }
+
+    private static (Backend Backend, string Reason) CreateBackend(string? device)
+    {
+        try
+        {
+            var choice = Devices.Choose(device);
+            return (Devices.Create(choice), choice.Reason);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"options.Device: {e.Message}", "options", e);
+        }
+        catch (Exception e) when (e is InvalidOperationException || LoraDeviceException.IsDeviceFailure(e))
+        {
+            throw new LoraDeviceException($"options.Device = {device ?? "(" + Devices.EnvironmentVariable + ")"}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Runs <paramref name="call"/>, turning a device failure into a <see cref="LoraDeviceException"/> that says what was being done.</summary>
+    private static T DeviceCall<T>(Func<T> call, Backend backend, string what)
+    {
+        try
+        {
+            return call();
+        }
+        catch (Exception e) when (LoraDeviceException.IsDeviceFailure(e))
+        {
+            throw new LoraDeviceException($"{what} on {backend.Name} failed: {e.Message}", e);
+        }
+    }
+
+    private ServedAdapter Acquire(string name)
+    {
+        if (!_bank.TryGet(name, out var known)) throw UnknownAdapter(name, "adapter");
+        ServedAdapter? served;
+        try
+        {
+            served = _bank.TryAcquire(name);
+        }
+        catch (ArgumentException)
+        {
+            throw UnknownAdapter(name, "adapter"); // unloaded meanwhile
+        }
+        return served ?? throw new InsufficientMemoryException(
+            $"adapter '{name}' needs {known.Bytes} bytes of the adapter budget of {_bank.BudgetBytes} bytes, which the adapters of running generations hold; retry when they finish, or raise EngineOptions.AdapterBudgetBytes");
+    }
+
+    private ArgumentException UnknownAdapter(string name, string parameter) =>
+        new($"{(parameter == "options" ? "options.Adapter" : parameter)}: no adapter '{name}' is loaded; loaded: {(_bank.Names.Count == 0 ? "none" : string.Join(", ", _bank.Names))}", parameter);
+
+    private void CheckTokens(ReadOnlySpan<int> tokens, string name)
+    {
+        if (tokens.Length < 1 || tokens.Length > MaxSequence)
+            throw new ArgumentException($"{name}: expected 1 to {MaxSequence} tokens (the reserved sequence length); got {tokens.Length}", name);
+        for (int i = 0; i < tokens.Length; i++)
+            if ((uint)tokens[i] >= (uint)Vocabulary)
+                throw new ArgumentOutOfRangeException(name, tokens[i], $"{name}: token {i} is {tokens[i]}, outside [0, V = {Vocabulary})");
+    }
+
+    private static void CheckScale(float scale, string name)
+    {
+        if (!float.IsFinite(scale))
+            throw new ArgumentOutOfRangeException(name, scale, $"{(name == "options" ? "options.Scale" : name)}: expected a finite multiplier of the adapter's scale; got {scale}");
+    }
+
+    private int[] Encode(string text, string name)
+    {
+        ArgumentNullException.ThrowIfNull(text, name);
+        if (Tokenizer is null) throw new InvalidOperationException("this engine has no tokenizer: pass token ids, or create it with one");
+        if (text.Length == 0) throw new ArgumentException($"{name}: expected a non-empty text", name);
+        try
+        {
+            return Tokenizer.Encode(text);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{name}: {e.Message}", name, e);
+        }
+    }
+}
