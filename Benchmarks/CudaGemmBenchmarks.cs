@@ -32,8 +32,8 @@ public class CudaGemmBenchmarks
     {
         _backend = new CudaBackend { GemmPrecision = Precision };
         var random = new Random(1234);
-        _a = _backend.FromArray(Values(random, Shape.M * Shape.K), Shape.M, Shape.K);
-        _b = _backend.FromArray(Values(random, Shape.K * Shape.N), Shape.K, Shape.N);
+        _a = _backend.FromArray(GemmBenchmarks.RandomValues(random, Shape.M * Shape.K), Shape.M, Shape.K);
+        _b = _backend.FromArray(GemmBenchmarks.RandomValues(random, Shape.K * Shape.N), Shape.K, Shape.N);
         _c = _backend.Allocate(Shape.M, Shape.N);
         _problem = new GemmProblem(_c, _a, _b, Shape.M, Shape.N, Shape.K);
         _backend.Synchronize();
@@ -55,12 +55,5 @@ public class CudaGemmBenchmarks
         _b.Dispose();
         _c.Dispose();
         _backend.Dispose();
-    }
-
-    private static float[] Values(Random random, int count)
-    {
-        var values = new float[count];
-        for (int i = 0; i < values.Length; i++) values[i] = random.NextSingle() * 2 - 1;
-        return values;
     }
 }

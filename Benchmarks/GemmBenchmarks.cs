@@ -59,7 +59,8 @@ public class GemmBenchmarks
         _backend.Dispose();
     }
 
-    private static float[] RandomValues(Random random, int count)
+    /// <summary>count values uniform in [−1, 1) from <paramref name="random"/> (shared by the GEMM suites).</summary>
+    internal static float[] RandomValues(Random random, int count)
     {
         var values = new float[count];
         for (int i = 0; i < values.Length; i++) values[i] = random.NextSingle() * 2 - 1;

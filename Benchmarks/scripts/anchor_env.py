@@ -24,3 +24,13 @@ def openblas_core():
         return res.stdout.strip() or "unknown (no OpenBLAS loaded: NumPy may run netlib's reference BLAS)"
     except Exception as e:  # the figures still stand; only the label is missing
         return f"unknown ({e})"
+
+
+def write_results(out, text):
+    """Writes a comparison's table to out atomically (a temporary file, then a rename), making its folder."""
+    folder = os.path.dirname(out)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(out + ".tmp", "w") as f:
+        f.write(text + "\n")
+    os.replace(out + ".tmp", out)

@@ -8,7 +8,7 @@ Needs: apt-get install -y python3-numpy libopenblas0-pthread (Debian's numpy oth
 reference BLAS, ~30x slower, which is no target). Run from the repository root with the Release CLI built.
 """
 import json, os, statistics, subprocess, sys, tempfile, datetime, platform
-from anchor_env import reference_env, openblas_core
+from anchor_env import reference_env, openblas_core, write_results
 
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 anchor = os.path.join(os.path.dirname(root), "shared", "anchors", "blas_reference.py")
@@ -49,6 +49,4 @@ for m, n, k in shapes:
 text = "\n".join(lines)
 print(text)
 if out:
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".tmp", "w") as f: f.write(text + "\n")
-    os.replace(out + ".tmp", out)
+    write_results(out, text)

@@ -12,7 +12,7 @@ Needs: apt-get install -y python3-numpy python3-torch libopenblas0-pthread. Run 
 Release CLI built.
 """
 import json, os, statistics, subprocess, sys, tempfile, datetime, platform
-from anchor_env import reference_env, openblas_core
+from anchor_env import reference_env, openblas_core, write_results
 
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 anchor = os.path.join(os.path.dirname(root), "shared", "anchors", "blas_reference.py")
@@ -71,6 +71,4 @@ lines += ["", f"Truncated errors ‖A − U·S·Vᵀ‖/‖A‖: ours {med(error
 text = "\n".join(lines)
 print(text)
 if out:
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".tmp", "w") as f: f.write(text + "\n")
-    os.replace(out + ".tmp", out)
+    write_results(out, text)

@@ -10,7 +10,7 @@ Needs: apt-get install -y python3-numpy python3-torch. Run from the repository r
 matrices in both programs.
 """
 import json, os, re, statistics, subprocess, sys, tempfile, datetime, platform
-from anchor_env import reference_env
+from anchor_env import reference_env, write_results
 
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 shared = os.path.join(os.path.dirname(root), "shared")
@@ -58,6 +58,4 @@ lines += ["", "per run: " + "; ".join(f"{k[0]} {k[1]}: " + ", ".join(f"{x:.1f}" 
 text = "\n".join(lines)
 print(text)
 if out:
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".tmp", "w") as f: f.write(text + "\n")
-    os.replace(out + ".tmp", out)
+    write_results(out, text)
