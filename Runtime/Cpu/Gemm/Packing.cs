@@ -27,9 +27,9 @@ internal static unsafe class Packing
                 for (int k = 0; k < kc; k++, src += lda)
                 {
                     float* d = dst + (nint)k * mr;
-                    // A block copy (overlapping vector moves), not a float at a time: every TN product (a weight
-                    // gradient dyᵀ·x) packs its whole A this way.
-                    Buffer.MemoryCopy(src, d, (long)h * sizeof(float), (long)h * sizeof(float));
+                    // Whole vectors, not a float at a time: every TN product (a weight gradient dyᵀ·x) packs its
+                    // whole A this way.
+                    Primitives.ShortCopy.Floats(src, d, h);
                     for (int i = h; i < mr; i++) d[i] = 0f;
                 }
             }

@@ -18,10 +18,9 @@ internal unsafe struct HeadsOp : IRangeOp
             float* row = Rows + n * Width + Column;
             for (int h = 0; h < HeadCount; h++)
             {
-                var packed = new Span<float>(Heads + ((b * HeadCount + h) * Time + t) * HeadSize, HeadSize);
-                var strided = new Span<float>(row + h * HeadSize, HeadSize);
-                if (Split) strided.CopyTo(packed);
-                else packed.CopyTo(strided);
+                float* packed = Heads + ((b * HeadCount + h) * Time + t) * HeadSize, strided = row + h * HeadSize;
+                if (Split) ShortCopy.Floats(strided, packed, HeadSize);
+                else ShortCopy.Floats(packed, strided, HeadSize);
             }
         }
     }
