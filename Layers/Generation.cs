@@ -67,7 +67,7 @@ public sealed class Generator : IDisposable
     }
 
     /// <summary>A token from <paramref name="logits"/>: argmax at temperature 0, else softmax(logits / T) over the top K.</summary>
-    public static int Sample(Span<float> logits, SamplingOptions sampling, ref TrainingRandom random)
+    internal static int Sample(Span<float> logits, SamplingOptions sampling, ref TrainingRandom random)
     {
         int best = 0;
         for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;

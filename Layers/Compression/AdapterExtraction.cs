@@ -10,7 +10,7 @@ namespace LoraRuntime.Layers.Compression;
 /// <param name="KeptEnergy">Σ_{i&lt;R} σᵢ² / ‖ΔW‖²_F (1 when ΔW = 0).</param>
 /// <param name="RelativeError">‖ΔW − B·A‖_F / ‖ΔW‖_F (0 when ΔW = 0).</param>
 /// <param name="DeltaNorm">‖ΔW‖_F.</param>
-public sealed record ExtractedModule(string Module, int OutFeatures, int InFeatures, int Rank, double KeptEnergy, double RelativeError, double DeltaNorm);
+internal sealed record ExtractedModule(string Module, int OutFeatures, int InFeatures, int Rank, double KeptEnergy, double RelativeError, double DeltaNorm);
 
 /// <summary>
 /// <c>lora extract</c>'s library side: a LoRA adapter from a fine-tuned model and its base. For each targeted module
@@ -18,7 +18,7 @@ public sealed record ExtractedModule(string Module, int OutFeatures, int InFeatu
 /// B = U_R·√Σ_R [out, R] and A = √Σ_R·V_Rᵀ [R, in]; the adapter's α is R, so its scale s = α/R is exactly 1 and
 /// s·B·A is the best rank-R approximation of ΔW.
 /// </summary>
-public static class AdapterExtraction
+internal static class AdapterExtraction
 {
     /// <summary>
     /// Adds adapter <paramref name="name"/> of rank <paramref name="rank"/> to <paramref name="baseModel"/> on the modules

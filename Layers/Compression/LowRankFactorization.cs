@@ -9,7 +9,7 @@ namespace LoraRuntime.Layers.Compression;
 /// <param name="V">V [K, n], row-major.</param>
 /// <param name="KeptEnergy">Σ_{i&lt;K} σᵢ² / ‖W‖²_F (1 for a zero matrix).</param>
 /// <param name="RelativeError">‖W − U·V‖_F / ‖W‖_F of the float32 factors (0 for a zero matrix).</param>
-public sealed record Factorization(int Rank, float[] U, float[] V, double KeptEnergy, double RelativeError);
+internal sealed record Factorization(int Rank, float[] U, float[] V, double KeptEnergy, double RelativeError);
 
 /// <summary>
 /// Factors a matrix by the backend's SVD. The exact thin SVD is used when the whole spectrum is needed (a rank chosen
@@ -17,7 +17,7 @@ public sealed record Factorization(int Rank, float[] U, float[] V, double KeptEn
 /// otherwise the randomized truncated SVD finds the top K triplets. Either way the kept energy is measured against
 /// ‖W‖²_F (the sum of the whole spectrum) and the error is computed from the stored factors, not estimated.
 /// </summary>
-public static class LowRankFactorization
+internal static class LowRankFactorization
 {
     /// <summary>Matrices whose smaller side is at most this use the exact SVD whatever the rank.</summary>
     public const int ExactSvdLimit = 512;

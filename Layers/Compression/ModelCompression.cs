@@ -17,14 +17,14 @@ namespace LoraRuntime.Layers.Compression;
 /// <param name="RelativeError">‖W − U·V‖_F / ‖W‖_F (0 for a layer kept dense).</param>
 /// <param name="ParametersBefore">m·n.</param>
 /// <param name="ParametersAfter">K·(m + n) (more than m·n when K is high), or m·n when kept dense.</param>
-public sealed record CompressedLayer(string Layer, int OutFeatures, int InFeatures, int Rank, bool Factored, double KeptEnergy,
+internal sealed record CompressedLayer(string Layer, int OutFeatures, int InFeatures, int Rank, bool Factored, double KeptEnergy,
     double RelativeError, long ParametersBefore, long ParametersAfter);
 
 /// <summary>What to compress and how.</summary>
 /// <param name="Choice">The rank of every chosen layer, or the energy it keeps.</param>
 /// <param name="Targets">Whole linear layers by name as <see cref="LoraConfig.TargetModules"/> ("fc", "proj", "attn.o", …), or all-linear.</param>
 /// <param name="KeepDenseIfLarger">Leave a layer dense when its factors would hold at least as many parameters as W.</param>
-public sealed record CompressionOptions(RankChoice Choice, IReadOnlyList<string> Targets, bool KeepDenseIfLarger = false);
+internal sealed record CompressionOptions(RankChoice Choice, IReadOnlyList<string> Targets, bool KeepDenseIfLarger = false);
 
 /// <summary>
 /// <c>lora compress</c>'s library side: replaces chosen linear layers of a model by their truncated-SVD factors
@@ -32,7 +32,7 @@ public sealed record CompressionOptions(RankChoice Choice, IReadOnlyList<string>
 /// The result is an ordinary <see cref="GptModel"/> whose config lists the factored layers
 /// (<see cref="GptConfig.FactoredRanks"/>), so it saves, loads and runs wherever a model does.
 /// </summary>
-public static class ModelCompression
+internal static class ModelCompression
 {
     /// <summary>
     /// The compressed copy of <paramref name="source"/> (an inference model for batches of up to

@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers.Compression;
 /// How many singular triplets a low-rank factorization keeps: a fixed rank K, or the smallest K whose triplets keep
 /// at least a fraction <see cref="Energy"/> of the spectral energy Σσ² (which needs the whole spectrum).
 /// </summary>
-public sealed record RankChoice
+internal sealed record RankChoice
 {
     private RankChoice(int rank, double energy) => (Rank, Energy) = (rank, energy);
 

@@ -5,7 +5,7 @@ namespace LoraRuntime.Layers.Training;
 /// applied to matrices only (parameters of rank ≥ 2: weights and embeddings, not biases or norms). The moments m and
 /// v are two blocks of the parameters' layout; their per-parameter views are made once, so a step allocates nothing.
 /// </summary>
-public sealed class AdamW : IDisposable
+internal sealed class AdamW : IDisposable
 {
     private readonly ParameterSet _parameters;
     private readonly Tensor _m, _v;

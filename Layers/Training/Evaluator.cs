@@ -5,7 +5,7 @@ namespace LoraRuntime.Layers.Training;
 /// a split, drawn by a sampler seeded from the run's seed alone, so that every evaluation (at any step, of any
 /// model: the original and its compressed copy) sees the same windows. The batch buffers are taken once.
 /// </summary>
-public sealed class Evaluator : IDisposable
+internal sealed class Evaluator : IDisposable
 {
     /// <summary>Mixed into the seed so that evaluation windows differ from the training sampler's.</summary>
     private const ulong SamplerSalt = 0x5EED_E7A1UL;

@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers.Training;
 /// Clipping by global norm, as torch.nn.utils.clip_grad_norm_: the norm of every gradient of a set taken as one
 /// vector, and all gradients scaled by maxNorm / (norm + 1e-6) when it exceeds maxNorm.
 /// </summary>
-public sealed class GradientClipping : IDisposable
+internal sealed class GradientClipping : IDisposable
 {
     private readonly ParameterSet _parameters;
     private readonly Tensor _flat, _norm;

@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers.Training;
 /// Linear warm-up towards <see cref="MaxRate"/> over <see cref="WarmupSteps"/> (rate·(step+1)/(warm-up+1)), then cosine decay to
 /// <see cref="MinRate"/> at <see cref="DecaySteps"/>, constant after: the schedule of ../shared/anchors/torch_gpt_char.py.
 /// </summary>
-public sealed record LearningRateSchedule
+internal sealed record LearningRateSchedule
 {
     /// <summary>A schedule; rates must be finite with 0 ≤ min ≤ max, and 0 ≤ warm-up ≤ decay steps.</summary>
     public LearningRateSchedule(double maxRate, double minRate, int warmupSteps, int decaySteps)

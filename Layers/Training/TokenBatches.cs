@@ -5,7 +5,7 @@ namespace LoraRuntime.Layers.Training;
 /// inputs are T tokens and targets the same T shifted by one. Batches are written into caller buffers (the
 /// model's reserved id tensors), so drawing one allocates nothing.
 /// </summary>
-public sealed class TokenBatches
+internal sealed class TokenBatches
 {
     private readonly int[] _tokens;
 

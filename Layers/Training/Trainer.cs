@@ -5,7 +5,7 @@ using LoraRuntime.IO;
 namespace LoraRuntime.Layers.Training;
 
 /// <summary>What to do when a step's loss or gradient norm is NaN or infinite.</summary>
-public enum NonFinitePolicy
+internal enum NonFinitePolicy
 {
     /// <summary>Stop with a <see cref="TrainingDivergedException"/> naming the step and the value.</summary>
     Stop,
@@ -14,7 +14,7 @@ public enum NonFinitePolicy
 }
 
 /// <summary>The hyper-parameters of a run (the defaults are the small Shakespeare recipe).</summary>
-public sealed record TrainOptions
+internal sealed record TrainOptions
 {
     /// <summary>Optimizer steps.</summary>
     public int Iterations { get; init; } = 2000;
@@ -65,10 +65,10 @@ public sealed record TrainOptions
 /// <param name="LearningRate">The rate used.</param>
 /// <param name="Milliseconds">Wall time of the step.</param>
 /// <param name="Skipped">True when a non-finite value made the step a no-op (policy Skip).</param>
-public readonly record struct StepResult(int Step, float Loss, float GradientNorm, double LearningRate, double Milliseconds, bool Skipped);
+internal readonly record struct StepResult(int Step, float Loss, float GradientNorm, double LearningRate, double Milliseconds, bool Skipped);
 
 /// <summary>Thrown when a loss or gradient norm is not finite under <see cref="NonFinitePolicy.Stop"/>.</summary>
-public sealed class TrainingDivergedException(string message) : Exception(message);
+internal sealed class TrainingDivergedException(string message) : Exception(message);
 
 /// <summary>
 /// The training loop of a <see cref="GptModel"/> over one <see cref="ParameterSet"/>: the model's own (pre-training)
@@ -77,7 +77,7 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// scheduled rate. Steps allocate nothing. Checkpoints hold the parameters, the optimizer's moments and step, and
 /// the sampler's state, so a resumed run continues bit for bit.
 /// </summary>
-public sealed class Trainer : IDisposable
+internal sealed class Trainer : IDisposable
 {
     private readonly GptModel _model;
     private readonly ParameterSet _trained;

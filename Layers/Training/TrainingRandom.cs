@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers.Training;
 /// xoshiro256** with its whole state exposed, so a checkpoint can save it and a resumed run draws exactly the
 /// same batches as an uninterrupted one. A struct: drawing never allocates.
 /// </summary>
-public struct TrainingRandom
+internal struct TrainingRandom
 {
     private ulong _s0, _s1, _s2, _s3;
 
