@@ -21,7 +21,7 @@ public sealed record SamplingOptions(float Temperature = 0.8f, int TopK = 0, ulo
 /// Autoregressive generation with a <see cref="GptModel"/> of batch 1: the context is cropped to the model's block size
 /// and each step re-runs it (the KV-cache decoder belongs to serving). Deterministic for a seed.
 /// </summary>
-public sealed class Generator : IDisposable
+internal sealed class Generator : IDisposable
 {
     private readonly GptModel _model;
     private readonly Tensor _ids;

@@ -5,7 +5,7 @@ namespace LoraRuntime.Layers;
 /// attn.qkv, attn.o, mlp.fc, mlp.proj are the Conv1D modules attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj, whose
 /// weights are stored [in, out] (ours are [out, in]). wte, wpe and ln_f keep their names.
 /// </summary>
-public static class Gpt2Names
+internal static class Gpt2Names
 {
     private static readonly (string Ours, string Theirs)[] BlockModules =
     [

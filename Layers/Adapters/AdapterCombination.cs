@@ -1,7 +1,7 @@
 namespace LoraRuntime.Layers.Adapters;
 
 /// <summary>How <see cref="AdapterCombination"/> combines adapters (PEFT's <c>combination_type</c>).</summary>
-public enum CombinationMethod
+internal enum CombinationMethod
 {
     /// <summary>A and B are each a weighted sum (equal ranks only); not the sum of the deltas when several adapters differ.</summary>
     Linear,
@@ -27,7 +27,7 @@ public enum CombinationMethod
 /// Refused, as PEFT refuses or would silently get wrong: different ranks for linear, DoRA adapters, rank or α
 /// patterns, modules whose shapes differ between adapters, and an svd rank above a module's min(out, in).
 /// </summary>
-public static class AdapterCombination
+internal static class AdapterCombination
 {
     /// <summary>The combined adapter; <paramref name="backend"/> computes the SVDs.</summary>
     public static AdapterTensors Combine(Backend backend, IReadOnlyList<(AdapterTensors Adapter, float Weight)> adapters, CombinationMethod method,

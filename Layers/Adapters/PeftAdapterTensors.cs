@@ -10,19 +10,19 @@ namespace LoraRuntime.Layers.Adapters;
 /// <param name="OutFeatures">out.</param>
 /// <param name="A">lora_A.weight [R, in].</param>
 /// <param name="B">lora_B.weight [out, R].</param>
-public sealed record AdapterModuleTensors(string Path, int Rank, int InFeatures, int OutFeatures, float[] A, float[] B);
+internal sealed record AdapterModuleTensors(string Path, int Rank, int InFeatures, int OutFeatures, float[] A, float[] B);
 
 /// <summary>A PEFT adapter directory as plain tensors: its config, its base model's name and each module's A and B.</summary>
 /// <param name="Config">The adapter's configuration.</param>
 /// <param name="BaseModel">base_model_name_or_path.</param>
 /// <param name="Modules">The modules, in file order.</param>
-public sealed record AdapterTensors(LoraConfig Config, string BaseModel, IReadOnlyList<AdapterModuleTensors> Modules);
+internal sealed record AdapterTensors(LoraConfig Config, string BaseModel, IReadOnlyList<AdapterModuleTensors> Modules);
 
 /// <summary>
 /// Reads and writes PEFT adapter directories (the layout of <see cref="PeftAdapterFiles"/>) without a model, for the
 /// tools that work on the adapters alone (<c>lora combine</c>). DoRA magnitudes are not read: such adapters are refused.
 /// </summary>
-public static class PeftAdapterTensors
+internal static class PeftAdapterTensors
 {
     private const string Prefix = "base_model.model.", AKey = ".lora_A.weight", BKey = ".lora_B.weight";
 

@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers.Text;
 /// Splits a play's text (blocks separated by blank lines, each opening with "NAME:") into one speaker's blocks and the
 /// rest: the demo pre-trains on the rest and fine-tunes an adapter on the speaker, a slice the base has never seen.
 /// </summary>
-public static class SpeakerSplit
+internal static class SpeakerSplit
 {
     /// <summary>(the speaker's blocks, every other block), each joined by blank lines.</summary>
     public static (string Speaker, string Others) Split(string text, string speaker)
