@@ -387,10 +387,10 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             }
             else if (j.DirectB)
             {
-                // Only a last, partial panel is packed (zero-padded), into the start of the worker's buffer.
-                bp = _packedB[worker] - (long)directPanels * nr * kc;
+                // Only a last, partial panel is packed (zero-padded), into the worker's buffer.
+                bp = _packedB[worker];
                 if (cols > directPanels * nr)
-                    Packing.PackB(bsrc + directPanels * nr, j.Ldb, false, cols - directPanels * nr, kc, nr, _packedB[worker]);
+                    Packing.PackB(bsrc + directPanels * nr, j.Ldb, false, cols - directPanels * nr, kc, nr, bp);
             }
             else
             {
@@ -404,7 +404,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
                 // B read as stored: each column panel once from memory, then used by every row panel while in L1.
                 for (int q = 0; q < nPanels; q++)
                     for (int p = p0; p < p1; p++)
-                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, q < directPanels ? bsrc + q * nr : bp + (long)q * nr * kc,
+                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, q < directPanels ? bsrc + q * nr : bp,
                             q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta);
             }
             else
