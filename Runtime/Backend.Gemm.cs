@@ -75,6 +75,103 @@ public abstract partial class Backend
         if (problems.Length > 0) GemmGroupedCore(problems);
     }
 
+    /// <summary>
+    /// Packs B = op(<paramref name="source"/>) (a matrix: a [K, N] tensor, or [N, K] with <paramref name="trans"/> = Yes,
+    /// such as a [OC, C] weight whose transpose is the projection's B) into this backend's fastest layout for
+    /// <see cref="GemmPacked"/>. Load-time work: it may pass through host memory.
+    /// </summary>
+    public PackedMatrix PackMatrix(Tensor source, Transpose trans = Transpose.No)
+    {
+        var (k, n) = PackedShape(source, trans, nameof(source));
+        var packed = AllocatePackedCore(k, n);
+        try
+        {
+            if ((long)k * n > 0) RepackCore(packed, source, trans);
+        }
+        catch
+        {
+            packed.Dispose();
+            throw;
+        }
+        return packed;
+    }
+
+    /// <summary>Re-reads B = op(<paramref name="source"/>) into <paramref name="destination"/> (same K×N): after the weights change.</summary>
+    public void Repack(PackedMatrix destination, Tensor source, Transpose trans = Transpose.No)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        CheckPacked(destination, nameof(destination));
+        var (k, n) = PackedShape(source, trans, nameof(source));
+        if (k != destination.Rows || n != destination.Columns)
+            throw new ArgumentException(
+                $"source: op(source) is {k}×{n} (source {source.Shape}, trans {trans}); destination holds a {destination.Rows}×{destination.Columns} matrix", nameof(source));
+        if ((long)k * n > 0) RepackCore(destination, source, trans);
+    }
+
+    /// <summary>
+    /// C = α·A·B + β·C for a packed B [K, N]: A is <paramref name="m"/> rows of K at <paramref name="offsetA"/> with row
+    /// stride <paramref name="lda"/>, C is m rows of N at <paramref name="offsetC"/> with row stride <paramref name="ldc"/>.
+    /// Validated as <see cref="Gemm(in GemmProblem)"/>; allocation-free.
+    /// </summary>
+    public void GemmPacked(int m, float alpha, Tensor a, long offsetA, int lda, PackedMatrix b, float beta, Tensor c, long offsetC, int ldc)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        CheckPacked(b, nameof(b));
+        var problem = new GemmProblem
+        {
+            TransA = Transpose.No, TransB = Transpose.No, M = m, N = b.Columns, K = b.Rows, Alpha = alpha, Beta = beta,
+            A = a, OffsetA = offsetA, Lda = lda,
+            B = b.Storage, OffsetB = 0, Ldb = Math.Max(1, b.Columns), // the extent of K×N floats, which every layout holds
+            C = c, OffsetC = offsetC, Ldc = ldc,
+        };
+        GemmValidation.Validate(this, problem, "problem", 1, 0, 0, 0);
+        GemmPackedCore(problem, b);
+    }
+
+    /// <summary>Storage for a K×N packed matrix. The default keeps B row-major, [K, N].</summary>
+    protected virtual PackedMatrix AllocatePackedCore(int k, int n) => new(Allocate(DType.F32, new Shape(k, n)), k, n, 0);
+
+    /// <summary>
+    /// Writes B = op(source) into <paramref name="destination"/>'s layout (shapes checked, K·N &gt; 0). The default
+    /// (row-major storage) copies, or transposes through host memory.
+    /// </summary>
+    protected virtual void RepackCore(PackedMatrix destination, Tensor source, Transpose trans)
+    {
+        if (trans == Transpose.No)
+        {
+            Copy(destination.Storage, source);
+            return;
+        }
+        int k = destination.Rows, n = destination.Columns;
+        var stored = source.ToArray(); // [N, K]
+        var b = new float[stored.Length];
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < k; i++) b[(long)i * n + j] = stored[(long)j * k + i];
+        Upload(destination.Storage, b);
+    }
+
+    /// <summary>
+    /// A validated packed product; <paramref name="problem"/> names the packed storage as B with ldb = N. The default
+    /// (row-major storage) is that plain GEMM.
+    /// </summary>
+    protected virtual void GemmPackedCore(in GemmProblem problem, PackedMatrix b) => GemmCore(problem);
+
+    private (int K, int N) PackedShape(Tensor source, Transpose trans, string name)
+    {
+        Check.Tensor(this, source, DType.F32, name);
+        if (source.Shape.Rank != 2)
+            throw new ArgumentException($"{name}: expected a matrix (rank 2) to pack; got {source.Shape}", name);
+        int rows = source.Shape[0], cols = source.Shape[1];
+        return trans == Transpose.No ? (rows, cols) : (cols, rows);
+    }
+
+    private void CheckPacked(PackedMatrix packed, string name)
+    {
+        if (packed.IsDisposed) throw new ObjectDisposedException(name, $"{name}: {packed} was disposed");
+        if (!ReferenceEquals(packed.Backend, this))
+            throw new ArgumentException($"{name}: {packed} was packed by backend '{packed.Backend.Name}', not this '{Name}' backend", name);
+    }
+
     /// <summary>One validated GEMM.</summary>
     protected abstract void GemmCore(in GemmProblem problem);
 

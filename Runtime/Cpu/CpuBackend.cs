@@ -73,6 +73,21 @@ public sealed unsafe partial class CpuBackend : Backend
     protected override void GemmStridedBatchedCore(in GemmProblem problem, long strideA, long strideB, long strideC, int batchCount) =>
         _gemm.Run(new ReadOnlySpan<GemmProblem>(in problem), batchCount, strideA, strideB, strideC);
 
+    /// <summary>Panels of the micro-kernel's NR columns, each K×NR floats contiguous, the last zero-padded.</summary>
+    protected override PackedMatrix AllocatePackedCore(int k, int n)
+    {
+        int nr = _gemm.PanelWidth;
+        return new PackedMatrix(Allocate(DType.F32, new Shape((n + nr - 1) / nr, k, nr)), k, n, nr);
+    }
+
+    /// <inheritdoc/>
+    protected override void RepackCore(PackedMatrix destination, Tensor source, Transpose trans) =>
+        Packing.PackB((float*)source.Pointer, source.Shape[1], trans == Transpose.Yes, destination.Columns, destination.Rows, destination.PanelWidth,
+            (float*)destination.Storage.Pointer);
+
+    /// <inheritdoc/>
+    protected override void GemmPackedCore(in GemmProblem problem, PackedMatrix b) => _gemm.RunPanels(problem);
+
     /// <inheritdoc/>
     protected override void GemmGroupedCore(ReadOnlySpan<GemmProblem> problems) => _gemm.Run(problems, 1, 0, 0, 0);
 

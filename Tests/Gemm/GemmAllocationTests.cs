@@ -3,7 +3,7 @@ using Xunit;
 
 namespace LoraRuntime.Tests.Gemm;
 
-/// <summary>A warm GEMM call allocates no managed memory: plain, batched, grouped, GEMV, narrow and parallel shapes.</summary>
+/// <summary>A warm GEMM call allocates no managed memory: plain, batched, grouped, packed, GEMV, narrow and parallel shapes.</summary>
 public sealed class GemmAllocationTests
 {
     [Fact]
@@ -22,6 +22,7 @@ public sealed class GemmAllocationTests
             new(row, a, b, 1, 520, 300),
         };
         var batched = new GemmProblem(c, a, b, 16, 16, 16) { Lda = 300, Ldb = 520, Ldc = 520 };
+        using var packed = cpu.PackMatrix(b);
 
         void Calls()
         {
@@ -31,6 +32,9 @@ public sealed class GemmAllocationTests
             cpu.MatMul(c, a, b, beta: 1f);
             cpu.GemmStridedBatched(batched, 300 * 16, 16, 520 * 16 + 16, 8);
             cpu.GemmGrouped(problems);
+            cpu.GemmPacked(512, 1f, a, 0, 300, packed, 0f, c, 0, 520);
+            cpu.GemmPacked(32, 1f, a, 0, 300, packed, 1f, c, 0, 520);
+            cpu.GemmPacked(1, 1f, a, 0, 300, packed, 0f, row, 0, 520);
         }
 
         Calls(); // warm: workspaces and scratch are reserved on first use

@@ -153,6 +153,81 @@ public abstract class GemmConformance
         Assert.True(Reference.RelativeError(y.ToArray(), expected) <= Tolerance);
     }
 
+    public static TheoryData<int, int, int> PackedSizes => new()
+    {
+        { 1, 1, 1 }, { 1, 33, 7 }, { 1, 2304, 768 }, { 1, 70, 800 }, { 2, 3, 4 }, { 3, 1, 50 }, { 13, 17, 19 }, { 32, 96, 385 },
+        { 32, 100, 768 }, { 48, 64, 33 }, { 49, 65, 400 }, { 100, 600, 50 }, { 130, 530, 400 }, { 257, 7, 129 }, { 61, 16, 900 },
+    };
+
+    [Theory]
+    [MemberData(nameof(PackedSizes))]
+    public void PackedProductMatchesFloat64(int m, int n, int k)
+    {
+        foreach (bool tb in new[] { false, true })
+            CheckPacked(tb, m, n, k, alpha: 1f, beta: 0f, padA: 0, padC: 0, offset: 0, seed: m * 31 + n * 7 + k);
+    }
+
+    [Theory]
+    [InlineData(0.5f, 2f)]
+    [InlineData(-1.5f, 1f)]
+    [InlineData(0f, 0.5f)]
+    [InlineData(2f, -0.25f)]
+    public void PackedProductAlphaBetaWithWideLeadingDimensionsAndOffsets(float alpha, float beta)
+    {
+        foreach (var (m, n, k) in new[] { (1, 50, 60), (5, 45, 70), (37, 33, 513), (100, 300, 513) })
+            foreach (bool tb in new[] { false, true })
+                CheckPacked(tb, m, n, k, alpha, beta, padA: 3, padC: 7, offset: 11, seed: m + n + k);
+    }
+
+    [Fact]
+    public void RepackReadsTheNewValuesAndChecksTheShape()
+    {
+        var w1 = Reference.Random(40 * 24, 1);
+        var w2 = Reference.Random(40 * 24, 2);
+        var xv = Reference.Random(5 * 24, 3);
+        using var wa = Backend.FromArray(w1, 40, 24); // a [OC, C] weight: B = Wᵀ [24, 40]
+        using var wb = Backend.FromArray(w2, 40, 24);
+        using var x = Backend.FromArray(xv, 5, 24);
+        using var y = Backend.Allocate(5, 40);
+        using var packed = Backend.PackMatrix(wa, Transpose.Yes);
+        Assert.Equal((24, 40), (packed.Rows, packed.Columns));
+        Backend.Repack(packed, wb, Transpose.Yes);
+        Backend.GemmPacked(5, 1f, x, 0, 24, packed, 0f, y, 0, 40);
+        var expected = new double[5 * 40];
+        Reference.Gemm(false, true, 5, 40, 24, 1, xv, 0, 24, w2, 0, 24, 0, expected, 0, 40);
+        Assert.True(Reference.RelativeError(y.ToArray(), expected) <= Tolerance);
+        var e = Assert.Throws<ArgumentException>(() => Backend.Repack(packed, wb));
+        Assert.Contains("source", e.Message);
+        Assert.Contains("24×40", e.Message);
+        using var three = Backend.Allocate(2, 3, 4);
+        Assert.Contains("rank 2", Assert.Throws<ArgumentException>(() => Backend.PackMatrix(three)).Message);
+        // A too short for M rows of K, and C sharing A's memory, are refused as for any GEMM.
+        Assert.Contains("problem.A", Assert.Throws<ArgumentException>(() => Backend.GemmPacked(6, 1f, x, 0, 24, packed, 0f, y, 0, 40)).Message);
+        using var shared = Backend.Allocate(1000);
+        Assert.Contains("share memory", Assert.Throws<ArgumentException>(() => Backend.GemmPacked(2, 1f, shared, 0, 24, packed, 0f, shared, 10, 40)).Message);
+        packed.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => Backend.GemmPacked(5, 1f, x, 0, 24, packed, 0f, y, 0, 40));
+    }
+
+    /// <summary>C = α·A·op(W) + β·C with op(W) packed: W stored [K, N], or [N, K] and transposed.</summary>
+    private void CheckPacked(bool tb, int m, int n, int k, float alpha, float beta, int padA, int padC, int offset, int seed)
+    {
+        int lda = k + padA, ldc = n + padC, ldb = tb ? k : n;
+        int lenA = offset + m * lda, lenC = offset + m * ldc;
+        var av = Reference.Random(lenA, seed);
+        var bv = Reference.Random(k * n, seed + 1);
+        var cv = Reference.Random(lenC, seed + 2);
+        using var a = Backend.FromArray(av, av.Length);
+        using var w = tb ? Backend.FromArray(bv, n, k) : Backend.FromArray(bv, k, n);
+        using var c = Backend.FromArray(cv, cv.Length);
+        using var packed = Backend.PackMatrix(w, tb ? Transpose.Yes : Transpose.No);
+        var expected = Reference.ToDouble(cv);
+        Reference.Gemm(false, tb, m, n, k, alpha, av, offset, lda, bv, 0, ldb, beta, expected, offset, ldc);
+        Backend.GemmPacked(m, alpha, a, offset, lda, packed, beta, c, offset, ldc);
+        double err = Reference.RelativeError(c.ToArray(), expected);
+        Assert.True(err <= Tolerance, $"packed tb={tb} {m}x{n}x{k} α={alpha} β={beta}: relative error {err:E2}");
+    }
+
     private void Check(bool ta, bool tb, int m, int n, int k, float alpha, float beta,
         int padA, int padB, int padC, int offset, int seed)
     {

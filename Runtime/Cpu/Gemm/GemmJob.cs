@@ -9,6 +9,8 @@ internal enum GemmJobKind : byte
     GemvColumns,
     /// <summary>y[r] = Σ_k Mat[r, k]·x[k]: one dot product per output (M = 1 with op(B) = Bᵀ, or N = 1).</summary>
     GemvRows,
+    /// <summary>y[j] = Σ_k x[k]·B[k, j] for M = 1 against a B of packed panels: <see cref="GemmJob.Chunk"/> panels per task.</summary>
+    GemvPanels,
     /// <summary>Narrow N, A as stored: C[i, j] = A[i, :]·Bᵀ[j, :] with Bᵀ packed once (see <see cref="DotKernels"/>).</summary>
     Dot,
 }
@@ -37,6 +39,8 @@ internal unsafe struct GemmJob
     // instead, at PackedB (K × NPanelsTotal·NR floats, reserved when the job was added; SharedB says it is used).
     public long PackedB;   // −1: no room reserved
     public bool SharedB;
+    // B is a PackedMatrix's panels (⌈N/NR⌉ panels of K×NR floats, the last zero-padded): never packed, read in place.
+    public bool PanelB;
     public bool DirectB;   // few row panels and op(B) = B: the kernel reads B's full panels in place (row stride Ldb)
     public int APackTasks; // phase-1 tasks that pack A; the rest of PackTaskCount pack the shared B
 

@@ -35,11 +35,33 @@ internal sealed unsafe class SgemmDriver : IDisposable
         }
         finally
         {
-            lock (_lock)
-            {
-                if (_idleCount == _idle.Length) Array.Resize(ref _idle, _idle.Length * 2);
-                _idle[_idleCount++] = ws;
-            }
+            Return(ws);
+        }
+    }
+
+    private void Return(Workspace ws)
+    {
+        lock (_lock)
+        {
+            if (_idleCount == _idle.Length) Array.Resize(ref _idle, _idle.Length * 2);
+            _idle[_idleCount++] = ws;
+        }
+    }
+
+    /// <summary>Columns per panel of a packed B: the micro-kernel's NR.</summary>
+    public int PanelWidth => _kernel.Nr;
+
+    /// <summary>One validated problem whose B is the panel storage of a <see cref="PackedMatrix"/> (see <see cref="Workspace.ExecutePanels"/>).</summary>
+    public void RunPanels(in GemmProblem problem)
+    {
+        Workspace ws = Rent();
+        try
+        {
+            ws.ExecutePanels(problem);
+        }
+        finally
+        {
+            Return(ws);
         }
     }
 

@@ -72,13 +72,26 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
                 float* a = (float*)p.A.Pointer + p.OffsetA + batch * strideA;
                 float* b = (float*)p.B.Pointer + p.OffsetB + batch * strideB;
                 float* c = (float*)p.C.Pointer + p.OffsetC + batch * strideC;
-                AddJobs(p, a, b, c);
+                AddJobs(p, a, b, c, panelB: false);
             }
         }
         Flush();
     }
 
-    private void AddJobs(in GemmProblem p, float* a, float* b, float* c)
+    /// <summary>
+    /// One problem whose B is a <see cref="PackedMatrix"/>'s panels: B is never packed or shared, each panel is streamed
+    /// as stored (K×NR contiguous, so every depth block of it is a ready kc×NR panel), and M = 1 reads the panels as
+    /// GEMV columns.
+    /// </summary>
+    public void ExecutePanels(in GemmProblem p)
+    {
+        _jobCount = 0;
+        _packedUse = 0;
+        AddJobs(p, (float*)p.A.Pointer + p.OffsetA, (float*)p.B.Pointer + p.OffsetB, (float*)p.C.Pointer + p.OffsetC, panelB: true);
+        Flush();
+    }
+
+    private void AddJobs(in GemmProblem p, float* a, float* b, float* c, bool panelB)
     {
         if (p.M == 0 || p.N == 0) return;
         if (p.K == 0 || p.Alpha == 0f)
@@ -90,9 +103,21 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         {
             TransA = p.TransA == Transpose.Yes, TransB = p.TransB == Transpose.Yes,
             M = p.M, N = p.N, K = p.K, Alpha = p.Alpha, Beta = p.Beta,
-            A = a, B = b, C = c, Lda = p.Lda, Ldb = p.Ldb, Ldc = p.Ldc,
+            A = a, B = b, C = c, Lda = p.Lda, Ldb = p.Ldb, Ldc = p.Ldc, PanelB = panelB,
         };
-        if (p.M == 1 || p.N == 1)
+        if (panelB && p.M == 1)
+        {
+            // y = C row 0, x = A row 0 (A as stored), each panel a K×NR matrix of row stride NR.
+            job.Kind = GemmJobKind.GemvPanels;
+            job.Y = c; job.IncY = 1; job.Outputs = p.N;
+            job.X = a; job.IncX = 1;
+            job.Mat = b; job.Ldm = _k.Nr; job.Depth = p.K;
+            int panels = (p.N + _k.Nr - 1) / _k.Nr;
+            job.Chunk = Math.Max(1, (panels + 4 * _workers.ThreadCount - 1) / (4 * _workers.ThreadCount));
+            Push(job);
+            return;
+        }
+        if (!panelB && (p.M == 1 || p.N == 1))
         {
             AddGemv(ref job, _workers.ThreadCount);
             if (job.DepthSplits > 1)
@@ -105,7 +130,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             Push(job);
             return;
         }
-        if (UseDot(job))
+        if (!panelB && UseDot(job))
         {
             job.Kind = GemmJobKind.Dot;
             job.Ldm = (p.K + DotKernels.DepthAlign - 1) / DotKernels.DepthAlign * DotKernels.DepthAlign;
@@ -119,7 +144,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         // A few columns and many rows (a rank-R gradient dB = dyᵀ·h, A stored transposed so the inner-product form
         // does not apply): most of each NR-wide tile would be padding. Compute Cᵀ = op(B)ᵀ·op(A)ᵀ instead, whose rows
         // are few and columns many, and write its tiles back transposed.
-        if (p.N <= NarrowColumns && p.M >= 4 * _k.Mr)
+        if (!panelB && p.N <= NarrowColumns && p.M >= 4 * _k.Mr)
         {
             job.TransposedC = true;
             (job.M, job.N) = (p.N, p.M);
@@ -139,7 +164,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             long need = (long)panels * mr * job.K;
             // Room for a shared B where rows may be split among threads (few column blocks); Flush decides.
             long needB = (long)job.K * RoundUp(job.N, _k.Nr);
-            bool mayShareB = panels >= 2 && (job.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
+            bool mayShareB = !panelB && panels >= 2 && (job.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
             if (_packedUse + need + (mayShareB ? needB : 0) > PackedACapFloats && _jobCount > 0) Flush();
             var part = job;
             part.M = rows;
@@ -246,12 +271,18 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
                     j.NBlocks = (j.N + j.ColumnBlock - 1) / j.ColumnBlock;
                 }
                 j.ComputeTaskCount = j.NBlocks * j.MRanges;
-                j.SharedB = j.MRanges > 1 && j.PackedB >= 0;
+                j.SharedB = !j.PanelB && j.MRanges > 1 && j.PackedB >= 0;
                 // With few row panels each B element is used a few times only: packing it would cost as much memory
                 // traffic as the product (a decode batch against a weight), so the kernel reads B as stored.
-                j.DirectB = !j.TransB && !j.SharedB && j.MPanels <= DirectBMaxPanels;
+                j.DirectB = !j.PanelB && !j.TransB && !j.SharedB && j.MPanels <= DirectBMaxPanels;
                 int bPanels = (j.N + _k.Nr - 1) / _k.Nr, kBlocks = (j.K + _k.Kc - 1) / _k.Kc;
                 j.PackTaskCount = j.APackTasks + (j.SharedB ? kBlocks * ((bPanels + PackGroupB - 1) / PackGroupB) : 0);
+            }
+            else if (j.Kind == GemmJobKind.GemvPanels)
+            {
+                j.PackTaskCount = 0;
+                int panels = (j.Outputs + _k.Nr - 1) / _k.Nr;
+                j.ComputeTaskCount = (panels + j.Chunk - 1) / j.Chunk;
             }
             else
             {
@@ -289,7 +320,12 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             else PackSharedB(ref j, local - j.APackTasks);
         }
         else if (j.Kind == GemmJobKind.Dot) ComputeDot(ref j, task - j.ComputeTaskStart);
-        else if (j.Kind == GemmJobKind.Packed) Compute(ref j, task - j.ComputeTaskStart, worker);
+        else if (j.Kind == GemmJobKind.Packed)
+        {
+            if (j.PanelB) ComputePanels(ref j, task - j.ComputeTaskStart, worker);
+            else Compute(ref j, task - j.ComputeTaskStart, worker);
+        }
+        else if (j.Kind == GemmJobKind.GemvPanels) GemvPanels(ref j, task - j.ComputeTaskStart, worker);
         else if (j.Kind == GemmJobKind.GemvColumns) GemvColumns(ref j, task - j.ComputeTaskStart, worker);
         else GemvRows(ref j, task - j.ComputeTaskStart, worker);
     }
@@ -416,6 +452,45 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="Compute"/> for a B of packed panels: depth block pc of panel q is the kc×NR block at
+    /// B + q·K·NR + pc·NR, read in place. With few row panels each B panel is used by every row panel while in L1
+    /// (columns outer); otherwise A's panels stay in L1 while the block's B panels stream from L2 (rows outer).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void ComputePanels(ref GemmJob j, int task, int worker)
+    {
+        int mr = _k.Mr, nr = _k.Nr, kcMax = _k.Kc;
+        int nb = task / j.MRanges, range = task % j.MRanges;
+        int n0 = nb * j.ColumnBlock, cols = Math.Min(j.ColumnBlock, j.N - n0);
+        int nPanels = (cols + nr - 1) / nr;
+        int p0 = (int)((long)range * j.MPanels / j.MRanges), p1 = (int)((long)(range + 1) * j.MPanels / j.MRanges);
+        float* tile = _tile[worker];
+        var kernel = _k.Compute;
+        long panelStride = (long)j.K * nr;
+        float* first = j.B + n0 / nr * panelStride; // ColumnBlock is a multiple of NR
+        bool columnsOuter = j.MPanels <= DirectBMaxPanels;
+        for (int pc = 0; pc < j.K; pc += kcMax)
+        {
+            int kc = Math.Min(kcMax, j.K - pc);
+            float* bp = first + (long)pc * nr;
+            float beta = pc == 0 ? j.Beta : 1f;
+            float* ablock = _packedA + j.PackedA + (long)pc * j.MPanels * mr;
+            if (columnsOuter)
+            {
+                for (int q = 0; q < nPanels; q++)
+                    for (int p = p0; p < p1; p++)
+                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, bp + q * panelStride, nr, tile, p * mr, n0, q, beta);
+            }
+            else
+            {
+                for (int p = p0; p < p1; p++)
+                    for (int q = 0; q < nPanels; q++)
+                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, bp + q * panelStride, nr, tile, p * mr, n0, q, beta);
+            }
+        }
+    }
+
     /// <summary>One MR×NR tile of C (rows row.., columns n0 + q·NR..): straight into C when whole, else through the scratch tile.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Tile(ref GemmJob j, delegate*<int, float*, float*, nint, float*, nint, float, float, void> kernel, int kc, float* ap,
@@ -485,6 +560,20 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         for (int s = 1; s < splits; s++)
             TensorPrimitives.Add(total, new ReadOnlySpan<float>(partials + (long)s * j.Outputs, j.Outputs), total);
         Store(ref j, 0, total);
+    }
+
+    /// <summary>Panels [task·Chunk, …) of y = x·B for a B of packed panels: each panel a K×NR matrix read once, contiguously.</summary>
+    private void GemvPanels(ref GemmJob j, int task, int worker)
+    {
+        int nr = _k.Nr, panels = (j.Outputs + nr - 1) / nr;
+        int q0 = task * j.Chunk, q1 = Math.Min(panels, q0 + j.Chunk);
+        float* acc = _tile[worker];
+        for (int q = q0; q < q1; q++)
+        {
+            int w = Math.Min(nr, j.Outputs - q * nr);
+            GemvKernels.Columns(j.Mat + (long)q * j.Depth * nr, nr, j.X, j.IncX, j.Depth, acc, w);
+            Store(ref j, q * nr, new Span<float>(acc, w));
+        }
     }
 
     private void GemvRows(ref GemmJob j, int chunk, int worker)
