@@ -16,9 +16,10 @@ internal readonly record struct DecodeRow(int Slot, int Start, int Count, Served
 /// last token. All memory — cache [L, 2, S, T, C], activations for <see cref="MaxStepTokens"/> tokens, scores — is taken
 /// at construction; a step at a steady shape allocates nothing. The training layers are not used or changed: layer norms,
 /// biases and embeddings are read from the model's parameters, while each projection weight W [OC, C] (and the tied head)
-/// is held transposed, Wᵀ [C, OC], so that every projection is a plain NN GEMM (on the CPU path a one-row product — a
-/// lone request's decode step — runs over ten times faster than the NT form, and a batch no slower; measured with
-/// <c>lora bench gemm --shapes 1x2304x768,32x2304x768 --trans NN|NT</c>). That copy is a snapshot:
+/// is held as a <see cref="PackedMatrix"/> of Wᵀ [C, OC], so that every projection is a packed GEMM: on the CPU the
+/// weights stream from memory as the micro-kernel's panels, never packed again per step (a decode batch's product
+/// is as fast with the weights cold in memory as a plain GEMM with them hot in cache; <c>lora bench gemm --packed</c>),
+/// and a lone request's one-row step reads them once as GEMV columns. That copy is a snapshot:
 /// <see cref="RefreshWeights"/> re-reads it after the model's weights change (a merge). Not thread-safe: one step at a
 /// time (a concurrent call is refused).
 /// </summary>
@@ -28,14 +29,16 @@ internal sealed class KvCacheDecoder : IDisposable
     private readonly GptModel _model;
     private readonly int _c, _nh, _hs, _v, _tmax, _layers;
     private readonly float _scoreScale;
-    private readonly Tensor _cache, _scores, _headT; // head: wteᵀ [C, V]
-    private readonly Tensor[] _weightsT; // per projection: Wᵀ [C, OC]
+    private readonly Tensor _cache, _scores;
+    private readonly PackedMatrix _head; // wteᵀ [C, V]
+    private readonly PackedMatrix[] _weights; // per projection: Wᵀ [C, OC]
     private readonly Tensor[] _decodeScores; // [decode row d · T + len − 1]: views [NH, 1, len]
     private readonly Dictionary<long, Tensor> _prefillScores = []; // [n · (T + 1) + len]: views [NH, n, len] of the prefill region
     private readonly RowBuffer _ids, _positions, _tok, _pos, _x, _ln, _mean, _rstd, _qkv, _y, _attn, _residual, _hidden, _activated, _mlp;
     private readonly RowBuffer _last, _lastLn, _lastMean, _lastRstd, _logits;
     private readonly SegmentedLora _lora;
-    private readonly int[] _order, _tokenStart, _hostIds, _hostPositions;
+    private readonly int[] _order, _tokenStart, _hostIds, _hostPositions, _decodeSorted;
+    private readonly DecodeAttentionRow[] _decodeRows;
     private readonly bool[] _slotUsed;
     private int _busy;
 
@@ -87,14 +90,9 @@ internal sealed class KvCacheDecoder : IDisposable
             owned.Add(_scores);
             _lora = new SegmentedLora(_backend, n, maxRank, slots);
             owned.Add(_lora);
-            _weightsT = new Tensor[layout.Linears.Count];
-            for (int i = 0; i < _weightsT.Length; i++)
-            {
-                var linear = layout.Linears[i];
-                owned.Add(_weightsT[i] = _backend.Allocate(DType.F32, new Shape(linear.InFeatures, linear.OutFeatures)));
-            }
-            owned.Add(_headT = _backend.Allocate(DType.F32, new Shape(_c, _v)));
-            RefreshWeights();
+            _weights = new PackedMatrix[layout.Linears.Count];
+            for (int i = 0; i < _weights.Length; i++) owned.Add(_weights[i] = _backend.PackMatrix(layout.Linears[i].Weight.Value, LoraRuntime.Transpose.Yes));
+            owned.Add(_head = _backend.PackMatrix(_model.TokenEmbedding.Table.Value, LoraRuntime.Transpose.Yes));
         }
         catch
         {
@@ -106,6 +104,8 @@ internal sealed class KvCacheDecoder : IDisposable
             for (int len = 1; len <= _tmax; len++)
                 _decodeScores[d * _tmax + len - 1] = _scores.View((long)d * _nh * _tmax, new Shape(_nh, 1, len));
         _order = new int[slots];
+        _decodeRows = new DecodeAttentionRow[slots];
+        _decodeSorted = new int[slots];
         _tokenStart = new int[slots];
         _slotUsed = new bool[slots];
         _hostIds = new int[maxStepTokens];
@@ -130,14 +130,14 @@ internal sealed class KvCacheDecoder : IDisposable
     /// <summary>V.</summary>
     public int Vocabulary => _v;
 
-    /// <summary>Bytes the decoder holds from the pool for the cache, the scores and the transposed weights.</summary>
-    public long Bytes => (_cache.Length + _scores.Length + _headT.Length + _weightsT.Sum(w => w.Length)) * sizeof(float);
+    /// <summary>Bytes the decoder holds from the pool for the cache, the scores and the packed weights.</summary>
+    public long Bytes => (_cache.Length + _scores.Length) * sizeof(float) + _head.Bytes + _weights.Sum(w => w.Bytes);
 
-    /// <summary>Copies the model's projection weights (and the head) into the decoder's transposed snapshot: call it after changing them.</summary>
+    /// <summary>Packs the model's projection weights (and the head) into the decoder's snapshot again: call it after changing them.</summary>
     public void RefreshWeights()
     {
-        for (int i = 0; i < _weightsT.Length; i++) Transpose(_weightsT[i], Layout.Linears[i].Weight.Value);
-        Transpose(_headT, _model.TokenEmbedding.Table.Value);
+        for (int i = 0; i < _weights.Length; i++) _backend.Repack(_weights[i], Layout.Linears[i].Weight.Value, LoraRuntime.Transpose.Yes);
+        _backend.Repack(_head, _model.TokenEmbedding.Table.Value, LoraRuntime.Transpose.Yes);
     }
 
     /// <summary>
@@ -172,19 +172,8 @@ internal sealed class KvCacheDecoder : IDisposable
         _cache.Dispose();
         _scores.Dispose();
         _lora.Dispose();
-        foreach (var w in _weightsT) w.Dispose();
-        _headT.Dispose();
-    }
-
-    /// <summary>destination [cols, rows] = sourceᵀ for a [rows, cols] source, through host memory (load time, not hot).</summary>
-    private void Transpose(Tensor destination, Tensor source)
-    {
-        int rows = source.Shape[0], cols = source.Shape[1];
-        var host = source.ToArray();
-        var transposed = new float[host.Length];
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++) transposed[(long)c * rows + r] = host[(long)r * cols + c];
-        _backend.Upload(destination, transposed);
+        foreach (var w in _weights) w.Dispose();
+        _head.Dispose();
     }
 
     private int Validate(ReadOnlySpan<DecodeRow> rows, ReadOnlySpan<int> tokens, Span<float> logits)
@@ -267,7 +256,23 @@ internal sealed class KvCacheDecoder : IDisposable
         Tensor x = _x.Rows(total), ln = _ln.Rows(total), residual = _residual.Rows(total);
         _backend.LayerNormForward(ln, _mean.Rows(total), _rstd.Rows(total), x, block.Ln1.Weight.Value, block.Ln1.Bias.Value, block.Ln1.Epsilon);
         Linear(4 * l, _qkv, _ln, total);
-        for (int k = 0; k < rows.Length; k++) Attend(l, rows[_order[k]], _tokenStart[k], k);
+        int decoding = 0;
+        for (int k = 0; k < rows.Length; k++)
+        {
+            var row = rows[_order[k]];
+            WriteCache(l, row, _tokenStart[k]);
+            if (row.Count > 1)
+            {
+                AttendPrefill(l, row, _tokenStart[k]);
+                continue;
+            }
+            _decodeSorted[decoding] = k;
+            _decodeRows[decoding++] = new DecodeAttentionRow((long)_tokenStart[k] * 3 * _c, (long)_tokenStart[k] * _c,
+                CacheBase(l, 0, row.Slot), CacheBase(l, 1, row.Slot), row.Start + 1);
+        }
+        // The decode rows' attention as one fused call where the backend has one, else a GEMM pair per row.
+        if (decoding > 0 && !_backend.TryDecodeAttention(_y.Block, _qkv.Block, _cache, _c, _decodeRows.AsSpan(0, decoding), _nh, _hs, _scoreScale))
+            for (int d = 0; d < decoding; d++) AttendDecode(l, rows[_order[_decodeSorted[d]]], _tokenStart[_decodeSorted[d]], _decodeSorted[d]);
         Linear(4 * l + 1, _attn, _y, total);
         _backend.Add(residual, x, _attn.Rows(total));
         _backend.LayerNormForward(ln, _mean.Rows(total), _rstd.Rows(total), residual, block.Ln2.Weight.Value, block.Ln2.Bias.Value, block.Ln2.Epsilon);
@@ -277,13 +282,12 @@ internal sealed class KvCacheDecoder : IDisposable
         _backend.Add(x, residual, _mlp.Rows(total));
     }
 
-    /// <summary>output = input · Wᵀ (the transposed snapshot) + the rows' adapter deltas + b, as <see cref="Linear.Forward"/> orders it.</summary>
+    /// <summary>output = input · Wᵀ (the packed snapshot) + the rows' adapter deltas + b, as <see cref="Linear.Forward"/> orders it.</summary>
     private void Linear(int index, RowBuffer output, RowBuffer input, int total)
     {
         var linear = Layout.Linears[index];
         int inWidth = linear.InFeatures, outWidth = linear.OutFeatures;
-        _backend.Gemm(LoraRuntime.Transpose.No, LoraRuntime.Transpose.No, total, outWidth, inWidth, 1f, input.Block, 0, inWidth, _weightsT[index], 0, outWidth,
-            0f, output.Block, 0, outWidth);
+        _backend.GemmPacked(total, 1f, input.Block, 0, inWidth, _weights[index], 0f, output.Block, 0, outWidth);
         _lora.AddDeltas(index, output.Block, outWidth, input.Block, inWidth);
         if (linear.Bias is not null)
         {
@@ -292,51 +296,31 @@ internal sealed class KvCacheDecoder : IDisposable
         }
     }
 
+    /// <summary>Element offset of position 0 of slot <paramref name="slot"/>'s keys (part 0) or values (part 1) in layer l's cache.</summary>
+    private long CacheBase(int l, int part, int slot) => ((long)(2 * l + part) * Slots + slot) * _tmax * _c;
+
+    /// <summary>A row's keys and values (from its qkv rows) into its cache slot at positions [Start, Start + Count).</summary>
+    private void WriteCache(int l, in DecodeRow row, int tokenRow)
+    {
+        int c = _c;
+        _backend.CopyRows(_cache, CacheBase(l, 0, row.Slot) + (long)row.Start * c, c, _qkv.Block, (long)tokenRow * 3 * c + c, 3 * c, row.Count, c);
+        _backend.CopyRows(_cache, CacheBase(l, 1, row.Slot) + (long)row.Start * c, c, _qkv.Block, (long)tokenRow * 3 * c + 2 * c, 3 * c, row.Count, c);
+    }
+
     /// <summary>
-    /// One row's attention in layer l: its keys and values into its cache slot, then per head
-    /// att [n, len] = causal softmax(q kᵀ/√HS) over the len = Start + n cached positions, and y [n, HS] = att v.
+    /// A multi-token row's attention in layer l, per head: att [n, len] = causal softmax(q kᵀ/√HS) over the
+    /// len = Start + n cached positions, and y [n, HS] = att v. Prefill rows, attended one after another, share the
+    /// scores region that follows the decode rows' (and a view per shape, built at its first use).
     /// </summary>
-    private void Attend(int l, in DecodeRow row, int tokenRow, int sorted)
+    private void AttendPrefill(int l, in DecodeRow row, int tokenRow)
     {
         int n = row.Count, len = row.Start + n, c = _c, hs = _hs;
-        long kBase = ((long)(2 * l) * Slots + row.Slot) * _tmax * c, vBase = ((long)(2 * l + 1) * Slots + row.Slot) * _tmax * c;
-        Tensor qkv = _qkv.Block, y = _y.Block;
-        _backend.CopyRows(_cache, kBase + (long)row.Start * c, c, qkv, (long)tokenRow * 3 * c + c, 3 * c, n, c);
-        _backend.CopyRows(_cache, vBase + (long)row.Start * c, c, qkv, (long)tokenRow * 3 * c + 2 * c, 3 * c, n, c);
-        // Decode rows use their own region (and a prebuilt view); prefill rows, attended one after another, share the
-        // region that follows the decode regions (and a view per shape, built at its first use).
-        long region = n == 1 ? (long)sorted * _nh * _tmax : (long)Slots * _nh * _tmax;
-        var scores = new GemmProblem
-        {
-            TransA = LoraRuntime.Transpose.No, TransB = LoraRuntime.Transpose.Yes, M = n, N = len, K = hs, Alpha = _scoreScale, Beta = 0f,
-            A = qkv, OffsetA = (long)tokenRow * 3 * c, Lda = 3 * c,
-            B = _cache, OffsetB = kBase, Ldb = c,
-            C = _scores, OffsetC = region, Ldc = len,
-        };
-        _backend.GemmStridedBatched(scores, hs, hs, (long)n * len, _nh);
-        if (n == 1)
-        {
-            var att = _decodeScores[sorted * _tmax + len - 1];
-            _backend.SoftmaxForward(att, att, causal: true);
-        }
-        else
-        {
-            var att = PrefillScores(n, len);
-            _backend.SoftmaxForward(att, att, causal: true);
-        }
-        var values = new GemmProblem
-        {
-            TransA = LoraRuntime.Transpose.No, TransB = LoraRuntime.Transpose.No, M = n, N = hs, K = len, Alpha = 1f, Beta = 0f,
-            A = _scores, OffsetA = region, Lda = len,
-            B = _cache, OffsetB = vBase, Ldb = c,
-            C = y, OffsetC = (long)tokenRow * c, Ldc = c,
-        };
-        if (n == 1)
-        {
-            _backend.GemmStridedBatched(values, (long)n * len, hs, hs, _nh);
-            return;
-        }
+        long kBase = CacheBase(l, 0, row.Slot), vBase = CacheBase(l, 1, row.Slot), region = (long)Slots * _nh * _tmax;
+        _backend.GemmStridedBatched(ScoresProblem(n, len, tokenRow, kBase, region), hs, hs, (long)n * len, _nh);
+        var att = PrefillScores(n, len);
+        _backend.SoftmaxForward(att, att, causal: true);
         // The heads of a multi-token row interleave in y's rows, which a strided batch cannot express: one GEMM per head.
+        var values = ValuesProblem(n, len, tokenRow, vBase, region);
         for (int h = 0; h < _nh; h++)
         {
             var head = values;
@@ -346,6 +330,38 @@ internal sealed class KvCacheDecoder : IDisposable
             _backend.Gemm(head);
         }
     }
+
+    /// <summary>
+    /// A decode row's attention composed of GEMMs (for a backend without a fused <see cref="Backend.TryDecodeAttention"/>):
+    /// the scores of every head as one strided batch in the row's own region, the softmax, and the values as another.
+    /// </summary>
+    private void AttendDecode(int l, in DecodeRow row, int tokenRow, int sorted)
+    {
+        int len = row.Start + 1, hs = _hs;
+        long region = (long)sorted * _nh * _tmax;
+        _backend.GemmStridedBatched(ScoresProblem(1, len, tokenRow, CacheBase(l, 0, row.Slot), region), hs, hs, len, _nh);
+        var att = _decodeScores[sorted * _tmax + len - 1];
+        _backend.SoftmaxForward(att, att, causal: true);
+        _backend.GemmStridedBatched(ValuesProblem(1, len, tokenRow, CacheBase(l, 1, row.Slot), region), len, hs, hs, _nh);
+    }
+
+    /// <summary>Head 0 of scores [n, len] = (q/√HS)·kᵀ for a row's n queries against its len cached keys.</summary>
+    private GemmProblem ScoresProblem(int n, int len, int tokenRow, long kBase, long region) => new()
+    {
+        TransA = LoraRuntime.Transpose.No, TransB = LoraRuntime.Transpose.Yes, M = n, N = len, K = _hs, Alpha = _scoreScale, Beta = 0f,
+        A = _qkv.Block, OffsetA = (long)tokenRow * 3 * _c, Lda = 3 * _c,
+        B = _cache, OffsetB = kBase, Ldb = _c,
+        C = _scores, OffsetC = region, Ldc = len,
+    };
+
+    /// <summary>Head 0 of y [n, HS] = att [n, len]·v for a row's n queries.</summary>
+    private GemmProblem ValuesProblem(int n, int len, int tokenRow, long vBase, long region) => new()
+    {
+        TransA = LoraRuntime.Transpose.No, TransB = LoraRuntime.Transpose.No, M = n, N = _hs, K = len, Alpha = 1f, Beta = 0f,
+        A = _scores, OffsetA = region, Lda = len,
+        B = _cache, OffsetB = vBase, Ldb = _c,
+        C = _y.Block, OffsetC = (long)tokenRow * _c, Ldc = _c,
+    };
 
     /// <summary>
     /// The view [NH, n, len] of the prefill region, kept once built: a steady prefill shape allocates nothing. The views
@@ -374,7 +390,7 @@ internal sealed class KvCacheDecoder : IDisposable
         }
         var norm = _model.FinalNorm;
         _backend.LayerNormForward(_lastLn.Rows(m), _lastMean.Rows(m), _lastRstd.Rows(m), _last.Rows(m), norm.Weight.Value, norm.Bias.Value, norm.Epsilon);
-        _backend.Gemm(LoraRuntime.Transpose.No, LoraRuntime.Transpose.No, m, _v, c, 1f, _lastLn.Block, 0, c, _headT, 0, _v, 0f, _logits.Block, 0, _v);
+        _backend.GemmPacked(m, 1f, _lastLn.Block, 0, c, _head, 0f, _logits.Block, 0, _v);
         _backend.Download(_logits.Rows(m), logits[..(m * _v)]);
     }
 }

@@ -26,6 +26,22 @@ public sealed unsafe partial class CpuBackend
         ParallelFor<ColumnSumOp>.Run(Workers, op, cols, a.Shape.Rows, VectorGranule);
     }
 
+    /// <summary>Fused: each (row, head) in one pass over its cached keys and values (<see cref="DecodeAttentionOp"/>).</summary>
+    protected override bool DecodeAttentionCore(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
+        int heads, int headSize, float scale, int maxLength)
+    {
+        fixed (DecodeAttentionRow* r = rows)
+        {
+            var op = new DecodeAttentionOp
+            {
+                Output = F(output), Queries = F(queries), Cache = F(cache), Rows = r, Stride = cacheStride,
+                Heads = heads, HeadSize = headSize, MaxLength = maxLength, Scale = scale,
+            };
+            ParallelFor<DecodeAttentionOp>.Run(Workers, op, (long)rows.Length * heads, 2L * maxLength * headSize);
+        }
+        return true;
+    }
+
     /// <inheritdoc/>
     protected override void RowNormsCore(Tensor output, Tensor input) =>
         Rows(new RowNormsOp { Output = F(output), Input = F(input), Cols = input.Shape.Last }, input);

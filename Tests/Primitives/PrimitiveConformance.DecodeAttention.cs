@@ -1,0 +1,95 @@
+using Xunit;
+
+namespace LoraRuntime.Tests.Primitives;
+
+// Fused decode attention (single-token queries over their own cached keys and values) against float64; a backend
+// without the fused kernel says so (false) and leaves the output alone.
+public abstract partial class PrimitiveConformance
+{
+    /// <summary>(heads, head size, cache stride padding, lengths of the rows): vector and scalar head sizes, one and many rows, a row past the stack scratch.</summary>
+    public static TheoryData<int, int, int, int[]> DecodeAttentionCases => new()
+    {
+        { 1, 16, 0, [1] },
+        { 3, 32, 5, [1, 2, 65] },
+        { 12, 64, 0, [65, 64, 1, 30, 65, 65, 2, 9] },
+        { 2, 12, 3, [7, 1, 40] },
+        { 4, 8, 0, [300, 17] },
+        { 2, 16, 0, [5000, 3] },
+    };
+
+    [Theory]
+    [MemberData(nameof(DecodeAttentionCases))]
+    public void DecodeAttention_matches_float64(int heads, int headSize, int pad, int[] lengths)
+    {
+        var rng = new Random(heads * 100 + headSize + lengths.Length);
+        int width = heads * headSize, stride = width + pad, count = lengths.Length, longest = lengths.Max();
+        // Each row's keys then values, every position a row of the cache; queries and outputs at padded offsets.
+        var rows = new DecodeAttentionRow[count];
+        long at = 3;
+        for (int r = 0; r < count; r++)
+        {
+            rows[r] = new DecodeAttentionRow(Query: 2 + (long)r * (width + 1), Output: 1 + (long)r * (width + 2), Keys: at, Values: at + (long)longest * stride, Length: lengths[r]);
+            at += 2L * longest * stride;
+        }
+        float[] q = Uniform(rng, count * (width + 1) + 2, -2, 2), cache = Uniform(rng, at + 4, -2, 2);
+        float[] before = Enumerable.Repeat(7f, count * (width + 2) + 1).ToArray();
+        float scale = 1 / MathF.Sqrt(headSize);
+        var output = Upload(before, before.Length);
+        bool fused = Backend.TryDecodeAttention(output, Upload(q, q.Length), Upload(cache, cache.Length), stride, rows, heads, headSize, scale);
+        var actual = output.ToArray();
+        if (!fused)
+        {
+            Assert.Equal(before, actual);
+            return;
+        }
+        var expected = before.Select(v => (double)v).ToArray();
+        foreach (var row in rows)
+            for (int h = 0; h < heads; h++)
+            {
+                var s = new double[row.Length];
+                for (int j = 0; j < row.Length; j++)
+                {
+                    double dot = 0;
+                    for (int d = 0; d < headSize; d++) dot += (double)q[row.Query + h * headSize + d] * cache[row.Keys + (long)j * stride + h * headSize + d];
+                    s[j] = scale * dot;
+                }
+                double max = s.Max(), sum = s.Sum(v => Math.Exp(v - max));
+                for (int d = 0; d < headSize; d++)
+                {
+                    double y = 0;
+                    for (int j = 0; j < row.Length; j++) y += Math.Exp(s[j] - max) / sum * cache[row.Values + (long)j * stride + h * headSize + d];
+                    expected[row.Output + h * headSize + d] = y;
+                }
+            }
+        Expect.Close(actual, expected, 1e-5, 1e-6, $"DecodeAttention NH={heads} HS={headSize} lengths [{string.Join(", ", lengths)}]");
+
+        // A row's result does not depend on the others in the call: each alone gives the same floats.
+        for (int r = 0; r < count; r++)
+        {
+            var alone = Upload(before, before.Length);
+            Backend.TryDecodeAttention(alone, Upload(q, q.Length), Upload(cache, cache.Length), stride, rows.AsSpan(r, 1), heads, headSize, scale);
+            var single = alone.ToArray();
+            for (int i = 0; i < width; i++) Assert.Equal(actual[rows[r].Output + i], single[rows[r].Output + i]);
+        }
+    }
+
+    [Fact]
+    public void DecodeAttention_refuses_bad_rows_and_arguments_by_name()
+    {
+        var output = Upload(new float[64], 64);
+        var q = Upload(new float[64], 64);
+        var cache = Upload(new float[256], 256);
+        DecodeAttentionRow Row(long query = 0, long keys = 0, long values = 128, int length = 4) => new(query, 0, keys, values, length);
+        string Message(Action call) => Assert.ThrowsAny<ArgumentException>(call).Message;
+
+        Assert.Contains("rows[0].Length", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(length: 0)], 2, 16, 1f)));
+        Assert.Contains("rows[1].Values", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(), Row(values: 200)], 2, 16, 1f)));
+        Assert.Contains("rows[0].Query", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(query: 40)], 2, 16, 1f)));
+        Assert.Contains("rows[0].Keys", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(keys: -1)], 2, 16, 1f)));
+        Assert.Contains("cacheStride", Message(() => Backend.TryDecodeAttention(output, q, cache, 31, [Row()], 2, 16, 1f)));
+        Assert.Contains("heads", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row()], 0, 16, 1f)));
+        Assert.Contains("scale", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row()], 2, 16, float.NaN)));
+        Assert.Contains("must not share memory", Message(() => Backend.TryDecodeAttention(cache, q, cache, 32, [Row()], 2, 16, 1f)));
+        Assert.Contains("output", Message(() => Backend.TryDecodeAttention(Foreign(64), q, cache, 32, [Row()], 2, 16, 1f)));
+    }
+}
