@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers;
 /// are built; after <see cref="Reserve"/> a forward or backward pass asks each buffer for its view at the actual
 /// (B, T). Views are cached, so passes at a steady (B, T) allocate nothing. Not thread-safe: one pass at a time.
 /// </summary>
-public sealed class Activations : IDisposable
+internal sealed class Activations : IDisposable
 {
     private readonly Reservation _reservation;
 
@@ -77,7 +77,7 @@ public sealed class Activations : IDisposable
 }
 
 /// <summary>One activation buffer: its view at the current (B, T), rebuilt only when (B, T) change.</summary>
-public sealed class ActivationBuffer
+internal sealed class ActivationBuffer
 {
     private readonly Reservation _reservation;
     private readonly Region _region;

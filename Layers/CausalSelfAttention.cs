@@ -5,7 +5,7 @@ namespace LoraRuntime.Layers;
 /// qkv = x W_qkvᵀ + b (W_qkv [3C, C], rows q | k | v), heads of size HS = C / NH, att = softmax(q kᵀ / √HS) with
 /// a causal mask, y = att v, output = y W_oᵀ + b_o. Scores and probabilities take B·NH·T² floats: O(T²).
 /// </summary>
-public sealed class CausalSelfAttention
+internal sealed class CausalSelfAttention
 {
     private readonly Activations _activations;
     private readonly AttentionHeads _heads;

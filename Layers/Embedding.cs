@@ -1,7 +1,7 @@
 namespace LoraRuntime.Layers;
 
 /// <summary>A lookup table: output [B, T, C] = table[ids [B, T]] with table [V, C].</summary>
-public sealed class Embedding
+internal sealed class Embedding
 {
     /// <summary>Declares the table [<paramref name="vocabulary"/>, <paramref name="channels"/>] in <paramref name="parameters"/>.</summary>
     public Embedding(ParameterSet parameters, string name, int vocabulary, int channels)

@@ -1,7 +1,7 @@
 namespace LoraRuntime.Layers;
 
 /// <summary>GELU in its tanh form, element by element; no parameters.</summary>
-public sealed class Gelu
+internal sealed class Gelu
 {
     /// <summary>A GELU over the last dimension of <paramref name="channels"/>.</summary>
     public Gelu(Backend backend, int channels)

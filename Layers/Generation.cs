@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers;
 /// <param name="Temperature">Divides the logits; 0 means greedy (argmax).</param>
 /// <param name="TopK">Keep the K most likely tokens (0: all).</param>
 /// <param name="Seed">Seed of the draws.</param>
-public sealed record SamplingOptions(float Temperature = 0.8f, int TopK = 0, ulong Seed = 1337)
+internal sealed record SamplingOptions(float Temperature = 0.8f, int TopK = 0, ulong Seed = 1337)
 {
     /// <summary>Throws an <see cref="ArgumentException"/> naming the bad field.</summary>
     public void Validate()

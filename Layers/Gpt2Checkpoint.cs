@@ -11,7 +11,7 @@ namespace LoraRuntime.Layers;
 /// (attn.bias, attn.masked_bias) are skipped; an lm_head.weight must equal wte.weight (the head is tied). A missing or
 /// extra tensor, or a wrong shape, is refused naming the key and both shapes.
 /// </summary>
-public static class Gpt2Checkpoint
+internal static class Gpt2Checkpoint
 {
     /// <summary>The prefix GPT2LMHeadModel puts before the body's keys.</summary>
     public const string TransformerPrefix = "transformer.";

@@ -9,7 +9,7 @@ namespace LoraRuntime.Layers;
 /// nothing else, a head tied to wte, no cross-attention. Anything else is refused, naming the field. Dropout
 /// probabilities are read and ignored: <see cref="GptModel"/> has no dropout, which is inference's behaviour.
 /// </summary>
-public static class Gpt2Config
+internal static class Gpt2Config
 {
     /// <summary>The <c>model_type</c> of a GPT-2 configuration.</summary>
     public const string ModelType = "gpt2";

@@ -10,7 +10,7 @@ namespace LoraRuntime.Layers;
 /// layer stored as the two factors <c>&lt;layer&gt;.weight_u</c> [OC, K] and <c>&lt;layer&gt;.weight_v</c> [K, C]). Each file is written atomically; loading checks every name and shape
 /// and names the file and tensor on any mismatch.
 /// </summary>
-public static class GptFiles
+internal static class GptFiles
 {
     /// <summary>The weights' file name.</summary>
     public const string ModelFile = "model.safetensors";

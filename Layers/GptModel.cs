@@ -10,8 +10,8 @@ namespace LoraRuntime.Layers;
 public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, int Channels = 128, int BlockSize = 64, float LayerNormEpsilon = 1e-5f)
 {
     /// <summary>
-    /// The linear layers held as two rank-K factors (a compressed model, see <see cref="Linear.IsFactored"/>), by
-    /// module path ("blocks.0.mlp.fc") with their K; empty for a dense model.
+    /// The linear layers held as two rank-K factors (a model compressed by <c>lora compress</c>), by module path
+    /// ("blocks.0.mlp.fc") with their K; empty for a dense model.
     /// </summary>
     public IReadOnlyDictionary<string, int> FactoredRanks { get; init; } = new Dictionary<string, int>();
 
@@ -49,7 +49,7 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
 /// allocates nothing. A model built with <c>training: false</c>, or whose parameters are frozen for LoRA, writes no
 /// parameter gradients. Not thread-safe: one pass at a time.
 /// </summary>
-public sealed class GptModel : ILinearHost, IDisposable
+internal sealed class GptModel : ILinearHost, IDisposable
 {
     private readonly ActivationBuffer _tok, _pos, _x0, _h, _ln, _logits, _probs, _losses;
     private readonly ActivationBuffer _dLosses, _dLogits, _dLn, _dH, _dX0;

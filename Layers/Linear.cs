@@ -9,7 +9,7 @@ namespace LoraRuntime.Layers;
 /// A layer named in its set's <see cref="ParameterSet.FactoredRanks"/> is factored: it holds W ≈ U·V as two
 /// rank-K matrices (a compressed model) instead of W.
 /// </summary>
-public sealed class Linear
+internal sealed class Linear
 {
     private readonly List<LoraLinear> _adapters = [];
     private readonly Parameter? _weight;

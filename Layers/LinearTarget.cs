@@ -9,7 +9,7 @@ namespace LoraRuntime.Layers;
 /// <param name="Linear">The projection.</param>
 /// <param name="OutputOffset">The first output feature (weight row) of the slice.</param>
 /// <param name="OutputFeatures">The slice's width.</param>
-public sealed record LinearTarget(string Path, Linear Linear, int OutputOffset, int OutputFeatures)
+internal sealed record LinearTarget(string Path, Linear Linear, int OutputOffset, int OutputFeatures)
 {
     /// <summary>The whole projection.</summary>
     public LinearTarget(string path, Linear linear) : this(path, linear, 0, linear.OutFeatures) { }
@@ -22,7 +22,7 @@ public sealed record LinearTarget(string Path, Linear Linear, int OutputOffset, 
 }
 
 /// <summary>A model that names its linear projections, so that adapters can be attached to it by target names.</summary>
-public interface ILinearHost
+internal interface ILinearHost
 {
     /// <summary>Every projection an adapter may target (whole layers and named slices).</summary>
     IEnumerable<LinearTarget> LinearTargets { get; }

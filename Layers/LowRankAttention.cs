@@ -1,7 +1,7 @@
 namespace LoraRuntime.Layers;
 
 /// <summary>The shape of <see cref="LowRankAttention"/>'s sequence projections.</summary>
-public sealed record LowRankAttentionOptions
+internal sealed record LowRankAttentionOptions
 {
     /// <summary>K: the number of rows keys and values are projected to along the sequence (Linformer's k).</summary>
     public int ProjectedLength { get; init; } = 64;
@@ -20,7 +20,7 @@ public sealed record LowRankAttentionOptions
 /// O(T·K·HS) time per head instead of O(T²·HS). QKV and output projections as in <see cref="CausalSelfAttention"/>.
 /// Shapes: q, k, v [B, NH, T, HS]; k′, v′ [B, NH, K, HS]; att [B, NH, T, K]; E, F [NH or 1, K, T_max].
 /// </summary>
-public sealed class LowRankAttention
+internal sealed class LowRankAttention
 {
     private readonly Activations _activations;
     private readonly AttentionHeads _heads;

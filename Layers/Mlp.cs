@@ -1,7 +1,7 @@
 namespace LoraRuntime.Layers;
 
 /// <summary>The transformer's feed-forward block: y = proj(GELU(fc(x))) with fc [4C, C] and proj [C, 4C].</summary>
-public sealed class Mlp
+internal sealed class Mlp
 {
     private readonly Activations _activations;
     private readonly ActivationBuffer _hidden, _activated, _dHidden, _dActivated;

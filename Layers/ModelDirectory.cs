@@ -6,10 +6,10 @@ namespace LoraRuntime.Layers;
 /// <summary>How a model directory stores its weights and configuration.</summary>
 public enum ModelLayout
 {
-    /// <summary>Ours (<see cref="GptFiles"/>): our parameter names, a character vocabulary in config.json.</summary>
+    /// <summary>Ours (written by <c>lora train</c>): our parameter names ("blocks.0.attn.qkv"), a character vocabulary in config.json.</summary>
     LoraRuntime,
 
-    /// <summary>Hugging Face GPT-2 (<see cref="Gpt2Checkpoint"/>), with vocab.json and merges.txt for its BPE tokenizer.</summary>
+    /// <summary>Hugging Face GPT-2 (model.safetensors, GPT-2's parameter names such as "h.0.attn.c_attn"), with vocab.json and merges.txt for its BPE tokenizer.</summary>
     Gpt2,
 }
 
@@ -18,7 +18,7 @@ public enum ModelLayout
 /// block_size, is GPT-2's), with its tokenizer: the character vocabulary of ours, GPT-2's byte-level BPE
 /// (<see cref="BpeTokenizer"/>) from vocab.json and merges.txt.
 /// </summary>
-public static class ModelDirectory
+internal static class ModelDirectory
 {
     /// <summary>The layout of <paramref name="directory"/>, from its config.json.</summary>
     public static ModelLayout DetectLayout(string directory)

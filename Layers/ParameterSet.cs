@@ -7,7 +7,7 @@ namespace LoraRuntime.Layers;
 /// <see cref="Values"/> against <see cref="Gradients"/> in one call. A set reserved without gradients is frozen:
 /// its layers compute input gradients only and never write their parameters.
 /// </summary>
-public sealed class ParameterSet : IDisposable
+internal sealed class ParameterSet : IDisposable
 {
     private readonly Reservation _values;
     private readonly List<Parameter> _parameters = [];
@@ -104,7 +104,7 @@ public sealed class ParameterSet : IDisposable
 }
 
 /// <summary>One named parameter: a view of its set's values and, when trained, of its gradients.</summary>
-public sealed class Parameter
+internal sealed class Parameter
 {
     private readonly Region _region;
     private Tensor? _value, _gradient;

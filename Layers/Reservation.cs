@@ -4,14 +4,14 @@ namespace LoraRuntime.Layers;
 /// <param name="Name">The region's name (a parameter's or an activation's path).</param>
 /// <param name="Offset">The first element in the reservation's block.</param>
 /// <param name="Length">Elements reserved.</param>
-public readonly record struct Region(string Name, long Offset, long Length);
+internal readonly record struct Region(string Name, long Offset, long Length);
 
 /// <summary>
 /// One block of backend memory carved into named regions, llm.c style: every region is declared first, then
 /// <see cref="Reserve"/> takes a single zero-filled block from the backend's pool. Clearing everything is one Fill
 /// and an optimizer can step the whole block in one call. Regions start on 64-byte boundaries.
 /// </summary>
-public sealed class Reservation : IDisposable
+internal sealed class Reservation : IDisposable
 {
     /// <summary>Region offsets are multiples of this many elements (64 bytes of float32).</summary>
     public const int Alignment = 16;

@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers;
 /// A pre-LN transformer block: r = x + attn(ln1(x)); output = r + mlp(ln2(r)). Names its linear projections for
 /// LoRA: "{name}.attn.qkv" (and its slices q, k, v), ".attn.o", ".mlp.fc", ".mlp.proj".
 /// </summary>
-public sealed class TransformerBlock
+internal sealed class TransformerBlock
 {
     private readonly Activations _activations;
     private readonly ActivationBuffer _ln1, _attn, _residual, _ln2, _mlp;

@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers;
 /// L transformer blocks applied in sequence, "blocks.0" … "blocks.{L−1}": the body of a GPT without embeddings or
 /// head, and a host that adapters attach to by target names.
 /// </summary>
-public sealed class TransformerStack : ILinearHost
+internal sealed class TransformerStack : ILinearHost
 {
     private readonly TransformerBlock[] _blocks;
     private readonly ActivationBuffer[] _outputs, _dOutputs;

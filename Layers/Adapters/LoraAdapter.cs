@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// them in one call, and the activations its passes keep in one reservation for the model's maximum (B, T).
 /// Disposing it removes it from its modules.
 /// </summary>
-public sealed class LoraAdapter : IDisposable
+internal sealed class LoraAdapter : IDisposable
 {
     private readonly List<LoraWeights> _modules = [];
     private bool _disposed;

@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// An adapter for a whole model, as PEFT's LoraConfig: the defaults of every targeted layer, which layers
 /// (<see cref="TargetModules"/>), and per-layer rank and α overrides (<see cref="RankPattern"/>, <see cref="AlphaPattern"/>).
 /// </summary>
-public sealed record LoraConfig
+internal sealed record LoraConfig
 {
     /// <summary>The value of <see cref="TargetModules"/> that selects every whole linear projection (not slices).</summary>
     public const string AllLinear = "all-linear";

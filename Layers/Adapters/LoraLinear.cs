@@ -7,7 +7,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// the base weight and unmerged again. The base weight and bias are frozen: they are written only by a merge.
 /// Constructing the module attaches it to its base layer, whose <see cref="Linear.Forward"/> then applies it.
 /// </summary>
-public sealed class LoraLinear
+internal sealed class LoraLinear
 {
     private readonly List<LoraWeights> _adapters = [];
     private readonly List<LoraWeights> _merged = [];

@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// α patterns per module path, and creates one <see cref="LoraAdapter"/> over the matched modules. Activating,
 /// disabling, merging and unmerging act on every module.
 /// </summary>
-public sealed class LoraModel : IDisposable
+internal sealed class LoraModel : IDisposable
 {
     private readonly ILinearHost _host;
     private readonly Dictionary<string, LoraLinear> _modules = new(StringComparer.Ordinal);

@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// How an adapter's A [R, in] and B [out, R] start (PEFT's <c>init_lora_weights</c>). Each value names one
 /// initialiser in <see cref="LoraWeights"/>; PiSSA and OLoRA, which need the backend's SVD and QR, join as new values.
 /// </summary>
-public enum LoraInit
+internal enum LoraInit
 {
     /// <summary>
     /// PEFT's default (<c>True</c>): A from torch's kaiming_uniform_(a = √5), i.e. uniform in ±1/√in; B = 0, so the
@@ -38,7 +38,7 @@ public enum LoraInit
 /// The hyperparameters of one adapter on one layer, with PEFT's meaning and defaults:
 /// y = x Wᵀ + b + s·(dropout(x) Aᵀ) Bᵀ, s = α/R (α/√R with rsLoRA).
 /// </summary>
-public sealed record LoraOptions
+internal sealed record LoraOptions
 {
     /// <summary>R, the rank (PEFT's <c>r</c>, default 8).</summary>
     public int Rank { get; init; } = 8;

@@ -5,7 +5,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// dropout, an optional DoRA magnitude, and the activations its passes keep. The module's output slice is the
 /// columns [offset, offset + out) of the base layer's [B, T, OC] output, addressed through GEMM offsets and ldc = OC.
 /// </summary>
-public sealed class LoraWeights
+internal sealed class LoraWeights
 {
     private readonly LoraAdapter _adapter;
     private readonly Activations _scratch;

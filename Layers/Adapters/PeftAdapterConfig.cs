@@ -10,7 +10,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// modules_to_save, layers_to_transform/layers_pattern, lora_bias, and the other variants listed in
 /// <see cref="MustStayDefault"/>.
 /// </summary>
-public sealed record PeftAdapterConfig
+internal sealed record PeftAdapterConfig
 {
     /// <summary>Fields PEFT knows that change the adapter's meaning and that are only accepted at their default (null, false or empty).</summary>
     public static readonly IReadOnlyList<string> MustStayDefault =

@@ -12,7 +12,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// proj). PEFT stores lora_A [R, in] and lora_B [out, R] for GPT-2's Conv1D too: fan_in_fan_out concerns only the
 /// base weight, so the adapter's tensors load as they are.
 /// </summary>
-public static class PeftAdapterFiles
+internal static class PeftAdapterFiles
 {
     /// <summary>The configuration's file name.</summary>
     public const string ConfigFile = "adapter_config.json";

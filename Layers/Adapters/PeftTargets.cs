@@ -10,7 +10,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// projection; exclude_modules removes names the same way. rank_pattern and alpha_pattern keys match a name exactly,
 /// else as <c>(.*\.)?(key)$</c> from its start, first key first.
 /// </summary>
-public static class PeftTargets
+internal static class PeftTargets
 {
     /// <summary>The name PEFT gives the module at our <paramref name="path"/> in a model of <paramref name="layout"/>, or null where it has none.</summary>
     public static string? ModuleName(ModelLayout layout, string path) => layout switch

@@ -10,8 +10,8 @@ namespace LoraRuntime.Hosting;
 public sealed record EngineOptions
 {
     /// <summary>
-    /// "cpu", "cuda" or "auto" (CUDA when usable, else the CPU); null reads <c>LORA_DEVICE</c> (default auto). Used by
-    /// <see cref="LoraEngine.Load"/>; an engine over a model already built runs on that model's backend.
+    /// "cpu", "cuda" or "auto" (CUDA when usable, else the CPU); null reads <c>LORA_DEVICE</c> (default auto): where
+    /// <see cref="LoraEngine.Load"/> and <see cref="LoraEngine.CreateRandom"/> make the engine's backend.
     /// </summary>
     public string? Device { get; init; }
 

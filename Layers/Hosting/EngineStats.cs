@@ -3,7 +3,7 @@ using LoraRuntime.Memory;
 
 namespace LoraRuntime.Hosting;
 
-/// <summary>Latency percentiles over an engine's recent calls (the last <see cref="ServingMetrics.Window"/>), nearest rank.</summary>
+/// <summary>Latency percentiles over an engine's recent calls (the last 4096 calls), nearest rank.</summary>
 /// <param name="Count">Calls completed since the engine started.</param>
 /// <param name="P50Ms">Median, in milliseconds.</param>
 /// <param name="P99Ms">99th percentile.</param>

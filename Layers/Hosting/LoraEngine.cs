@@ -79,29 +79,47 @@ public sealed class LoraEngine : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelDirectory);
         options ??= new EngineOptions();
-        var (backend, reason) = CreateBackend(options.Device);
-        GptModel? model = null;
-        try
+        return Own(options, backend => ModelDirectory.Load(backend, modelDirectory, maxBatch: 1), "loading the model");
+    }
+
+    /// <summary>
+    /// Creates a backend for <see cref="EngineOptions.Device"/> and a model of shape <paramref name="config"/> with random
+    /// weights — GPT-2's initialisation (N(0, 0.02²), the projections into the residual stream scaled by 1/√(2L)),
+    /// reproducible from <paramref name="seed"/> — reserving what <paramref name="options"/> asks for: for benchmarks and
+    /// tests of a service, where the weights do not matter but the shapes and the timings do. The engine has no tokenizer
+    /// (token ids only); its adapters name modules as <paramref name="layout"/> does, so a GPT-2-shaped model with
+    /// <see cref="ModelLayout.Gpt2"/> takes PEFT adapters made for GPT-2.
+    /// </summary>
+    public static LoraEngine CreateRandom(GptConfig config, ulong seed, EngineOptions? options = null, ModelLayout layout = ModelLayout.LoraRuntime)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (!Enum.IsDefined(layout)) throw new ArgumentOutOfRangeException(nameof(layout), layout, $"layout: expected {string.Join(" or ", Enum.GetNames<ModelLayout>())}; got {layout}");
+        config.Validate();
+        options ??= new EngineOptions();
+        options.Validate(config.BlockSize); // before a backend and a model are made for nothing
+        return Own(options, backend =>
         {
-            var (loaded, tokenizer, layout) = DeviceCall(() => ModelDirectory.Load(backend, modelDirectory, maxBatch: 1), backend, "loading the model");
-            model = loaded;
-            options.Validate(model.Config.BlockSize);
-            return DeviceCall(() => new LoraEngine(loaded, tokenizer, layout, options, backend, loaded, reason), backend, "reserving the engine's memory");
-        }
-        catch
-        {
-            model?.Dispose();
-            backend.Dispose();
-            throw;
-        }
+            var model = new GptModel(backend, config, maxBatch: 1, training: false, trainParameters: false);
+            try
+            {
+                model.Initialize(seed, scaleResidual: true);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+            return (model, (ITokenizer?)null, layout);
+        }, "initialising the model");
     }
 
     /// <summary>
     /// An engine over <paramref name="model"/> (built for inference, on its own backend), with <paramref name="tokenizer"/>
     /// for text (null: token ids only), its adapters named as <paramref name="layout"/> names modules. The caller keeps
     /// ownership of the model and its backend: dispose them after the engine. The engine snapshots the model's weights.
+    /// For the CLI and the tests, which build models themselves.
     /// </summary>
-    public static LoraEngine Create(GptModel model, ITokenizer? tokenizer = null, EngineOptions? options = null, ModelLayout layout = ModelLayout.LoraRuntime)
+    internal static LoraEngine Create(GptModel model, ITokenizer? tokenizer = null, EngineOptions? options = null, ModelLayout layout = ModelLayout.LoraRuntime)
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new EngineOptions();
@@ -112,14 +130,43 @@ public sealed class LoraEngine : IDisposable
         return DeviceCall(() => new LoraEngine(model, tokenizer, layout, options, null, null, "the model's own backend"), backend, "reserving the engine's memory");
     }
 
+    /// <summary>
+    /// An engine that owns its backend (made for <see cref="EngineOptions.Device"/>) and the model <paramref name="make"/>
+    /// builds on it; whatever fails on the way disposes what was made.
+    /// </summary>
+    private static LoraEngine Own(EngineOptions options, Func<Backend, (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout)> make, string making)
+    {
+        var (backend, reason) = CreateBackend(options.Device);
+        GptModel? model = null;
+        try
+        {
+            var (made, tokenizer, layout) = DeviceCall(() => make(backend), backend, making);
+            model = made;
+            options.Validate(model.Config.BlockSize);
+            return DeviceCall(() => new LoraEngine(made, tokenizer, layout, options, backend, made, reason), backend, "reserving the engine's memory");
+        }
+        catch
+        {
+            model?.Dispose();
+            backend.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>What the engine reserved.</summary>
     public EngineOptions Options { get; }
 
     /// <summary>The model's shape.</summary>
     public GptConfig Config => _model.Config;
 
-    /// <summary>Text to ids and back, or null for an engine that takes token ids only.</summary>
-    public ITokenizer? Tokenizer { get; }
+    /// <summary>Text to ids and back, or null for an engine that takes token ids only (the CLI's HTTP API and the tests use it).</summary>
+    internal ITokenizer? Tokenizer { get; }
+
+    /// <summary>
+    /// True when the engine has a tokenizer (a loaded model directory has one; a random model has none): then
+    /// <see cref="Encode"/>, <see cref="Decode"/> and the text overloads work.
+    /// </summary>
+    public bool HasTokenizer => Tokenizer is not null;
 
     /// <summary>How the model's checkpoint (and its adapters) name modules.</summary>
     public ModelLayout Layout => _layout.ModelLayout;
@@ -200,17 +247,17 @@ public sealed class LoraEngine : IDisposable
     public float[] Forward(string text, string? adapter = null, float scale = 1f)
     {
         var logits = new float[Vocabulary];
-        Forward(Encode(text, nameof(text)), logits, adapter, scale);
+        Forward(EncodeArgument(text, nameof(text)), logits, adapter, scale);
         return logits;
     }
 
     /// <summary>
-    /// Generates a continuation of <paramref name="prompt"/> (encoded by <see cref="Tokenizer"/>) as
+    /// Generates a continuation of <paramref name="prompt"/> (encoded as <see cref="Encode"/> encodes it) as
     /// <paramref name="options"/> say, batched with the other callers' generations. Cancelling
     /// <paramref name="cancellation"/> ends it (in the queue, or between steps) with an <see cref="OperationCanceledException"/>.
     /// </summary>
     public Task<GenerationResult> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellation = default) =>
-        GenerateAsync(Encode(prompt, nameof(prompt)), options, cancellation);
+        GenerateAsync(EncodeArgument(prompt, nameof(prompt)), options, cancellation);
 
     /// <summary>Generates a continuation of the token ids <paramref name="prompt"/>; see <see cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/>.</summary>
     public async Task<GenerationResult> GenerateAsync(IReadOnlyList<int> prompt, GenerationOptions? options = null, CancellationToken cancellation = default)
@@ -246,6 +293,32 @@ public sealed class LoraEngine : IDisposable
             throw new LoraDeviceException($"generation on {Device} failed: {e.Message}", e);
         }
         return new GenerationResult(result.Text, result.Tokens, result.PromptTokens, result.FinishReason, result.Latency, result.FirstTokenLatency);
+    }
+
+    /// <summary>
+    /// The token ids of <paramref name="text"/> (non-empty), as the model's tokenizer gives them: text it cannot represent
+    /// (a character outside the vocabulary of a character model) is an <see cref="ArgumentException"/>. Without a
+    /// tokenizer (<see cref="HasTokenizer"/>), an <see cref="InvalidOperationException"/>.
+    /// </summary>
+    public int[] Encode(string text)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return EncodeArgument(text, nameof(text));
+    }
+
+    /// <summary>
+    /// The text of the token ids <paramref name="tokens"/> (each in [0, V)). Without a tokenizer
+    /// (<see cref="HasTokenizer"/>), an <see cref="InvalidOperationException"/>.
+    /// </summary>
+    public string Decode(ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var tokenizer = Tokenizer ?? throw NoTokenizer();
+        for (int i = 0; i < tokens.Length; i++)
+            if ((uint)tokens[i] >= (uint)tokenizer.VocabularySize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), tokens[i],
+                    $"tokens: token {i} is {tokens[i]}, outside the tokenizer's [0, {tokenizer.VocabularySize})");
+        return tokenizer.Decode(tokens);
     }
 
     /// <summary>A consistent snapshot of the pool's, the adapters', the generations' and the forward passes' counters (allocates).</summary>
@@ -344,10 +417,13 @@ public sealed class LoraEngine : IDisposable
             throw new ArgumentOutOfRangeException(name, scale, $"{(name == "options" ? "options.Scale" : name)}: expected a finite multiplier of the adapter's scale; got {scale}");
     }
 
-    private int[] Encode(string text, string name)
+    private static InvalidOperationException NoTokenizer() =>
+        new("this engine has no tokenizer (a random model has none): pass token ids, or load a model directory with its tokenizer");
+
+    private int[] EncodeArgument(string text, string name)
     {
         ArgumentNullException.ThrowIfNull(text, name);
-        if (Tokenizer is null) throw new InvalidOperationException("this engine has no tokenizer: pass token ids, or create it with one");
+        if (Tokenizer is null) throw NoTokenizer();
         if (text.Length == 0) throw new ArgumentException($"{name}: expected a non-empty text", name);
         try
         {

@@ -1,6 +1,6 @@
 namespace LoraRuntime.Layers.Serving;
 
-/// <summary>A snapshot of an <see cref="AdapterBank"/>'s counters.</summary>
+/// <summary>A snapshot of the counters of a <see cref="LoraRuntime.Hosting.LoraEngine"/>'s adapters (<see cref="LoraRuntime.Hosting.EngineStats.Adapters"/>).</summary>
 /// <param name="Loaded">Adapters loaded (by name).</param>
 /// <param name="Resident">Adapters with a device copy.</param>
 /// <param name="ResidentBytes">Bytes of the device copies.</param>

@@ -2,7 +2,7 @@ using System.Diagnostics;
 
 namespace LoraRuntime.Layers.Serving;
 
-/// <summary>A snapshot of <see cref="ServingMetrics"/>.</summary>
+/// <summary>A snapshot of the counters of a <see cref="LoraRuntime.Hosting.LoraEngine"/>'s generations (<see cref="LoraRuntime.Hosting.EngineStats.Generation"/>).</summary>
 /// <param name="Requests">Requests completed.</param>
 /// <param name="Failed">Requests that ended in an error or were cancelled.</param>
 /// <param name="GeneratedTokens">Tokens generated.</param>
@@ -10,7 +10,7 @@ namespace LoraRuntime.Layers.Serving;
 /// <param name="BusySeconds">Time spent in steps.</param>
 /// <param name="TokensPerSecond">Generated tokens per second of step time.</param>
 /// <param name="MeanBatchRows">Rows per step, on average.</param>
-/// <param name="LatencyP50Ms">Median latency of the recent requests (the last <see cref="ServingMetrics.Window"/>).</param>
+/// <param name="LatencyP50Ms">Median latency of the recent requests (the last 4096 requests).</param>
 /// <param name="LatencyP90Ms">90th percentile.</param>
 /// <param name="LatencyP99Ms">99th percentile.</param>
 /// <param name="LatencyP999Ms">99.9th percentile (the largest of fewer than 1000 latencies).</param>

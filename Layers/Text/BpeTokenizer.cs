@@ -14,7 +14,7 @@ namespace LoraRuntime.Layers.Text;
 /// <see cref="EndOfText"/> in a text is its special token, as Hugging Face's GPT-2 tokenizer has it. Pieces are cached
 /// (a bounded cache); thread-safe.
 /// </summary>
-public sealed partial class BpeTokenizer : ITokenizer
+internal sealed partial class BpeTokenizer : ITokenizer
 {
     /// <summary>The vocabulary's file name.</summary>
     public const string VocabularyFile = "vocab.json";

@@ -5,7 +5,7 @@ namespace LoraRuntime.Layers.Text;
 /// '!'..'~', '¡'..'¬' and '®'..'ÿ' stand for themselves, the other 68 (controls, space, soft hyphen, …) for U+0100
 /// onwards in byte order. BPE then works on strings with no whitespace or control characters in them.
 /// </summary>
-public static class ByteLevel
+internal static class ByteLevel
 {
     private static readonly char[] ByteToChar = BuildTable();
     private static readonly Dictionary<char, byte> CharToByte = Invert(ByteToChar);

@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers.Text;
 /// A character-level tokenizer: the vocabulary is the sorted set of distinct characters of a corpus (as
 /// nanoGPT's Shakespeare recipe builds it), so ids are stable for a given corpus and can be saved as a string.
 /// </summary>
-public sealed class CharTokenizer : ITokenizer
+internal sealed class CharTokenizer : ITokenizer
 {
     private readonly Dictionary<char, int> _ids;
 

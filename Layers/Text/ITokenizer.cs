@@ -1,7 +1,7 @@
 namespace LoraRuntime.Layers.Text;
 
 /// <summary>Text to token ids and back: the character tokenizer of our own models, GPT-2's byte-level BPE.</summary>
-public interface ITokenizer
+internal interface ITokenizer
 {
     /// <summary>V: every id is in [0, V).</summary>
     int VocabularySize { get; }

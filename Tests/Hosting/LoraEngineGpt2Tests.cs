@@ -29,6 +29,8 @@ public sealed class LoraEngineGpt2Tests : IDisposable
         var info = engine.LoadAdapter("a", _f.AdapterDir);
         Assert.Equal(2 * Gpt2Fixture.Layers, info.Modules);
         int[] ids = _f.Tokenizer.Encode("hello");
+        Assert.Equal(ids, engine.Encode("hello"));
+        Assert.Equal("hello", engine.Decode(ids));
         int v = engine.Vocabulary;
         var baseLogits = new float[v];
         engine.Forward(ids, baseLogits);

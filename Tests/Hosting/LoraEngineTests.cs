@@ -80,9 +80,12 @@ public sealed class LoraEngineTests : IDisposable
         }
         engine.Forward(Tokens(10, 0), logits, "qv", 0.5f);
         Assert.Equal(0, engine.LastForwardReused);
-        // The text overload encodes with the model's tokenizer.
+        // The text overload encodes with the model's tokenizer, which the engine exposes too.
         using var plain = _f.Reference(null);
         Assert.True(Error(engine.Forward("abcabc"), plain.LastLogits(Tokenizer.Encode("abcabc"))) <= Tolerance);
+        Assert.True(engine.HasTokenizer);
+        Assert.Equal(Tokenizer.Encode("abcabm"), engine.Encode("abcabm"));
+        Assert.Equal("mabc", engine.Decode([12, 0, 1, 2]));
     }
 
     [Fact]
@@ -162,6 +165,10 @@ public sealed class LoraEngineTests : IDisposable
         Assert.Equal("adapter", unknown.ParamName);
         Assert.Contains("all, mlp, qv", unknown.Message);
         Assert.Equal("text", Assert.Throws<ArgumentException>(() => engine.Forward("xyz")).ParamName);
+        Assert.Equal("text", Assert.Throws<ArgumentException>(() => engine.Encode("xyz")).ParamName);
+        Assert.Equal("text", Assert.Throws<ArgumentException>(() => engine.Encode("")).ParamName);
+        Assert.Equal("tokens", Assert.Throws<ArgumentOutOfRangeException>(() => engine.Decode([1, 13])).ParamName);
+        Assert.Equal("tokens", Assert.Throws<ArgumentOutOfRangeException>(() => engine.Decode([-1])).ParamName);
         Assert.Equal("prompt", (await Assert.ThrowsAsync<ArgumentException>(() => engine.GenerateAsync("", new() { MaxTokens = 4 }, Ct))).ParamName);
         Assert.Equal("prompt", (await Assert.ThrowsAsync<ArgumentException>(() => engine.GenerateAsync("a z", new() { MaxTokens = 4 }, Ct))).ParamName);
         Assert.Equal("prompt", (await Assert.ThrowsAsync<ArgumentException>(() => engine.GenerateAsync(Tokens(13, 0), null, Ct))).ParamName);

@@ -2,13 +2,15 @@ using System.Globalization;
 using LoraRuntime.Hosting;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Adapters;
+using LoraRuntime.Layers.Text;
 using Xunit;
 
 namespace LoraRuntime.Tests.Packaging;
 
 /// <summary>
 /// `dotnet pack` gives packages a service can use: a consumer project that references LoraRuntime.Layers as a
-/// package (not a project), from a local feed, builds and runs, and its logits equal the same program run here.
+/// package (not a project), from a local feed, and uses only its public API, builds and runs, and what it prints (logits,
+/// tokens, text, stats) equals the same program run here.
 /// </summary>
 public sealed class PackageConsumerTests
 {
@@ -16,7 +18,7 @@ public sealed class PackageConsumerTests
     private static readonly TimeSpan Step = TimeSpan.FromMinutes(5);
 
     [Fact]
-    public void AConsumerOfThePackedPackagesBuildsRunsAndAgreesWithTheLibraries()
+    public async Task AConsumerOfThePackedPackagesBuildsRunsAndAgreesWithTheLibraries()
     {
         using var tree = new SourceTree("pack");
         string feed = Path.Combine(tree.Root, "feed"), packages = Path.Combine(tree.Root, "packages"), consumer = Path.Combine(tree.Root, "consumer");
@@ -58,39 +60,90 @@ public sealed class PackageConsumerTests
             </configuration>
             """);
         File.Copy(Path.Combine(SourceTree.RepositoryRoot(), "Tests", "Packaging", "Consumer.cs.txt"), Path.Combine(consumer, "Program.cs"));
-        // Project references must not sneak in: the consumer sees only the packages.
+        // Project references must not sneak in: the consumer sees only the packages, and of those only the public API.
         Assert.DoesNotContain("ProjectReference", File.ReadAllText(Path.Combine(consumer, "Consumer.csproj")));
-        string output = SourceTree.Run("dotnet", ["run", "-c", "Release"], consumer, Step, environment);
+        // What the consumer reads, written here with the internal APIs: an adapter for its random model, a model directory.
+        string adapterDir = Path.Combine(tree.Root, "adapter"), modelDir = Path.Combine(tree.Root, "model");
+        WriteInputs(adapterDir, modelDir);
+        string output = SourceTree.Run("dotnet", ["run", "-c", "Release", "--", adapterDir, modelDir], consumer, Step, environment);
         Assert.True(Directory.Exists(Path.Combine(packages, "loraruntime.layers", Version)), "the consumer restored LoraRuntime.Layers from the local feed");
 
-        var (logits, engine) = SameProgramInProcess();
-        foreach (var (prefix, ours) in new[] { ("logits ", logits), ("engine ", engine) })
+        var ours = await SameProgramInProcess(adapterDir, modelDir);
+        var theirs = output.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        foreach (var (prefix, line) in ours)
         {
-            string line = output.Split('\n').Single(l => l.StartsWith(prefix, StringComparison.Ordinal)).Trim();
-            float[] theirs = line[prefix.Length..].Split(' ').Select(s => float.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-            Assert.Equal(ours.Length, theirs.Length);
-            for (int i = 0; i < ours.Length; i++)
-                Assert.True(Math.Abs(ours[i] - theirs[i]) <= 1e-6f * (1 + Math.Abs(ours[i])), $"{prefix}{i}: {theirs[i]} from the package, {ours[i]} here");
+            string their = theirs.Single(l => l.StartsWith(prefix + " ", StringComparison.Ordinal));
+            if (prefix is "base" or "adapter" or "text")
+            {
+                float[] a = Floats(line), b = Floats(their[(prefix.Length + 1)..]);
+                Assert.Equal(a.Length, b.Length);
+                for (int i = 0; i < a.Length; i++)
+                    Assert.True(Math.Abs(a[i] - b[i]) <= 1e-6f * (1 + Math.Abs(a[i])), $"{prefix} {i}: {b[i]} from the package, {a[i]} here");
+            }
+            else Assert.Equal($"{prefix} {line}", their);
         }
+
+        // The package's random engine is the model its seed initialises (GPT-2's recipe), not just the same as ours.
+        using var backend = Devices.Create("cpu");
+        using var model = new GptModel(backend, Shape, maxBatch: 1, training: false, trainParameters: false);
+        model.Initialize(7, scaleResidual: true);
+        using var idTensor = backend.Allocate(DType.I32, new Shape(1, Ids.Length));
+        backend.Upload(idTensor, Ids);
+        model.Forward(idTensor);
+        var all = new float[Ids.Length * Shape.Vocabulary];
+        backend.Download(model.Logits, all);
+        var last = all.AsSpan((Ids.Length - 1) * Shape.Vocabulary).ToArray();
+        var fromPackage = Floats(theirs.Single(l => l.StartsWith("base ", StringComparison.Ordinal))["base ".Length..]);
+        for (int i = 0; i < last.Length; i++)
+            Assert.True(Math.Abs(last[i] - fromPackage[i]) <= 1e-5f * (1 + Math.Abs(last[i])), $"base {i}: {fromPackage[i]} from the package, {last[i]} from the model");
     }
 
-    /// <summary>What Consumer.cs.txt computes, through the project references: the model's logits and the engine's.</summary>
-    private static (float[] Logits, float[] Engine) SameProgramInProcess()
+    private static readonly GptConfig Shape = new(Vocabulary: 11, Layers: 2, Heads: 2, Channels: 16, BlockSize: 8);
+    private static readonly int[] Ids = [1, 4, 2, 9, 0, 3, 7, 5];
+
+    private static float[] Floats(string line) => line.Split(' ').Select(s => float.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    /// <summary>A random PEFT adapter for the consumer's random model (qkv and fc, R = 4), and a model directory of ours with an 11-character vocabulary.</summary>
+    private static void WriteInputs(string adapterDir, string modelDir)
     {
         using var backend = Devices.Create("cpu");
-        using var model = new GptModel(backend, new GptConfig(Vocabulary: 11, Layers: 2, Heads: 2, Channels: 16, BlockSize: 8), maxBatch: 1,
-            training: false, trainParameters: false);
-        model.Initialize(seed: 7);
-        using var lora = new LoraModel(model);
-        lora.AddAdapter("a", new LoraConfig { TargetModules = ["qkv", "fc"], Defaults = new LoraOptions { Rank = 4, Alpha = 8, Init = LoraInit.Random, Seed = 3 } });
-        using var ids = backend.Allocate(DType.I32, new Shape(1, 8));
-        backend.Upload(ids, new[] { 1, 4, 2, 9, 0, 3, 7, 5 });
-        model.Forward(ids);
-        var logits = new float[8 * 11];
-        backend.Download(model.Logits, logits);
-        using var engine = LoraEngine.Create(model, options: new EngineOptions { MaxBatch = 1 });
-        var next = new float[11];
-        engine.Forward(new[] { 1, 4, 2, 9, 0, 3, 7, 5 }, next);
-        return (logits, next);
+        using var model = new GptModel(backend, Shape, maxBatch: 1, training: false, trainParameters: false);
+        model.Initialize(7, scaleResidual: true);
+        using (var lora = new LoraModel(model))
+        {
+            var config = new LoraConfig { TargetModules = ["qkv", "fc"], Defaults = new LoraOptions { Rank = 4, Alpha = 8, Init = LoraInit.Random, Seed = 3 } };
+            PeftAdapterFiles.Save(lora.AddAdapter("support", config), config, adapterDir, "random");
+        }
+        model.Initialize(11);
+        GptFiles.Save(model, new CharTokenizer("abcdefghijk"), modelDir);
+    }
+
+    /// <summary>What Consumer.cs.txt prints, line by line (prefix, rest), through the project references.</summary>
+    private static async Task<List<(string Prefix, string Line)>> SameProgramInProcess(string adapterDir, string modelDir)
+    {
+        static string Format(float[] values) => string.Join(' ', values.Select(x => x.ToString("R", CultureInfo.InvariantCulture)));
+        var lines = new List<(string, string)>();
+        int[] ids = Ids;
+        using (var engine = LoraEngine.CreateRandom(Shape, seed: 7, new EngineOptions { Device = "cpu", MaxBatch = 2, MaxStepTokens = 8, MaxRank = 4 }))
+        {
+            var logits = new float[engine.Vocabulary];
+            engine.Forward(ids, logits);
+            lines.Add(("base", Format(logits)));
+            var info = engine.LoadAdapter("support", adapterDir);
+            engine.Forward(ids, logits, adapter: "support", scale: 0.5f);
+            lines.Add(("adapter", Format(logits)));
+            var reply = await engine.GenerateAsync(ids[..4], new GenerationOptions { Adapter = "support", Scale = 2f, MaxTokens = 3 }, TestContext.Current.CancellationToken);
+            lines.Add(("generated", string.Join(' ', reply.Tokens) + " " + reply.FinishReason));
+            var stats = engine.Stats;
+            lines.Add(("stats", $"{stats.Device} {info.Modules} {info.MaxRank} {stats.Forward.Count} {stats.Generation.Requests} {stats.Adapters.Loaded} {stats.Pool.BytesInUse > 0}"));
+            lines.Add(("unloaded", $"{engine.UnloadAdapter("support")} {engine.Adapters.Count}"));
+        }
+        using (var engine = LoraEngine.Load(modelDir, new EngineOptions { Device = "cpu", MaxBatch = 1 }))
+        {
+            lines.Add(("text", Format(engine.Forward("badge"))));
+            var reply = await engine.GenerateAsync("cab", new GenerationOptions { MaxTokens = 4 }, TestContext.Current.CancellationToken);
+            lines.Add(("reply", $"{engine.HasTokenizer} {string.Join(',', engine.Encode("cab"))} [{reply.Text}] [{engine.Decode(reply.Tokens)}]"));
+        }
+        return lines;
     }
 }
