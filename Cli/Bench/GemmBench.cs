@@ -6,7 +6,8 @@ namespace LoraRuntime.Cli.Bench;
 /// <summary>
 /// Times float32 GEMMs on a backend: for each shape, A, B and C come from the backend's pool (A and B filled
 /// from a seeded generator, uniform in [-1, 1)), and C = A·B (α = 1, β = 0) is timed with <see cref="BenchTimer"/>.
-/// The result of the last call is checked against float64 dot products at sampled positions.
+/// The result of the last call is checked against float64 dot products at sampled positions. Packed: op(B) is packed
+/// once (<see cref="Backend.PackMatrix"/>) and <see cref="Backend.GemmPacked"/> is timed.
 /// </summary>
 internal static class GemmBench
 {
@@ -15,7 +16,7 @@ internal static class GemmBench
 
     /// <summary>Benchmarks one shape; see the class summary.</summary>
     public static BenchRecord Run(Backend backend, GemmShape shape, GemmTrans trans, int warmup, int? reps,
-        int seed = 1234, double targetSeconds = BenchTimer.DefaultTargetSeconds, string op = "sgemm")
+        int seed = 1234, double targetSeconds = BenchTimer.DefaultTargetSeconds, string op = "sgemm", bool packed = false)
     {
         var random = new Random(seed);
         // Stored shapes: A is M×K (K×M when transposed), B is K×N (N×K when transposed).
@@ -28,8 +29,10 @@ internal static class GemmBench
         using var b = backend.FromArray(hostB, bRows, bCols);
         using var c = backend.Allocate(shape.M, shape.N);
         var problem = new GemmProblem(c, a, b, shape.M, shape.N, shape.K, trans.A, trans.B);
+        using var packedB = packed ? backend.PackMatrix(b, trans.B) : null;
+        Action call = packedB is null ? () => backend.Gemm(problem) : () => backend.GemmPacked(shape.M, 1f, a, 0, shape.K, packedB, 0f, c, 0, shape.N);
 
-        var timing = BenchTimer.Measure(() => backend.Gemm(problem), backend.Synchronize, warmup, reps, targetSeconds);
+        var timing = BenchTimer.Measure(call, backend.Synchronize, warmup, reps, targetSeconds);
 
         float[] hostC = c.ToArray();
         double error = SampledRelativeError(hostA, hostB, hostC, shape, trans, random);

@@ -27,30 +27,37 @@ internal static class BenchGemmCommand
             Description = "fp32, tf32 or bf16: how the GEMM computes (float32 storage always; tf32 and bf16 are CUDA tensor-core modes)",
             DefaultValueFactory = _ => "fp32",
         };
+        var packed = new Option<bool>("--packed")
+        {
+            Description = "pack op(B) once (Backend.PackMatrix, as a served model's weights) and time GemmPacked; needs op(A) = A (--trans NN or NT)",
+        };
         var common = new BenchOptions();
-        var command = new Command("gemm", "Time C = op(A)·op(B) in float32 for each shape") { shapes, trans, precision };
+        var command = new Command("gemm", "Time C = op(A)·op(B) in float32 for each shape") { shapes, trans, precision, packed };
         common.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () => Execute(
             terminal,
             GemmShape.ParseList(parse.GetValue(shapes), "--shapes"),
             GemmTrans.Parse(parse.GetValue(trans), "--trans"),
             GemmBench.ParsePrecision(parse.GetValue(precision)),
+            parse.GetValue(packed),
             common.Read(parse))));
         return command;
     }
 
-    private static int Execute(Terminal terminal, IReadOnlyList<GemmShape> shapes, GemmTrans trans, CudaGemmPrecision precision,
+    private static int Execute(Terminal terminal, IReadOnlyList<GemmShape> shapes, GemmTrans trans, CudaGemmPrecision precision, bool packed,
         BenchSettings settings)
     {
+        if (packed && trans.A != Transpose.No)
+            throw new UsageException($"--packed: a packed product takes A as stored, so --trans must be NN or NT; got {trans}");
         using var backend = BenchOptions.CreateBackend(settings.Device);
         GemmBench.SetPrecision(backend, precision);
-        string op = GemmBench.OpName(precision);
+        string op = GemmBench.OpName(precision) + (packed ? "-packed" : "");
         string title = $"{op} on {backend.Name} (kernel {GemmBench.KernelName(backend)})";
         terminal.Error.MarkupLine($"[grey]{Markup.Escape(title)}: warm-up {settings.Warmup}, reps {settings.Reps?.ToString() ?? "auto"}[/]");
         var records = new List<BenchRecord>(shapes.Count);
         foreach (var shape in shapes)
         {
-            var record = GemmBench.Run(backend, shape, trans, settings.Warmup, settings.Reps, op: op);
+            var record = GemmBench.Run(backend, shape, trans, settings.Warmup, settings.Reps, op: op, packed: packed);
             records.Add(record);
             terminal.Error.MarkupLine($"[grey]  {shape} {trans}: {record.MedianMs:0.000} ms, {record.Gflops:0.00} GFLOP/s[/]");
         }

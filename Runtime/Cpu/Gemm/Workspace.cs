@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 
@@ -113,7 +114,8 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             job.X = a; job.IncX = 1;
             job.Mat = b; job.Ldm = _k.Nr; job.Depth = p.K;
             int panels = (p.N + _k.Nr - 1) / _k.Nr;
-            job.Chunk = Math.Max(1, (panels + 4 * _workers.ThreadCount - 1) / (4 * _workers.ThreadCount));
+            // A few tasks per thread, each a multiple of four panels (the GEMV kernel streams eight or four at once).
+            job.Chunk = RoundUp(Math.Max(1, (panels + 4 * _workers.ThreadCount - 1) / (4 * _workers.ThreadCount)), 4);
             Push(job);
             return;
         }
@@ -568,6 +570,18 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         int nr = _k.Nr, panels = (j.Outputs + nr - 1) / nr;
         int q0 = task * j.Chunk, q1 = Math.Min(panels, q0 + j.Chunk);
         float* acc = _tile[worker];
+        if (nr == 32 && Vector512.IsHardwareAccelerated)
+        {
+            // Several panels' streams at once, a tile's worth of sums per pass.
+            int group = Math.Max(1, _k.Mr * _k.Nr / 32 / 8 * 8);
+            for (int q = q0; q < q1; q += group)
+            {
+                int count = Math.Min(group, q1 - q);
+                GemvKernels.Panels32(j.Mat + (long)q * j.Depth * nr, (nint)j.Depth * nr, count, j.X, j.Depth, acc);
+                Store(ref j, q * nr, new Span<float>(acc, Math.Min(count * nr, j.Outputs - q * nr)));
+            }
+            return;
+        }
         for (int q = q0; q < q1; q++)
         {
             int w = Math.Min(nr, j.Outputs - q * nr);
