@@ -74,10 +74,12 @@ internal sealed class AttentionHeads
     /// <summary>
     /// The attention core per (b, h): att [T, L] = softmax(q [T, HS] · keysᵀ [HS, L] / √HS), causal or not, and
     /// y heads [T, HS] = att · values [L, HS]. Full attention passes k and v (L = T); low-rank attention passes their
-    /// projections (L = K).
+    /// projections (L = K). Causal full attention runs fused where the backend has a kernel for it
+    /// (<see cref="Backend.TryCausalAttentionForward"/>), else as strided-batched GEMMs around the softmax.
     /// </summary>
     public void Attend(Tensor att, Tensor q, Tensor keys, Tensor values, int batch, int time, int length, bool causal)
     {
+        if (causal && length == time && Backend.TryCausalAttentionForward(HeadOutputs(batch, time), att, q, keys, values, ScoreScale)) return;
         var (headStride, keyStride, attStride) = Strides(time, length);
         int bh = batch * HeadCount, hs = HeadSize;
         Backend.GemmStridedBatched(new GemmProblem(att, q, keys, time, length, hs, Transpose.No, Transpose.Yes, ScoreScale),
@@ -93,6 +95,7 @@ internal sealed class AttentionHeads
     public void AttendBackward(Tensor dq, Tensor dKeys, Tensor dValues, Tensor dAtt, Tensor dScores, Tensor dy, Tensor q, Tensor keys, Tensor values,
         Tensor att, int batch, int time, int length, bool causal)
     {
+        if (causal && length == time && Backend.TryCausalAttentionBackward(dq, dKeys, dValues, dScores, dy, q, keys, values, att, ScoreScale)) return;
         var (headStride, keyStride, attStride) = Strides(time, length);
         int bh = batch * HeadCount, hs = HeadSize;
         // datt = dy · valuesᵀ and dvalues = attᵀ · dy.

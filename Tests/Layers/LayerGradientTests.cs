@@ -117,6 +117,19 @@ public sealed class LayerGradientTests
             $"CausalSelfAttention B = {batch}, T = {time}");
     }
 
+    /// <summary>Heads of 16 (C = 32, NH = 2): the shape the CPU backend's fused causal attention takes (with AVX-512).</summary>
+    [Fact]
+    public void CausalSelfAttention_with_fused_heads_matches_the_reference()
+    {
+        const int channels = 32, heads = 2, batch = 2, time = 6;
+        using var f = new LayerFixture(maxBatch: batch, maxTime: time);
+        var attention = new CausalSelfAttention(f.Parameters, f.Activations, "attn", channels, heads);
+        f.Reserve(trained: true);
+        GradientCheck.Run(f.Backend, [f.Parameters], (m, x) => m.Attention("attn", x, batch, time, channels, heads), Model,
+            attention.Forward, (dx, dy, x) => attention.Backward(dx, dy, x), [batch, time, channels], [batch, time, channels], 16,
+            $"CausalSelfAttention C = {channels}, NH = {heads}, B = {batch}, T = {time}");
+    }
+
     [Fact]
     public void TransformerBlock_matches_the_reference()
     {

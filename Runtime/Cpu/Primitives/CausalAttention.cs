@@ -1,0 +1,225 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace LoraRuntime.Cpu.Primitives;
+
+/// <summary>
+/// The register-blocked pieces of fused causal attention for one (batch, head) held in L1: q, k, v [T, HS] and the
+/// probabilities [T, T]. Rows go four at a time, 16 columns per vector; a causal row block reads only the columns
+/// up to its last row, so half the products are skipped. AVX-512 and HS a multiple of 16 only (<see cref="Supported"/>).
+/// </summary>
+internal static unsafe class CausalAttentionKernels
+{
+    public const int Rows = 4;
+
+    public static bool Supported(int headSize) => Vector512.IsHardwareAccelerated && headSize % 16 == 0 && headSize <= 256;
+
+    /// <summary>Floats of per-item scratch: a transposed [HS, T̄] operand and four score rows of T̄ = T rounded up to 16.</summary>
+    public static long ScratchFloats(int time, int headSize) => (long)(headSize + Rows) * Padded(time);
+
+    public static int Padded(int time) => (time + 15) / 16 * 16;
+
+    /// <summary>dst[d·ldt + j] = src[j·hs + d] for j &lt; t; columns [t, ldt) zeroed.</summary>
+    public static void Transpose(float* src, int t, int hs, float* dst, int ldt)
+    {
+        for (int d = 0; d < hs; d++) new Span<float>(dst + (nint)d * ldt + t, ldt - t).Clear();
+        for (int j = 0; j < t; j++)
+        {
+            float* s = src + (nint)j * hs;
+            for (int d = 0; d < hs; d++) dst[(nint)d * ldt + j] = s[d];
+        }
+    }
+
+    /// <summary>out[r·ldo + j] = α·Σ_d x[(i0 + r)·hs + d]·mT[d·ldt + j] for r &lt; rows ≤ 4 and j &lt; cols (a multiple of 16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Scores(float* x, int hs, int i0, int rows, float* mT, int ldt, int cols, float alpha, float* output, int ldo)
+    {
+        float* x0 = x + (nint)i0 * hs;
+        float* x1 = x0 + (rows > 1 ? hs : 0), x2 = x0 + (rows > 2 ? 2 * hs : 0), x3 = x0 + (rows > 3 ? 3 * hs : 0);
+        var scale = Vector512.Create(alpha);
+        for (int c = 0; c < cols; c += 16)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            float* m = mT + c;
+            for (int d = 0; d < hs; d++)
+            {
+                var mv = Vector512.Load(m + (nint)d * ldt);
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(x0[d]), mv, a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(x1[d]), mv, a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(x2[d]), mv, a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(x3[d]), mv, a3);
+            }
+            (a0 * scale).Store(output + c);
+            if (rows > 1) (a1 * scale).Store(output + ldo + c);
+            if (rows > 2) (a2 * scale).Store(output + 2 * ldo + c);
+            if (rows > 3) (a3 * scale).Store(output + 3 * ldo + c);
+        }
+    }
+
+    /// <summary>y[(i0 + r)·hs + ·] = α·Σ_{j &lt; len} p[(i0 + r)·ldp + j]·m[j·hs + ·] for r &lt; rows ≤ 4.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RowsTimes(float* p, int ldp, int i0, int rows, int len, float* m, int hs, float alpha, float* y)
+    {
+        float* p0 = p + (nint)i0 * ldp;
+        float* p1 = p0 + (rows > 1 ? ldp : 0), p2 = p0 + (rows > 2 ? 2 * ldp : 0), p3 = p0 + (rows > 3 ? 3 * ldp : 0);
+        float* y0 = y + (nint)i0 * hs;
+        var scale = Vector512.Create(alpha);
+        for (int c = 0; c < hs; c += 16)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            float* mc = m + c;
+            for (int j = 0; j < len; j++)
+            {
+                var mv = Vector512.Load(mc + (nint)j * hs);
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(p0[j]), mv, a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(p1[j]), mv, a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(p2[j]), mv, a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(p3[j]), mv, a3);
+            }
+            (a0 * scale).Store(y0 + c);
+            if (rows > 1) (a1 * scale).Store(y0 + hs + c);
+            if (rows > 2) (a2 * scale).Store(y0 + 2 * hs + c);
+            if (rows > 3) (a3 * scale).Store(y0 + 3 * hs + c);
+        }
+    }
+
+    /// <summary>y[(j0 + r)·hs + ·] = α·Σ_{i = j0}^{t − 1} p[i·ldp + j0 + r]·m[i·hs + ·] for r &lt; count ≤ 4 (pᵀ·m of a lower-triangular p).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ColumnsTimes(float* p, int ldp, int j0, int count, int t, float* m, int hs, float alpha, float* y)
+    {
+        // Columns past the count read the block's first column again (in bounds); their sums are not stored.
+        int o1 = count > 1 ? 1 : 0, o2 = count > 2 ? 2 : 0, o3 = count > 3 ? 3 : 0;
+        float* y0 = y + (nint)j0 * hs;
+        var scale = Vector512.Create(alpha);
+        for (int c = 0; c < hs; c += 16)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            float* mc = m + c;
+            for (int i = j0; i < t; i++)
+            {
+                var mv = Vector512.Load(mc + (nint)i * hs);
+                float* pr = p + (nint)i * ldp + j0;
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[0]), mv, a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[o1]), mv, a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[o2]), mv, a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[o3]), mv, a3);
+            }
+            (a0 * scale).Store(y0 + c);
+            if (count > 1) (a1 * scale).Store(y0 + hs + c);
+            if (count > 2) (a2 * scale).Store(y0 + 2 * hs + c);
+            if (count > 3) (a3 * scale).Store(y0 + 3 * hs + c);
+        }
+    }
+
+    /// <summary>Per-item scratch: on the stack when small (returned null), else native memory the caller frees.</summary>
+    public const long StackScratchFloats = 8192;
+
+    public static float* Rent(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+
+    public static void Return(float* p) => NativeMemory.AlignedFree(p);
+}
+
+/// <summary>
+/// Forward over items (batch·head): att = causal softmax(scale·q·kᵀ) with masked columns 0, y = att·v, in one pass per
+/// head while its operands are in L1.
+/// </summary>
+internal unsafe struct CausalAttentionForwardOp : IRangeOp
+{
+    public float* Y, Att, Q, K, V;
+    public int Time, HeadSize;
+    public float Scale;
+
+    public readonly void Run(long start, long end)
+    {
+        int t = Time, hs = HeadSize, ldt = CausalAttentionKernels.Padded(t);
+        long need = CausalAttentionKernels.ScratchFloats(t, hs);
+        float* heap = need > CausalAttentionKernels.StackScratchFloats ? CausalAttentionKernels.Rent(need) : null;
+        float* stack = stackalloc float[heap == null ? (int)need + 16 : 0];
+        float* kT = heap != null ? heap : (float*)(((nint)stack + 63) & ~(nint)63);
+        float* scores = kT + (long)hs * ldt;
+        try
+        {
+            for (long item = start; item < end; item++)
+            {
+                long head = item * t * hs;
+                float* q = Q + head, y = Y + head, att = Att + item * t * t;
+                CausalAttentionKernels.Transpose(K + head, t, hs, kT, ldt);
+                for (int i0 = 0; i0 < t; i0 += CausalAttentionKernels.Rows)
+                {
+                    int rows = Math.Min(CausalAttentionKernels.Rows, t - i0), len = i0 + rows;
+                    CausalAttentionKernels.Scores(q, hs, i0, rows, kT, ldt, CausalAttentionKernels.Padded(len), Scale, scores, ldt);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float* row = att + (long)(i0 + r) * t;
+                        int visible = i0 + r + 1;
+                        Softmax.Row(row, scores + (long)r * ldt, visible, out _);
+                        new Span<float>(row + visible, t - visible).Clear();
+                    }
+                    CausalAttentionKernels.RowsTimes(att, t, i0, rows, len, V + head, hs, 1f, y);
+                }
+            }
+        }
+        finally
+        {
+            if (heap != null) CausalAttentionKernels.Return(heap);
+        }
+    }
+}
+
+/// <summary>
+/// Backward over items (batch·head) from dy and the saved att: dv = attᵀ·dy, dP = dy·vᵀ (the causal part only),
+/// dS = att ⊙ (dP − Σ att ⊙ dP) into dScores, dq = scale·dS·k and dk = scale·dSᵀ·q.
+/// </summary>
+internal unsafe struct CausalAttentionBackwardOp : IRangeOp
+{
+    public float* DQ, DK, DV, DScores, DY, Q, K, V, Att;
+    public int Time, HeadSize;
+    public float Scale;
+
+    public readonly void Run(long start, long end)
+    {
+        int t = Time, hs = HeadSize, ldt = CausalAttentionKernels.Padded(t);
+        long need = CausalAttentionKernels.ScratchFloats(t, hs);
+        float* heap = need > CausalAttentionKernels.StackScratchFloats ? CausalAttentionKernels.Rent(need) : null;
+        float* stack = stackalloc float[heap == null ? (int)need + 16 : 0];
+        float* vT = heap != null ? heap : (float*)(((nint)stack + 63) & ~(nint)63);
+        float* dP = vT + (long)hs * ldt;
+        try
+        {
+            for (long item = start; item < end; item++)
+            {
+                long head = item * t * hs, square = item * t * t;
+                float* att = Att + square, dS = DScores + square, dy = DY + head;
+                CausalAttentionKernels.Transpose(V + head, t, hs, vT, ldt);
+                for (int i0 = 0; i0 < t; i0 += CausalAttentionKernels.Rows)
+                {
+                    int rows = Math.Min(CausalAttentionKernels.Rows, t - i0);
+                    CausalAttentionKernels.Scores(dy, hs, i0, rows, vT, ldt, CausalAttentionKernels.Padded(i0 + rows), 1f, dP, ldt);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        int i = i0 + r, visible = i + 1;
+                        var p = new ReadOnlySpan<float>(att + (long)i * t, visible);
+                        var d = new Span<float>(dP + (long)r * ldt, visible);
+                        float dot = TensorPrimitives.Dot(p, d);
+                        TensorPrimitives.Subtract(d, dot, d);
+                        TensorPrimitives.Multiply(p, d, new Span<float>(dS + (long)i * t, visible));
+                        new Span<float>(dS + (long)i * t + visible, t - visible).Clear();
+                    }
+                }
+                for (int j0 = 0; j0 < t; j0 += CausalAttentionKernels.Rows)
+                {
+                    int count = Math.Min(CausalAttentionKernels.Rows, t - j0);
+                    CausalAttentionKernels.ColumnsTimes(att, t, j0, count, t, dy, hs, 1f, DV + head);
+                    CausalAttentionKernels.RowsTimes(dS, t, j0, count, j0 + count, K + head, hs, Scale, DQ + head);
+                    CausalAttentionKernels.ColumnsTimes(dS, t, j0, count, t, Q + head, hs, Scale, DK + head);
+                }
+            }
+        }
+        finally
+        {
+            if (heap != null) CausalAttentionKernels.Return(heap);
+        }
+    }
+}
