@@ -14,6 +14,7 @@ internal sealed class Linear
     private readonly List<LoraLinear> _adapters = [];
     private readonly Parameter? _weight;
     private readonly LinearFactors? _factors;
+    private readonly GemmProblem[] _gradients = new GemmProblem[2]; // dInput and dW, run as one grouped call
 
     /// <summary>
     /// Declares W [<paramref name="outFeatures"/>, <paramref name="inFeatures"/>] and, optionally, b in <paramref name="parameters"/>;
@@ -109,9 +110,18 @@ internal sealed class Linear
             if (!IsFrozen && Bias is not null) Backend.BiasBackward(Bias.Gradient, dOutput);
             return;
         }
-        if (dInput is not null) Backend.MatMul(dInput, dOutput, Weight.Value, beta: 1f);
-        if (IsFrozen) return;
-        Backend.MatMul(Weight.Gradient, dOutput, input, transA: Transpose.Yes, beta: 1f);
+        if (IsFrozen)
+        {
+            if (dInput is not null) Backend.MatMul(dInput, dOutput, Weight.Value, beta: 1f);
+            return;
+        }
+        // dInput += dOutput · W and dW += dOutputᵀ · input are independent: one grouped call shares both out over the threads.
+        int rows = batch * time, count = 0;
+        if (dInput is not null)
+            _gradients[count++] = new GemmProblem(dInput, dOutput, Weight.Value, rows, InFeatures, OutFeatures, beta: 1f);
+        _gradients[count++] = new GemmProblem(Weight.Gradient!, dOutput, input, OutFeatures, InFeatures, rows, Transpose.Yes, beta: 1f);
+        Backend.GemmGrouped(_gradients.AsSpan(0, count));
+        _gradients.AsSpan().Clear(); // no tensor kept alive past the call
         if (Bias is not null) Backend.BiasBackward(Bias.Gradient, dOutput);
     }
 

@@ -12,6 +12,7 @@ internal sealed class LoraWeights
     private readonly ActivationBuffer _h, _dh;
     private readonly ActivationBuffer? _dropped;
     private readonly ulong _seed;
+    private readonly GemmProblem[] _pair = new GemmProblem[2]; // two independent products run as one grouped call
     private ulong _step, _maskSeed;
 
     internal LoraWeights(LoraAdapter adapter, LoraLinear module, LoraOptions options, ParameterSet parameters, Activations scratch,
@@ -129,20 +130,33 @@ internal sealed class LoraWeights
         // dy is the slice of dOutput (ld = OC), or DoRA's rescaled copy, which has the same layout: DoRA adapts whole layers.
         int m = batch * time, outFeatures = Module.OutFeatures, ldy = Module.Base.OutFeatures;
         long offset = Module.OutputOffset;
-        // dB [out, R] += s · dyᵀ · h and dh [B·T, R] = s · dy · B.
-        Backend.Gemm(Transpose.Yes, Transpose.No, outFeatures, Rank, m, Scale, dy, offset, ldy, h, 0, Rank, 1f, B.Gradient, 0, Rank);
-        Backend.Gemm(Transpose.No, Transpose.No, m, Rank, outFeatures, Scale, dy, offset, ldy, B.Value, 0, Rank, 0f, dh, 0, Rank);
-        // dA [R, in] += dhᵀ · dropout(x).
-        Backend.MatMul(A.Gradient, dh, x, transA: Transpose.Yes, beta: 1f);
-        if (dInput is not null)
+        // dB [out, R] += s · dyᵀ · h and dh [B·T, R] = s · dy · B, independent: one grouped call.
+        _pair[0] = new GemmProblem
         {
-            if (x == input) Backend.MatMul(dInput, dh, A.Value, beta: 1f);
-            else
-            {
-                // The dropped input is spent: its buffer takes d(dropout(x)) = dh · A, then the mask routes it to dInput.
-                Backend.MatMul(x, dh, A.Value);
-                Backend.DropoutBackward(dInput, x, Options.Dropout, _maskSeed);
-            }
+            TransA = Transpose.Yes, TransB = Transpose.No, M = outFeatures, N = Rank, K = m, Alpha = Scale, Beta = 1f,
+            A = dy, OffsetA = offset, Lda = ldy, B = h, Ldb = Rank, C = B.Gradient!, Ldc = Rank,
+        };
+        _pair[1] = new GemmProblem
+        {
+            TransA = Transpose.No, TransB = Transpose.No, M = m, N = Rank, K = outFeatures, Alpha = Scale, Beta = 0f,
+            A = dy, OffsetA = offset, Lda = ldy, B = B.Value, Ldb = Rank, C = dh, Ldc = Rank,
+        };
+        Backend.GemmGrouped(_pair);
+        // dA [R, in] += dhᵀ · dropout(x), and (without dropout) dInput += dh · A beside it.
+        var dA = new GemmProblem(A.Gradient!, dh, x, Rank, Module.InFeatures, m, Transpose.Yes, beta: 1f);
+        if (dInput is not null && x == input)
+        {
+            _pair[0] = dA;
+            _pair[1] = new GemmProblem(dInput, dh, A.Value, m, Module.InFeatures, Rank, beta: 1f);
+            Backend.GemmGrouped(_pair);
+        }
+        else Backend.Gemm(dA);
+        _pair.AsSpan().Clear(); // no tensor kept alive past the call
+        if (dInput is not null && x != input)
+        {
+            // The dropped input is spent: its buffer takes d(dropout(x)) = dh · A, then the mask routes it to dInput.
+            Backend.MatMul(x, dh, A.Value);
+            Backend.DropoutBackward(dInput, x, Options.Dropout, _maskSeed);
         }
         return dy;
     }
