@@ -58,13 +58,8 @@ public sealed unsafe partial class CpuBackend : Backend
         Buffer.MemoryCopy((void*)source.Pointer, (void*)destination.Pointer, destination.ByteLength, source.ByteLength);
 
     /// <inheritdoc/>
-    protected override void FillCore(Tensor destination, float value)
-    {
-        float* p = (float*)destination.Pointer;
-        long n = destination.Length;
-        for (long i = 0; i < n; i += int.MaxValue)
-            new Span<float>(p + i, (int)Math.Min(int.MaxValue, n - i)).Fill(value);
-    }
+    protected override void FillCore(Tensor destination, float value) =>
+        Elementwise(new Primitives.FillOp { Output = (float*)destination.Pointer, Value = value }, destination.Length);
 
     /// <inheritdoc/>
     protected override void GemmCore(in GemmProblem problem) => _gemm.Run(new ReadOnlySpan<GemmProblem>(in problem), 1, 0, 0, 0);

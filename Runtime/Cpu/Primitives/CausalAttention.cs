@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -25,11 +24,34 @@ internal static unsafe class CausalAttentionKernels
     public static void Transpose(float* src, int t, int hs, float* dst, int ldt)
     {
         for (int d = 0; d < hs; d++) new Span<float>(dst + (nint)d * ldt + t, ldt - t).Clear();
-        for (int j = 0; j < t; j++)
+        int whole = Gemm.RegisterTranspose.IsAccelerated ? t / 8 * 8 : 0; // hs is a multiple of 16
+        for (int j = 0; j < whole; j += 8)
+            for (int d = 0; d < hs; d += 8)
+                Gemm.RegisterTranspose.Block8x8(src + (nint)j * hs + d, hs, dst + (nint)d * ldt + j, ldt);
+        for (int j = whole; j < t; j++)
         {
             float* s = src + (nint)j * hs;
             for (int d = 0; d < hs; d++) dst[(nint)d * ldt + j] = s[d];
         }
+    }
+
+    /// <summary>
+    /// The softmax backward of one causal row: ds[j] = p[j]·(dp[j] − Σ p·dp) for j &lt; visible and 0 up to t, in two
+    /// vector passes (the row is short: a library call per step would cost more than the arithmetic).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void SoftmaxBackwardRow(float* p, float* dp, int visible, int t, float* ds)
+    {
+        int j = 0;
+        var acc = Vector512<float>.Zero;
+        for (; j + 16 <= visible; j += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(p + j), Vector512.Load(dp + j), acc);
+        float dot = Vector512.Sum(acc);
+        for (; j < visible; j++) dot += p[j] * dp[j];
+        var splat = Vector512.Create(dot);
+        j = 0;
+        for (; j + 16 <= visible; j += 16) (Vector512.Load(p + j) * (Vector512.Load(dp + j) - splat)).Store(ds + j);
+        for (; j < visible; j++) ds[j] = p[j] * (dp[j] - dot);
+        for (; j < t; j++) ds[j] = 0f;
     }
 
     /// <summary>out[r·ldo + j] = α·Σ_d x[(i0 + r)·hs + d]·mT[d·ldt + j] for r &lt; rows ≤ 4 and j &lt; cols (a multiple of 16).</summary>
@@ -199,13 +221,8 @@ internal unsafe struct CausalAttentionBackwardOp : IRangeOp
                     CausalAttentionKernels.Scores(dy, hs, i0, rows, vT, ldt, CausalAttentionKernels.Padded(i0 + rows), 1f, dP, ldt);
                     for (int r = 0; r < rows; r++)
                     {
-                        int i = i0 + r, visible = i + 1;
-                        var p = new ReadOnlySpan<float>(att + (long)i * t, visible);
-                        var d = new Span<float>(dP + (long)r * ldt, visible);
-                        float dot = TensorPrimitives.Dot(p, d);
-                        TensorPrimitives.Subtract(d, dot, d);
-                        TensorPrimitives.Multiply(p, d, new Span<float>(dS + (long)i * t, visible));
-                        new Span<float>(dS + (long)i * t + visible, t - visible).Clear();
+                        int i = i0 + r;
+                        CausalAttentionKernels.SoftmaxBackwardRow(att + (long)i * t, dP + (long)r * ldt, i + 1, t, dS + (long)i * t);
                     }
                 }
                 for (int j0 = 0; j0 < t; j0 += CausalAttentionKernels.Rows)
