@@ -51,7 +51,7 @@ internal static unsafe class CausalAttentionKernels
         j = 0;
         for (; j + 16 <= visible; j += 16) (Vector512.Load(p + j) * (Vector512.Load(dp + j) - splat)).Store(ds + j);
         for (; j < visible; j++) ds[j] = p[j] * (dp[j] - dot);
-        for (; j < t; j++) ds[j] = 0f;
+        new Span<float>(ds + visible, t - visible).Clear();
     }
 
     /// <summary>out[r·ldo + j] = α·Σ_d x[(i0 + r)·hs + d]·mT[d·ldt + j] for r &lt; rows ≤ 4 and j &lt; cols (a multiple of 16).</summary>
