@@ -15,6 +15,7 @@ internal sealed class Linear
     private readonly Parameter? _weight;
     private readonly LinearFactors? _factors;
     private readonly GemmProblem[] _gradients = new GemmProblem[2]; // dInput and dW, run as one grouped call
+    private Tensor? _folded; // the effective weight W + Σ s·BA of the last forward pass, when its adapters were folded
 
     /// <summary>
     /// Declares W [<paramref name="outFeatures"/>, <paramref name="inFeatures"/>] and, optionally, b in <paramref name="parameters"/>;
@@ -87,10 +88,45 @@ internal sealed class Linear
     {
         var (batch, time) = Guard.Sequence(input, nameof(input), InFeatures);
         Guard.Sequence(output, nameof(output), batch, time, OutFeatures, "OC");
-        if (_factors is not null) _factors.Forward(output, input, batch, time);
-        else Backend.MatMul(output, input, Weight.Value, transB: Transpose.Yes);
-        foreach (var adapter in _adapters) adapter.AddDelta(output, input);
+        _folded = Fold(batch * time);
+        if (_folded is not null)
+        {
+            Backend.MatMul(output, input, _folded, transB: Transpose.Yes);
+            foreach (var adapter in _adapters) adapter.Applied?.ForwardFolded(input);
+        }
+        else
+        {
+            if (_factors is not null) _factors.Forward(output, input, batch, time);
+            else Backend.MatMul(output, input, Weight.Value, transB: Transpose.Yes);
+            foreach (var adapter in _adapters) adapter.AddDelta(output, input);
+        }
         if (Bias is not null) Backend.AddBias(output, output, Bias.Value);
+    }
+
+    /// <summary>
+    /// With a frozen dense weight and plain LoRA adapters, a pass over enough rows runs as one GEMM against the
+    /// effective weight W + Σ s·BA, built here (a copy and a rank-R update per adapter, [OC, C] work), instead of
+    /// the base GEMM plus an expand s·h·Bᵀ per adapter ([rows, OC] work each), and backward's dInput likewise gets
+    /// the adapters' dh·A through that weight. Returns the effective weight, or null to run unfolded (DoRA, dropout,
+    /// a trained or factored base, no delta applied, or rows too few to pay for the copy).
+    /// </summary>
+    private Tensor? Fold(int rows)
+    {
+        if (_adapters.Count == 0 || _factors is not null || !IsFrozen || (long)rows * (InFeatures + OutFeatures) < 2L * InFeatures * OutFeatures)
+            return null;
+        LoraWeights? first = null;
+        foreach (var adapter in _adapters)
+        {
+            var applied = adapter.Applied;
+            if (applied is null) continue;
+            if (!applied.Foldable) return null;
+            first ??= applied;
+        }
+        if (first is null) return null;
+        var weight = first.FoldBuffer;
+        Backend.Copy(weight, Weight.Value);
+        foreach (var adapter in _adapters) adapter.Applied?.FoldInto(weight);
+        return weight;
     }
 
     /// <summary>
@@ -103,7 +139,8 @@ internal sealed class Linear
         var (batch, time) = Guard.Sequence(input, nameof(input), InFeatures);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, OutFeatures, "OC");
         if (dInput is not null) Guard.Sequence(dInput, nameof(dInput), batch, time, InFeatures);
-        for (int i = _adapters.Count - 1; i >= 0; i--) dOutput = _adapters[i].BackwardDelta(dInput, dOutput, input);
+        var folded = _folded;
+        for (int i = _adapters.Count - 1; i >= 0; i--) dOutput = _adapters[i].BackwardDelta(dInput, dOutput, input, folded is not null);
         if (_factors is not null)
         {
             _factors.Backward(dInput, dOutput, input, batch, time, IsFrozen);
@@ -112,7 +149,7 @@ internal sealed class Linear
         }
         if (IsFrozen)
         {
-            if (dInput is not null) Backend.MatMul(dInput, dOutput, Weight.Value, beta: 1f);
+            if (dInput is not null) Backend.MatMul(dInput, dOutput, folded ?? Weight.Value, beta: 1f);
             return;
         }
         // dInput += dOutput · W and dW += dOutputᵀ · input are independent: one grouped call shares both out over the threads.
@@ -124,6 +161,9 @@ internal sealed class Linear
         _gradients.AsSpan().Clear(); // no tensor kept alive past the call
         if (Bias is not null) Backend.BiasBackward(Bias.Gradient, dOutput);
     }
+
+    /// <summary>True when the last forward pass ran against the folded effective weight (see <see cref="Fold"/>).</summary>
+    internal bool LastForwardFolded => _folded is not null;
 
     /// <summary>Registers a LoRA module; called by <see cref="LoraLinear"/>'s constructor.</summary>
     internal void Attach(LoraLinear adapter) => _adapters.Add(adapter);

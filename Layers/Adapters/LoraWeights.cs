@@ -13,11 +13,13 @@ internal sealed class LoraWeights
     private readonly ActivationBuffer? _dropped;
     private readonly ulong _seed;
     private readonly GemmProblem[] _pair = new GemmProblem[2]; // two independent products run as one grouped call
+    private readonly ActivationBuffer? _fold; // the base layer's effective weight [OC, C], when this is plain LoRA
     private ulong _step, _maskSeed;
 
     internal LoraWeights(LoraAdapter adapter, LoraLinear module, LoraOptions options, ParameterSet parameters, Activations scratch,
-        ActivationBuffer? directionScratch)
+        ActivationBuffer? directionScratch, ActivationBuffer? foldScratch = null)
     {
+        _fold = foldScratch;
         _adapter = adapter;
         _scratch = scratch;
         Module = module;
@@ -99,6 +101,31 @@ internal sealed class LoraWeights
     }
 
     /// <summary>
+    /// True when the base layer may fold this delta into a per-pass effective weight W + s·BA instead of adding
+    /// s·(x Aᵀ) Bᵀ to its output: plain LoRA (no DoRA) with no dropout in use.
+    /// </summary>
+    internal bool Foldable => _fold is not null && Dora is null && (_dropped is null || !_adapter.Training);
+
+    /// <summary>The buffer [OC, C] the base layer builds its effective weight in (with <see cref="Foldable"/>).</summary>
+    internal Tensor FoldBuffer => _fold!.For(1, 1);
+
+    /// <summary>weight rows of this module's slice += s·B·A, in the base layer's effective weight [OC, C].</summary>
+    internal void FoldInto(Tensor weight)
+    {
+        int inFeatures = Module.InFeatures;
+        Backend.Gemm(Transpose.No, Transpose.No, Module.OutFeatures, inFeatures, Rank, Scale, B.Value, 0, Rank, A.Value, 0, inFeatures,
+            1f, weight, (long)Module.OutputOffset * inFeatures, inFeatures);
+    }
+
+    /// <summary>The forward pass of a folded delta: only h = x Aᵀ, which backward's dB needs (the output came from the effective weight).</summary>
+    internal void ForwardFolded(Tensor input)
+    {
+        var (batch, time) = (input.Shape[0], input.Shape[1]);
+        _scratch.CheckSize(batch, time, nameof(input), input);
+        Backend.MatMul(_h.For(batch, time), input, A.Value, transB: Transpose.Yes);
+    }
+
+    /// <summary>
     /// Adds the adapter's contribution into the output slice. On entry the slice holds x Wᵀ (and the deltas of
     /// adapters applied before this one), without the bias.
     /// </summary>
@@ -120,7 +147,7 @@ internal sealed class LoraWeights
     /// Accumulates dA, dB (and DoRA's dm) and dInput's share through the adapter; returns the output gradient the base
     /// layer's own backward should use (dOutput itself, or DoRA's rescaled copy).
     /// </summary>
-    internal Tensor Backward(Tensor? dInput, Tensor dOutput, Tensor input)
+    internal Tensor Backward(Tensor? dInput, Tensor dOutput, Tensor input, bool folded = false)
     {
         var (batch, time) = (input.Shape[0], input.Shape[1]);
         _scratch.CheckSize(batch, time, nameof(input), input);
@@ -142,8 +169,10 @@ internal sealed class LoraWeights
             A = dy, OffsetA = offset, Lda = ldy, B = B.Value, Ldb = Rank, C = dh, Ldc = Rank,
         };
         Backend.GemmGrouped(_pair);
-        // dA [R, in] += dhᵀ · dropout(x), and (without dropout) dInput += dh · A beside it.
+        // dA [R, in] += dhᵀ · dropout(x), and (without dropout) dInput += dh · A beside it, unless the base layer's
+        // effective weight carries the delta (folded): its dy · (W + s·BA) includes dh · A.
         var dA = new GemmProblem(A.Gradient!, dh, x, Rank, Module.InFeatures, m, Transpose.Yes, beta: 1f);
+        if (folded) dInput = null;
         if (dInput is not null && x == input)
         {
             _pair[0] = dA;
