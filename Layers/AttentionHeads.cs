@@ -54,14 +54,39 @@ internal sealed class AttentionHeads
     /// <summary>qkv = Qkv(input), split into q, k, v heads.</summary>
     public (Tensor Q, Tensor K, Tensor V) ForwardQkv(Tensor input, int batch, int time)
     {
+        ProjectQkv(input, batch, time);
+        return SplitQkv(batch, time);
+    }
+
+    /// <summary>qkv [B, T, 3C] = Qkv(input), not split.</summary>
+    public Tensor ProjectQkv(Tensor input, int batch, int time)
+    {
         Tensor qkv = _qkv.For(batch, time);
         Qkv.Forward(qkv, input);
+        return qkv;
+    }
+
+    /// <summary>Splits the projected qkv into q, k, v heads [B, NH, T, HS].</summary>
+    public (Tensor Q, Tensor K, Tensor V) SplitQkv(int batch, int time)
+    {
+        Tensor qkv = _qkv.For(batch, time);
         var (q, k, v) = Split(batch, time);
         Backend.SplitHeads(q, qkv, 0);
         Backend.SplitHeads(k, qkv, Channels);
         Backend.SplitHeads(v, qkv, 2 * Channels);
         return (q, k, v);
     }
+
+    /// <summary>
+    /// Causal self-attention straight from the projected qkv into y [B, T, C] (heads neither split nor merged), where
+    /// the backend has a fused kernel (<see cref="Backend.TryCausalSelfAttentionForward"/>); false: nothing done.
+    /// </summary>
+    public bool TryAttendFused(Tensor att, int batch, int time) =>
+        Backend.TryCausalSelfAttentionForward(_y.For(batch, time), att, _qkv.For(batch, time), HeadCount, ScoreScale);
+
+    /// <summary>The backward pass of <see cref="TryAttendFused"/> from dy rows [B, T, C]: writes dqkv whole and dScores.</summary>
+    public bool TryAttendBackwardFused(Tensor dScores, Tensor dy, Tensor att, int batch, int time) =>
+        Backend.TryCausalSelfAttentionBackward(_dQkv.For(batch, time), dScores, dy, _qkv.For(batch, time), att, HeadCount, ScoreScale);
 
     public (Tensor Q, Tensor K, Tensor V) Split(int batch, int time) => (_q.For(batch, time), _k.For(batch, time), _v.For(batch, time));
 
@@ -74,12 +99,10 @@ internal sealed class AttentionHeads
     /// <summary>
     /// The attention core per (b, h): att [T, L] = softmax(q [T, HS] · keysᵀ [HS, L] / √HS), causal or not, and
     /// y heads [T, HS] = att · values [L, HS]. Full attention passes k and v (L = T); low-rank attention passes their
-    /// projections (L = K). Causal full attention runs fused where the backend has a kernel for it
-    /// (<see cref="Backend.TryCausalAttentionForward"/>), else as strided-batched GEMMs around the softmax.
+    /// projections (L = K).
     /// </summary>
     public void Attend(Tensor att, Tensor q, Tensor keys, Tensor values, int batch, int time, int length, bool causal)
     {
-        if (causal && length == time && Backend.TryCausalAttentionForward(HeadOutputs(batch, time), att, q, keys, values, ScoreScale)) return;
         var (headStride, keyStride, attStride) = Strides(time, length);
         int bh = batch * HeadCount, hs = HeadSize;
         Backend.GemmStridedBatched(new GemmProblem(att, q, keys, time, length, hs, Transpose.No, Transpose.Yes, ScoreScale),
@@ -95,7 +118,6 @@ internal sealed class AttentionHeads
     public void AttendBackward(Tensor dq, Tensor dKeys, Tensor dValues, Tensor dAtt, Tensor dScores, Tensor dy, Tensor q, Tensor keys, Tensor values,
         Tensor att, int batch, int time, int length, bool causal)
     {
-        if (causal && length == time && Backend.TryCausalAttentionBackward(dq, dKeys, dValues, dScores, dy, q, keys, values, att, ScoreScale)) return;
         var (headStride, keyStride, attStride) = Strides(time, length);
         int bh = batch * HeadCount, hs = HeadSize;
         // datt = dy · valuesᵀ and dvalues = attᵀ · dy.
@@ -110,33 +132,38 @@ internal sealed class AttentionHeads
 
     private (long Head, long Key, long Att) Strides(int time, int length) => ((long)time * HeadSize, (long)length * HeadSize, (long)time * length);
 
-    /// <summary>output = Out(merge(y heads)).</summary>
-    public void ForwardOut(Tensor output, int batch, int time)
+    /// <summary>output = Out(merge(y heads)), or Out(y) when a fused pass wrote y merged already.</summary>
+    public void ForwardOut(Tensor output, int batch, int time, bool merged = false)
     {
         Tensor y = _y.For(batch, time);
         Guard.Sequence(output, nameof(output), batch, time, Channels);
-        Backend.MergeHeads(y, _yHeads.For(batch, time), 0);
+        if (!merged) Backend.MergeHeads(y, _yHeads.For(batch, time), 0);
         Out.Forward(output, y);
     }
 
-    /// <summary>Back through the output projection; returns dy split into heads [B, NH, T, HS].</summary>
-    public Tensor BackwardOut(Tensor dOutput, int batch, int time)
+    /// <summary>Back through the output projection; returns dy split into heads [B, NH, T, HS], or as rows [B, T, C] for a fused pass.</summary>
+    public Tensor BackwardOut(Tensor dOutput, int batch, int time, bool split = true)
     {
-        Tensor dy = _dy.For(batch, time), dyHeads = _dyHeads.For(batch, time);
+        Tensor dy = _dy.For(batch, time);
         Backend.Fill(dy, 0f);
         Out.Backward(dy, dOutput, _y.For(batch, time));
+        if (!split) return dy;
+        Tensor dyHeads = _dyHeads.For(batch, time);
         Backend.SplitHeads(dyHeads, dy, 0);
         return dyHeads;
     }
 
-    /// <summary>Merges dq, dk, dv into dqkv and goes back through the QKV projection into dInput.</summary>
-    public void BackwardQkv(Tensor? dInput, Tensor input, int batch, int time)
+    /// <summary>Merges dq, dk, dv into dqkv (unless a fused pass wrote it) and goes back through the QKV projection into dInput.</summary>
+    public void BackwardQkv(Tensor? dInput, Tensor input, int batch, int time, bool merged = false)
     {
         Tensor dQkv = _dQkv.For(batch, time);
-        var (dq, dk, dv) = SplitGradients(batch, time);
-        Backend.MergeHeads(dQkv, dq, 0);
-        Backend.MergeHeads(dQkv, dk, Channels);
-        Backend.MergeHeads(dQkv, dv, 2 * Channels);
+        if (!merged)
+        {
+            var (dq, dk, dv) = SplitGradients(batch, time);
+            Backend.MergeHeads(dQkv, dq, 0);
+            Backend.MergeHeads(dQkv, dk, Channels);
+            Backend.MergeHeads(dQkv, dv, 2 * Channels);
+        }
         Qkv.Backward(dInput, dQkv, input);
     }
 }

@@ -10,6 +10,7 @@ internal sealed class CausalSelfAttention
     private readonly Activations _activations;
     private readonly AttentionHeads _heads;
     private readonly ActivationBuffer _att, _dAtt, _dScores;
+    private bool _fused; // the last forward pass ran the fused kernel (its backward must too)
 
     /// <summary>Declares the projections "<paramref name="name"/>.qkv" and ".o" and the activations.</summary>
     public CausalSelfAttention(ParameterSet parameters, Activations activations, string name, int channels, int heads)
@@ -45,10 +46,15 @@ internal sealed class CausalSelfAttention
     public void Forward(Tensor output, Tensor input)
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
-        var (q, k, v) = _heads.ForwardQkv(input, batch, time);
-        // att [T, T] = causal softmax(q kᵀ / √HS), y = att v.
-        _heads.Attend(_att.For(batch, time), q, k, v, batch, time, time, causal: true);
-        _heads.ForwardOut(output, batch, time);
+        _heads.ProjectQkv(input, batch, time);
+        // att [T, T] = causal softmax(q kᵀ / √HS), y = att v: fused from qkv where the backend has the kernel, else per head.
+        _fused = _heads.TryAttendFused(_att.For(batch, time), batch, time);
+        if (!_fused)
+        {
+            var (q, k, v) = _heads.SplitQkv(batch, time);
+            _heads.Attend(_att.For(batch, time), q, k, v, batch, time, time, causal: true);
+        }
+        _heads.ForwardOut(output, batch, time, merged: _fused);
     }
 
     /// <summary>dInput += ∂L/∂input and the projections' gradients; needs the forward pass of this input just before.</summary>
@@ -56,6 +62,14 @@ internal sealed class CausalSelfAttention
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
+        if (_fused)
+        {
+            Tensor dyRows = _heads.BackwardOut(dOutput, batch, time, split: false);
+            if (!_heads.TryAttendBackwardFused(_dScores.For(batch, time), dyRows, _att.For(batch, time), batch, time))
+                throw new InvalidOperationException($"{_heads.Backend.Name}: the fused attention ran forward but has no backward kernel for this shape");
+            _heads.BackwardQkv(dInput, input, batch, time, merged: true);
+            return;
+        }
         Tensor dy = _heads.BackwardOut(dOutput, batch, time);
         var (q, k, v) = _heads.Split(batch, time);
         var (dq, dk, dv) = _heads.SplitGradients(batch, time);

@@ -61,67 +61,77 @@ public abstract partial class Backend
 public abstract partial class Backend
 {
     /// <summary>
-    /// Causal self-attention per (batch, head), fused: att = causal softmax(<paramref name="scale"/>·q·kᵀ) with masked
-    /// entries 0, and <paramref name="output"/> = att·v. q, k, v and the output are [.., T, HS] (heads split, the
-    /// leading dimensions their batch·heads), att is [.., T, T]. Validated first; then returns false, having computed
-    /// nothing, where this backend has no fused kernel for the shape (the caller composes it from strided-batched
-    /// GEMMs and <see cref="SoftmaxForward"/>, which compute the same).
+    /// Causal self-attention of a packed projection, fused per (batch, head): <paramref name="qkv"/> is [B, T, 3C] with
+    /// q, k and v each C = NH·HS wide (head h at columns h·HS, GPT-2's c_attn layout); att [B, NH, T, T] = causal
+    /// softmax(<paramref name="scale"/>·q·kᵀ) with masked entries 0, and <paramref name="output"/> [B, T, C] = att·v
+    /// with head h at columns h·HS (heads merged). Validated first; then returns false, having computed nothing, where
+    /// this backend has no fused kernel for the shape (the caller splits heads and composes strided-batched GEMMs
+    /// around <see cref="SoftmaxForward"/>, which compute the same).
     /// </summary>
-    public bool TryCausalAttentionForward(Tensor output, Tensor att, Tensor q, Tensor k, Tensor v, float scale)
+    public bool TryCausalSelfAttentionForward(Tensor output, Tensor att, Tensor qkv, int heads, float scale)
     {
-        var (heads, time, headSize) = AttentionShapes(q, nameof(q), att, nameof(att), [output, k, v], [nameof(output), nameof(k), nameof(v)]);
+        var (batch, time, channels) = SelfAttentionShapes(qkv, nameof(qkv), heads, att, nameof(att));
+        CheckRows(output, nameof(output), batch, time, channels);
         Check.Finite(scale, nameof(scale));
-        Check.NoOverlap(output, nameof(output), q, nameof(q));
-        Check.NoOverlap(output, nameof(output), k, nameof(k));
-        Check.NoOverlap(output, nameof(output), v, nameof(v));
-        Check.NoOverlap(att, nameof(att), q, nameof(q));
+        Check.NoOverlap(output, nameof(output), qkv, nameof(qkv));
+        Check.NoOverlap(att, nameof(att), qkv, nameof(qkv));
         Check.NoOverlap(att, nameof(att), output, nameof(output));
-        if (heads == 0 || time == 0 || headSize == 0) return true;
-        return CausalAttentionForwardCore(output, att, q, k, v, heads, time, headSize, scale);
+        if (batch == 0 || time == 0) return true;
+        return CausalSelfAttentionForwardCore(output, att, qkv, batch, time, heads, channels / heads, scale);
     }
 
     /// <summary>
-    /// The backward pass of <see cref="TryCausalAttentionForward"/> from dy and the saved att: writes dq, dk and dv
-    /// (overwritten, not accumulated) and the score gradient into <paramref name="dScores"/> [.., T, T]. False, having
-    /// computed nothing, where this backend has no fused kernel for the shape.
+    /// The backward pass of <see cref="TryCausalSelfAttentionForward"/> from dy [B, T, C] and the saved att: writes
+    /// <paramref name="dQkv"/> [B, T, 3C] whole (dq, dk, dv in qkv's layout; stored, not accumulated) and the score
+    /// gradient into <paramref name="dScores"/> [B, NH, T, T]. False, having computed nothing, where this backend has
+    /// no fused kernel for the shape.
     /// </summary>
-    public bool TryCausalAttentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dScores, Tensor dy, Tensor q, Tensor k, Tensor v, Tensor att, float scale)
+    public bool TryCausalSelfAttentionBackward(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int heads, float scale)
     {
-        var (heads, time, headSize) = AttentionShapes(q, nameof(q), att, nameof(att), [dq, dk, dv, dy, k, v], [nameof(dq), nameof(dk), nameof(dv), nameof(dy), nameof(k), nameof(v)]);
+        var (batch, time, channels) = SelfAttentionShapes(qkv, nameof(qkv), heads, att, nameof(att));
+        Check.Tensor(this, dQkv, DType.F32, nameof(dQkv));
+        Check.SameShape(qkv, nameof(qkv), dQkv, nameof(dQkv));
+        Check.Tensor(this, dScores, DType.F32, nameof(dScores));
         Check.SameShape(att, nameof(att), dScores, nameof(dScores));
+        CheckRows(dy, nameof(dy), batch, time, channels);
         Check.Finite(scale, nameof(scale));
-        ReadOnlySpan<Tensor> outputs = [dq, dk, dv, dScores];
-        ReadOnlySpan<string> outputNames = [nameof(dq), nameof(dk), nameof(dv), nameof(dScores)];
-        ReadOnlySpan<Tensor> inputs = [dy, q, k, v, att];
-        ReadOnlySpan<string> inputNames = [nameof(dy), nameof(q), nameof(k), nameof(v), nameof(att)];
+        ReadOnlySpan<Tensor> outputs = [dQkv, dScores];
+        ReadOnlySpan<string> outputNames = [nameof(dQkv), nameof(dScores)];
+        ReadOnlySpan<Tensor> inputs = [dy, qkv, att];
+        ReadOnlySpan<string> inputNames = [nameof(dy), nameof(qkv), nameof(att)];
         for (int o = 0; o < outputs.Length; o++)
-        {
             for (int i = 0; i < inputs.Length; i++) Check.NoOverlap(outputs[o], outputNames[o], inputs[i], inputNames[i]);
-            for (int p = o + 1; p < outputs.Length; p++) Check.NoOverlap(outputs[o], outputNames[o], outputs[p], outputNames[p]);
-        }
-        if (heads == 0 || time == 0 || headSize == 0) return true;
-        return CausalAttentionBackwardCore(dq, dk, dv, dScores, dy, q, k, v, att, heads, time, headSize, scale);
+        Check.NoOverlap(dQkv, nameof(dQkv), dScores, nameof(dScores));
+        if (batch == 0 || time == 0) return true;
+        return CausalSelfAttentionBackwardCore(dQkv, dScores, dy, qkv, att, batch, time, heads, channels / heads, scale);
     }
 
-    /// <summary>A validated, non-empty <see cref="TryCausalAttentionForward"/> over <paramref name="heads"/> (batch·head) matrices. Default: no fused kernel.</summary>
-    protected virtual bool CausalAttentionForwardCore(Tensor output, Tensor att, Tensor q, Tensor k, Tensor v, long heads, int time, int headSize, float scale) => false;
+    /// <summary>A validated, non-empty <see cref="TryCausalSelfAttentionForward"/>. Default: no fused kernel.</summary>
+    protected virtual bool CausalSelfAttentionForwardCore(Tensor output, Tensor att, Tensor qkv, int batch, int time, int heads, int headSize, float scale) => false;
 
-    /// <summary>A validated, non-empty <see cref="TryCausalAttentionBackward"/>. Default: no fused kernel.</summary>
-    protected virtual bool CausalAttentionBackwardCore(Tensor dq, Tensor dk, Tensor dv, Tensor dScores, Tensor dy, Tensor q, Tensor k, Tensor v, Tensor att,
-        long heads, int time, int headSize, float scale) => false;
+    /// <summary>A validated, non-empty <see cref="TryCausalSelfAttentionBackward"/>. Default: no fused kernel.</summary>
+    protected virtual bool CausalSelfAttentionBackwardCore(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int batch, int time, int heads,
+        int headSize, float scale) => false;
 
-    /// <summary>Checks q [.., T, HS] against the others (same shape) and att [.., T, T]; returns (batch·heads, T, HS).</summary>
-    private (long Heads, int Time, int HeadSize) AttentionShapes(Tensor q, string qName, Tensor att, string attName, ReadOnlySpan<Tensor> same, ReadOnlySpan<string> names)
+    /// <summary>Checks qkv [B, T, 3C] with C a multiple of <paramref name="heads"/>, and att [B, NH, T, T]; returns (B, T, C).</summary>
+    private (int Batch, int Time, int Channels) SelfAttentionShapes(Tensor qkv, string qkvName, int heads, Tensor att, string attName)
     {
-        Check.Tensor(this, q, DType.F32, qName);
+        Check.Tensor(this, qkv, DType.F32, qkvName);
         Check.Tensor(this, att, DType.F32, attName);
-        Check.Tensors(this, DType.F32, same, names);
-        if (q.Shape.Rank < 2) throw new ArgumentException($"{qName}: expected [.., T, HS] (rank ≥ 2); got {q.Shape}", qName);
-        Check.SameShapes(q, qName, same, names);
-        int time = q.Shape[-2], headSize = q.Shape[-1];
-        long heads = time == 0 || headSize == 0 ? 0 : q.Length / ((long)time * headSize);
-        if (att.Shape.Rank != q.Shape.Rank || att.Shape[-1] != time || att.Shape[-2] != time || att.Length != heads * time * time)
-            throw new ArgumentException($"{attName}: expected [.., T, T] = [.., {time}, {time}] with the leading dimensions of {qName} {q.Shape}; got {att.Shape}", attName);
-        return (heads, time, headSize);
+        Check.Positive(heads, nameof(heads));
+        if (qkv.Shape.Rank != 3 || qkv.Shape[2] % 3 != 0 || qkv.Shape[2] / 3 % heads != 0)
+            throw new ArgumentException(
+                $"{qkvName}: expected [B, T, 3C] with C a multiple of NH = {heads} (q, k, v side by side); got {qkv.Shape}", qkvName);
+        int batch = qkv.Shape[0], time = qkv.Shape[1], channels = qkv.Shape[2] / 3;
+        if (att.Shape.Rank != 4 || att.Shape[0] != batch || att.Shape[1] != heads || att.Shape[2] != time || att.Shape[3] != time)
+            throw new ArgumentException($"{attName}: expected [B, NH, T, T] = [{batch}, {heads}, {time}, {time}]; got {att.Shape}", attName);
+        return (batch, time, channels);
+    }
+
+    private void CheckRows(Tensor t, string name, int batch, int time, int channels)
+    {
+        Check.Tensor(this, t, DType.F32, name);
+        if (t.Shape.Rank != 3 || t.Shape[0] != batch || t.Shape[1] != time || t.Shape[2] != channels)
+            throw new ArgumentException($"{name}: expected [B, T, C] = [{batch}, {time}, {channels}]; got {t.Shape}", name);
     }
 }

@@ -27,25 +27,24 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <summary>Fused per (batch, head) in L1 where AVX-512 is present and HS is a multiple of 16 (<see cref="CausalAttentionForwardOp"/>).</summary>
-    protected override bool CausalAttentionForwardCore(Tensor output, Tensor att, Tensor q, Tensor k, Tensor v, long heads, int time, int headSize, float scale)
+    protected override bool CausalSelfAttentionForwardCore(Tensor output, Tensor att, Tensor qkv, int batch, int time, int heads, int headSize, float scale)
     {
         if (!CausalAttentionKernels.Supported(headSize)) return false;
-        var op = new CausalAttentionForwardOp { Y = F(output), Att = F(att), Q = F(q), K = F(k), V = F(v), Time = time, HeadSize = headSize, Scale = scale };
-        ParallelFor<CausalAttentionForwardOp>.Run(Workers, op, heads, 2L * time * time * headSize);
+        var op = new CausalAttentionForwardOp { Y = F(output), Att = F(att), Qkv = F(qkv), Time = time, Heads = heads, HeadSize = headSize, Scale = scale };
+        ParallelFor<CausalAttentionForwardOp>.Run(Workers, op, (long)batch * heads, 2L * time * time * headSize);
         return true;
     }
 
     /// <inheritdoc/>
-    protected override bool CausalAttentionBackwardCore(Tensor dq, Tensor dk, Tensor dv, Tensor dScores, Tensor dy, Tensor q, Tensor k, Tensor v, Tensor att,
-        long heads, int time, int headSize, float scale)
+    protected override bool CausalSelfAttentionBackwardCore(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int batch, int time, int heads,
+        int headSize, float scale)
     {
         if (!CausalAttentionKernels.Supported(headSize)) return false;
         var op = new CausalAttentionBackwardOp
         {
-            DQ = F(dq), DK = F(dk), DV = F(dv), DScores = F(dScores), DY = F(dy), Q = F(q), K = F(k), V = F(v), Att = F(att),
-            Time = time, HeadSize = headSize, Scale = scale,
+            DQkv = F(dQkv), DScores = F(dScores), DY = F(dy), Qkv = F(qkv), Att = F(att), Time = time, Heads = heads, HeadSize = headSize, Scale = scale,
         };
-        ParallelFor<CausalAttentionBackwardOp>.Run(Workers, op, heads, 4L * time * time * headSize);
+        ParallelFor<CausalAttentionBackwardOp>.Run(Workers, op, (long)batch * heads, 4L * time * time * headSize);
         return true;
     }
 

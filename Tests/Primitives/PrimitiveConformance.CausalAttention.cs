@@ -6,64 +6,85 @@ namespace LoraRuntime.Tests.Primitives;
 // so (false) and leaves every output alone.
 public abstract partial class PrimitiveConformance
 {
-    /// <summary>(batch·heads, T, HS): T below, at and past the four-row and sixteen-column blocks, HS 16 to 64, and a head size no kernel takes.</summary>
-    public static TheoryData<int, int, int> CausalAttentionShapes => new()
+    /// <summary>(B, NH, T, HS): T below, at and past the four-row and sixteen-column blocks, HS 16 to 64, and a head size no kernel takes.</summary>
+    public static TheoryData<int, int, int, int> CausalAttentionShapes => new()
     {
-        { 1, 1, 16 }, { 2, 3, 16 }, { 3, 4, 32 }, { 2, 5, 32 }, { 4, 17, 32 }, { 48, 64, 32 }, { 2, 33, 64 }, { 1, 100, 48 }, { 2, 9, 12 },
+        { 1, 1, 1, 16 }, { 1, 2, 3, 16 }, { 3, 1, 4, 32 }, { 2, 1, 5, 32 }, { 2, 2, 17, 32 }, { 12, 4, 64, 32 }, { 1, 2, 33, 64 }, { 1, 1, 100, 48 },
+        { 2, 1, 9, 12 },
     };
 
     [Theory]
     [MemberData(nameof(CausalAttentionShapes))]
-    public void CausalAttention_forward_and_backward_match_float64(int heads, int time, int headSize)
+    public void CausalSelfAttention_forward_and_backward_match_float64(int batch, int heads, int time, int headSize)
     {
-        var rng = new Random(heads * 1000 + time * 10 + headSize);
-        int n = heads * time * headSize, square = heads * time * time;
-        float[] q = Uniform(rng, n, -2, 2), k = Uniform(rng, n, -2, 2), v = Uniform(rng, n, -2, 2), dy = Uniform(rng, n);
+        var rng = new Random(batch * 10000 + heads * 1000 + time * 10 + headSize);
+        int c = heads * headSize, rows = batch * time, square = batch * heads * time * time;
+        float[] qkv = Uniform(rng, rows * 3 * c, -2, 2), dy = Uniform(rng, rows * c);
         float scale = 1 / MathF.Sqrt(headSize);
-        var (expectedY, expectedAtt, expectedDq, expectedDk, expectedDv) = AttentionReference(q, k, v, dy, heads, time, headSize, scale);
+        // The reference per (b, h), on heads cut out of the packed rows.
+        int n = batch * heads * time * headSize;
+        float[] q = new float[n], k = new float[n], v = new float[n], dyHeads = new float[n];
+        for (int b = 0; b < batch; b++)
+            for (int h = 0; h < heads; h++)
+                for (int t = 0; t < time; t++)
+                    for (int d = 0; d < headSize; d++)
+                    {
+                        int head = ((b * heads + h) * time + t) * headSize + d, row = (b * time + t) * 3 * c + h * headSize + d;
+                        (q[head], k[head], v[head]) = (qkv[row], qkv[row + c], qkv[row + 2 * c]);
+                        dyHeads[head] = dy[(b * time + t) * c + h * headSize + d];
+                    }
+        var (yHeads, expectedAtt, dqHeads, dkHeads, dvHeads) = AttentionReference(q, k, v, dyHeads, batch * heads, time, headSize, scale);
+        double[] expectedY = new double[rows * c], expectedDqkv = new double[rows * 3 * c];
+        for (int b = 0; b < batch; b++)
+            for (int h = 0; h < heads; h++)
+                for (int t = 0; t < time; t++)
+                    for (int d = 0; d < headSize; d++)
+                    {
+                        int head = ((b * heads + h) * time + t) * headSize + d, row = (b * time + t) * 3 * c + h * headSize + d;
+                        expectedY[(b * time + t) * c + h * headSize + d] = yHeads[head];
+                        (expectedDqkv[row], expectedDqkv[row + c], expectedDqkv[row + 2 * c]) = (dqHeads[head], dkHeads[head], dvHeads[head]);
+                    }
 
-        var y = Upload(Enumerable.Repeat(5f, n).ToArray(), heads, time, headSize);
-        var att = Upload(Enumerable.Repeat(5f, square).ToArray(), heads, time, time);
-        Tensor tq = Upload(q, heads, time, headSize), tk = Upload(k, heads, time, headSize), tv = Upload(v, heads, time, headSize);
-        bool fused = Backend.TryCausalAttentionForward(y, att, tq, tk, tv, scale);
+        var y = Upload(Enumerable.Repeat(5f, rows * c).ToArray(), batch, time, c);
+        var att = Upload(Enumerable.Repeat(5f, square).ToArray(), batch, heads, time, time);
+        var packed = Upload(qkv, batch, time, 3 * c);
+        bool fused = Backend.TryCausalSelfAttentionForward(y, att, packed, heads, scale);
         if (!fused)
         {
             Assert.All(y.ToArray(), x => Assert.Equal(5f, x));
             Assert.All(att.ToArray(), x => Assert.Equal(5f, x));
             return;
         }
-        string what = $"[{heads}, {time}, {headSize}]";
+        string what = $"[B {batch}, NH {heads}, T {time}, HS {headSize}]";
         Expect.Close(att.ToArray(), expectedAtt, 2e-6, 1e-7, "att " + what);
         Expect.Close(y.ToArray(), expectedY, 1e-5, 1e-6, "y " + what);
 
-        var dq = Upload(new float[n], heads, time, headSize);
-        var dk = Upload(new float[n], heads, time, headSize);
-        var dv = Upload(new float[n], heads, time, headSize);
-        var dScores = Upload(new float[square], heads, time, time);
-        Assert.True(Backend.TryCausalAttentionBackward(dq, dk, dv, dScores, Upload(dy, heads, time, headSize), tq, tk, tv, att, scale));
-        Expect.Close(dv.ToArray(), expectedDv, 1e-5, 1e-6, "dv " + what);
-        Expect.Close(dq.ToArray(), expectedDq, 1e-5, 1e-6, "dq " + what);
-        Expect.Close(dk.ToArray(), expectedDk, 1e-5, 1e-6, "dk " + what);
+        var dQkv = Upload(Enumerable.Repeat(9f, rows * 3 * c).ToArray(), batch, time, 3 * c); // overwritten whole
+        var dScores = Upload(new float[square], batch, heads, time, time);
+        Assert.True(Backend.TryCausalSelfAttentionBackward(dQkv, dScores, Upload(dy, batch, time, c), packed, att, heads, scale));
+        Expect.Close(dQkv.ToArray(), expectedDqkv, 1e-5, 1e-6, "dqkv " + what);
     }
 
     [Fact]
-    public void CausalAttention_refuses_mismatched_shapes_and_shared_memory()
+    public void CausalSelfAttention_refuses_mismatched_shapes_and_shared_memory()
     {
-        var q = Upload(new float[2 * 4 * 16], 2, 4, 16);
-        var k = Upload(new float[2 * 4 * 16], 2, 4, 16);
-        var v = Upload(new float[2 * 4 * 16], 2, 4, 16);
-        var y = Upload(new float[2 * 4 * 16], 2, 4, 16);
-        var att = Upload(new float[2 * 4 * 4], 2, 4, 4);
-        var wrong = Upload(new float[2 * 4 * 16], 2, 16, 4);
-        var badAtt = Upload(new float[2 * 4 * 5], 2, 4, 5);
+        var qkv = Upload(new float[2 * 4 * 96], 2, 4, 96); // C = 32, NH = 2
+        var y = Upload(new float[2 * 4 * 32], 2, 4, 32);
+        var att = Upload(new float[2 * 2 * 4 * 4], 2, 2, 4, 4);
+        var dQkv = Upload(new float[2 * 4 * 96], 2, 4, 96);
+        var dScores = Upload(new float[2 * 2 * 4 * 4], 2, 2, 4, 4);
         string Message(Action call) => Assert.ThrowsAny<ArgumentException>(call).Message;
-        Assert.Contains("k", Message(() => Backend.TryCausalAttentionForward(y, att, q, wrong, v, 1f)));
-        Assert.Contains("att", Message(() => Backend.TryCausalAttentionForward(y, badAtt, q, k, v, 1f)));
-        Assert.Contains("must not share memory", Message(() => Backend.TryCausalAttentionForward(q, att, q, k, v, 1f)));
-        Assert.Contains("scale", Message(() => Backend.TryCausalAttentionForward(y, att, q, k, v, float.PositiveInfinity)));
-        Assert.Contains("dScores", Message(() => Backend.TryCausalAttentionBackward(y, k, v, badAtt, q, q, k, v, att, 1f)));
-        Assert.Contains("must not share memory", Message(() => Backend.TryCausalAttentionBackward(y, y, v, att, q, q, k, v, att, 1f)));
-        Assert.Contains("q", Message(() => Backend.TryCausalAttentionForward(y, att, Foreign(2, 4, 16), k, v, 1f)));
+        Assert.Contains("qkv", Message(() => Backend.TryCausalSelfAttentionForward(y, att, qkv, 3, 1f)));
+        Assert.Contains("qkv", Message(() => Backend.TryCausalSelfAttentionForward(y, att, Upload(new float[2 * 4 * 95], 2, 4, 95), 2, 1f)));
+        Assert.Contains("att", Message(() => Backend.TryCausalSelfAttentionForward(y, Upload(new float[2 * 2 * 4 * 5], 2, 2, 4, 5), qkv, 2, 1f)));
+        Assert.Contains("output", Message(() => Backend.TryCausalSelfAttentionForward(Upload(new float[2 * 4 * 33], 2, 4, 33), att, qkv, 2, 1f)));
+        var inside = Track(qkv.View(0, new Shape(2, 4, 32)));
+        Assert.Contains("must not share memory", Message(() => Backend.TryCausalSelfAttentionForward(inside, att, qkv, 2, 1f)));
+        Assert.Contains("scale", Message(() => Backend.TryCausalSelfAttentionForward(y, att, qkv, 2, float.NaN)));
+        Assert.Contains("dScores", Message(() => Backend.TryCausalSelfAttentionBackward(dQkv, Upload(new float[2 * 2 * 4 * 5], 2, 2, 4, 5), y, qkv, att, 2, 1f)));
+        Assert.Contains("must not share memory", Message(() => Backend.TryCausalSelfAttentionBackward(qkv, dScores, y, qkv, att, 2, 1f)));
+        Assert.Contains("dy", Message(() => Backend.TryCausalSelfAttentionBackward(dQkv, dScores, qkv, qkv, att, 2, 1f)));
+        Assert.Contains("qkv", Message(() => Backend.TryCausalSelfAttentionForward(y, att, Foreign(2, 4, 96), 2, 1f)));
     }
 
     /// <summary>Causal attention and its gradients in float64, per head: s = scale·q·kᵀ (j ≤ i), p = softmax(s), y = p·v.</summary>

@@ -5,8 +5,8 @@ using System.Runtime.Intrinsics;
 namespace LoraRuntime.Cpu.Primitives;
 
 /// <summary>
-/// The register-blocked pieces of fused causal attention for one (batch, head) held in L1: q, k, v [T, HS] and the
-/// probabilities [T, T]. Rows go four at a time, 16 columns per vector; a causal row block reads only the columns
+/// The register-blocked pieces of fused causal attention for one (batch, head) held in L1: q, k, v [T, HS] (rows of
+/// a packed qkv, any row stride) and the probabilities [T, T]. Rows go four at a time, 16 columns per vector; a causal row block reads only the columns
 /// up to its last row, so half the products are skipped. AVX-512 and HS a multiple of 16 only (<see cref="Supported"/>).
 /// </summary>
 internal static unsafe class CausalAttentionKernels
@@ -20,17 +20,17 @@ internal static unsafe class CausalAttentionKernels
 
     public static int Padded(int time) => (time + 15) / 16 * 16;
 
-    /// <summary>dst[d·ldt + j] = src[j·hs + d] for j &lt; t; columns [t, ldt) zeroed.</summary>
-    public static void Transpose(float* src, int t, int hs, float* dst, int ldt)
+    /// <summary>dst[d·ldt + j] = src[j·lds + d] for j &lt; t, d &lt; hs; columns [t, ldt) zeroed.</summary>
+    public static void Transpose(float* src, nint lds, int t, int hs, float* dst, int ldt)
     {
         for (int d = 0; d < hs; d++) new Span<float>(dst + (nint)d * ldt + t, ldt - t).Clear();
         int whole = Gemm.RegisterTranspose.IsAccelerated ? t / 8 * 8 : 0; // hs is a multiple of 16
         for (int j = 0; j < whole; j += 8)
             for (int d = 0; d < hs; d += 8)
-                Gemm.RegisterTranspose.Block8x8(src + (nint)j * hs + d, hs, dst + (nint)d * ldt + j, ldt);
+                Gemm.RegisterTranspose.Block8x8(src + j * lds + d, lds, dst + (nint)d * ldt + j, ldt);
         for (int j = whole; j < t; j++)
         {
-            float* s = src + (nint)j * hs;
+            float* s = src + j * lds;
             for (int d = 0; d < hs; d++) dst[(nint)d * ldt + j] = s[d];
         }
     }
@@ -54,12 +54,12 @@ internal static unsafe class CausalAttentionKernels
         new Span<float>(ds + visible, t - visible).Clear();
     }
 
-    /// <summary>out[r·ldo + j] = α·Σ_d x[(i0 + r)·hs + d]·mT[d·ldt + j] for r &lt; rows ≤ 4 and j &lt; cols (a multiple of 16).</summary>
+    /// <summary>out[r·ldo + j] = α·Σ_{d &lt; hs} x[(i0 + r)·ldx + d]·mT[d·ldt + j] for r &lt; rows ≤ 4 and j &lt; cols (a multiple of 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Scores(float* x, int hs, int i0, int rows, float* mT, int ldt, int cols, float alpha, float* output, int ldo)
+    public static void Scores(float* x, nint ldx, int hs, int i0, int rows, float* mT, int ldt, int cols, float alpha, float* output, int ldo)
     {
-        float* x0 = x + (nint)i0 * hs;
-        float* x1 = x0 + (rows > 1 ? hs : 0), x2 = x0 + (rows > 2 ? 2 * hs : 0), x3 = x0 + (rows > 3 ? 3 * hs : 0);
+        float* x0 = x + i0 * ldx;
+        float* x1 = x0 + (rows > 1 ? ldx : 0), x2 = x0 + (rows > 2 ? 2 * ldx : 0), x3 = x0 + (rows > 3 ? 3 * ldx : 0);
         var scale = Vector512.Create(alpha);
         for (int c = 0; c < cols; c += 16)
         {
@@ -80,13 +80,13 @@ internal static unsafe class CausalAttentionKernels
         }
     }
 
-    /// <summary>y[(i0 + r)·hs + ·] = α·Σ_{j &lt; len} p[(i0 + r)·ldp + j]·m[j·hs + ·] for r &lt; rows ≤ 4.</summary>
+    /// <summary>y[(i0 + r)·ldy + ·hs] = α·Σ_{j &lt; len} p[(i0 + r)·ldp + j]·m[j·ldm + ·hs] for r &lt; rows ≤ 4.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowsTimes(float* p, int ldp, int i0, int rows, int len, float* m, int hs, float alpha, float* y)
+    public static void RowsTimes(float* p, int ldp, int i0, int rows, int len, float* m, nint ldm, int hs, float alpha, float* y, nint ldy)
     {
         float* p0 = p + (nint)i0 * ldp;
         float* p1 = p0 + (rows > 1 ? ldp : 0), p2 = p0 + (rows > 2 ? 2 * ldp : 0), p3 = p0 + (rows > 3 ? 3 * ldp : 0);
-        float* y0 = y + (nint)i0 * hs;
+        float* y0 = y + i0 * ldy;
         var scale = Vector512.Create(alpha);
         for (int c = 0; c < hs; c += 16)
         {
@@ -94,26 +94,26 @@ internal static unsafe class CausalAttentionKernels
             float* mc = m + c;
             for (int j = 0; j < len; j++)
             {
-                var mv = Vector512.Load(mc + (nint)j * hs);
+                var mv = Vector512.Load(mc + j * ldm);
                 a0 = Vector512.FusedMultiplyAdd(Vector512.Create(p0[j]), mv, a0);
                 a1 = Vector512.FusedMultiplyAdd(Vector512.Create(p1[j]), mv, a1);
                 a2 = Vector512.FusedMultiplyAdd(Vector512.Create(p2[j]), mv, a2);
                 a3 = Vector512.FusedMultiplyAdd(Vector512.Create(p3[j]), mv, a3);
             }
             (a0 * scale).Store(y0 + c);
-            if (rows > 1) (a1 * scale).Store(y0 + hs + c);
-            if (rows > 2) (a2 * scale).Store(y0 + 2 * hs + c);
-            if (rows > 3) (a3 * scale).Store(y0 + 3 * hs + c);
+            if (rows > 1) (a1 * scale).Store(y0 + ldy + c);
+            if (rows > 2) (a2 * scale).Store(y0 + 2 * ldy + c);
+            if (rows > 3) (a3 * scale).Store(y0 + 3 * ldy + c);
         }
     }
 
-    /// <summary>y[(j0 + r)·hs + ·] = α·Σ_{i = j0}^{t − 1} p[i·ldp + j0 + r]·m[i·hs + ·] for r &lt; count ≤ 4 (pᵀ·m of a lower-triangular p).</summary>
+    /// <summary>y[(j0 + r)·ldy + ·hs] = α·Σ_{i = j0}^{t − 1} p[i·ldp + j0 + r]·m[i·ldm + ·hs] for r &lt; count ≤ 4 (pᵀ·m of a lower-triangular p).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ColumnsTimes(float* p, int ldp, int j0, int count, int t, float* m, int hs, float alpha, float* y)
+    public static void ColumnsTimes(float* p, int ldp, int j0, int count, int t, float* m, nint ldm, int hs, float alpha, float* y, nint ldy)
     {
         // Columns past the count read the block's first column again (in bounds); their sums are not stored.
         int o1 = count > 1 ? 1 : 0, o2 = count > 2 ? 2 : 0, o3 = count > 3 ? 3 : 0;
-        float* y0 = y + (nint)j0 * hs;
+        float* y0 = y + j0 * ldy;
         var scale = Vector512.Create(alpha);
         for (int c = 0; c < hs; c += 16)
         {
@@ -121,7 +121,7 @@ internal static unsafe class CausalAttentionKernels
             float* mc = m + c;
             for (int i = j0; i < t; i++)
             {
-                var mv = Vector512.Load(mc + (nint)i * hs);
+                var mv = Vector512.Load(mc + i * ldm);
                 float* pr = p + (nint)i * ldp + j0;
                 a0 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[0]), mv, a0);
                 a1 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[o1]), mv, a1);
@@ -129,9 +129,9 @@ internal static unsafe class CausalAttentionKernels
                 a3 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[o3]), mv, a3);
             }
             (a0 * scale).Store(y0 + c);
-            if (count > 1) (a1 * scale).Store(y0 + hs + c);
-            if (count > 2) (a2 * scale).Store(y0 + 2 * hs + c);
-            if (count > 3) (a3 * scale).Store(y0 + 3 * hs + c);
+            if (count > 1) (a1 * scale).Store(y0 + ldy + c);
+            if (count > 2) (a2 * scale).Store(y0 + 2 * ldy + c);
+            if (count > 3) (a3 * scale).Store(y0 + 3 * ldy + c);
         }
     }
 
@@ -144,18 +144,20 @@ internal static unsafe class CausalAttentionKernels
 }
 
 /// <summary>
-/// Forward over items (batch·head): att = causal softmax(scale·q·kᵀ) with masked columns 0, y = att·v, in one pass per
-/// head while its operands are in L1.
+/// Forward over items (b, h) of a packed qkv [B, T, 3C] (q, k, v each C wide, head h at h·HS): att [b, h] = causal
+/// softmax(scale·q·kᵀ) with masked columns 0, and y [B, T, C] (head h at h·HS) = att·v, in one pass per head while its
+/// operands are in L1: no split into heads before, no merge after.
 /// </summary>
 internal unsafe struct CausalAttentionForwardOp : IRangeOp
 {
-    public float* Y, Att, Q, K, V;
-    public int Time, HeadSize;
+    public float* Y, Att, Qkv;
+    public int Time, Heads, HeadSize;
     public float Scale;
 
     public readonly void Run(long start, long end)
     {
-        int t = Time, hs = HeadSize, ldt = CausalAttentionKernels.Padded(t);
+        int t = Time, hs = HeadSize, c = Heads * hs, ldt = CausalAttentionKernels.Padded(t);
+        nint ldq = 3 * c;
         long need = CausalAttentionKernels.ScratchFloats(t, hs);
         float* heap = need > CausalAttentionKernels.StackScratchFloats ? CausalAttentionKernels.Rent(need) : null;
         float* stack = stackalloc float[heap == null ? (int)need + 16 : 0];
@@ -165,13 +167,14 @@ internal unsafe struct CausalAttentionForwardOp : IRangeOp
         {
             for (long item = start; item < end; item++)
             {
-                long head = item * t * hs;
-                float* q = Q + head, y = Y + head, att = Att + item * t * t;
-                CausalAttentionKernels.Transpose(K + head, t, hs, kT, ldt);
+                long b = item / Heads, h = item % Heads;
+                float* q = Qkv + b * t * ldq + h * hs, k = q + c, v = q + 2 * c;
+                float* y = Y + b * t * c + h * hs, att = Att + item * t * t;
+                CausalAttentionKernels.Transpose(k, ldq, t, hs, kT, ldt);
                 for (int i0 = 0; i0 < t; i0 += CausalAttentionKernels.Rows)
                 {
                     int rows = Math.Min(CausalAttentionKernels.Rows, t - i0), len = i0 + rows;
-                    CausalAttentionKernels.Scores(q, hs, i0, rows, kT, ldt, CausalAttentionKernels.Padded(len), Scale, scores, ldt);
+                    CausalAttentionKernels.Scores(q, ldq, hs, i0, rows, kT, ldt, CausalAttentionKernels.Padded(len), Scale, scores, ldt);
                     for (int r = 0; r < rows; r++)
                     {
                         float* row = att + (long)(i0 + r) * t;
@@ -179,7 +182,7 @@ internal unsafe struct CausalAttentionForwardOp : IRangeOp
                         Softmax.Row(row, scores + (long)r * ldt, visible, out _);
                         new Span<float>(row + visible, t - visible).Clear();
                     }
-                    CausalAttentionKernels.RowsTimes(att, t, i0, rows, len, V + head, hs, 1f, y);
+                    CausalAttentionKernels.RowsTimes(att, t, i0, rows, len, v, ldq, hs, 1f, y, c);
                 }
             }
         }
@@ -191,18 +194,20 @@ internal unsafe struct CausalAttentionForwardOp : IRangeOp
 }
 
 /// <summary>
-/// Backward over items (batch·head) from dy and the saved att: dv = attᵀ·dy, dP = dy·vᵀ (the causal part only),
-/// dS = att ⊙ (dP − Σ att ⊙ dP) into dScores, dq = scale·dS·k and dk = scale·dSᵀ·q.
+/// Backward over items (b, h) from dy [B, T, C] and the saved att: dv = attᵀ·dy, dP = dy·vᵀ (the causal part only),
+/// dS = att ⊙ (dP − Σ att ⊙ dP) into dScores, dq = scale·dS·k and dk = scale·dSᵀ·q, written into dQkv [B, T, 3C] in
+/// qkv's layout (every element of it: the gradients are stored, not accumulated).
 /// </summary>
 internal unsafe struct CausalAttentionBackwardOp : IRangeOp
 {
-    public float* DQ, DK, DV, DScores, DY, Q, K, V, Att;
-    public int Time, HeadSize;
+    public float* DQkv, DScores, DY, Qkv, Att;
+    public int Time, Heads, HeadSize;
     public float Scale;
 
     public readonly void Run(long start, long end)
     {
-        int t = Time, hs = HeadSize, ldt = CausalAttentionKernels.Padded(t);
+        int t = Time, hs = HeadSize, c = Heads * hs, ldt = CausalAttentionKernels.Padded(t);
+        nint ldq = 3 * c;
         long need = CausalAttentionKernels.ScratchFloats(t, hs);
         float* heap = need > CausalAttentionKernels.StackScratchFloats ? CausalAttentionKernels.Rent(need) : null;
         float* stack = stackalloc float[heap == null ? (int)need + 16 : 0];
@@ -212,13 +217,15 @@ internal unsafe struct CausalAttentionBackwardOp : IRangeOp
         {
             for (long item = start; item < end; item++)
             {
-                long head = item * t * hs, square = item * t * t;
-                float* att = Att + square, dS = DScores + square, dy = DY + head;
-                CausalAttentionKernels.Transpose(V + head, t, hs, vT, ldt);
+                long b = item / Heads, h = item % Heads, square = item * t * t, head = b * t * ldq + h * hs;
+                float* q = Qkv + head, k = q + c, v = q + 2 * c;
+                float* dq = DQkv + head, dk = dq + c, dv = dq + 2 * c;
+                float* dy = DY + b * t * c + h * hs, att = Att + square, dS = DScores + square;
+                CausalAttentionKernels.Transpose(v, ldq, t, hs, vT, ldt);
                 for (int i0 = 0; i0 < t; i0 += CausalAttentionKernels.Rows)
                 {
                     int rows = Math.Min(CausalAttentionKernels.Rows, t - i0);
-                    CausalAttentionKernels.Scores(dy, hs, i0, rows, vT, ldt, CausalAttentionKernels.Padded(i0 + rows), 1f, dP, ldt);
+                    CausalAttentionKernels.Scores(dy, c, hs, i0, rows, vT, ldt, CausalAttentionKernels.Padded(i0 + rows), 1f, dP, ldt);
                     for (int r = 0; r < rows; r++)
                     {
                         int i = i0 + r;
@@ -228,9 +235,9 @@ internal unsafe struct CausalAttentionBackwardOp : IRangeOp
                 for (int j0 = 0; j0 < t; j0 += CausalAttentionKernels.Rows)
                 {
                     int count = Math.Min(CausalAttentionKernels.Rows, t - j0);
-                    CausalAttentionKernels.ColumnsTimes(att, t, j0, count, t, dy, hs, 1f, DV + head);
-                    CausalAttentionKernels.RowsTimes(dS, t, j0, count, j0 + count, K + head, hs, Scale, DQ + head);
-                    CausalAttentionKernels.ColumnsTimes(dS, t, j0, count, t, Q + head, hs, Scale, DK + head);
+                    CausalAttentionKernels.ColumnsTimes(att, t, j0, count, t, dy, c, hs, 1f, dv, ldq);
+                    CausalAttentionKernels.RowsTimes(dS, t, j0, count, j0 + count, k, ldq, hs, Scale, dq, ldq);
+                    CausalAttentionKernels.ColumnsTimes(dS, t, j0, count, t, q, ldq, hs, Scale, dk, ldq);
                 }
             }
         }
