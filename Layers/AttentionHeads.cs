@@ -145,16 +145,18 @@ internal sealed class AttentionHeads
     public Tensor BackwardOut(Tensor dOutput, int batch, int time, bool split = true)
     {
         Tensor dy = _dy.For(batch, time);
-        Backend.Fill(dy, 0f);
-        Out.Backward(dy, dOutput, _y.For(batch, time));
+        Out.Backward(dy, dOutput, _y.For(batch, time), accumulate: false);
         if (!split) return dy;
         Tensor dyHeads = _dyHeads.For(batch, time);
         Backend.SplitHeads(dyHeads, dy, 0);
         return dyHeads;
     }
 
-    /// <summary>Merges dq, dk, dv into dqkv (unless a fused pass wrote it) and goes back through the QKV projection into dInput.</summary>
-    public void BackwardQkv(Tensor? dInput, Tensor input, int batch, int time, bool merged = false)
+    /// <summary>
+    /// Merges dq, dk, dv into dqkv (unless a fused pass wrote it) and goes back through the QKV projection into dInput
+    /// (added to it, or stored without <paramref name="accumulate"/>).
+    /// </summary>
+    public void BackwardQkv(Tensor? dInput, Tensor input, int batch, int time, bool merged = false, bool accumulate = true)
     {
         Tensor dQkv = _dQkv.For(batch, time);
         if (!merged)
@@ -164,6 +166,6 @@ internal sealed class AttentionHeads
             Backend.MergeHeads(dQkv, dk, Channels);
             Backend.MergeHeads(dQkv, dv, 2 * Channels);
         }
-        Qkv.Backward(dInput, dQkv, input);
+        Qkv.Backward(dInput, dQkv, input, accumulate);
     }
 }

@@ -57,8 +57,14 @@ internal sealed class CausalSelfAttention
         _heads.ForwardOut(output, batch, time, merged: _fused);
     }
 
-    /// <summary>dInput += ∂L/∂input and the projections' gradients; needs the forward pass of this input just before.</summary>
-    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input)
+    /// <summary>The accumulating pass: see the overload.</summary>
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input) => Backward(dInput, dOutput, input, accumulate: true);
+
+    /// <summary>
+    /// dInput += ∂L/∂input (stored instead without <paramref name="accumulate"/>) and the projections' gradients; needs
+    /// the forward pass of this input just before.
+    /// </summary>
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input, bool accumulate)
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
@@ -67,7 +73,7 @@ internal sealed class CausalSelfAttention
             Tensor dyRows = _heads.BackwardOut(dOutput, batch, time, split: false);
             if (!_heads.TryAttendBackwardFused(_dScores.For(batch, time), dyRows, _att.For(batch, time), batch, time))
                 throw new InvalidOperationException($"{_heads.Backend.Name}: the fused attention ran forward but has no backward kernel for this shape");
-            _heads.BackwardQkv(dInput, input, batch, time, merged: true);
+            _heads.BackwardQkv(dInput, input, batch, time, merged: true, accumulate: accumulate);
             return;
         }
         Tensor dy = _heads.BackwardOut(dOutput, batch, time);
@@ -75,6 +81,6 @@ internal sealed class CausalSelfAttention
         var (dq, dk, dv) = _heads.SplitGradients(batch, time);
         _heads.AttendBackward(dq, dk, dv, _dAtt.For(batch, time), _dScores.For(batch, time), dy, q, k, v, _att.For(batch, time), batch, time, time,
             causal: true);
-        _heads.BackwardQkv(dInput, input, batch, time);
+        _heads.BackwardQkv(dInput, input, batch, time, accumulate: accumulate);
     }
 }

@@ -26,12 +26,15 @@ internal sealed class Gelu
         Backend.GeluForward(output, input);
     }
 
+    /// <summary>The accumulating pass: see the overload.</summary>
+    public void Backward(Tensor dInput, Tensor dOutput, Tensor input) => Backward(dInput, dOutput, input, accumulate: true);
+
     /// <summary>dInput += GELU′(input) ⊙ dOutput.</summary>
-    public void Backward(Tensor dInput, Tensor dOutput, Tensor input)
+    public void Backward(Tensor dInput, Tensor dOutput, Tensor input, bool accumulate)
     {
         var (batch, time) = Guard.Sequence(input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
         Guard.Sequence(dInput, nameof(dInput), batch, time, Channels);
-        Backend.GeluBackward(dInput, input, dOutput);
+        Backend.GeluBackward(dInput, input, dOutput, accumulate);
     }
 }

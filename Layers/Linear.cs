@@ -129,17 +129,29 @@ internal sealed class Linear
         return weight;
     }
 
+    /// <summary>The accumulating pass: see the overload.</summary>
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input) => Backward(dInput, dOutput, input, accumulate: true);
+
     /// <summary>
-    /// Accumulates dInput [B, T, C] += dOutput · W (skipped when <paramref name="dInput"/> is null), and, unless frozen,
+    /// Accumulates dInput [B, T, C] += dOutput · W (skipped when <paramref name="dInput"/> is null; stored instead,
+    /// without a zeroing pass, when not <paramref name="accumulate"/>), and, unless frozen,
     /// dW += dOutputᵀ · input and db += Σ_rows dOutput. Attached adapters run first, in reverse order; a DoRA adapter
     /// hands on its rescaled output gradient.
     /// </summary>
-    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input)
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input, bool accumulate)
     {
         var (batch, time) = Guard.Sequence(input, nameof(input), InFeatures);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, OutFeatures, "OC");
         if (dInput is not null) Guard.Sequence(dInput, nameof(dInput), batch, time, InFeatures);
         var folded = _folded;
+        // Stored rather than accumulated, dInput is written by the base product alone (β = 0) — unless unfolded adapters
+        // or a factored weight add into it first, which then start from zero.
+        if (!accumulate && dInput is not null && (_factors is not null || (folded is null && AnyApplied())))
+        {
+            Backend.Fill(dInput, 0f);
+            accumulate = true;
+        }
+        float beta = accumulate ? 1f : 0f;
         for (int i = _adapters.Count - 1; i >= 0; i--) dOutput = _adapters[i].BackwardDelta(dInput, dOutput, input, folded is not null);
         if (_factors is not null)
         {
@@ -149,17 +161,25 @@ internal sealed class Linear
         }
         if (IsFrozen)
         {
-            if (dInput is not null) Backend.MatMul(dInput, dOutput, folded ?? Weight.Value, beta: 1f);
+            if (dInput is not null) Backend.MatMul(dInput, dOutput, folded ?? Weight.Value, beta: beta);
             return;
         }
         // dInput += dOutput · W and dW += dOutputᵀ · input are independent: one grouped call shares both out over the threads.
         int rows = batch * time, count = 0;
         if (dInput is not null)
-            _gradients[count++] = new GemmProblem(dInput, dOutput, Weight.Value, rows, InFeatures, OutFeatures, beta: 1f);
+            _gradients[count++] = new GemmProblem(dInput, dOutput, Weight.Value, rows, InFeatures, OutFeatures, beta: beta);
         _gradients[count++] = new GemmProblem(Weight.Gradient!, dOutput, input, OutFeatures, InFeatures, rows, Transpose.Yes, beta: 1f);
         Backend.GemmGrouped(_gradients.AsSpan(0, count));
         _gradients.AsSpan().Clear(); // no tensor kept alive past the call
         if (Bias is not null) Backend.BiasBackward(Bias.Gradient, dOutput);
+    }
+
+    /// <summary>True when an attached adapter's delta applies this pass (a loop: no enumerator on the hot path).</summary>
+    private bool AnyApplied()
+    {
+        foreach (var adapter in _adapters)
+            if (adapter.Applied is not null) return true;
+        return false;
     }
 
     /// <summary>True when the last forward pass ran against the folded effective weight (see <see cref="Fold"/>).</summary>

@@ -48,16 +48,19 @@ internal sealed class Mlp
         Proj.Forward(output, activated);
     }
 
-    /// <summary>dInput += ∂L/∂input and the parameter gradients; needs the forward pass of this input just before.</summary>
-    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input)
+    /// <summary>The accumulating pass: see the overload.</summary>
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input) => Backward(dInput, dOutput, input, accumulate: true);
+
+    /// <summary>
+    /// dInput += ∂L/∂input (stored instead without <paramref name="accumulate"/>) and the parameter gradients; needs
+    /// the forward pass of this input just before. The hidden gradients are stored, never zeroed and added to.
+    /// </summary>
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input, bool accumulate)
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Tensor dHidden = _dHidden.For(batch, time), dActivated = _dActivated.For(batch, time);
-        var backend = Fc.Owner.Backend;
-        backend.Fill(dActivated, 0f);
-        backend.Fill(dHidden, 0f);
-        Proj.Backward(dActivated, dOutput, _activated.For(batch, time));
-        Gelu.Backward(dHidden, dActivated, _hidden.For(batch, time));
-        Fc.Backward(dInput, dHidden, input);
+        Proj.Backward(dActivated, dOutput, _activated.For(batch, time), accumulate: false);
+        Gelu.Backward(dHidden, dActivated, _hidden.For(batch, time), accumulate: false);
+        Fc.Backward(dInput, dHidden, input, accumulate);
     }
 }

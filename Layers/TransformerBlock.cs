@@ -103,12 +103,10 @@ internal sealed class TransformerBlock
         Tensor dLn1 = _dLn1.For(batch, time), dResidual = _dResidual.For(batch, time), dLn2 = _dLn2.For(batch, time);
         // The residual passes dOutput straight through; the MLP branch adds to it.
         backend.Copy(dResidual, dOutput);
-        backend.Fill(dLn2, 0f);
-        Mlp.Backward(dLn2, dOutput, _ln2.For(batch, time));
+        Mlp.Backward(dLn2, dOutput, _ln2.For(batch, time), accumulate: false);
         Ln2.Backward(dResidual, dLn2, _residual.For(batch, time));
         backend.Add(dInput, dInput, dResidual);
-        backend.Fill(dLn1, 0f);
-        Attention.Backward(dLn1, dResidual, _ln1.For(batch, time));
+        Attention.Backward(dLn1, dResidual, _ln1.For(batch, time), accumulate: false);
         Ln1.Backward(dInput, dLn1, input);
     }
 }

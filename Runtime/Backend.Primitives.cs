@@ -41,13 +41,18 @@ public abstract partial class Backend
         if (output.Length > 0) GeluForwardCore(output, input);
     }
 
-    /// <summary>dInput += GELU′(input) · dOutput, element by element. dInput shares no memory with the inputs.</summary>
-    public void GeluBackward(Tensor dInput, Tensor input, Tensor dOutput)
+    /// <summary>
+    /// dInput += GELU′(input) · dOutput, element by element (or, without <paramref name="accumulate"/>, dInput = that
+    /// product: no zeroing pass first). dInput shares no memory with the inputs.
+    /// </summary>
+    public void GeluBackward(Tensor dInput, Tensor input, Tensor dOutput, bool accumulate = true)
     {
         Check.Tensors(this, DType.F32, [dInput, input, dOutput], [nameof(dInput), nameof(input), nameof(dOutput)]);
         Check.SameLengths(dInput, nameof(dInput), [input, dOutput], [nameof(input), nameof(dOutput)]);
         Check.Disjoint(1, [dInput, input, dOutput], [nameof(dInput), nameof(input), nameof(dOutput)]);
-        if (dInput.Length > 0) GeluBackwardCore(dInput, input, dOutput);
+        if (dInput.Length == 0) return;
+        if (accumulate) GeluBackwardCore(dInput, input, dOutput);
+        else GeluBackwardStoreCore(dInput, input, dOutput);
     }
 
     /// <summary>
@@ -273,6 +278,13 @@ public abstract partial class Backend
 
     /// <summary>Validated, non-empty <see cref="GeluForward"/>.</summary>
     protected abstract void GeluForwardCore(Tensor output, Tensor input);
+
+    /// <summary>Validated, non-empty <see cref="GeluBackward"/> that stores rather than adds. The default zeroes, then accumulates.</summary>
+    protected virtual void GeluBackwardStoreCore(Tensor dInput, Tensor input, Tensor dOutput)
+    {
+        FillCore(dInput, 0f);
+        GeluBackwardCore(dInput, input, dOutput);
+    }
 
     /// <summary>Validated, non-empty <see cref="GeluBackward"/>.</summary>
     protected abstract void GeluBackwardCore(Tensor dInput, Tensor input, Tensor dOutput);

@@ -77,7 +77,7 @@ internal sealed class LoraLinear
     /// <summary>output [B, T, OC] = the base layer with its adapters (see <see cref="Linear.Forward"/>).</summary>
     public void Forward(Tensor output, Tensor input) => Base.Forward(output, input);
 
-    /// <summary>The backward pass of the base layer with its adapters (see <see cref="Linear.Backward"/>).</summary>
+    /// <summary>The backward pass of the base layer with its adapters (see <see cref="Linear.Backward(Tensor, Tensor, Tensor, bool)"/>).</summary>
     public void Backward(Tensor? dInput, Tensor dOutput, Tensor input) => Base.Backward(dInput, dOutput, input);
 
     /// <summary>Makes <paramref name="name"/> the adapter that forward and backward passes use.</summary>

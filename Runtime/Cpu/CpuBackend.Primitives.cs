@@ -54,6 +54,10 @@ public sealed unsafe partial class CpuBackend
         Elementwise(new GeluBackwardOp { DInput = F(dInput), Input = F(input), DOutput = F(dOutput) }, dInput.Length);
 
     /// <inheritdoc/>
+    protected override void GeluBackwardStoreCore(Tensor dInput, Tensor input, Tensor dOutput) =>
+        Elementwise(new GeluBackwardOp { DInput = F(dInput), Input = F(input), DOutput = F(dOutput), Store = true }, dInput.Length);
+
+    /// <inheritdoc/>
     protected override void SoftmaxForwardCore(Tensor output, Tensor input, bool causal)
     {
         var op = new SoftmaxForwardOp { Output = F(output), Input = F(input), Cols = input.Shape.Last, Queries = Queries(input, causal), Causal = causal };

@@ -111,6 +111,10 @@ public abstract partial class PrimitiveConformance
             var expected = x.Select((v, i) => before[i] + Reference.GeluDerivative(v) * dOut[i]).ToArray();
             // Accumulating into values of magnitude ≤ 1 adds up to an ulp of 1 (≈1.2e-7) of absolute error.
             Expect.Close(dInput.ToArray(), expected, GeluRtol, AccumulateAtol, $"GeluBackward, n = {n}");
+            // Stored rather than added: what was there (NaN here) is not read.
+            var stored = Upload(Enumerable.Repeat(float.NaN, n).ToArray(), n);
+            Backend.GeluBackward(stored, Upload(x, n), Upload(dOut, n), accumulate: false);
+            Expect.Close(stored.ToArray(), x.Select((v, i) => Reference.GeluDerivative(v) * dOut[i]).ToArray(), GeluRtol, AccumulateAtol, $"GeluBackward stored, n = {n}");
         }
     }
 

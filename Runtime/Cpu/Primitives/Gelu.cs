@@ -52,10 +52,11 @@ internal unsafe struct GeluForwardOp : IRangeOp, ISimdOp
     }
 }
 
-/// <summary>dInput += GELU′(input) · dOutput.</summary>
+/// <summary>dInput += GELU′(input) · dOutput, or dInput = that product (<see cref="Store"/>).</summary>
 internal unsafe struct GeluBackwardOp : IRangeOp, ISimdOp
 {
     public float* DInput, Input, DOutput;
+    public bool Store;
 
     public readonly void Run(long start, long end) => SimdLoop.Run(this, start, end);
 
@@ -66,7 +67,8 @@ internal unsafe struct GeluBackwardOp : IRangeOp, ISimdOp
     [MethodImpl(MethodImplOptions.NoInlining)]
     public readonly void Invoke<TV>(long i) where TV : struct, ISimd<TV>
     {
-        var grad = TV.MultiplyAdd(Gelu.Derivative(TV.Load(Input + i)), TV.Load(DOutput + i), TV.Load(DInput + i));
+        var derivative = Gelu.Derivative(TV.Load(Input + i));
+        var grad = Store ? derivative * TV.Load(DOutput + i) : TV.MultiplyAdd(derivative, TV.Load(DOutput + i), TV.Load(DInput + i));
         grad.Store(DInput + i);
     }
 }
