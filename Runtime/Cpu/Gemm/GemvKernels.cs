@@ -49,6 +49,50 @@ internal static unsafe class GemvKernels
         for (; p < panels; p++) Panel32(mat + p * panelStride, x, depth, acc + p * 32);
     }
 
+    /// <summary>
+    /// <see cref="Panels32"/> for panels of 16 columns with 256-bit vectors (the AVX2 kernel's NR): four panels at once,
+    /// eight accumulators, within AVX2's sixteen registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Panels16(float* mat, nint panelStride, int panels, float* x, int depth, float* acc)
+    {
+        int p = 0;
+        for (; p + 4 <= panels; p += 4)
+        {
+            float* m0 = mat + p * panelStride, m1 = m0 + panelStride, m2 = m1 + panelStride, m3 = m2 + panelStride;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            for (int k = 0; k < depth; k++)
+            {
+                nint o = (nint)k * 16;
+                var e = Vector256.Create(x[k]);
+                a0 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m0 + o), a0);
+                a1 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m0 + o + 8), a1);
+                a2 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m1 + o), a2);
+                a3 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m1 + o + 8), a3);
+                a4 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m2 + o), a4);
+                a5 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m2 + o + 8), a5);
+                a6 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m3 + o), a6);
+                a7 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m3 + o + 8), a7);
+            }
+            float* y = acc + p * 16;
+            a0.Store(y); a1.Store(y + 8); a2.Store(y + 16); a3.Store(y + 24);
+            a4.Store(y + 32); a5.Store(y + 40); a6.Store(y + 48); a7.Store(y + 56);
+        }
+        for (; p < panels; p++)
+        {
+            float* m = mat + p * panelStride;
+            Vector256<float> a0 = default, a1 = default;
+            for (int k = 0; k < depth; k++)
+            {
+                var e = Vector256.Create(x[k]);
+                a0 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m + (nint)k * 16), a0);
+                a1 = Vector256.FusedMultiplyAdd(e, Vector256.Load(m + (nint)k * 16 + 8), a1);
+            }
+            a0.Store(acc + p * 16);
+            a1.Store(acc + p * 16 + 8);
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Panels32x8(float* m0, nint stride, float* x, int depth, float* acc)
     {

@@ -570,14 +570,17 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         int nr = _k.Nr, panels = (j.Outputs + nr - 1) / nr;
         int q0 = task * j.Chunk, q1 = Math.Min(panels, q0 + j.Chunk);
         float* acc = _tile[worker];
-        if (nr == 32 && Vector512.IsHardwareAccelerated)
+        bool wide = nr == 32 && Vector512.IsHardwareAccelerated, narrow = nr == 16 && Vector256.IsHardwareAccelerated;
+        if (wide || narrow)
         {
             // Several panels' streams at once, a tile's worth of sums per pass.
-            int group = Math.Max(1, _k.Mr * _k.Nr / 32 / 8 * 8);
+            int group = Math.Max(1, _k.Mr * _k.Nr / nr / 4 * 4);
             for (int q = q0; q < q1; q += group)
             {
                 int count = Math.Min(group, q1 - q);
-                GemvKernels.Panels32(j.Mat + (long)q * j.Depth * nr, (nint)j.Depth * nr, count, j.X, j.Depth, acc);
+                float* mat = j.Mat + (long)q * j.Depth * nr;
+                if (wide) GemvKernels.Panels32(mat, (nint)j.Depth * nr, count, j.X, j.Depth, acc);
+                else GemvKernels.Panels16(mat, (nint)j.Depth * nr, count, j.X, j.Depth, acc);
                 Store(ref j, q * nr, new Span<float>(acc, Math.Min(count * nr, j.Outputs - q * nr)));
             }
             return;

@@ -59,6 +59,10 @@ internal unsafe struct DecodeAttentionOp : IRangeOp
         {
             for (int j = 0; j < length; j++) scores[j] = Scale * Dot512(q, keys + j * stride, hs);
         }
+        else if (Vector256.IsHardwareAccelerated && hs % 8 == 0)
+        {
+            for (int j = 0; j < length; j++) scores[j] = Scale * Dot256(q, keys + j * stride, hs);
+        }
         else
         {
             var query = new ReadOnlySpan<float>(q, hs);
@@ -77,10 +81,29 @@ internal unsafe struct DecodeAttentionOp : IRangeOp
             }
             return;
         }
+        if (Vector256.IsHardwareAccelerated && hs % 8 == 0)
+        {
+            for (int c = 0; c < hs; c += 8)
+            {
+                var acc = Vector256<float>.Zero;
+                float* v = values + c;
+                for (int j = 0; j < length; j++) acc = Vector256.FusedMultiplyAdd(Vector256.Create(scores[j]), Vector256.Load(v + j * stride), acc);
+                acc.Store(output + c);
+            }
+            return;
+        }
         var sum = new Span<float>(output, hs);
         sum.Clear();
         for (int j = 0; j < length; j++)
             TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(values + j * stride, hs), scores[j], sum, sum);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot256(float* a, float* b, int n)
+    {
+        var acc = Vector256.Multiply(Vector256.Load(a), Vector256.Load(b));
+        for (int i = 8; i < n; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc);
+        return Vector256.Sum(acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
