@@ -29,7 +29,12 @@ internal sealed class AdamW : IDisposable
             .Where(p => p.HasGradient)
             .Select(p => (p.Value, p.Gradient, _m.View(p.Offset, p.Shape), _v.View(p.Offset, p.Shape), p.Shape.Rank >= 2))
             .ToArray();
+        _wholeBlock = parameters.Parameters.All(p => p.HasGradient);
     }
+
+    // Every parameter trained: one step over the whole block (its alignment gaps are zero in all four blocks and stay
+    // so), after the decay of the matrices, instead of a step per parameter — most of which are too small to share out.
+    private readonly bool _wholeBlock;
 
     /// <summary>β₁.</summary>
     public float Beta1 { get; }
@@ -57,8 +62,19 @@ internal sealed class AdamW : IDisposable
     {
         var backend = _parameters.Backend;
         int step = ++Step;
-        foreach (var (value, gradient, m, v, decay) in _slots)
-            backend.AdamWStep(value, gradient, m, v, learningRate, Beta1, Beta2, Epsilon, decay ? WeightDecay : 0f, step);
+        if (!_wholeBlock)
+        {
+            foreach (var (value, gradient, m, v, decay) in _slots)
+                backend.AdamWStep(value, gradient, m, v, learningRate, Beta1, Beta2, Epsilon, decay ? WeightDecay : 0f, step);
+            return;
+        }
+        // p·(1 − lr·wd) is the same float product the fused step forms, and with wd = 0 it multiplies by exactly 1:
+        // the result is bit for bit the per-parameter steps'.
+        float keep = (float)(1 - (double)learningRate * WeightDecay);
+        if (WeightDecay > 0)
+            foreach (var (value, _, _, _, decay) in _slots)
+                if (decay) backend.Scale(value, value, keep);
+        backend.AdamWStep(_parameters.Values, _parameters.Gradients, _m, _v, learningRate, Beta1, Beta2, Epsilon, 0f, step);
     }
 
     /// <summary>Restores the step count of a checkpoint (the moments are restored through their tensors).</summary>
