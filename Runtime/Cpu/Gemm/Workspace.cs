@@ -322,11 +322,7 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             else PackSharedB(ref j, local - j.APackTasks);
         }
         else if (j.Kind == GemmJobKind.Dot) ComputeDot(ref j, task - j.ComputeTaskStart);
-        else if (j.Kind == GemmJobKind.Packed)
-        {
-            if (j.PanelB) ComputePanels(ref j, task - j.ComputeTaskStart, worker);
-            else Compute(ref j, task - j.ComputeTaskStart, worker);
-        }
+        else if (j.Kind == GemmJobKind.Packed) Compute(ref j, task - j.ComputeTaskStart, worker);
         else if (j.Kind == GemmJobKind.GemvPanels) GemvPanels(ref j, task - j.ComputeTaskStart, worker);
         else if (j.Kind == GemmJobKind.GemvColumns) GemvColumns(ref j, task - j.ComputeTaskStart, worker);
         else GemvRows(ref j, task - j.ComputeTaskStart, worker);
@@ -415,11 +411,21 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
         float* tile = _tile[worker];
         var kernel = _k.Compute;
         int directPanels = j.DirectB ? cols / nr : 0; // panels read from B as stored
+        // With few row panels each B panel is used by every row panel while in L1 (columns outer); otherwise A's
+        // panels stay in L1 while the block's B panels stream from L2 (rows outer).
+        bool columnsOuter = j.DirectB || (j.PanelB && j.MPanels <= DirectBMaxPanels);
         for (int pc = 0; pc < j.K; pc += kcMax)
         {
             int kc = Math.Min(kcMax, j.K - pc);
             float* bsrc = j.TransB ? j.B + n0 * j.Ldb + pc : j.B + pc * j.Ldb + n0;
-            if (j.SharedB)
+            long panelStride = (long)nr * kc; // from one packed panel to the next
+            if (j.PanelB)
+            {
+                // A PackedMatrix: depth block pc of panel q is the kc×NR block at B + q·K·NR + pc·NR, read in place.
+                panelStride = (long)j.K * nr;
+                bp = j.B + n0 / nr * panelStride + (long)pc * nr;
+            }
+            else if (j.SharedB)
             {
                 bp = _packedA + j.PackedB + (long)pc * ((j.N + nr - 1) / nr * nr) + (long)n0 * kc;
             }
@@ -437,52 +443,14 @@ internal sealed unsafe class Workspace : IParallelWork, IDisposable
             }
             float beta = pc == 0 ? j.Beta : 1f;
             float* ablock = _packedA + j.PackedA + (long)pc * j.MPanels * mr;
-            if (j.DirectB)
-            {
-                // B read as stored: each column panel once from memory, then used by every row panel while in L1.
-                for (int q = 0; q < nPanels; q++)
-                    for (int p = p0; p < p1; p++)
-                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, q < directPanels ? bsrc + q * nr : bp,
-                            q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta);
-            }
-            else
-            {
-                for (int p = p0; p < p1; p++)
-                    for (int q = 0; q < nPanels; q++)
-                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, bp + (long)q * nr * kc, nr, tile, p * mr, n0, q, beta);
-            }
-        }
-    }
-
-    /// <summary>
-    /// <see cref="Compute"/> for a B of packed panels: depth block pc of panel q is the kc×NR block at
-    /// B + q·K·NR + pc·NR, read in place. With few row panels each B panel is used by every row panel while in L1
-    /// (columns outer); otherwise A's panels stay in L1 while the block's B panels stream from L2 (rows outer).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void ComputePanels(ref GemmJob j, int task, int worker)
-    {
-        int mr = _k.Mr, nr = _k.Nr, kcMax = _k.Kc;
-        int nb = task / j.MRanges, range = task % j.MRanges;
-        int n0 = nb * j.ColumnBlock, cols = Math.Min(j.ColumnBlock, j.N - n0);
-        int nPanels = (cols + nr - 1) / nr;
-        int p0 = (int)((long)range * j.MPanels / j.MRanges), p1 = (int)((long)(range + 1) * j.MPanels / j.MRanges);
-        float* tile = _tile[worker];
-        var kernel = _k.Compute;
-        long panelStride = (long)j.K * nr;
-        float* first = j.B + n0 / nr * panelStride; // ColumnBlock is a multiple of NR
-        bool columnsOuter = j.MPanels <= DirectBMaxPanels;
-        for (int pc = 0; pc < j.K; pc += kcMax)
-        {
-            int kc = Math.Min(kcMax, j.K - pc);
-            float* bp = first + (long)pc * nr;
-            float beta = pc == 0 ? j.Beta : 1f;
-            float* ablock = _packedA + j.PackedA + (long)pc * j.MPanels * mr;
             if (columnsOuter)
             {
+                // Full panels of a row-major B are read where they are stored; the rest (a packed last panel, or a
+                // PackedMatrix's panels) are kc×NR blocks panelStride apart.
                 for (int q = 0; q < nPanels; q++)
                     for (int p = p0; p < p1; p++)
-                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, bp + q * panelStride, nr, tile, p * mr, n0, q, beta);
+                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, q < directPanels ? bsrc + q * nr : bp + (q - directPanels) * panelStride,
+                            q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta);
             }
             else
             {
