@@ -44,7 +44,7 @@ public abstract partial class Backend
         // The message is built only when a row fails: a steady decode step allocates nothing.
         static void Within(long offset, long count, Tensor t, int row, string field, string tensor)
         {
-            if (offset < 0 || offset + count > t.Length)
+            if (offset < 0 || count > t.Length || offset > t.Length - count)
                 throw new ArgumentOutOfRangeException(nameof(rows), offset,
                     $"rows[{row}].{field}: {count} elements from offset {offset} must lie inside {tensor} {t.Shape} ({t.Length} elements)");
         }

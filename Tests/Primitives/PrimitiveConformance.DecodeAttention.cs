@@ -86,6 +86,7 @@ public abstract partial class PrimitiveConformance
         Assert.Contains("rows[1].Values", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(), Row(values: 200)], 2, 16, 1f)));
         Assert.Contains("rows[0].Query", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(query: 40)], 2, 16, 1f)));
         Assert.Contains("rows[0].Keys", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(keys: -1)], 2, 16, 1f)));
+        Assert.Contains("rows[0].Keys", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(keys: long.MaxValue - 10)], 2, 16, 1f))); // no overflow past the check
         Assert.Contains("cacheStride", Message(() => Backend.TryDecodeAttention(output, q, cache, 31, [Row()], 2, 16, 1f)));
         Assert.Contains("heads", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row()], 0, 16, 1f)));
         Assert.Contains("scale", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row()], 2, 16, float.NaN)));
