@@ -16,6 +16,7 @@ internal sealed class Linear
     private readonly LinearFactors? _factors;
     private readonly GemmProblem[] _gradients = new GemmProblem[2]; // dInput and dW, run as one grouped call
     private Tensor? _folded; // the effective weight W + Σ s·BA of the last forward pass, when its adapters were folded
+    private Tensor? _foldBuffer; // [OC, C], taken from the pool at the first fold and kept with the parameters
 
     /// <summary>
     /// Declares W [<paramref name="outFeatures"/>, <paramref name="inFeatures"/>] and, optionally, b in <paramref name="parameters"/>;
@@ -108,22 +109,24 @@ internal sealed class Linear
     /// effective weight W + Σ s·BA, built here (a copy and a rank-R update per adapter, [OC, C] work), instead of
     /// the base GEMM plus an expand s·h·Bᵀ per adapter ([rows, OC] work each), and backward's dInput likewise gets
     /// the adapters' dh·A through that weight. Returns the effective weight, or null to run unfolded (DoRA, dropout,
-    /// a trained or factored base, no delta applied, or rows too few to pay for the copy).
+    /// a trained or factored base, no delta applied, or rows too few to pay for the copy). The buffer is the layer's
+    /// (one [OC, C] per layer, shared by its adapters), taken from the pool at the first fold.
     /// </summary>
     private Tensor? Fold(int rows)
     {
         if (_adapters.Count == 0 || _factors is not null || !IsFrozen || (long)rows * (InFeatures + OutFeatures) < 2L * InFeatures * OutFeatures)
             return null;
-        LoraWeights? first = null;
+        bool any = false;
         foreach (var adapter in _adapters)
         {
             var applied = adapter.Applied;
             if (applied is null) continue;
             if (!applied.Foldable) return null;
-            first ??= applied;
+            any = true;
         }
-        if (first is null) return null;
-        var weight = first.FoldBuffer;
+        if (!any) return null;
+        // One buffer per layer, whichever adapters apply: passes of one layer never overlap.
+        var weight = Owner.Scratch(ref _foldBuffer, new Shape(OutFeatures, InFeatures));
         Backend.Copy(weight, Weight.Value);
         foreach (var adapter in _adapters) adapter.Applied?.FoldInto(weight);
         return weight;

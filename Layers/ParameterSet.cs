@@ -9,6 +9,7 @@ namespace LoraRuntime.Layers;
 /// </summary>
 internal sealed class ParameterSet : IDisposable
 {
+    private readonly List<Tensor> _scratch = [];
     private readonly Reservation _values;
     private readonly List<Parameter> _parameters = [];
     private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
@@ -91,11 +92,25 @@ internal sealed class ParameterSet : IDisposable
     /// <summary>Sets every gradient to zero (one Fill).</summary>
     public void ZeroGradients() => Backend.Fill(Gradients, 0f);
 
-    /// <summary>Returns both blocks to the pool.</summary>
+    /// <summary>
+    /// A tensor of this set's backend that lives as long as the set (a layer's scratch derived from its parameters,
+    /// such as a folded weight), allocated at the first request; returned to the pool with the set.
+    /// </summary>
+    public Tensor Scratch(ref Tensor? slot, Shape shape)
+    {
+        if (slot is not null) return slot;
+        slot = Backend.Allocate(DType.F32, shape);
+        _scratch.Add(slot);
+        return slot;
+    }
+
+    /// <summary>Returns both blocks (and any scratch) to the pool.</summary>
     public void Dispose()
     {
         _values.Dispose();
         _gradients?.Dispose();
+        foreach (var t in _scratch) t.Dispose();
+        _scratch.Clear();
     }
 
     private InvalidOperationException Frozen() => new(IsReserved

@@ -56,19 +56,8 @@ internal sealed class LoraAdapter : IDisposable
         {
             long directionLength = targets.Where(t => t.Options.UseDora).Select(t => (long)t.Module.OutFeatures * t.Module.InFeatures).DefaultIfEmpty().Max();
             var direction = directionLength == 0 ? null : adapter.Activations.Add("dora.direction", (_, _) => new Shape(checked((int)directionLength)));
-            // Each base layer with plain LoRA modules gets a buffer for its effective weight W + Σ s·BA (see Linear.Forward).
-            var folds = new Dictionary<Linear, ActivationBuffer>();
             foreach (var (module, options) in targets)
-            {
-                ActivationBuffer? fold = null;
-                if (!options.UseDora && !folds.TryGetValue(module.Base, out fold))
-                {
-                    var layer = module.Base;
-                    fold = adapter.Activations.Add(layer.Name + ".lora.folded", (_, _) => new Shape(layer.OutFeatures, layer.InFeatures));
-                    folds.Add(layer, fold);
-                }
-                adapter._modules.Add(new LoraWeights(adapter, module, options, adapter.Parameters, adapter.Activations, direction, fold));
-            }
+                adapter._modules.Add(new LoraWeights(adapter, module, options, adapter.Parameters, adapter.Activations, direction));
             adapter.Parameters.Reserve(withGradients: true);
             adapter.Activations.Reserve();
             foreach (var weights in adapter._modules) weights.Initialize();

@@ -13,13 +13,11 @@ internal sealed class LoraWeights
     private readonly ActivationBuffer? _dropped;
     private readonly ulong _seed;
     private readonly GemmProblem[] _pair = new GemmProblem[2]; // two independent products run as one grouped call
-    private readonly ActivationBuffer? _fold; // the base layer's effective weight [OC, C], when this is plain LoRA
     private ulong _step, _maskSeed;
 
     internal LoraWeights(LoraAdapter adapter, LoraLinear module, LoraOptions options, ParameterSet parameters, Activations scratch,
-        ActivationBuffer? directionScratch, ActivationBuffer? foldScratch = null)
+        ActivationBuffer? directionScratch)
     {
-        _fold = foldScratch;
         _adapter = adapter;
         _scratch = scratch;
         Module = module;
@@ -104,10 +102,7 @@ internal sealed class LoraWeights
     /// True when the base layer may fold this delta into a per-pass effective weight W + s·BA instead of adding
     /// s·(x Aᵀ) Bᵀ to its output: plain LoRA (no DoRA) with no dropout in use.
     /// </summary>
-    internal bool Foldable => _fold is not null && Dora is null && (_dropped is null || !_adapter.Training);
-
-    /// <summary>The buffer [OC, C] the base layer builds its effective weight in (with <see cref="Foldable"/>).</summary>
-    internal Tensor FoldBuffer => _fold!.For(1, 1);
+    internal bool Foldable => Dora is null && (_dropped is null || !_adapter.Training);
 
     /// <summary>weight rows of this module's slice += s·B·A, in the base layer's effective weight [OC, C].</summary>
     internal void FoldInto(Tensor weight)

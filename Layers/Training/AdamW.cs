@@ -25,16 +25,36 @@ internal sealed class AdamW : IDisposable
         var backend = parameters.Backend;
         _m = backend.Zeros(DType.F32, parameters.Values.Shape);
         _v = backend.Zeros(DType.F32, parameters.Values.Shape);
-        _slots = parameters.Parameters
-            .Where(p => p.HasGradient)
-            .Select(p => (p.Value, p.Gradient, _m.View(p.Offset, p.Shape), _v.View(p.Offset, p.Shape), p.Shape.Rank >= 2))
-            .ToArray();
-        _wholeBlock = parameters.Parameters.All(p => p.HasGradient);
+        _slots = Runs(parameters).Select(r =>
+        {
+            var shape = new Shape(checked((int)(r.End - r.Start)));
+            return (parameters.Values.View(r.Start, shape), parameters.Gradients.View(r.Start, shape), _m.View(r.Start, shape), _v.View(r.Start, shape), r.Decay);
+        }).ToArray();
     }
 
-    // Every parameter trained: one step over the whole block (its alignment gaps are zero in all four blocks and stay
-    // so), after the decay of the matrices, instead of a step per parameter — most of which are too small to share out.
-    private readonly bool _wholeBlock;
+    /// <summary>
+    /// The trained parameters as runs of neighbours in the block that share the decay flag: one step per run instead of
+    /// per parameter (a layer's bias and the next norm's weight and bias, say), most of which are too small to share out
+    /// over the threads. A run spans the alignment gaps between its parameters, which are zero in the values,
+    /// gradients and moments and stay so; each element gets the same arithmetic as in a step of its own.
+    /// </summary>
+    private static List<(long Start, long End, bool Decay)> Runs(ParameterSet parameters)
+    {
+        var runs = new List<(long Start, long End, bool Decay)>();
+        Parameter? previous = null;
+        foreach (var p in parameters.Parameters.OrderBy(p => p.Offset))
+        {
+            bool decay = p.Shape.Rank >= 2;
+            bool joins = p.HasGradient && previous is not null && runs.Count > 0 && runs[^1].Decay == decay && runs[^1].End == previous.Offset + previous.Shape.Length
+                && AlignedEnd(previous) == p.Offset;
+            if (joins) runs[^1] = (runs[^1].Start, p.Offset + p.Shape.Length, decay);
+            else if (p.HasGradient) runs.Add((p.Offset, p.Offset + p.Shape.Length, decay));
+            previous = p.HasGradient ? p : null;
+        }
+        return runs;
+    }
+
+    private static long AlignedEnd(Parameter p) => (p.Offset + p.Shape.Length + Reservation.Alignment - 1) / Reservation.Alignment * Reservation.Alignment;
 
     /// <summary>β₁.</summary>
     public float Beta1 { get; }
@@ -62,19 +82,8 @@ internal sealed class AdamW : IDisposable
     {
         var backend = _parameters.Backend;
         int step = ++Step;
-        if (!_wholeBlock)
-        {
-            foreach (var (value, gradient, m, v, decay) in _slots)
-                backend.AdamWStep(value, gradient, m, v, learningRate, Beta1, Beta2, Epsilon, decay ? WeightDecay : 0f, step);
-            return;
-        }
-        // p·(1 − lr·wd) is the same float product the fused step forms, and with wd = 0 it multiplies by exactly 1:
-        // the result is bit for bit the per-parameter steps'.
-        float keep = (float)(1 - (double)learningRate * WeightDecay);
-        if (WeightDecay > 0)
-            foreach (var (value, _, _, _, decay) in _slots)
-                if (decay) backend.Scale(value, value, keep);
-        backend.AdamWStep(_parameters.Values, _parameters.Gradients, _m, _v, learningRate, Beta1, Beta2, Epsilon, 0f, step);
+        foreach (var (value, gradient, m, v, decay) in _slots)
+            backend.AdamWStep(value, gradient, m, v, learningRate, Beta1, Beta2, Epsilon, decay ? WeightDecay : 0f, step);
     }
 
     /// <summary>Restores the step count of a checkpoint (the moments are restored through their tensors).</summary>
