@@ -15,6 +15,7 @@ public abstract partial class PrimitiveConformance
         { 2, 12, 3, [7, 1, 40] },
         { 4, 8, 0, [300, 17] },
         { 2, 16, 0, [5000, 3] },
+        { 3, 6, 1, [5, 2, 1] }, // a head size no vector width divides: the scalar path
     };
 
     [Theory]

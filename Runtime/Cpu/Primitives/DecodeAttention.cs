@@ -1,7 +1,4 @@
-using System.Numerics.Tensors;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace LoraRuntime.Cpu.Primitives;
 
@@ -42,7 +39,12 @@ internal unsafe struct DecodeAttentionOp : IRangeOp
             {
                 ref readonly var row = ref Rows[item / Heads];
                 long at = item % Heads * HeadSize;
-                Head(Output + row.Output + at, Queries + row.Query + at, Cache + row.Keys + at, Cache + row.Values + at, row.Length, scores);
+                float* output = Output + row.Output + at, q = Queries + row.Query + at, keys = Cache + row.Keys + at, values = Cache + row.Values + at;
+                // The widest vector that divides HS (the scalar width always does).
+                if (Simd512.IsAccelerated && HeadSize % Simd512.Count == 0) Head<Simd512>(output, q, keys, values, row.Length, scores);
+                else if (Simd256.IsAccelerated && HeadSize % Simd256.Count == 0) Head<Simd256>(output, q, keys, values, row.Length, scores);
+                else if (Simd128.IsAccelerated && HeadSize % Simd128.Count == 0) Head<Simd128>(output, q, keys, values, row.Length, scores);
+                else Head<Simd1>(output, q, keys, values, row.Length, scores);
             }
         }
         finally
@@ -51,66 +53,25 @@ internal unsafe struct DecodeAttentionOp : IRangeOp
         }
     }
 
-    private readonly void Head(float* output, float* q, float* keys, float* values, int length, float* scores)
+    /// <summary>One (row, head): HS is a multiple of TV's width, so no tails.</summary>
+    private readonly void Head<TV>(float* output, float* q, float* keys, float* values, int length, float* scores) where TV : struct, ISimd<TV>
     {
-        int hs = HeadSize;
+        int hs = HeadSize, width = TV.Count;
         nint stride = Stride;
-        if (Vector512.IsHardwareAccelerated && hs % 16 == 0)
+        for (int j = 0; j < length; j++)
         {
-            for (int j = 0; j < length; j++) scores[j] = Scale * Dot512(q, keys + j * stride, hs);
-        }
-        else if (Vector256.IsHardwareAccelerated && hs % 8 == 0)
-        {
-            for (int j = 0; j < length; j++) scores[j] = Scale * Dot256(q, keys + j * stride, hs);
-        }
-        else
-        {
-            var query = new ReadOnlySpan<float>(q, hs);
-            for (int j = 0; j < length; j++) scores[j] = Scale * TensorPrimitives.Dot(query, new ReadOnlySpan<float>(keys + j * stride, hs));
+            float* k = keys + j * stride;
+            var acc = TV.Load(q) * TV.Load(k);
+            for (int d = width; d < hs; d += width) acc = TV.MultiplyAdd(TV.Load(q + d), TV.Load(k + d), acc);
+            scores[j] = Scale * acc.Sum();
         }
         Softmax.Row(scores, scores, length, out _);
-        if (Vector512.IsHardwareAccelerated && hs % 16 == 0)
+        // Each vector-wide slice of the output sums in a register over every position.
+        for (int c = 0; c < hs; c += width)
         {
-            // Each 16-wide slice of the output sums in a register over every position.
-            for (int c = 0; c < hs; c += 16)
-            {
-                var acc = Vector512<float>.Zero;
-                float* v = values + c;
-                for (int j = 0; j < length; j++) acc = Vector512.FusedMultiplyAdd(Vector512.Create(scores[j]), Vector512.Load(v + j * stride), acc);
-                acc.Store(output + c);
-            }
-            return;
+            var acc = TV.Load(values + c) * TV.Splat(scores[0]);
+            for (int j = 1; j < length; j++) acc = TV.MultiplyAdd(TV.Splat(scores[j]), TV.Load(values + j * stride + c), acc);
+            acc.Store(output + c);
         }
-        if (Vector256.IsHardwareAccelerated && hs % 8 == 0)
-        {
-            for (int c = 0; c < hs; c += 8)
-            {
-                var acc = Vector256<float>.Zero;
-                float* v = values + c;
-                for (int j = 0; j < length; j++) acc = Vector256.FusedMultiplyAdd(Vector256.Create(scores[j]), Vector256.Load(v + j * stride), acc);
-                acc.Store(output + c);
-            }
-            return;
-        }
-        var sum = new Span<float>(output, hs);
-        sum.Clear();
-        for (int j = 0; j < length; j++)
-            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(values + j * stride, hs), scores[j], sum, sum);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot256(float* a, float* b, int n)
-    {
-        var acc = Vector256.Multiply(Vector256.Load(a), Vector256.Load(b));
-        for (int i = 8; i < n; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc);
-        return Vector256.Sum(acc);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot512(float* a, float* b, int n)
-    {
-        var acc = Vector512.Multiply(Vector512.Load(a), Vector512.Load(b));
-        for (int i = 16; i < n; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
-        return Vector512.Sum(acc);
     }
 }
