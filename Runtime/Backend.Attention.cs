@@ -56,10 +56,7 @@ public abstract partial class Backend
     /// </summary>
     protected virtual bool DecodeAttentionCore(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
         int heads, int headSize, float scale, int maxLength) => false;
-}
 
-public abstract partial class Backend
-{
     /// <summary>
     /// Causal self-attention of a packed projection, fused per (batch, head): <paramref name="qkv"/> is [B, T, 3C] with
     /// q, k and v each C = NH·HS wide (head h at columns h·HS, GPT-2's c_attn layout); att [B, NH, T, T] = causal

@@ -135,7 +135,7 @@ internal static unsafe class CausalAttentionKernels
         }
     }
 
-    /// <summary>Per-item scratch: on the stack when small (returned null), else native memory the caller frees.</summary>
+    /// <summary>Per-item scratch up to this many floats lives on the stack; more comes from <see cref="Rent"/> (freed by <see cref="Return"/>).</summary>
     public const long StackScratchFloats = 8192;
 
     public static float* Rent(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
