@@ -18,6 +18,8 @@ public abstract class GemmConformance
         { 1, 1, 1 }, { 1, 7, 33 }, { 7, 1, 33 }, { 7, 33, 1 }, { 2, 3, 4 }, { 13, 17, 19 }, { 33, 33, 33 },
         { 12, 32, 384 }, { 24, 64, 385 }, { 25, 65, 7 }, { 64, 257, 31 }, { 257, 7, 129 }, { 100, 600, 50 },
         { 130, 530, 400 }, { 1, 257, 300 }, { 257, 1, 300 }, { 3, 2, 1000 }, { 61, 16, 900 }, { 40, 1030, 16 },
+        // Above the CPU's direct-operand limit (2^26 multiply-adds; the sizes above are below it): packed panels.
+        { 301, 290, 800 },
     };
 
     [Theory]

@@ -30,10 +30,10 @@ internal readonly unsafe struct GemmKernel
     /// <summary>Columns of one packed B block (kept in L2).</summary>
     public readonly int Nc;
     public readonly GemmKernelKind Kind;
-    public readonly delegate*<int, float*, float*, nint, float*, nint, float, float, void> Compute;
+    public readonly delegate*<int, float*, nint, nint, float*, nint, float*, nint, float, float, void> Compute;
 
     private GemmKernel(GemmKernelKind kind, int mr, int nr, int kc, int nc,
-        delegate*<int, float*, float*, nint, float*, nint, float, float, void> compute)
+        delegate*<int, float*, nint, nint, float*, nint, float*, nint, float, float, void> compute)
     {
         Kind = kind; Mr = mr; Nr = nr; Kc = kc; Nc = nc; Compute = compute;
     }

@@ -33,6 +33,14 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
     /// </summary>
     internal const double MinParallelFlops = 1 << 20;
 
+    /// <summary>
+    /// Products of at most this many multiply-adds (64 Mi: a training step's projections, 768 × 512 × 128) read their
+    /// operands as stored where the kernels can (see <see cref="GemmJob.DirectA"/>): packing would cost a third of the
+    /// product. Larger ones pack, whose contiguous panels keep power-of-two leading dimensions (4 KiB rows) from
+    /// aliasing in L1 (a direct 1024³ runs at ~0.88× the packed one).
+    /// </summary>
+    internal const long DirectMaxMacs = 1L << 26;
+
     private readonly GemmKernel _k;
     private readonly CpuWorkerPool _workers;
     private readonly float*[] _packedB;
@@ -156,23 +164,26 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
             (job.TransA, job.TransB) = (p.TransB != Transpose.Yes, p.TransA != Transpose.Yes);
             a = job.A;
         }
-        // Split tall problems so one chunk's packed A fits the cap.
+        // Split tall problems so one chunk's packed A fits the cap. A small product reads A in place (see
+        // GemmJob.DirectA): one chunk, and only a partial last panel takes packed room.
         int mr = _k.Mr;
-        int chunkRows = (int)Math.Max(mr, Math.Min(job.M, PackedACapFloats / job.K) / mr * mr);
+        bool directA = (long)job.M * job.N * job.K <= DirectMaxMacs;
+        int chunkRows = directA ? job.M : (int)Math.Max(mr, Math.Min(job.M, PackedACapFloats / job.K) / mr * mr);
         for (int m0 = 0; m0 < job.M; m0 += chunkRows)
         {
             int rows = Math.Min(chunkRows, job.M - m0);
             int panels = (rows + mr - 1) / mr;
-            long need = (long)panels * mr * job.K;
+            long need = directA ? (rows % mr != 0 ? (long)mr * job.K : 0) : (long)panels * mr * job.K;
             // Room for a shared B where rows may be split among threads (few column blocks); Flush decides.
             long needB = (long)job.K * RoundUp(job.N, _k.Nr);
-            bool mayShareB = !panelB && panels >= 2 && (job.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
+            bool mayShareB = !panelB && !(directA && !job.TransB) && panels >= 2 && (job.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
             if (_packedUse + need + (mayShareB ? needB : 0) > PackedACapFloats && _jobCount > 0) Flush();
             var part = job;
             part.M = rows;
             part.A = job.TransA ? a + m0 : a + m0 * job.Lda;
             part.C = job.TransposedC ? c + m0 : c + m0 * job.Ldc; // a transposed job's rows are C's columns
             part.MPanels = panels;
+            part.DirectA = directA;
             part.PackedA = _packedUse;
             _packedUse += need;
             part.PackedB = -1;
@@ -223,7 +234,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
             }
             else if (j.Kind == GemmJobKind.Packed)
             {
-                j.APackTasks = (j.MPanels + PackGroup - 1) / PackGroup;
+                j.APackTasks = j.DirectA ? (j.M % _k.Mr != 0 ? 1 : 0) : (j.MPanels + PackGroup - 1) / PackGroup;
                 j.ColumnBlock = _k.Nc;
                 j.NBlocks = (j.N + _k.Nc - 1) / _k.Nc;
                 // Aim for about two tasks per thread in all, shared out by work; split rows when columns are few,
@@ -240,8 +251,9 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 j.ComputeTaskCount = j.NBlocks * j.MRanges;
                 j.SharedB = !j.PanelB && j.MRanges > 1 && j.PackedB >= 0;
                 // With few row panels each B element is used a few times only: packing it would cost as much memory
-                // traffic as the product (a decode batch against a weight), so the kernel reads B as stored.
-                j.DirectB = !j.PanelB && !j.TransB && !j.SharedB && j.MPanels <= DirectBMaxPanels;
+                // traffic as the product (a decode batch against a weight), so the kernel reads B as stored; so does
+                // a small product (see DirectMaxMacs).
+                j.DirectB = !j.PanelB && !j.TransB && !j.SharedB && (j.MPanels <= DirectBMaxPanels || j.DirectA);
                 int bPanels = (j.N + _k.Nr - 1) / _k.Nr, kBlocks = (j.K + _k.Kc - 1) / _k.Kc;
                 j.PackTaskCount = j.APackTasks + (j.SharedB ? kBlocks * ((bPanels + PackGroupB - 1) / PackGroupB) : 0);
             }
@@ -313,13 +325,15 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
     private void PackA(ref GemmJob j, int group)
     {
         int mr = _k.Mr, kcMax = _k.Kc;
-        int p0 = group * PackGroup, p1 = Math.Min(j.MPanels, p0 + PackGroup);
+        // A direct job packs its partial last panel alone, the one panel of its buffer.
+        int p0 = j.DirectA ? j.MPanels - 1 : group * PackGroup, p1 = Math.Min(j.MPanels, p0 + PackGroup);
+        int bufferPanels = j.DirectA ? 1 : j.MPanels, first = j.DirectA ? p0 : 0;
         int row0 = p0 * mr, rows = Math.Min(j.M, p1 * mr) - row0;
         for (int pc = 0; pc < j.K; pc += kcMax)
         {
             int kc = Math.Min(kcMax, j.K - pc);
             float* src = j.TransA ? j.A + pc * j.Lda + row0 : j.A + row0 * j.Lda + pc;
-            float* dst = _packedA + j.PackedA + (long)pc * j.MPanels * mr + (long)p0 * mr * kc;
+            float* dst = _packedA + j.PackedA + (long)pc * bufferPanels * mr + (long)(p0 - first) * mr * kc;
             Packing.PackA(src, j.Lda, j.TransA, rows, kc, mr, dst);
         }
     }
@@ -378,7 +392,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
         int directPanels = j.DirectB ? cols / nr : 0; // panels read from B as stored
         // With few row panels each B panel is used by every row panel while in L1 (columns outer); otherwise A's
         // panels stay in L1 while the block's B panels stream from L2 (rows outer).
-        bool columnsOuter = j.DirectB || (j.PanelB && j.MPanels <= DirectBMaxPanels);
+        bool columnsOuter = (j.DirectB || j.PanelB) && j.MPanels <= DirectBMaxPanels;
         for (int pc = 0; pc < j.K; pc += kcMax)
         {
             int kc = Math.Min(kcMax, j.K - pc);
@@ -407,44 +421,69 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 Packing.PackB(bsrc, j.Ldb, j.TransB, cols, kc, nr, bp);
             }
             float beta = pc == 0 ? j.Beta : 1f;
-            float* ablock = _packedA + j.PackedA + (long)pc * j.MPanels * mr;
             if (columnsOuter)
             {
                 // Full panels of a row-major B are read where they are stored; the rest (a packed last panel, or a
                 // PackedMatrix's panels) are kc×NR blocks panelStride apart.
                 for (int q = 0; q < nPanels; q++)
                     for (int p = p0; p < p1; p++)
-                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, q < directPanels ? bsrc + q * nr : bp + (q - directPanels) * panelStride,
+                    {
+                        float* ap = APanel(ref j, p, pc, kc, out nint rsa, out nint csa);
+                        Tile(ref j, kernel, kc, ap, rsa, csa, q < directPanels ? bsrc + q * nr : bp + (q - directPanels) * panelStride,
                             q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta);
+                    }
             }
             else
             {
                 for (int p = p0; p < p1; p++)
+                {
+                    float* ap = APanel(ref j, p, pc, kc, out nint rsa, out nint csa);
                     for (int q = 0; q < nPanels; q++)
-                        Tile(ref j, kernel, kc, ablock + (long)p * mr * kc, bp + q * panelStride, nr, tile, p * mr, n0, q, beta);
+                        Tile(ref j, kernel, kc, ap, rsa, csa, q < directPanels ? bsrc + q * nr : bp + (q - directPanels) * panelStride,
+                            q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta);
+                }
             }
         }
     }
 
+    /// <summary>
+    /// Row panel <paramref name="p"/>'s A at depth block <paramref name="pc"/>, and its strides for the kernel: a direct
+    /// job's full panels where A is stored (a transposed A: rows 1 and depth steps Lda apart; a row-major A: rows Lda
+    /// and depth steps 1 apart), every other panel packed (rows 1 and depth steps MR apart; a direct job's buffer holds
+    /// its partial last panel alone).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private float* APanel(ref GemmJob j, int p, int pc, int kc, out nint rsa, out nint csa)
+    {
+        int mr = _k.Mr;
+        if (j.DirectA && p < j.M / mr)
+        {
+            (rsa, csa) = j.TransA ? (1, j.Lda) : (j.Lda, (nint)1);
+            return j.TransA ? j.A + pc * j.Lda + p * mr : j.A + p * mr * j.Lda + pc;
+        }
+        (rsa, csa) = (1, mr);
+        return j.DirectA ? _packedA + j.PackedA + (long)pc * mr : _packedA + j.PackedA + (long)pc * j.MPanels * mr + (long)p * mr * kc;
+    }
+
     /// <summary>One MR×NR tile of C (rows row.., columns n0 + q·NR..): straight into C when whole, else through the scratch tile.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Tile(ref GemmJob j, delegate*<int, float*, float*, nint, float*, nint, float, float, void> kernel, int kc, float* ap,
-        float* bq, nint ldb, float* tile, int row, int n0, int q, float beta)
+    private void Tile(ref GemmJob j, delegate*<int, float*, nint, nint, float*, nint, float*, nint, float, float, void> kernel, int kc, float* ap,
+        nint rsa, nint csa, float* bq, nint ldb, float* tile, int row, int n0, int q, float beta)
     {
         int mr = _k.Mr, nr = _k.Nr;
         int h = Math.Min(mr, j.M - row), w = Math.Min(nr, Math.Min(j.ColumnBlock, j.N - n0) - q * nr);
         if (j.TransposedC)
         {
-            kernel(kc, ap, bq, ldb, tile, nr, j.Alpha, 0f);
+            kernel(kc, ap, rsa, csa, bq, ldb, tile, nr, j.Alpha, 0f);
             MergeTileTransposed(tile, nr, j.C + (n0 + q * nr) * j.Ldc + row, j.Ldc, h, w, beta);
         }
         else if (h == mr && w == nr)
         {
-            kernel(kc, ap, bq, ldb, j.C + row * j.Ldc + n0 + q * nr, j.Ldc, j.Alpha, beta);
+            kernel(kc, ap, rsa, csa, bq, ldb, j.C + row * j.Ldc + n0 + q * nr, j.Ldc, j.Alpha, beta);
         }
         else
         {
-            kernel(kc, ap, bq, ldb, tile, nr, j.Alpha, 0f);
+            kernel(kc, ap, rsa, csa, bq, ldb, tile, nr, j.Alpha, 0f);
             MergeTile(tile, nr, j.C + row * j.Ldc + n0 + q * nr, j.Ldc, h, w, beta);
         }
     }
