@@ -90,17 +90,19 @@ internal sealed class Linear
         var (batch, time) = Guard.Sequence(input, nameof(input), InFeatures);
         Guard.Sequence(output, nameof(output), batch, time, OutFeatures, "OC");
         _folded = Fold(batch * time);
-        if (_folded is not null)
+        // With no delta to add in between (adapters folded, or none applied), the bias rides in the product's epilogue.
+        var weight = _folded ?? (_factors is null && !AnyApplied() ? Weight.Value : null);
+        if (weight is not null)
         {
-            Backend.MatMul(output, input, _folded, transB: Transpose.Yes);
-            foreach (var adapter in _adapters) adapter.Applied?.ForwardFolded(input);
+            if (Bias is not null) Backend.MatMulAddBias(output, input, weight, Bias.Value, transB: Transpose.Yes);
+            else Backend.MatMul(output, input, weight, transB: Transpose.Yes);
+            if (_folded is not null)
+                foreach (var adapter in _adapters) adapter.Applied?.ForwardFolded(input);
+            return;
         }
-        else
-        {
-            if (_factors is not null) _factors.Forward(output, input, batch, time);
-            else Backend.MatMul(output, input, Weight.Value, transB: Transpose.Yes);
-            foreach (var adapter in _adapters) adapter.AddDelta(output, input);
-        }
+        if (_factors is not null) _factors.Forward(output, input, batch, time);
+        else Backend.MatMul(output, input, Weight.Value, transB: Transpose.Yes);
+        foreach (var adapter in _adapters) adapter.AddDelta(output, input);
         if (Bias is not null) Backend.AddBias(output, output, Bias.Value);
     }
 

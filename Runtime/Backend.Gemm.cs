@@ -32,7 +32,26 @@ public abstract partial class Backend
     /// activation times a [OC, C] weight with <paramref name="transB"/> = Yes gives [B, T, OC].
     /// </summary>
     public void MatMul(Tensor c, Tensor a, Tensor b, Transpose transA = Transpose.No, Transpose transB = Transpose.No,
-        float alpha = 1f, float beta = 0f)
+        float alpha = 1f, float beta = 0f) =>
+        Gemm(MatMulProblem(c, a, b, transA, transB, alpha, beta));
+
+    /// <summary>
+    /// <paramref name="c"/> [M, N] = op(a)·op(b) + bias, <paramref name="bias"/> [N] added to every row: a linear layer's
+    /// forward pass in one call (torch.addmm's form; cuBLASLt's BIAS epilogue). Same shapes as <see cref="MatMul"/>;
+    /// each element is rounded as the product followed by <see cref="AddBias"/> would round it.
+    /// </summary>
+    public void MatMulAddBias(Tensor c, Tensor a, Tensor b, Tensor bias, Transpose transA = Transpose.No, Transpose transB = Transpose.No)
+    {
+        var problem = MatMulProblem(c, a, b, transA, transB, 1f, 0f);
+        Check.Tensors(this, DType.F32, [bias], [nameof(bias)]);
+        Check.OnePerColumn(bias, nameof(bias), c, nameof(c));
+        Check.Disjoint(1, [bias, c], [nameof(bias), nameof(c)]);
+        GemmValidation.Validate(this, problem, "problem", 1, 0, 0, 0);
+        GemmAddBiasCore(problem, bias);
+    }
+
+    /// <summary>The <see cref="GemmProblem"/> of <see cref="MatMul"/>: shapes read from the tensors and checked.</summary>
+    private static GemmProblem MatMulProblem(Tensor c, Tensor a, Tensor b, Transpose transA, Transpose transB, float alpha, float beta)
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
@@ -49,7 +68,7 @@ public abstract partial class Backend
         if (c.Shape.Rows != m || c.Shape.Last != n)
             throw new ArgumentException(
                 $"c: expected a {m}×{n} result for a {a.Shape} (trans {transA}) times b {b.Shape} (trans {transB}), got c {c.Shape}", nameof(c));
-        Gemm(new GemmProblem(c, a, b, m, n, k, transA, transB, alpha, beta));
+        return new GemmProblem(c, a, b, m, n, k, transA, transB, alpha, beta);
     }
 
     /// <summary>
@@ -174,6 +193,16 @@ public abstract partial class Backend
 
     /// <summary>One validated GEMM.</summary>
     protected abstract void GemmCore(in GemmProblem problem);
+
+    /// <summary>
+    /// <see cref="MatMulAddBias"/>, validated: a whole-tensor product (C contiguous [M, N]) and a bias of N. The default
+    /// runs the product, then <see cref="AddBiasCore"/>; a backend with a fused epilogue overrides it.
+    /// </summary>
+    protected virtual void GemmAddBiasCore(in GemmProblem problem, Tensor bias)
+    {
+        GemmCore(problem);
+        AddBiasCore(problem.C, problem.C, bias);
+    }
 
     /// <summary>A validated strided batch (batchCount ≥ 1).</summary>
     protected abstract void GemmStridedBatchedCore(in GemmProblem problem, long strideA, long strideB, long strideC, int batchCount);

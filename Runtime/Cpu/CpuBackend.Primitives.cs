@@ -147,8 +147,13 @@ public sealed unsafe partial class CpuBackend
         op.Gradients = F(gradients);
         op.M = F(m);
         op.V = F(v);
-        Elementwise(op, parameters.Length);
+        // Four streams, a square root and a division per element: each weighs about as much as eight elements of an
+        // add, so a 128×128 matrix (16 Ki) is worth sharing out where an add of that length is not.
+        ParallelFor<AdamWOp>.Run(Workers, op, parameters.Length, AdamWElementCost, VectorGranule);
     }
+
+    /// <summary>One AdamW element's work in units of an element-wise add's (see <see cref="ParallelPlan.MinParallelElements"/>).</summary>
+    private const int AdamWElementCost = 8;
 
     /// <summary>An element-wise operator over <paramref name="length"/> elements.</summary>
     private void Elementwise<TOp>(TOp op, long length) where TOp : struct, IRangeOp =>

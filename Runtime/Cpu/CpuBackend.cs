@@ -64,6 +64,10 @@ public sealed unsafe partial class CpuBackend : Backend
     /// <inheritdoc/>
     protected override void GemmCore(in GemmProblem problem) => _gemm.Run(new ReadOnlySpan<GemmProblem>(in problem), 1, 0, 0, 0);
 
+    /// <summary>The bias is added to each C tile while it is in L1, right after the tile's last depth block.</summary>
+    protected override void GemmAddBiasCore(in GemmProblem problem, Tensor bias) =>
+        _gemm.Run(new ReadOnlySpan<GemmProblem>(in problem), 1, 0, 0, 0, F(bias));
+
     /// <inheritdoc/>
     protected override void GemmStridedBatchedCore(in GemmProblem problem, long strideA, long strideB, long strideC, int batchCount) =>
         _gemm.Run(new ReadOnlySpan<GemmProblem>(in problem), batchCount, strideA, strideB, strideC);

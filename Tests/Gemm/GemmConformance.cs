@@ -155,6 +155,55 @@ public abstract class GemmConformance
         Assert.True(Reference.RelativeError(y.ToArray(), expected) <= Tolerance);
     }
 
+    public static TheoryData<int, int, int> BiasSizes => new()
+    {
+        // Tiled (whole and edge tiles, several depth blocks, above the direct limit), one row (GEMV), one column,
+        // narrow and tall (computed transposed; inner products), and no depth.
+        { 37, 70, 45 }, { 24, 64, 800 }, { 301, 290, 800 }, { 1, 50, 60 }, { 50, 1, 60 }, { 200, 5, 40 }, { 60, 20, 130 }, { 9, 13, 0 },
+    };
+
+    [Theory]
+    [MemberData(nameof(BiasSizes))]
+    public void MatMulAddBiasRoundsAsTheProductThenAddBias(int m, int n, int k)
+    {
+        foreach (bool tb in new[] { false, true })
+        {
+            var av = Reference.Random(m * k, m + k);
+            var bv = Reference.Random(k * n, n + k);
+            var biasv = Reference.Random(n, m + n);
+            using var a = Backend.FromArray(av, m, k);
+            using var b = tb ? Backend.FromArray(bv, n, k) : Backend.FromArray(bv, k, n);
+            using var bias = Backend.FromArray(biasv, n);
+            using var fused = Backend.Allocate(m, n);
+            using var composed = Backend.Allocate(m, n);
+            Backend.Fill(fused, float.NaN); // β = 0: nothing of C is read
+            var t = tb ? Transpose.Yes : Transpose.No;
+            Backend.MatMulAddBias(fused, a, b, bias, transB: t);
+            Backend.MatMul(composed, a, b, transB: t);
+            Backend.AddBias(composed, composed, bias);
+            Assert.Equal(composed.ToArray(), fused.ToArray());
+            var expected = new double[m * n];
+            Reference.Gemm(false, tb, m, n, k, 1, av, 0, k, bv, 0, tb ? k : n, 0, expected, 0, n);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) expected[i * n + j] += biasv[j];
+            Assert.True(Reference.RelativeError(fused.ToArray(), expected) <= Tolerance, $"{m}x{n}x{k} tb={tb}");
+        }
+    }
+
+    [Fact]
+    public void MatMulAddBiasChecksTheBias()
+    {
+        using var a = Backend.Allocate(4, 6);
+        using var b = Backend.Allocate(6, 5);
+        using var c = Backend.Allocate(4, 5);
+        using var shortBias = Backend.Allocate(4);
+        var e = Assert.Throws<ArgumentException>(() => Backend.MatMulAddBias(c, a, b, shortBias));
+        Assert.Equal("bias", e.ParamName);
+        using var wrongB = Backend.Allocate(7, 5);
+        using var bias = Backend.Allocate(5);
+        Assert.Equal("b", Assert.Throws<ArgumentException>(() => Backend.MatMulAddBias(c, a, wrongB, bias)).ParamName);
+    }
+
     public static TheoryData<int, int, int> PackedSizes => new()
     {
         { 1, 1, 1 }, { 1, 33, 7 }, { 1, 2304, 768 }, { 1, 70, 800 }, { 2, 3, 4 }, { 3, 1, 50 }, { 13, 17, 19 }, { 32, 96, 385 },

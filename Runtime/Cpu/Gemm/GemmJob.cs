@@ -27,6 +27,9 @@ internal unsafe struct GemmJob
     public int M, N, K;
     public float Alpha, Beta;
     public float* A, B, C;
+    // Added to every row of C (N floats) after the tile's last depth block, so it rounds as a separate add would; null
+    // for none. Packed jobs that are not transposed only: Execute adds it after the call for the rest.
+    public float* Bias;
     public nint Lda, Ldb, Ldc;
 
     // Packed jobs.

@@ -26,12 +26,13 @@ internal sealed unsafe class SgemmDriver : IDisposable
     /// <summary>The micro-kernel in use, e.g. "Avx512 12x32".</summary>
     public string KernelName => $"{_kernel.Kind} {_kernel.Mr}x{_kernel.Nr}";
 
-    public void Run(ReadOnlySpan<GemmProblem> problems, int batchCount, long strideA, long strideB, long strideC)
+    /// <summary>Runs the problems; a <paramref name="bias"/> (one problem, one batch) is added to every row of C.</summary>
+    public void Run(ReadOnlySpan<GemmProblem> problems, int batchCount, long strideA, long strideB, long strideC, float* bias = null)
     {
         Workspace ws = Rent();
         try
         {
-            ws.Execute(problems, batchCount, strideA, strideB, strideC);
+            ws.Execute(problems, batchCount, strideA, strideB, strideC, bias);
         }
         finally
         {

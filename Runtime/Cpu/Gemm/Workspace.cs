@@ -70,10 +70,16 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
         }
     }
 
-    public void Execute(ReadOnlySpan<GemmProblem> problems, int batchCount, long strideA, long strideB, long strideC)
+    /// <summary>
+    /// Runs the problems (each <paramref name="batchCount"/> times at the strides). A <paramref name="bias"/> is for one
+    /// problem of one batch: added to every row of C in the tiles' epilogue, or after the product where the job is not
+    /// tiled that way (GEMV, inner-product and transposed jobs, all of few rows or columns).
+    /// </summary>
+    public void Execute(ReadOnlySpan<GemmProblem> problems, int batchCount, long strideA, long strideB, long strideC, float* bias = null)
     {
         _jobCount = 0;
         _packedUse = 0;
+        bool fused = true;
         foreach (ref readonly var p in problems)
         {
             for (int batch = 0; batch < batchCount; batch++)
@@ -81,10 +87,20 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 float* a = (float*)p.A.Pointer + p.OffsetA + batch * strideA;
                 float* b = (float*)p.B.Pointer + p.OffsetB + batch * strideB;
                 float* c = (float*)p.C.Pointer + p.OffsetC + batch * strideC;
-                AddJobs(p, a, b, c, panelB: false);
+                fused = AddJobs(p, a, b, c, panelB: false, bias);
             }
         }
         Flush();
+        if (bias is not null && !fused)
+        {
+            ref readonly var p = ref problems[0];
+            var row = new ReadOnlySpan<float>(bias, p.N);
+            for (int i = 0; i < p.M; i++)
+            {
+                var c = new Span<float>((float*)p.C.Pointer + p.OffsetC + (long)i * p.Ldc, p.N);
+                TensorPrimitives.Add(c, row, c);
+            }
+        }
     }
 
     /// <summary>
@@ -100,13 +116,14 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
         Flush();
     }
 
-    private void AddJobs(in GemmProblem p, float* a, float* b, float* c, bool panelB)
+    /// <summary>Adds the jobs of one problem; true when <paramref name="bias"/> (if any) is added by them, false when it is left to the caller.</summary>
+    private bool AddJobs(in GemmProblem p, float* a, float* b, float* c, bool panelB, float* bias = null)
     {
-        if (p.M == 0 || p.N == 0) return;
+        if (p.M == 0 || p.N == 0) return true;
         if (p.K == 0 || p.Alpha == 0f)
         {
             ScaleC(c, p.M, p.N, p.Ldc, p.Beta);
-            return;
+            return false;
         }
         var job = new GemmJob
         {
@@ -125,7 +142,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
             // A few tasks per thread, each a multiple of four panels (the GEMV kernel streams eight or four at once).
             job.Chunk = RoundUp(Math.Max(1, (panels + 4 * _workers.ThreadCount - 1) / (4 * _workers.ThreadCount)), 4);
             Push(job);
-            return;
+            return false;
         }
         if (!panelB && (p.M == 1 || p.N == 1))
         {
@@ -138,7 +155,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 _packedUse += need;
             }
             Push(job);
-            return;
+            return false;
         }
         if (!panelB && UseDot(job))
         {
@@ -149,7 +166,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
             job.PackedA = _packedUse;
             _packedUse += needBt;
             Push(job);
-            return;
+            return false;
         }
         // A few columns and many rows (a rank-R gradient dB = dyᵀ·h, A stored transposed so the inner-product form
         // does not apply): most of each NR-wide tile would be padding. Compute Cᵀ = op(B)ᵀ·op(A)ᵀ instead, whose rows
@@ -192,8 +209,10 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 part.PackedB = _packedUse;
                 _packedUse += needB;
             }
+            part.Bias = job.TransposedC ? null : bias;
             Push(part);
         }
+        return !job.TransposedC;
     }
 
     /// <summary>
@@ -421,6 +440,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 Packing.PackB(bsrc, j.Ldb, j.TransB, cols, kc, nr, bp);
             }
             float beta = pc == 0 ? j.Beta : 1f;
+            float* bias = pc + kc >= j.K && j.Bias != null ? j.Bias + n0 : null; // the block's columns' bias, after the last depth block
             if (columnsOuter)
             {
                 // Full panels of a row-major B are read where they are stored; the rest (a packed last panel, or a
@@ -430,7 +450,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                     {
                         float* ap = APanel(ref j, p, pc, kc, out nint rsa, out nint csa);
                         Tile(ref j, kernel, kc, ap, rsa, csa, q < directPanels ? bsrc + q * nr : bp + (q - directPanels) * panelStride,
-                            q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta);
+                            q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta, bias);
                     }
             }
             else
@@ -440,7 +460,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                     float* ap = APanel(ref j, p, pc, kc, out nint rsa, out nint csa);
                     for (int q = 0; q < nPanels; q++)
                         Tile(ref j, kernel, kc, ap, rsa, csa, q < directPanels ? bsrc + q * nr : bp + (q - directPanels) * panelStride,
-                            q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta);
+                            q < directPanels ? j.Ldb : nr, tile, p * mr, n0, q, beta, bias);
                 }
             }
         }
@@ -465,10 +485,13 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
         return j.DirectA ? _packedA + j.PackedA + (long)pc * mr : _packedA + j.PackedA + (long)pc * j.MPanels * mr + (long)p * mr * kc;
     }
 
-    /// <summary>One MR×NR tile of C (rows row.., columns n0 + q·NR..): straight into C when whole, else through the scratch tile.</summary>
+    /// <summary>
+    /// One MR×NR tile of C (rows row.., columns n0 + q·NR..): straight into C when whole, else through the scratch tile;
+    /// then <paramref name="bias"/> (the column block's, or null) is added to its rows while they are in L1.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Tile(ref GemmJob j, delegate*<int, float*, nint, nint, float*, nint, float*, nint, float, float, void> kernel, int kc, float* ap,
-        nint rsa, nint csa, float* bq, nint ldb, float* tile, int row, int n0, int q, float beta)
+        nint rsa, nint csa, float* bq, nint ldb, float* tile, int row, int n0, int q, float beta, float* bias)
     {
         int mr = _k.Mr, nr = _k.Nr;
         int h = Math.Min(mr, j.M - row), w = Math.Min(nr, Math.Min(j.ColumnBlock, j.N - n0) - q * nr);
@@ -485,6 +508,22 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
         {
             kernel(kc, ap, rsa, csa, bq, ldb, tile, nr, j.Alpha, 0f);
             MergeTile(tile, nr, j.C + row * j.Ldc + n0 + q * nr, j.Ldc, h, w, beta);
+        }
+        if (bias is not null && !j.TransposedC) AddBias(j.C + row * j.Ldc + n0 + q * nr, j.Ldc, bias + q * nr, h, w);
+    }
+
+    /// <summary>c[i, 0..w) += bias[0..w) for i &lt; h: a tile's rows, a few vectors each (no library call per row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddBias(float* c, nint ldc, float* bias, int h, int w)
+    {
+        for (int i = 0; i < h; i++, c += ldc)
+        {
+            int k = 0;
+            if (Vector512.IsHardwareAccelerated)
+                for (; k + 16 <= w; k += 16) Vector512.Store(Vector512.Load(c + k) + Vector512.Load(bias + k), c + k);
+            if (Vector256.IsHardwareAccelerated)
+                for (; k + 8 <= w; k += 8) Vector256.Store(Vector256.Load(c + k) + Vector256.Load(bias + k), c + k);
+            for (; k < w; k++) c[k] += bias[k];
         }
     }
 
