@@ -56,6 +56,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
     private readonly Tensor _positionIds; // [maxB·T] int32: 0..T−1 per row, refilled when (B, T) change
     private readonly int[] _hostPositions;
     private readonly float[] _hostLosses;
+    private readonly GemmProblem[] _headGradients = new GemmProblem[2]; // dLn and the tied table's gradient, one grouped call
     private Tensor? _positionView;
     private int _positionBatch, _positionTime;
     private Tensor? _lastIds, _lastTargets;
@@ -213,12 +214,22 @@ internal sealed class GptModel : ILinearHost, IDisposable
         backend.CrossEntropyBackward(dLogits, dLosses, _probs.For(batch, time), _lastTargets);
         // Tied head: logits = ln · wteᵀ.
         Tensor ln = _ln.For(batch, time), dLn = _dLn.For(batch, time);
-        backend.MatMul(dLn, dLogits, TokenEmbedding.Table.Value);
+        int rows = batch * time, vocab = Config.Vocabulary, channels = Config.Channels, count = 0;
+        _headGradients[count++] = new GemmProblem(dLn, dLogits, TokenEmbedding.Table.Value, rows, channels, vocab);
         if (TokenEmbedding.Table.HasGradient)
-            backend.MatMul(TokenEmbedding.Table.Gradient, dLogits, ln, transA: Transpose.Yes, beta: 1f);
-        Tensor dH = _dH.For(batch, time), dX0 = _dX0.For(batch, time);
+            _headGradients[count++] = new GemmProblem(TokenEmbedding.Table.Gradient, dLogits, ln, vocab, channels, rows, Transpose.Yes, beta: 1f);
+        backend.GemmGrouped(_headGradients.AsSpan(0, count));
+        _headGradients.AsSpan().Clear(); // no tensor kept alive past the call
+        Tensor dH = _dH.For(batch, time);
         backend.Fill(dH, 0f);
         FinalNorm.Backward(dH, dLn, _h.For(batch, time));
+        // Frozen embeddings (LoRA fine-tuning) need no input gradient: the first block skips computing it, as autograd would.
+        if (!TokenEmbedding.Table.HasGradient && !PositionEmbedding.Table.HasGradient)
+        {
+            Stack.Backward(null, dH, _x0.For(batch, time));
+            return;
+        }
+        Tensor dX0 = _dX0.For(batch, time);
         backend.Fill(dX0, 0f);
         Stack.Backward(dX0, dH, _x0.For(batch, time));
         TokenEmbedding.Backward(dX0, _lastIds);

@@ -93,18 +93,27 @@ internal sealed class TransformerBlock
         backend.Add(output, residual, mlp);
     }
 
-    /// <summary>dInput += ∂L/∂input and the parameter gradients; needs the forward pass of this input just before.</summary>
-    public void Backward(Tensor dInput, Tensor dOutput, Tensor input)
+    /// <summary>
+    /// dInput += ∂L/∂input and the parameter gradients; needs the forward pass of this input just before. A null
+    /// <paramref name="dInput"/> (nothing below needs it: the first block under frozen embeddings) skips the first
+    /// LayerNorm's backward pass and the attention's input product.
+    /// </summary>
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input)
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
-        Guard.Sequence(dInput, nameof(dInput), batch, time, Channels);
+        if (dInput is not null) Guard.Sequence(dInput, nameof(dInput), batch, time, Channels);
         var backend = Ln1.Weight.Owner.Backend;
         Tensor dLn1 = _dLn1.For(batch, time), dResidual = _dResidual.For(batch, time), dLn2 = _dLn2.For(batch, time);
         // The residual passes dOutput straight through; the MLP branch adds to it.
         backend.Copy(dResidual, dOutput);
         Mlp.Backward(dLn2, dOutput, _ln2.For(batch, time), accumulate: false);
         Ln2.Backward(dResidual, dLn2, _residual.For(batch, time));
+        if (dInput is null)
+        {
+            Attention.Backward(null, dResidual, _ln1.For(batch, time), accumulate: false);
+            return;
+        }
         backend.Add(dInput, dInput, dResidual);
         Attention.Backward(dLn1, dResidual, _ln1.For(batch, time), accumulate: false);
         Ln1.Backward(dInput, dLn1, input);

@@ -78,8 +78,11 @@ internal sealed class TransformerStack : ILinearHost
         }
     }
 
-    /// <summary>dInput += ∂L/∂input and every trained parameter's gradient; needs the forward pass of this input just before.</summary>
-    public void Backward(Tensor dInput, Tensor dOutput, Tensor input)
+    /// <summary>
+    /// dInput += ∂L/∂input and every trained parameter's gradient; needs the forward pass of this input just before.
+    /// With a null <paramref name="dInput"/> the first block computes no input gradient (see <see cref="TransformerBlock.Backward"/>).
+    /// </summary>
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input)
     {
         var (batch, time) = Guard.Input(Activations, input, nameof(input), Channels);
         var backend = Activations.Backend;
@@ -87,10 +90,10 @@ internal sealed class TransformerStack : ILinearHost
         for (int l = _blocks.Length - 1; l >= 0; l--)
         {
             Tensor x = l == 0 ? input : _outputs[l - 1].For(batch, time);
-            Tensor dx = l == 0 ? dInput : _dOutputs[l - 1].For(batch, time);
-            if (l > 0) backend.Fill(dx, 0f);
+            Tensor? dx = l == 0 ? dInput : _dOutputs[l - 1].For(batch, time);
+            if (l > 0) backend.Fill(dx!, 0f);
             _blocks[l].Backward(dx, dy, x);
-            dy = dx;
+            dy = dx!; // null only after the first block, the last one run
         }
     }
 }

@@ -33,6 +33,21 @@ public sealed class LoraAttachTests
     }
 
     [Fact]
+    public void Without_an_input_gradient_the_first_block_still_trains_every_adapter()
+    {
+        // Frozen embeddings below the stack need no input gradient: Backward(null, …) skips the first block's input
+        // product and LayerNorm, and every adapter — blocks.0.attn.qkv's, right at the skipped product, included —
+        // still gets its gradient.
+        var (f, stack, lora) = FrozenStack();
+        using var _ = f;
+        var config = new LoraConfig { Defaults = new LoraOptions { Rank = 2, Alpha = 4, Init = LoraInit.Random }, TargetModules = [LoraConfig.AllLinear] };
+        var adapter = lora.AddAdapter("default", config);
+        GradientCheck.Run(f.Backend, [f.Parameters, adapter.Parameters], (m, x) => m.Stack(Layers, x, Batch, Time, Channels, Heads),
+            p => LoraReference.With(p, lora.Modules.Values), stack.Forward, (_, dOutput, input) => stack.Backward(null, dOutput, input),
+            [Batch, Time, Channels], [Batch, Time, Channels], 41, "stack with LoRA, no input gradient", checkInput: false);
+    }
+
+    [Fact]
     public void All_linear_targets_whole_projections_and_patterns_override_rank_and_alpha()
     {
         var (f, _, lora) = FrozenStack();
