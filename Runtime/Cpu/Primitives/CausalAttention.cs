@@ -6,8 +6,9 @@ namespace LoraRuntime.Cpu.Primitives;
 
 /// <summary>
 /// The register-blocked pieces of fused causal attention for one (batch, head) held in L1: q, k, v [T, HS] (rows of
-/// a packed qkv, any row stride) and the probabilities [T, T]. Rows go four at a time, 16 columns per vector; a causal row block reads only the columns
-/// up to its last row, so half the products are skipped. AVX-512 and HS a multiple of 16 only (<see cref="Supported"/>).
+/// a packed qkv, any row stride) and the probabilities [T, T]. Rows go four at a time, 32 columns (two vectors, eight
+/// sums) at a time and a last 16; a causal row block reads only the columns up to its last row, so half the products
+/// are skipped. AVX-512 and HS a multiple of 16 only (<see cref="Supported"/>).
 /// </summary>
 internal static unsafe class CausalAttentionKernels
 {
@@ -61,7 +62,36 @@ internal static unsafe class CausalAttentionKernels
         float* x0 = x + i0 * ldx;
         float* x1 = x0 + (rows > 1 ? ldx : 0), x2 = x0 + (rows > 2 ? 2 * ldx : 0), x3 = x0 + (rows > 3 ? 3 * ldx : 0);
         var scale = Vector512.Create(alpha);
-        for (int c = 0; c < cols; c += 16)
+        int c = 0;
+        // Two column vectors at a time: eight independent sums hide the multiply-add latency that four would expose.
+        for (; c + 32 <= cols; c += 32)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            float* m = mT + c;
+            for (int d = 0; d < hs; d++)
+            {
+                var mv = Vector512.Load(m + (nint)d * ldt);
+                var mw = Vector512.Load(m + (nint)d * ldt + 16);
+                var s0 = Vector512.Create(x0[d]);
+                a0 = Vector512.FusedMultiplyAdd(s0, mv, a0);
+                b0 = Vector512.FusedMultiplyAdd(s0, mw, b0);
+                var s1 = Vector512.Create(x1[d]);
+                a1 = Vector512.FusedMultiplyAdd(s1, mv, a1);
+                b1 = Vector512.FusedMultiplyAdd(s1, mw, b1);
+                var s2 = Vector512.Create(x2[d]);
+                a2 = Vector512.FusedMultiplyAdd(s2, mv, a2);
+                b2 = Vector512.FusedMultiplyAdd(s2, mw, b2);
+                var s3 = Vector512.Create(x3[d]);
+                a3 = Vector512.FusedMultiplyAdd(s3, mv, a3);
+                b3 = Vector512.FusedMultiplyAdd(s3, mw, b3);
+            }
+            (a0 * scale).Store(output + c);
+            (b0 * scale).Store(output + c + 16);
+            if (rows > 1) { (a1 * scale).Store(output + ldo + c); (b1 * scale).Store(output + ldo + c + 16); }
+            if (rows > 2) { (a2 * scale).Store(output + 2 * ldo + c); (b2 * scale).Store(output + 2 * ldo + c + 16); }
+            if (rows > 3) { (a3 * scale).Store(output + 3 * ldo + c); (b3 * scale).Store(output + 3 * ldo + c + 16); }
+        }
+        for (; c < cols; c += 16)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             float* m = mT + c;
@@ -88,7 +118,35 @@ internal static unsafe class CausalAttentionKernels
         float* p1 = p0 + (rows > 1 ? ldp : 0), p2 = p0 + (rows > 2 ? 2 * ldp : 0), p3 = p0 + (rows > 3 ? 3 * ldp : 0);
         float* y0 = y + i0 * ldy;
         var scale = Vector512.Create(alpha);
-        for (int c = 0; c < hs; c += 16)
+        int c = 0;
+        for (; c + 32 <= hs; c += 32) // two column vectors at a time, as in Scores
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            float* mc = m + c;
+            for (int j = 0; j < len; j++)
+            {
+                var mv = Vector512.Load(mc + j * ldm);
+                var mw = Vector512.Load(mc + j * ldm + 16);
+                var s0 = Vector512.Create(p0[j]);
+                a0 = Vector512.FusedMultiplyAdd(s0, mv, a0);
+                b0 = Vector512.FusedMultiplyAdd(s0, mw, b0);
+                var s1 = Vector512.Create(p1[j]);
+                a1 = Vector512.FusedMultiplyAdd(s1, mv, a1);
+                b1 = Vector512.FusedMultiplyAdd(s1, mw, b1);
+                var s2 = Vector512.Create(p2[j]);
+                a2 = Vector512.FusedMultiplyAdd(s2, mv, a2);
+                b2 = Vector512.FusedMultiplyAdd(s2, mw, b2);
+                var s3 = Vector512.Create(p3[j]);
+                a3 = Vector512.FusedMultiplyAdd(s3, mv, a3);
+                b3 = Vector512.FusedMultiplyAdd(s3, mw, b3);
+            }
+            (a0 * scale).Store(y0 + c);
+            (b0 * scale).Store(y0 + c + 16);
+            if (rows > 1) { (a1 * scale).Store(y0 + ldy + c); (b1 * scale).Store(y0 + ldy + c + 16); }
+            if (rows > 2) { (a2 * scale).Store(y0 + 2 * ldy + c); (b2 * scale).Store(y0 + 2 * ldy + c + 16); }
+            if (rows > 3) { (a3 * scale).Store(y0 + 3 * ldy + c); (b3 * scale).Store(y0 + 3 * ldy + c + 16); }
+        }
+        for (; c < hs; c += 16)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             float* mc = m + c;
@@ -115,7 +173,36 @@ internal static unsafe class CausalAttentionKernels
         int o1 = count > 1 ? 1 : 0, o2 = count > 2 ? 2 : 0, o3 = count > 3 ? 3 : 0;
         float* y0 = y + j0 * ldy;
         var scale = Vector512.Create(alpha);
-        for (int c = 0; c < hs; c += 16)
+        int c = 0;
+        for (; c + 32 <= hs; c += 32) // two column vectors at a time, as in Scores
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            float* mc = m + c;
+            for (int i = j0; i < t; i++)
+            {
+                var mv = Vector512.Load(mc + i * ldm);
+                var mw = Vector512.Load(mc + i * ldm + 16);
+                float* pr = p + (nint)i * ldp + j0;
+                var s0 = Vector512.Create(pr[0]);
+                a0 = Vector512.FusedMultiplyAdd(s0, mv, a0);
+                b0 = Vector512.FusedMultiplyAdd(s0, mw, b0);
+                var s1 = Vector512.Create(pr[o1]);
+                a1 = Vector512.FusedMultiplyAdd(s1, mv, a1);
+                b1 = Vector512.FusedMultiplyAdd(s1, mw, b1);
+                var s2 = Vector512.Create(pr[o2]);
+                a2 = Vector512.FusedMultiplyAdd(s2, mv, a2);
+                b2 = Vector512.FusedMultiplyAdd(s2, mw, b2);
+                var s3 = Vector512.Create(pr[o3]);
+                a3 = Vector512.FusedMultiplyAdd(s3, mv, a3);
+                b3 = Vector512.FusedMultiplyAdd(s3, mw, b3);
+            }
+            (a0 * scale).Store(y0 + c);
+            (b0 * scale).Store(y0 + c + 16);
+            if (count > 1) { (a1 * scale).Store(y0 + ldy + c); (b1 * scale).Store(y0 + ldy + c + 16); }
+            if (count > 2) { (a2 * scale).Store(y0 + 2 * ldy + c); (b2 * scale).Store(y0 + 2 * ldy + c + 16); }
+            if (count > 3) { (a3 * scale).Store(y0 + 3 * ldy + c); (b3 * scale).Store(y0 + 3 * ldy + c + 16); }
+        }
+        for (; c < hs; c += 16)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             float* mc = m + c;
