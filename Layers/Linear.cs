@@ -14,7 +14,8 @@ internal sealed class Linear
     private readonly List<LoraLinear> _adapters = [];
     private readonly Parameter? _weight;
     private readonly LinearFactors? _factors;
-    private readonly GemmProblem[] _gradients = new GemmProblem[2]; // dInput and dW, run as one grouped call
+    // dInput and dW, run as one grouped call; or, after a folded pass, every adapter's dA and dInput.
+    private GemmProblem[] _gradients = new GemmProblem[2];
     private Tensor? _folded; // the effective weight W + Σ s·BA of the last forward pass, when its adapters were folded
     private Tensor? _foldBuffer; // [OC, C], taken from the pool at the first fold and kept with the parameters
 
@@ -157,7 +158,20 @@ internal sealed class Linear
             accumulate = true;
         }
         float beta = accumulate ? 1f : 0f;
-        for (int i = _adapters.Count - 1; i >= 0; i--) dOutput = _adapters[i].BackwardDelta(dInput, dOutput, input, folded is not null);
+        if (folded is not null)
+        {
+            // Each adapter's dB and dh first; then its dA beside the base dInput product, which through the effective
+            // weight already carries every dh · A: one grouped call shares the small products out with the large one.
+            int products = 0;
+            for (int i = _adapters.Count - 1; i >= 0; i--)
+                if (_adapters[i].Applied is { } applied) _gradients[products++] = applied.BackwardFolded(dOutput, input);
+            if (dInput is not null)
+                _gradients[products++] = new GemmProblem(dInput, dOutput, folded, batch * time, InFeatures, OutFeatures, beta: beta);
+            Backend.GemmGrouped(_gradients.AsSpan(0, products));
+            _gradients.AsSpan().Clear(); // no tensor kept alive past the call
+            return;
+        }
+        for (int i = _adapters.Count - 1; i >= 0; i--) dOutput = _adapters[i].BackwardDelta(dInput, dOutput, input);
         if (_factors is not null)
         {
             _factors.Backward(dInput, dOutput, input, batch, time, IsFrozen);
@@ -166,7 +180,7 @@ internal sealed class Linear
         }
         if (IsFrozen)
         {
-            if (dInput is not null) Backend.MatMul(dInput, dOutput, folded ?? Weight.Value, beta: beta);
+            if (dInput is not null) Backend.MatMul(dInput, dOutput, Weight.Value, beta: beta);
             return;
         }
         // dInput += dOutput · W and dW += dOutputᵀ · input are independent: one grouped call shares both out over the threads.
@@ -191,7 +205,11 @@ internal sealed class Linear
     internal bool LastForwardFolded => _folded is not null;
 
     /// <summary>Registers a LoRA module; called by <see cref="LoraLinear"/>'s constructor.</summary>
-    internal void Attach(LoraLinear adapter) => _adapters.Add(adapter);
+    internal void Attach(LoraLinear adapter)
+    {
+        _adapters.Add(adapter);
+        if (_gradients.Length < _adapters.Count + 1) _gradients = new GemmProblem[_adapters.Count + 1];
+    }
 
     /// <summary>Unregisters a LoRA module that never received an adapter.</summary>
     internal void Detach(LoraLinear adapter) => _adapters.Remove(adapter);

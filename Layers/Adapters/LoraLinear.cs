@@ -139,8 +139,8 @@ internal sealed class LoraLinear
     }
 
     /// <summary>The active adapter's backward pass; returns the output gradient for the base layer.</summary>
-    internal Tensor BackwardDelta(Tensor? dInput, Tensor dOutput, Tensor input, bool folded = false) =>
-        Enabled && _active is { IsMerged: false } active ? active.Backward(dInput, dOutput, input, folded) : dOutput;
+    internal Tensor BackwardDelta(Tensor? dInput, Tensor dOutput, Tensor input) =>
+        Enabled && _active is { IsMerged: false } active ? active.Backward(dInput, dOutput, input) : dOutput;
 
     /// <summary>The adapter whose delta applies this pass (enabled, active, not merged), or null.</summary>
     internal LoraWeights? Applied => Enabled && _active is { IsMerged: false } active ? active : null;

@@ -142,36 +142,19 @@ internal sealed class LoraWeights
     /// Accumulates dA, dB (and DoRA's dm) and dInput's share through the adapter; returns the output gradient the base
     /// layer's own backward should use (dOutput itself, or DoRA's rescaled copy).
     /// </summary>
-    internal Tensor Backward(Tensor? dInput, Tensor dOutput, Tensor input, bool folded = false)
+    internal Tensor Backward(Tensor? dInput, Tensor dOutput, Tensor input)
     {
         var (batch, time) = (input.Shape[0], input.Shape[1]);
         _scratch.CheckSize(batch, time, nameof(input), input);
         Tensor dy = Dora?.Backward(dOutput, batch, time) ?? dOutput;
-        Tensor h = _h.For(batch, time), dh = _dh.For(batch, time);
         Tensor x = _dropped is not null && _adapter.Training ? _dropped.For(batch, time) : input;
-        // dy is the slice of dOutput (ld = OC), or DoRA's rescaled copy, which has the same layout: DoRA adapts whole layers.
-        int m = batch * time, outFeatures = Module.OutFeatures, ldy = Module.Base.OutFeatures;
-        long offset = Module.OutputOffset;
-        // dB [out, R] += s · dyᵀ · h and dh [B·T, R] = s · dy · B, independent: one grouped call.
-        _pair[0] = new GemmProblem
-        {
-            TransA = Transpose.Yes, TransB = Transpose.No, M = outFeatures, N = Rank, K = m, Alpha = Scale, Beta = 1f,
-            A = dy, OffsetA = offset, Lda = ldy, B = h, Ldb = Rank, C = B.Gradient!, Ldc = Rank,
-        };
-        _pair[1] = new GemmProblem
-        {
-            TransA = Transpose.No, TransB = Transpose.No, M = m, N = Rank, K = outFeatures, Alpha = Scale, Beta = 0f,
-            A = dy, OffsetA = offset, Lda = ldy, B = B.Value, Ldb = Rank, C = dh, Ldc = Rank,
-        };
-        Backend.GemmGrouped(_pair);
-        // dA [R, in] += dhᵀ · dropout(x), and (without dropout) dInput += dh · A beside it, unless the base layer's
-        // effective weight carries the delta (folded): its dy · (W + s·BA) includes dh · A.
-        var dA = new GemmProblem(A.Gradient!, dh, x, Rank, Module.InFeatures, m, Transpose.Yes, beta: 1f);
-        if (folded) dInput = null;
+        Tensor dh = RankGradients(dy, batch, time);
+        // dA [R, in] += dhᵀ · dropout(x), and (without dropout) dInput += dh · A beside it.
+        var dA = new GemmProblem(A.Gradient!, dh, x, Rank, Module.InFeatures, batch * time, Transpose.Yes, beta: 1f);
         if (dInput is not null && x == input)
         {
             _pair[0] = dA;
-            _pair[1] = new GemmProblem(dInput, dh, A.Value, m, Module.InFeatures, Rank, beta: 1f);
+            _pair[1] = new GemmProblem(dInput, dh, A.Value, batch * time, Module.InFeatures, Rank, beta: 1f);
             Backend.GemmGrouped(_pair);
         }
         else Backend.Gemm(dA);
@@ -183,6 +166,44 @@ internal sealed class LoraWeights
             Backend.DropoutBackward(dInput, x, Options.Dropout, _maskSeed);
         }
         return dy;
+    }
+
+    /// <summary>
+    /// The backward pass of a folded forward (plain LoRA, no dropout: see <see cref="Foldable"/>): dB and dh now, as in
+    /// <see cref="Backward"/>; dA += dhᵀ · input is returned for the base layer to run grouped with its dInput product,
+    /// which through the effective weight W + s·BA already carries this adapter's dh · A.
+    /// </summary>
+    internal GemmProblem BackwardFolded(Tensor dOutput, Tensor input)
+    {
+        var (batch, time) = (input.Shape[0], input.Shape[1]);
+        _scratch.CheckSize(batch, time, nameof(input), input);
+        Tensor dh = RankGradients(dOutput, batch, time);
+        return new GemmProblem(A.Gradient!, dh, input, Rank, Module.InFeatures, batch * time, Transpose.Yes, beta: 1f);
+    }
+
+    /// <summary>
+    /// dB [out, R] += s · dyᵀ · h and dh [B·T, R] = s · dy · B, independent: one grouped call. dy is the slice of the
+    /// layer's output gradient (ld = OC), or DoRA's rescaled copy, which has the same layout: DoRA adapts whole layers.
+    /// Returns dh.
+    /// </summary>
+    private Tensor RankGradients(Tensor dy, int batch, int time)
+    {
+        Tensor h = _h.For(batch, time), dh = _dh.For(batch, time);
+        int m = batch * time, outFeatures = Module.OutFeatures, ldy = Module.Base.OutFeatures;
+        long offset = Module.OutputOffset;
+        _pair[0] = new GemmProblem
+        {
+            TransA = Transpose.Yes, TransB = Transpose.No, M = outFeatures, N = Rank, K = m, Alpha = Scale, Beta = 1f,
+            A = dy, OffsetA = offset, Lda = ldy, B = h, Ldb = Rank, C = B.Gradient!, Ldc = Rank,
+        };
+        _pair[1] = new GemmProblem
+        {
+            TransA = Transpose.No, TransB = Transpose.No, M = m, N = Rank, K = outFeatures, Alpha = Scale, Beta = 0f,
+            A = dy, OffsetA = offset, Lda = ldy, B = B.Value, Ldb = Rank, C = dh, Ldc = Rank,
+        };
+        Backend.GemmGrouped(_pair);
+        _pair.AsSpan().Clear(); // no tensor kept alive past the call
+        return dh;
     }
 
     /// <summary>
