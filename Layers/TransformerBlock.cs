@@ -96,13 +96,15 @@ internal sealed class TransformerBlock
     /// <summary>
     /// dInput += ∂L/∂input and the parameter gradients; needs the forward pass of this input just before. A null
     /// <paramref name="dInput"/> (nothing below needs it: the first block under frozen embeddings) skips the first
-    /// LayerNorm's backward pass and the attention's input product.
+    /// LayerNorm's backward pass and the attention's input product; it needs that LayerNorm frozen.
     /// </summary>
     public void Backward(Tensor? dInput, Tensor dOutput, Tensor input)
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
         if (dInput is not null) Guard.Sequence(dInput, nameof(dInput), batch, time, Channels);
+        else if (Ln1.Weight.HasGradient)
+            throw new ArgumentNullException(nameof(dInput), $"{Name}: the input gradient may be skipped only with a frozen {Ln1.Weight.Name}, whose gradients it feeds");
         var backend = Ln1.Weight.Owner.Backend;
         Tensor dLn1 = _dLn1.For(batch, time), dResidual = _dResidual.For(batch, time), dLn2 = _dLn2.For(batch, time);
         // The residual passes dOutput straight through; the MLP branch adds to it.

@@ -45,7 +45,7 @@ public abstract partial class Backend
         var problem = MatMulProblem(c, a, b, transA, transB, 1f, 0f);
         Check.Tensors(this, DType.F32, [bias], [nameof(bias)]);
         Check.OnePerColumn(bias, nameof(bias), c, nameof(c));
-        Check.Disjoint(1, [bias, c], [nameof(bias), nameof(c)]);
+        Check.Disjoint(1, [c, bias], [nameof(c), nameof(bias)]);
         GemmValidation.Validate(this, problem, "problem", 1, 0, 0, 0);
         GemmAddBiasCore(problem, bias);
     }

@@ -18,6 +18,8 @@ public abstract class GemmConformance
         { 1, 1, 1 }, { 1, 7, 33 }, { 7, 1, 33 }, { 7, 33, 1 }, { 2, 3, 4 }, { 13, 17, 19 }, { 33, 33, 33 },
         { 12, 32, 384 }, { 24, 64, 385 }, { 25, 65, 7 }, { 64, 257, 31 }, { 257, 7, 129 }, { 100, 600, 50 },
         { 130, 530, 400 }, { 1, 257, 300 }, { 257, 1, 300 }, { 3, 2, 1000 }, { 61, 16, 900 }, { 40, 1030, 16 },
+        // Small, but with A's or B's rows 1024 floats apart or more: those operands are packed on the CPU.
+        { 20, 30, 1100 }, { 20, 1100, 30 },
         // Above the CPU's direct-operand limit (2^26 multiply-adds; the sizes above are below it): packed panels.
         { 301, 290, 800 },
     };
@@ -157,37 +159,39 @@ public abstract class GemmConformance
 
     public static TheoryData<int, int, int> BiasSizes => new()
     {
-        // Tiled (whole and edge tiles, several depth blocks, above the direct limit), one row (GEMV), one column,
-        // narrow and tall (computed transposed; inner products), and no depth.
-        { 37, 70, 45 }, { 24, 64, 800 }, { 301, 290, 800 }, { 1, 50, 60 }, { 50, 1, 60 }, { 200, 5, 40 }, { 60, 20, 130 }, { 9, 13, 0 },
+        // Tiled (whole and edge tiles, a partial panel over several depth blocks, above the direct limit, row chunks),
+        // one row (GEMV), one column, narrow and tall (computed transposed; inner products), and no depth.
+        { 37, 70, 45 }, { 61, 64, 800 }, { 301, 290, 800 }, { 1100, 24, 4000 }, { 1, 50, 60 }, { 50, 1, 60 }, { 200, 5, 40 },
+        { 60, 20, 130 }, { 9, 13, 0 },
     };
 
     [Theory]
     [MemberData(nameof(BiasSizes))]
     public void MatMulAddBiasRoundsAsTheProductThenAddBias(int m, int n, int k)
     {
-        foreach (bool tb in new[] { false, true })
-        {
-            var av = Reference.Random(m * k, m + k);
-            var bv = Reference.Random(k * n, n + k);
-            var biasv = Reference.Random(n, m + n);
-            using var a = Backend.FromArray(av, m, k);
-            using var b = tb ? Backend.FromArray(bv, n, k) : Backend.FromArray(bv, k, n);
-            using var bias = Backend.FromArray(biasv, n);
-            using var fused = Backend.Allocate(m, n);
-            using var composed = Backend.Allocate(m, n);
-            Backend.Fill(fused, float.NaN); // β = 0: nothing of C is read
-            var t = tb ? Transpose.Yes : Transpose.No;
-            Backend.MatMulAddBias(fused, a, b, bias, transB: t);
-            Backend.MatMul(composed, a, b, transB: t);
-            Backend.AddBias(composed, composed, bias);
-            Assert.Equal(composed.ToArray(), fused.ToArray());
-            var expected = new double[m * n];
-            Reference.Gemm(false, tb, m, n, k, 1, av, 0, k, bv, 0, tb ? k : n, 0, expected, 0, n);
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) expected[i * n + j] += biasv[j];
-            Assert.True(Reference.RelativeError(fused.ToArray(), expected) <= Tolerance, $"{m}x{n}x{k} tb={tb}");
-        }
+        foreach (bool ta in new[] { false, true })
+            foreach (bool tb in new[] { false, true })
+            {
+                var av = Reference.Random(m * k, m + k);
+                var bv = Reference.Random(k * n, n + k);
+                var biasv = Reference.Random(n, m + n);
+                using var a = ta ? Backend.FromArray(av, k, m) : Backend.FromArray(av, m, k);
+                using var b = tb ? Backend.FromArray(bv, n, k) : Backend.FromArray(bv, k, n);
+                using var bias = Backend.FromArray(biasv, n);
+                using var fused = Backend.Allocate(m, n);
+                using var composed = Backend.Allocate(m, n);
+                Backend.Fill(fused, float.NaN); // β = 0: nothing of C is read
+                Transpose transA = ta ? Transpose.Yes : Transpose.No, transB = tb ? Transpose.Yes : Transpose.No;
+                Backend.MatMulAddBias(fused, a, b, bias, transA, transB);
+                Backend.MatMul(composed, a, b, transA, transB);
+                Backend.AddBias(composed, composed, bias);
+                Assert.Equal(composed.ToArray(), fused.ToArray());
+                var expected = new double[m * n];
+                Reference.Gemm(ta, tb, m, n, k, 1, av, 0, ta ? m : k, bv, 0, tb ? k : n, 0, expected, 0, n);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) expected[i * n + j] += biasv[j];
+                Assert.True(Reference.RelativeError(fused.ToArray(), expected) <= Tolerance, $"{m}x{n}x{k} ta={ta} tb={tb}");
+            }
     }
 
     [Fact]

@@ -48,6 +48,40 @@ public sealed class LoraAttachTests
     }
 
     [Fact]
+    public void Without_an_input_gradient_a_folded_first_block_still_trains_every_adapter()
+    {
+        // Enough rows (4 × 8) for every layer to fold its adapter into the weight: the first block then runs its
+        // adapters' dA products grouped with no dInput product at all.
+        const int batch = 4, time = 8;
+        var f = new LayerFixture(maxBatch: batch, maxTime: time);
+        var stack = new TransformerStack(f.Parameters, f.Activations, Layers, Channels, Heads);
+        f.Reserve(trained: false);
+        using var _ = f;
+        var lora = f.Own(new LoraModel(stack));
+        var config = new LoraConfig { Defaults = new LoraOptions { Rank = 2, Alpha = 4, Init = LoraInit.Random }, TargetModules = [LoraConfig.AllLinear] };
+        var adapter = lora.AddAdapter("default", config);
+        GradientCheck.Run(f.Backend, [f.Parameters, adapter.Parameters], (m, x) => m.Stack(Layers, x, batch, time, Channels, Heads),
+            p => LoraReference.With(p, lora.Modules.Values), stack.Forward, (_, dOutput, input) => stack.Backward(null, dOutput, input),
+            [batch, time, Channels], [batch, time, Channels], 43, "folded stack with LoRA, no input gradient", checkInput: false);
+        Assert.All(lora.Modules.Values, m => Assert.True(m.Base.LastForwardFolded, $"{m.Path} did not fold"));
+    }
+
+    [Fact]
+    public void A_trained_first_LayerNorm_refuses_to_skip_the_input_gradient()
+    {
+        var f = new LayerFixture();
+        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", Channels, Heads);
+        f.Reserve(trained: true);
+        using var _ = f;
+        using var x = f.Backend.FromArray(Reference.Random(Batch * Time * Channels, 3), Batch, Time, Channels);
+        using var y = f.Backend.Zeros(Batch, Time, Channels);
+        block.Forward(y, x);
+        var e = Assert.Throws<ArgumentNullException>(() => block.Backward(null, y, x));
+        Assert.Equal("dInput", e.ParamName);
+        Assert.Contains("ln1", e.Message);
+    }
+
+    [Fact]
     public void All_linear_targets_whole_projections_and_patterns_override_rank_and_alpha()
     {
         var (f, _, lora) = FrozenStack();

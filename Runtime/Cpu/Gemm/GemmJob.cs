@@ -44,12 +44,14 @@ internal unsafe struct GemmJob
     public bool SharedB;
     // B is a PackedMatrix's panels (⌈N/NR⌉ panels of K×NR floats, the last zero-padded): never packed, read in place.
     public bool PanelB;
-    public bool DirectB;   // few row panels and op(B) = B: the kernel reads B's full panels in place (row stride Ldb)
+    public bool DirectB;   // op(B) = B with few row panels, or DirectRowMajorB: the kernel reads B's full panels in place (row stride Ldb)
     // The kernel reads A's full row panels in place — a transposed A with rows 1 and depth steps Lda apart, a row-major
     // A with rows Lda and depth steps 1 apart — and only a last, partial panel is packed (its one panel at PackedA).
-    // Set for products of at most Workspace.DirectMaxMacs, which also read a row-major B in place (DirectB): the only
-    // packing left to them is a transposed B's and the partial edge panels'.
+    // Set for products of at most Workspace.DirectMaxMacs whose A rows are closer than Workspace.DirectMaxStride.
     public bool DirectA;
+    // Such a product's row-major B (rows closer than DirectMaxStride) is read in place too (DirectB), however many row
+    // panels: the packing left is a transposed B's and the partial edge panels'.
+    public bool DirectRowMajorB;
     public int APackTasks; // phase-1 tasks that pack A; the rest of PackTaskCount pack the shared B
 
     // Dot jobs keep packed Bᵀ at PackedA with row stride Ldm, and split rows into MRanges.

@@ -17,7 +17,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
     private const int PackGroup = 8;
     /// <summary>B-panels of one depth block packed per phase-1 task when B is shared.</summary>
     private const int PackGroupB = 4;
-    /// <summary>Products with at most this many row panels read a row-major B as stored (see <see cref="Flush"/>).</summary>
+    /// <summary>Products with at most this many row panels read a row-major B as stored, as small ones do (see <see cref="Flush"/>).</summary>
     private const int DirectBMaxPanels = 4;
     /// <summary>Products this narrow (and tall) are computed transposed (see <see cref="AddJobs"/>).</summary>
     private const int NarrowColumns = 8;
@@ -34,12 +34,18 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
     internal const double MinParallelFlops = 1 << 20;
 
     /// <summary>
-    /// Products of at most this many multiply-adds (64 Mi: a training step's projections, 768 × 512 × 128) read their
+    /// Products of at most this many multiply-adds (64 Mi; a training step's largest projection, 768 × 512 × 128, is 48 Mi) read their
     /// operands as stored where the kernels can (see <see cref="GemmJob.DirectA"/>): packing would cost a third of the
     /// product. Larger ones pack, whose contiguous panels keep power-of-two leading dimensions (4 KiB rows) from
     /// aliasing in L1 (a direct 1024³ runs at ~0.88× the packed one).
     /// </summary>
     internal const long DirectMaxMacs = 1L << 26;
+
+    /// <summary>
+    /// An operand read in place needs rows fewer than this many floats apart: rows 4 KiB apart or more alias in L1 and
+    /// cross a page every depth step (a 512 × 4096 × 16 product read its [16, 4096] B at ~0.8× the packed speed).
+    /// </summary>
+    internal const long DirectMaxStride = 1024;
 
     private readonly GemmKernel _k;
     private readonly CpuWorkerPool _workers;
@@ -182,9 +188,10 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
             a = job.A;
         }
         // Split tall problems so one chunk's packed A fits the cap. A small product reads A in place (see
-        // GemmJob.DirectA): one chunk, and only a partial last panel takes packed room.
+        // GemmJob.DirectA): one chunk, and only a partial last panel takes packed room; a row-major B too.
         int mr = _k.Mr;
-        bool directA = (long)job.M * job.N * job.K <= DirectMaxMacs;
+        bool small = (long)job.M * job.N * job.K <= DirectMaxMacs;
+        bool directA = small && job.Lda < DirectMaxStride, directB = small && !job.TransB && job.Ldb < DirectMaxStride;
         int chunkRows = directA ? job.M : (int)Math.Max(mr, Math.Min(job.M, PackedACapFloats / job.K) / mr * mr);
         for (int m0 = 0; m0 < job.M; m0 += chunkRows)
         {
@@ -193,7 +200,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
             long need = directA ? (rows % mr != 0 ? (long)mr * job.K : 0) : (long)panels * mr * job.K;
             // Room for a shared B where rows may be split among threads (few column blocks); Flush decides.
             long needB = (long)job.K * RoundUp(job.N, _k.Nr);
-            bool mayShareB = !panelB && !(directA && !job.TransB) && panels >= 2 && (job.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
+            bool mayShareB = !panelB && !directB && panels >= 2 && (job.N + _k.Nc - 1) / _k.Nc < 2 * _workers.ThreadCount && needB <= SharedBCapFloats;
             if (_packedUse + need + (mayShareB ? needB : 0) > PackedACapFloats && _jobCount > 0) Flush();
             var part = job;
             part.M = rows;
@@ -201,6 +208,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
             part.C = job.TransposedC ? c + m0 : c + m0 * job.Ldc; // a transposed job's rows are C's columns
             part.MPanels = panels;
             part.DirectA = directA;
+            part.DirectRowMajorB = directB;
             part.PackedA = _packedUse;
             _packedUse += need;
             part.PackedB = -1;
@@ -271,8 +279,8 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 j.SharedB = !j.PanelB && j.MRanges > 1 && j.PackedB >= 0;
                 // With few row panels each B element is used a few times only: packing it would cost as much memory
                 // traffic as the product (a decode batch against a weight), so the kernel reads B as stored; so does
-                // a small product (see DirectMaxMacs).
-                j.DirectB = !j.PanelB && !j.TransB && !j.SharedB && (j.MPanels <= DirectBMaxPanels || j.DirectA);
+                // a small product whatever its row panels (see DirectMaxMacs, DirectMaxStride).
+                j.DirectB = !j.PanelB && !j.TransB && !j.SharedB && (j.MPanels <= DirectBMaxPanels || j.DirectRowMajorB);
                 int bPanels = (j.N + _k.Nr - 1) / _k.Nr, kBlocks = (j.K + _k.Kc - 1) / _k.Kc;
                 j.PackTaskCount = j.APackTasks + (j.SharedB ? kBlocks * ((bPanels + PackGroupB - 1) / PackGroupB) : 0);
             }
