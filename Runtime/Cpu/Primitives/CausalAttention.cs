@@ -55,33 +55,38 @@ internal static unsafe class CausalAttentionKernels
         new Span<float>(ds + visible, t - visible).Clear();
     }
 
-    /// <summary>out[r·ldo + j] = α·Σ_{d &lt; hs} x[(i0 + r)·ldx + d]·mT[d·ldt + j] for r &lt; rows ≤ 4 and j &lt; cols (a multiple of 16).</summary>
+    /// <summary>
+    /// out[r·ldo + j] = α·Σ_{d &lt; depth} a[r·rsa + d·csa]·m[d·ldm + j] for r &lt; rows ≤ 4 and j &lt; cols (a multiple of
+    /// 16): every product of the head's passes, its A read in place by strides as the GEMM's micro-kernels read theirs —
+    /// rows of q, dy or the probabilities (rsa = row stride, csa = 1), or columns of a lower-triangular probability
+    /// matrix from its diagonal down (rsa = 1, csa = row stride: pᵀ·m).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Scores(float* x, nint ldx, int hs, int i0, int rows, float* mT, int ldt, int cols, float alpha, float* output, int ldo)
+    public static void Product(float* a, nint rsa, nint csa, int rows, int depth, float* m, nint ldm, int cols, float alpha, float* output, nint ldo)
     {
-        float* x0 = x + i0 * ldx;
-        float* x1 = x0 + (rows > 1 ? ldx : 0), x2 = x0 + (rows > 2 ? 2 * ldx : 0), x3 = x0 + (rows > 3 ? 3 * ldx : 0);
+        // Rows past the count read row 0 again (in bounds); their sums are not stored.
+        nint r1 = rows > 1 ? rsa : 0, r2 = rows > 2 ? 2 * rsa : 0, r3 = rows > 3 ? 3 * rsa : 0;
         var scale = Vector512.Create(alpha);
         int c = 0;
         // Two column vectors at a time: eight independent sums hide the multiply-add latency that four would expose.
         for (; c + 32 <= cols; c += 32)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-            float* m = mT + c;
-            for (int d = 0; d < hs; d++)
+            float* ad = a, md = m + c;
+            for (int d = 0; d < depth; d++, ad += csa, md += ldm)
             {
-                var mv = Vector512.Load(m + (nint)d * ldt);
-                var mw = Vector512.Load(m + (nint)d * ldt + 16);
-                var s0 = Vector512.Create(x0[d]);
+                var mv = Vector512.Load(md);
+                var mw = Vector512.Load(md + 16);
+                var s0 = Vector512.Create(ad[0]);
                 a0 = Vector512.FusedMultiplyAdd(s0, mv, a0);
                 b0 = Vector512.FusedMultiplyAdd(s0, mw, b0);
-                var s1 = Vector512.Create(x1[d]);
+                var s1 = Vector512.Create(ad[r1]);
                 a1 = Vector512.FusedMultiplyAdd(s1, mv, a1);
                 b1 = Vector512.FusedMultiplyAdd(s1, mw, b1);
-                var s2 = Vector512.Create(x2[d]);
+                var s2 = Vector512.Create(ad[r2]);
                 a2 = Vector512.FusedMultiplyAdd(s2, mv, a2);
                 b2 = Vector512.FusedMultiplyAdd(s2, mw, b2);
-                var s3 = Vector512.Create(x3[d]);
+                var s3 = Vector512.Create(ad[r3]);
                 a3 = Vector512.FusedMultiplyAdd(s3, mv, a3);
                 b3 = Vector512.FusedMultiplyAdd(s3, mw, b3);
             }
@@ -94,131 +99,19 @@ internal static unsafe class CausalAttentionKernels
         for (; c < cols; c += 16)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            float* m = mT + c;
-            for (int d = 0; d < hs; d++)
+            float* ad = a, md = m + c;
+            for (int d = 0; d < depth; d++, ad += csa, md += ldm)
             {
-                var mv = Vector512.Load(m + (nint)d * ldt);
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(x0[d]), mv, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(x1[d]), mv, a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(x2[d]), mv, a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(x3[d]), mv, a3);
+                var mv = Vector512.Load(md);
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(ad[0]), mv, a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(ad[r1]), mv, a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(ad[r2]), mv, a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(ad[r3]), mv, a3);
             }
             (a0 * scale).Store(output + c);
             if (rows > 1) (a1 * scale).Store(output + ldo + c);
             if (rows > 2) (a2 * scale).Store(output + 2 * ldo + c);
             if (rows > 3) (a3 * scale).Store(output + 3 * ldo + c);
-        }
-    }
-
-    /// <summary>y[(i0 + r)·ldy + ·hs] = α·Σ_{j &lt; len} p[(i0 + r)·ldp + j]·m[j·ldm + ·hs] for r &lt; rows ≤ 4.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowsTimes(float* p, int ldp, int i0, int rows, int len, float* m, nint ldm, int hs, float alpha, float* y, nint ldy)
-    {
-        float* p0 = p + (nint)i0 * ldp;
-        float* p1 = p0 + (rows > 1 ? ldp : 0), p2 = p0 + (rows > 2 ? 2 * ldp : 0), p3 = p0 + (rows > 3 ? 3 * ldp : 0);
-        float* y0 = y + i0 * ldy;
-        var scale = Vector512.Create(alpha);
-        int c = 0;
-        for (; c + 32 <= hs; c += 32) // two column vectors at a time, as in Scores
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-            float* mc = m + c;
-            for (int j = 0; j < len; j++)
-            {
-                var mv = Vector512.Load(mc + j * ldm);
-                var mw = Vector512.Load(mc + j * ldm + 16);
-                var s0 = Vector512.Create(p0[j]);
-                a0 = Vector512.FusedMultiplyAdd(s0, mv, a0);
-                b0 = Vector512.FusedMultiplyAdd(s0, mw, b0);
-                var s1 = Vector512.Create(p1[j]);
-                a1 = Vector512.FusedMultiplyAdd(s1, mv, a1);
-                b1 = Vector512.FusedMultiplyAdd(s1, mw, b1);
-                var s2 = Vector512.Create(p2[j]);
-                a2 = Vector512.FusedMultiplyAdd(s2, mv, a2);
-                b2 = Vector512.FusedMultiplyAdd(s2, mw, b2);
-                var s3 = Vector512.Create(p3[j]);
-                a3 = Vector512.FusedMultiplyAdd(s3, mv, a3);
-                b3 = Vector512.FusedMultiplyAdd(s3, mw, b3);
-            }
-            (a0 * scale).Store(y0 + c);
-            (b0 * scale).Store(y0 + c + 16);
-            if (rows > 1) { (a1 * scale).Store(y0 + ldy + c); (b1 * scale).Store(y0 + ldy + c + 16); }
-            if (rows > 2) { (a2 * scale).Store(y0 + 2 * ldy + c); (b2 * scale).Store(y0 + 2 * ldy + c + 16); }
-            if (rows > 3) { (a3 * scale).Store(y0 + 3 * ldy + c); (b3 * scale).Store(y0 + 3 * ldy + c + 16); }
-        }
-        for (; c < hs; c += 16)
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            float* mc = m + c;
-            for (int j = 0; j < len; j++)
-            {
-                var mv = Vector512.Load(mc + j * ldm);
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(p0[j]), mv, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(p1[j]), mv, a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(p2[j]), mv, a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(p3[j]), mv, a3);
-            }
-            (a0 * scale).Store(y0 + c);
-            if (rows > 1) (a1 * scale).Store(y0 + ldy + c);
-            if (rows > 2) (a2 * scale).Store(y0 + 2 * ldy + c);
-            if (rows > 3) (a3 * scale).Store(y0 + 3 * ldy + c);
-        }
-    }
-
-    /// <summary>y[(j0 + r)·ldy + ·hs] = α·Σ_{i = j0}^{t − 1} p[i·ldp + j0 + r]·m[i·ldm + ·hs] for r &lt; count ≤ 4 (pᵀ·m of a lower-triangular p).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ColumnsTimes(float* p, int ldp, int j0, int count, int t, float* m, nint ldm, int hs, float alpha, float* y, nint ldy)
-    {
-        // Columns past the count read the block's first column again (in bounds); their sums are not stored.
-        int o1 = count > 1 ? 1 : 0, o2 = count > 2 ? 2 : 0, o3 = count > 3 ? 3 : 0;
-        float* y0 = y + j0 * ldy;
-        var scale = Vector512.Create(alpha);
-        int c = 0;
-        for (; c + 32 <= hs; c += 32) // two column vectors at a time, as in Scores
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-            float* mc = m + c;
-            for (int i = j0; i < t; i++)
-            {
-                var mv = Vector512.Load(mc + i * ldm);
-                var mw = Vector512.Load(mc + i * ldm + 16);
-                float* pr = p + (nint)i * ldp + j0;
-                var s0 = Vector512.Create(pr[0]);
-                a0 = Vector512.FusedMultiplyAdd(s0, mv, a0);
-                b0 = Vector512.FusedMultiplyAdd(s0, mw, b0);
-                var s1 = Vector512.Create(pr[o1]);
-                a1 = Vector512.FusedMultiplyAdd(s1, mv, a1);
-                b1 = Vector512.FusedMultiplyAdd(s1, mw, b1);
-                var s2 = Vector512.Create(pr[o2]);
-                a2 = Vector512.FusedMultiplyAdd(s2, mv, a2);
-                b2 = Vector512.FusedMultiplyAdd(s2, mw, b2);
-                var s3 = Vector512.Create(pr[o3]);
-                a3 = Vector512.FusedMultiplyAdd(s3, mv, a3);
-                b3 = Vector512.FusedMultiplyAdd(s3, mw, b3);
-            }
-            (a0 * scale).Store(y0 + c);
-            (b0 * scale).Store(y0 + c + 16);
-            if (count > 1) { (a1 * scale).Store(y0 + ldy + c); (b1 * scale).Store(y0 + ldy + c + 16); }
-            if (count > 2) { (a2 * scale).Store(y0 + 2 * ldy + c); (b2 * scale).Store(y0 + 2 * ldy + c + 16); }
-            if (count > 3) { (a3 * scale).Store(y0 + 3 * ldy + c); (b3 * scale).Store(y0 + 3 * ldy + c + 16); }
-        }
-        for (; c < hs; c += 16)
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            float* mc = m + c;
-            for (int i = j0; i < t; i++)
-            {
-                var mv = Vector512.Load(mc + i * ldm);
-                float* pr = p + (nint)i * ldp + j0;
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[0]), mv, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[o1]), mv, a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[o2]), mv, a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(pr[o3]), mv, a3);
-            }
-            (a0 * scale).Store(y0 + c);
-            if (count > 1) (a1 * scale).Store(y0 + ldy + c);
-            if (count > 2) (a2 * scale).Store(y0 + 2 * ldy + c);
-            if (count > 3) (a3 * scale).Store(y0 + 3 * ldy + c);
         }
     }
 
@@ -261,7 +154,7 @@ internal unsafe struct CausalAttentionForwardOp : IRangeOp
                 for (int i0 = 0; i0 < t; i0 += CausalAttentionKernels.Rows)
                 {
                     int rows = Math.Min(CausalAttentionKernels.Rows, t - i0), len = i0 + rows;
-                    CausalAttentionKernels.Scores(q, ldq, hs, i0, rows, kT, ldt, CausalAttentionKernels.Padded(len), Scale, scores, ldt);
+                    CausalAttentionKernels.Product(q + i0 * ldq, ldq, 1, rows, hs, kT, ldt, CausalAttentionKernels.Padded(len), Scale, scores, ldt);
                     for (int r = 0; r < rows; r++)
                     {
                         float* row = att + (long)(i0 + r) * t;
@@ -269,7 +162,7 @@ internal unsafe struct CausalAttentionForwardOp : IRangeOp
                         Softmax.Row(row, scores + (long)r * ldt, visible, out _);
                         new Span<float>(row + visible, t - visible).Clear();
                     }
-                    CausalAttentionKernels.RowsTimes(att, t, i0, rows, len, v, ldq, hs, 1f, y, c);
+                    CausalAttentionKernels.Product(att + (long)i0 * t, t, 1, rows, len, v, ldq, hs, 1f, y + i0 * c, c);
                 }
             }
         }
@@ -312,7 +205,7 @@ internal unsafe struct CausalAttentionBackwardOp : IRangeOp
                 for (int i0 = 0; i0 < t; i0 += CausalAttentionKernels.Rows)
                 {
                     int rows = Math.Min(CausalAttentionKernels.Rows, t - i0);
-                    CausalAttentionKernels.Scores(dy, c, hs, i0, rows, vT, ldt, CausalAttentionKernels.Padded(i0 + rows), 1f, dP, ldt);
+                    CausalAttentionKernels.Product(dy + i0 * c, c, 1, rows, hs, vT, ldt, CausalAttentionKernels.Padded(i0 + rows), 1f, dP, ldt);
                     for (int r = 0; r < rows; r++)
                     {
                         int i = i0 + r;
@@ -322,9 +215,11 @@ internal unsafe struct CausalAttentionBackwardOp : IRangeOp
                 for (int j0 = 0; j0 < t; j0 += CausalAttentionKernels.Rows)
                 {
                     int count = Math.Min(CausalAttentionKernels.Rows, t - j0);
-                    CausalAttentionKernels.ColumnsTimes(att, t, j0, count, t, dy, c, hs, 1f, dv, ldq);
-                    CausalAttentionKernels.RowsTimes(dS, t, j0, count, j0 + count, k, ldq, hs, Scale, dq, ldq);
-                    CausalAttentionKernels.ColumnsTimes(dS, t, j0, count, t, q, ldq, hs, Scale, dk, ldq);
+                    // dv = attᵀ·dy and dk = scale·dSᵀ·q over rows j0.. (the triangle below the diagonal); dq = scale·dS·k.
+                    long diagonal = (long)j0 * t + j0;
+                    CausalAttentionKernels.Product(att + diagonal, 1, t, count, t - j0, dy + j0 * c, c, hs, 1f, dv + j0 * ldq, ldq);
+                    CausalAttentionKernels.Product(dS + (long)j0 * t, t, 1, count, j0 + count, k, ldq, hs, Scale, dq + j0 * ldq, ldq);
+                    CausalAttentionKernels.Product(dS + diagonal, 1, t, count, t - j0, q + j0 * ldq, ldq, hs, Scale, dk + j0 * ldq, ldq);
                 }
             }
         }
