@@ -77,16 +77,21 @@ internal sealed class AttentionHeads
         return (q, k, v);
     }
 
-    /// <summary>
-    /// Causal self-attention straight from the projected qkv into y [B, T, C] (heads neither split nor merged), where
-    /// the backend has a fused kernel (<see cref="Backend.TryCausalSelfAttentionForward"/>); false: nothing done.
-    /// </summary>
-    public bool TryAttendFused(Tensor att, int batch, int time) =>
-        Backend.TryCausalSelfAttentionForward(_y.For(batch, time), att, _qkv.For(batch, time), HeadCount, ScoreScale);
+    /// <summary>The projected qkv [B, T, 3C] of the last forward pass.</summary>
+    public Tensor QkvRows(int batch, int time) => _qkv.For(batch, time);
 
-    /// <summary>The backward pass of <see cref="TryAttendFused"/> from dy rows [B, T, C]: writes dqkv whole and dScores.</summary>
-    public bool TryAttendBackwardFused(Tensor dScores, Tensor dy, Tensor att, int batch, int time) =>
-        Backend.TryCausalSelfAttentionBackward(_dQkv.For(batch, time), dScores, dy, _qkv.For(batch, time), att, HeadCount, ScoreScale);
+    /// <summary>Its gradient dqkv [B, T, 3C].</summary>
+    public Tensor QkvGradient(int batch, int time) => _dQkv.For(batch, time);
+
+    /// <summary>The heads' outputs merged into rows, y [B, T, C], which the output projection reads.</summary>
+    public Tensor OutputRows(int batch, int time) => _y.For(batch, time);
+
+    /// <summary>What the composed attention keeps per pass (<see cref="Backend.CausalSelfAttentionForward"/>).</summary>
+    public AttentionScratch Scratch(int batch, int time) => new(_q.For(batch, time), _k.For(batch, time), _v.For(batch, time), _yHeads.For(batch, time));
+
+    /// <summary>The composed attention's gradients, with <paramref name="dAtt"/> [B, NH, T, T].</summary>
+    public AttentionGradientScratch GradientScratch(int batch, int time, Tensor dAtt) =>
+        new(_dq.For(batch, time), _dk.For(batch, time), _dv.For(batch, time), _dyHeads.For(batch, time), dAtt);
 
     public (Tensor Q, Tensor K, Tensor V) Split(int batch, int time) => (_q.For(batch, time), _k.For(batch, time), _v.For(batch, time));
 

@@ -1,23 +1,28 @@
+using LoraRuntime.Layers.Inference;
+
 namespace LoraRuntime.Layers;
 
 /// <summary>
 /// Multi-head causal self-attention with a fused QKV projection, as GPT-2 has it:
 /// qkv = x W_qkvᵀ + b (W_qkv [3C, C], rows q | k | v), heads of size HS = C / NH, att = softmax(q kᵀ / √HS) with
-/// a causal mask, y = att v, output = y W_oᵀ + b_o. Scores and probabilities take B·NH·T² floats: O(T²).
+/// a causal mask, y = att v, output = y W_oᵀ + b_o. Training scores and probabilities take B·NH·T² floats: O(T²).
+/// The same layer serves a step over a KV cache (<see cref="Infer"/>): its keys and values go to the cache's layer
+/// <see cref="Layer"/> and every query attends its own sequence's cached positions.
 /// </summary>
 internal sealed class CausalSelfAttention
 {
     private readonly Activations _activations;
     private readonly AttentionHeads _heads;
     private readonly ActivationBuffer _att, _dAtt, _dScores;
-    private bool _fused; // the last forward pass ran the fused kernel (its backward must too)
 
-    /// <summary>Declares the projections "<paramref name="name"/>.qkv" and ".o" and the activations.</summary>
-    public CausalSelfAttention(ParameterSet parameters, Activations activations, string name, int channels, int heads)
+    /// <summary>Declares the projections "<paramref name="name"/>.qkv" and ".o" and the activations; <paramref name="layer"/> is the block's index.</summary>
+    public CausalSelfAttention(ParameterSet parameters, Activations activations, string name, int channels, int heads, int layer = 0)
     {
         ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentOutOfRangeException.ThrowIfNegative(layer);
         _activations = activations;
         Name = name;
+        Layer = layer;
         _heads = new AttentionHeads(parameters, activations, name, channels, heads);
         _att = activations.Add(name + ".att", (b, t) => new Shape(b, heads, t, t));
         _dAtt = activations.AddGradient(name + ".datt", (b, t) => new Shape(b, heads, t, t));
@@ -26,6 +31,9 @@ internal sealed class CausalSelfAttention
 
     /// <summary>The module path.</summary>
     public string Name { get; }
+
+    /// <summary>The block's index: the layer of the KV cache this attention reads and writes.</summary>
+    public int Layer { get; }
 
     /// <summary>C.</summary>
     public int Channels => _heads.Channels;
@@ -42,19 +50,17 @@ internal sealed class CausalSelfAttention
     /// <summary>The output projection [C, C].</summary>
     public Linear Out => _heads.Out;
 
+    private Backend Backend => _heads.Backend;
+
     /// <summary>output [B, T, C] = attention(input [B, T, C]).</summary>
     public void Forward(Tensor output, Tensor input)
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
-        _heads.ProjectQkv(input, batch, time);
-        // att [T, T] = causal softmax(q kᵀ / √HS), y = att v: fused from qkv where the backend has the kernel, else per head.
-        _fused = _heads.TryAttendFused(_att.For(batch, time), batch, time);
-        if (!_fused)
-        {
-            var (q, k, v) = _heads.SplitQkv(batch, time);
-            _heads.Attend(_att.For(batch, time), q, k, v, batch, time, time, causal: true);
-        }
-        _heads.ForwardOut(output, batch, time, merged: _fused);
+        Tensor qkv = _heads.ProjectQkv(input, batch, time);
+        // att [T, T] = causal softmax(q kᵀ / √HS), y = att v, the heads merged into y's rows.
+        Backend.CausalSelfAttentionForward(_heads.OutputRows(batch, time), _att.For(batch, time), qkv, HeadCount, _heads.ScoreScale,
+            _heads.Scratch(batch, time));
+        _heads.ForwardOut(output, batch, time, merged: true);
     }
 
     /// <summary>The accumulating pass: see the overload.</summary>
@@ -68,19 +74,37 @@ internal sealed class CausalSelfAttention
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
-        if (_fused)
+        Tensor dy = _heads.BackwardOut(dOutput, batch, time, split: false);
+        Backend.CausalSelfAttentionBackward(_heads.QkvGradient(batch, time), _dScores.For(batch, time), dy, _heads.QkvRows(batch, time),
+            _att.For(batch, time), HeadCount, _heads.ScoreScale, _heads.Scratch(batch, time), _heads.GradientScratch(batch, time, _dAtt.For(batch, time)));
+        _heads.BackwardQkv(dInput, input, batch, time, merged: true, accumulate: accumulate);
+    }
+
+    /// <summary>
+    /// The inference pass of a serving step: qkv = Qkv(input [N, C]); each sequence's keys and values go to its cache slot
+    /// at its positions; every token attends its sequence's cached positions up to its own (the causal mask, whether
+    /// the step prefills many of a sequence's tokens or decodes one); output [N, C] = Out(y).
+    /// </summary>
+    public void Infer(InferenceStep step, RowBuffer output, RowBuffer input)
+    {
+        var cache = step.Cache;
+        int c = Channels, n = 0;
+        Qkv.Infer(step, step.Qkv, input);
+        Tensor qkv = step.Qkv.Block;
+        var rows = step.AttentionRows;
+        foreach (var s in step.Sequences)
         {
-            Tensor dyRows = _heads.BackwardOut(dOutput, batch, time, split: false);
-            if (!_heads.TryAttendBackwardFused(_dScores.For(batch, time), dyRows, _att.For(batch, time), batch, time))
-                throw new InvalidOperationException($"{_heads.Backend.Name}: the fused attention ran forward but has no backward kernel for this shape");
-            _heads.BackwardQkv(dInput, input, batch, time, merged: true, accumulate: accumulate);
-            return;
+            long keys = cache.Offset(Layer, 0, s.Slot), values = cache.Offset(Layer, 1, s.Slot);
+            long qkvRow = (long)s.TokenStart * 3 * c;
+            Backend.CopyRows(cache.Values, keys + (long)s.Start * c, c, qkv, qkvRow + c, 3 * c, s.Count, c);
+            Backend.CopyRows(cache.Values, values + (long)s.Start * c, c, qkv, qkvRow + 2 * c, 3 * c, s.Count, c);
+            for (int t = 0; t < s.Count; t++)
+            {
+                long token = s.TokenStart + t;
+                rows[n++] = new DecodeAttentionRow(token * 3 * c, token * c, keys, values, s.Start + t + 1);
+            }
         }
-        Tensor dy = _heads.BackwardOut(dOutput, batch, time);
-        var (q, k, v) = _heads.Split(batch, time);
-        var (dq, dk, dv) = _heads.SplitGradients(batch, time);
-        _heads.AttendBackward(dq, dk, dv, _dAtt.For(batch, time), _dScores.For(batch, time), dy, q, k, v, _att.For(batch, time), batch, time, time,
-            causal: true);
-        _heads.BackwardQkv(dInput, input, batch, time, accumulate: accumulate);
+        Backend.CachedAttention(step.Y.Block, qkv, cache.Values, c, rows.AsSpan(0, n), HeadCount, HeadSize, _heads.ScoreScale, step.Scores);
+        Out.Infer(step, output, step.Y);
     }
 }

@@ -1,3 +1,5 @@
+using LoraRuntime.Hosting;
+using LoraRuntime.Layers.Serving;
 using LoraRuntime.Layers.Training;
 
 namespace LoraRuntime.Layers;
@@ -18,32 +20,42 @@ internal sealed record SamplingOptions(float Temperature = 0.8f, int TopK = 0, u
 }
 
 /// <summary>
-/// Autoregressive generation with a <see cref="GptModel"/> of batch 1: the context is cropped to the model's block size
-/// and each step re-runs it (the KV-cache decoder belongs to serving). Deterministic for a seed.
+/// Autoregressive generation with a <see cref="GptModel"/> through the serving path: a one-slot KV cache over the model's
+/// own layers (<see cref="KvCacheDecoder"/>), so each new token is one decode step. The context is the last
+/// <see cref="GptConfig.BlockSize"/> tokens; once it is longer, the window slides and is prefilled anew at each token
+/// (learned positions restart at 0), as a model trained on windows of that size expects. Each call takes a fresh
+/// snapshot of the model's weights and active adapters (folded in, evaluated without dropout). Tokens are drawn by
+/// <see cref="TokenSampler"/>. Deterministic for a seed.
 /// </summary>
 internal sealed class Generator : IDisposable
 {
     private readonly GptModel _model;
-    private readonly Tensor _ids;
+    private readonly KvCacheDecoder _decoder;
+    private readonly PrefixForward _forward;
+    private readonly TokenSampler _sampler;
     private readonly float[] _logits;
     private readonly int[] _window;
 
-    /// <summary>A generator over <paramref name="model"/> (reserved for at least one sequence).</summary>
+    /// <summary>A generator over <paramref name="model"/>: a cache of one sequence of its block size.</summary>
     public Generator(GptModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
         int t = model.Config.BlockSize;
-        _ids = model.Parameters.Backend.Allocate(DType.I32, new Shape(t));
+        _decoder = new KvCacheDecoder(new ServingLayout(model), slots: 1, maxStepTokens: Math.Min(t, MaxPrefillChunk), maxRank: 1);
+        _forward = new PrefixForward(_decoder, slot: 0);
+        _sampler = new TokenSampler(model.Config.Vocabulary);
         _logits = new float[model.Config.Vocabulary];
         _window = new int[t];
     }
 
+    /// <summary>The most tokens one prefill step carries (longer prompts go in chunks): bounds the step's scratch.</summary>
+    private const int MaxPrefillChunk = 256;
+
     /// <summary>Appends <paramref name="count"/> tokens to <paramref name="prompt"/> (non-empty ids in [0, V)) and returns them.</summary>
     public int[] Generate(ReadOnlySpan<int> prompt, int count, SamplingOptions sampling)
     {
-        ArgumentNullException.ThrowIfNull(sampling);
-        sampling.Validate();
+        TokenSampler.Validate(sampling, topP: 1f);
         if (prompt.IsEmpty) throw new ArgumentException("prompt: expected at least one token", nameof(prompt));
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         int v = _model.Config.Vocabulary, block = _model.Config.BlockSize;
@@ -52,49 +64,19 @@ internal sealed class Generator : IDisposable
         var tokens = new List<int>(prompt.Length + count);
         foreach (int id in prompt) tokens.Add(id);
         var random = new TrainingRandom(sampling.Seed);
-        var backend = _model.Parameters.Backend;
+        _decoder.RefreshWeights();
+        _forward.Forget();
         for (int i = 0; i < count; i++)
         {
             int t = Math.Min(block, tokens.Count);
             for (int j = 0; j < t; j++) _window[j] = tokens[tokens.Count - t + j];
-            var ids = _ids.View(0, new Shape(1, t));
-            backend.Upload(ids, _window.AsSpan(0, t));
-            _model.Forward(ids);
-            backend.Download(_model.Logits.View((long)(t - 1) * v, new Shape(v)), _logits);
-            tokens.Add(Sample(_logits, sampling, ref random));
+            // The window extends the cached one by a token (one decode step) until it slides (a prefill of the window).
+            _forward.Run(_window.AsSpan(0, t), _logits, adapter: null, scale: 1f);
+            tokens.Add(_sampler.Sample(_logits, sampling, 1f, ref random));
         }
         return tokens.ToArray();
     }
 
-    /// <summary>A token from <paramref name="logits"/>: argmax at temperature 0, else softmax(logits / T) over the top K.</summary>
-    internal static int Sample(Span<float> logits, SamplingOptions sampling, ref TrainingRandom random)
-    {
-        int best = 0;
-        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
-        if (sampling.Temperature == 0) return best;
-        float cutoff = float.NegativeInfinity;
-        if (sampling.TopK > 0 && sampling.TopK < logits.Length)
-        {
-            var sorted = logits.ToArray();
-            Array.Sort(sorted);
-            cutoff = sorted[^sampling.TopK];
-        }
-        double max = logits[best], sum = 0;
-        Span<double> p = logits.Length <= 1024 ? stackalloc double[logits.Length] : new double[logits.Length];
-        for (int i = 0; i < logits.Length; i++)
-        {
-            p[i] = logits[i] < cutoff ? 0 : Math.Exp((logits[i] - max) / sampling.Temperature);
-            sum += p[i];
-        }
-        double u = random.NextSingle() * sum;
-        for (int i = 0; i < p.Length; i++)
-        {
-            u -= p[i];
-            if (u < 0) return i;
-        }
-        return best;
-    }
-
-    /// <summary>Returns the id buffer.</summary>
-    public void Dispose() => _ids.Dispose();
+    /// <summary>Returns the cache and the step's scratch.</summary>
+    public void Dispose() => _decoder.Dispose();
 }

@@ -1,3 +1,5 @@
+using LoraRuntime.Layers.Inference;
+
 namespace LoraRuntime.Layers;
 
 /// <summary>The shape of a GPT: vocabulary V, L blocks of NH heads over C channels, context T ≤ BlockSize.</summary>
@@ -60,6 +62,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
     private Tensor? _positionView;
     private int _positionBatch, _positionTime;
     private Tensor? _lastIds, _lastTargets;
+    private PackedMatrix? _head; // the inference snapshot of the tied head: wteᵀ [C, V]
 
     /// <summary>
     /// Declares and reserves a model for batches of up to <paramref name="maxBatch"/> sequences. With
@@ -88,6 +91,9 @@ internal sealed class GptModel : ILinearHost, IDisposable
                 if (!Stack.LinearTargets.Any(t => t.Path == layer && !t.IsSlice))
                     throw new ArgumentException(
                         $"config: FactoredRanks names '{layer}', which is not a linear layer of the model (e.g. {Stack.LinearTargets.First().Path})", nameof(config));
+            Linears = Stack.Blocks.SelectMany(b => new[] { b.Attention.Qkv, b.Attention.Out, b.Mlp.Fc, b.Mlp.Proj }).ToArray();
+            for (int i = 0; i < Linears.Count; i++) Linears[i].Index = i;
+            MaxModulesPerLinear = Stack.LinearTargets.GroupBy(t => t.Linear).Max(g => g.Count());
             Func<int, int, Shape> rows = (b, t) => new Shape(b, t, c);
             Func<int, int, Shape> vocab = (b, t) => new Shape(b, t, v);
             Func<int, int, Shape> positions = (b, t) => new Shape(b, t);
@@ -140,6 +146,12 @@ internal sealed class GptModel : ILinearHost, IDisposable
 
     /// <inheritdoc/>
     public IEnumerable<LinearTarget> LinearTargets => Stack.LinearTargets;
+
+    /// <summary>The projections in forward order; each one's <see cref="Linear.Index"/> is its position here.</summary>
+    public IReadOnlyList<Linear> Linears { get; } = [];
+
+    /// <summary>The most LoRA targets one projection has (the fused QKV: whole, q, k, v).</summary>
+    public int MaxModulesPerLinear { get; }
 
     private Backend Backend => Parameters.Backend;
 
@@ -236,9 +248,52 @@ internal sealed class GptModel : ILinearHost, IDisposable
         PositionEmbedding.Backward(dX0, PositionIds(batch, time));
     }
 
+    /// <summary>
+    /// Takes (or retakes) the snapshot that serving steps (<see cref="Infer"/>) compute with: every projection's weight
+    /// with its applied adapters folded in, and the tied head, packed for the backend's GEMM
+    /// (<see cref="Linear.PackForInference"/>). Call it again after the weights or the adapters change (a merge, a
+    /// training step, another active adapter).
+    /// </summary>
+    public void PrepareInference()
+    {
+        foreach (var linear in Linears) linear.PackForInference();
+        if (_head is null) _head = Backend.PackMatrix(TokenEmbedding.Table.Value, Transpose.Yes);
+        else Backend.Repack(_head, TokenEmbedding.Table.Value, Transpose.Yes);
+    }
+
+    /// <summary>Bytes of the inference snapshot (none before <see cref="PrepareInference"/>).</summary>
+    public long InferenceBytes => (_head?.Bytes ?? 0) + Linears.Sum(l => l.InferenceBytes);
+
+    /// <summary>
+    /// Runs a serving step through the model's layers: x = wte[ids] + wpe[positions] for the step's N tokens, every
+    /// block's inference pass over the step's KV cache, then for each sequence the logits of its last token,
+    /// ln_f(x) · wteᵀ, into <paramref name="logits"/> at the sequence's output row (V values a row). Needs
+    /// <see cref="PrepareInference"/> first; the step has been filled and uploaded.
+    /// </summary>
+    public void Infer(InferenceStep step, Span<float> logits)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        if (_head is null) throw new InvalidOperationException("Infer needs the inference snapshot: call PrepareInference first");
+        var backend = Backend;
+        int n = step.Tokens, m = step.SequenceCount, c = Config.Channels, v = Config.Vocabulary;
+        Tensor x = step.X.Rows(n), positions = step.Embedded.Rows(n);
+        backend.EmbeddingForward(x, step.Ids.Rows(n), TokenEmbedding.Table.Value);
+        backend.EmbeddingForward(positions, step.Positions.Rows(n), PositionEmbedding.Table.Value);
+        backend.Add(x, x, positions);
+        var blocks = Stack.Blocks;
+        for (int l = 0; l < blocks.Count; l++) blocks[l].Infer(step, step.X); // an indexed loop: no enumerator on the hot path
+        foreach (var s in step.Sequences)
+            backend.CopyRows(step.Last.Block, (long)s.OutputRow * c, c, step.X.Block, (long)(s.TokenStart + s.Count - 1) * c, c, 1, c);
+        FinalNorm.Infer(step, step.LastNormed, step.Last, m);
+        backend.GemmPacked(m, 1f, step.LastNormed.Block, 0, c, _head, 0f, step.Logits.Block, 0, v);
+        backend.Download(step.Logits.Rows(m), logits[..(m * v)]);
+    }
+
     /// <summary>Returns every reservation to the pool.</summary>
     public void Dispose()
     {
+        foreach (var linear in Linears) linear.ReleaseInference();
+        _head?.Dispose();
         Parameters.Dispose();
         Activations.Dispose();
         _positionIds?.Dispose();

@@ -1,3 +1,5 @@
+using LoraRuntime.Layers.Inference;
+
 namespace LoraRuntime.Layers;
 
 /// <summary>
@@ -59,6 +61,10 @@ internal sealed class LayerNorm
         Guard.Sequence(output, nameof(output), batch, time, Channels);
         Backend.LayerNormForward(output, _mean.For(batch, time), _rstd.For(batch, time), input, Weight.Value, Bias.Value, Epsilon);
     }
+
+    /// <summary>The inference pass over the first <paramref name="rows"/> rows: output [rows, C] = LayerNorm(input [rows, C]).</summary>
+    public void Infer(InferenceStep step, RowBuffer output, RowBuffer input, int rows) =>
+        Backend.LayerNormForward(output.Rows(rows), step.Mean.Rows(rows), step.Rstd.Rows(rows), input.Rows(rows), Weight.Value, Bias.Value, Epsilon);
 
     /// <summary>dInput += ∂L/∂input; dw, db += their gradients unless frozen. Needs the forward pass of this input just before.</summary>
     public void Backward(Tensor dInput, Tensor dOutput, Tensor input)

@@ -1,4 +1,5 @@
 using LoraRuntime.Layers.Adapters;
+using LoraRuntime.Layers.Inference;
 
 namespace LoraRuntime.Layers;
 
@@ -18,6 +19,9 @@ internal sealed class Linear
     private GemmProblem[] _gradients = new GemmProblem[2];
     private Tensor? _folded; // the effective weight W + Σ s·BA of the last forward pass, when its adapters were folded
     private Tensor? _foldBuffer; // [OC, C], taken from the pool at the first fold and kept with the parameters
+    private PackedMatrix? _packed; // the inference snapshot: Wᵀ [C, OC] with the applied adapters folded in; or a factored layer's Vᵀ [C, K′]
+    private PackedMatrix? _packedU; // a factored layer's Uᵀ [K′, OC]
+    private int _packedRank; // K′ = K + the applied adapters' ranks, for a factored layer
 
     /// <summary>
     /// Declares W [<paramref name="outFeatures"/>, <paramref name="inFeatures"/>] and, optionally, b in <paramref name="parameters"/>;
@@ -45,6 +49,9 @@ internal sealed class Linear
 
     /// <summary>The module path ("blocks.0.mlp.fc").</summary>
     public string Name { get; }
+
+    /// <summary>The layer's position among its model's projections in forward order (set by the model; −1 outside one).</summary>
+    public int Index { get; internal set; } = -1;
 
     /// <summary>C, the input width.</summary>
     public int InFeatures { get; }
@@ -192,6 +199,110 @@ internal sealed class Linear
         _gradients.AsSpan().Clear(); // no tensor kept alive past the call
         if (Bias is not null) Backend.BiasBackward(Bias.Gradient, dOutput);
     }
+
+    /// <summary>
+    /// The inference pass of a serving step (<see cref="InferenceStep"/>): output [N, OC] = input [N, C] · W′ᵀ + each
+    /// row's served adapter delta + b, where W′ is the snapshot <see cref="PackForInference"/> took: the weight with the
+    /// adapters applied then folded in (as a merge would), so that it equals <see cref="Forward"/> of those adapters. On
+    /// the CPU the snapshot is the micro-kernel's panels, streamed from memory and never packed per step.
+    /// </summary>
+    public void Infer(InferenceStep step, RowBuffer output, RowBuffer input)
+    {
+        if (_packed is null) throw new InvalidOperationException($"{Name}: no inference snapshot; call PrepareInference on the model first");
+        int n = step.Tokens, c = InFeatures, oc = OutFeatures;
+        if (_packedU is null) Backend.GemmPacked(n, 1f, input.Block, 0, c, _packed, 0f, output.Block, 0, oc);
+        else
+        {
+            // h [N, K′] = x · Vᵀ, y = h · Uᵀ, with the adapters' A (scaled) and B side by side with V and U.
+            int k = _packedRank;
+            var h = step.Factors(k).Block;
+            Backend.GemmPacked(n, 1f, input.Block, 0, c, _packed, 0f, h, 0, k);
+            Backend.GemmPacked(n, 1f, h, 0, k, _packedU, 0f, output.Block, 0, oc);
+        }
+        step.Lora.AddDeltas(this, output.Block, oc, input.Block, c);
+        if (Bias is not null)
+        {
+            var rows = output.Rows(n);
+            Backend.AddBias(rows, rows, Bias.Value);
+        }
+    }
+
+    /// <summary>
+    /// Takes (or retakes) the inference snapshot: Wᵀ with every applied adapter folded in (W + s·BA, DoRA's
+    /// (m/‖W + s·BA‖) ⊙ (W + s·BA)), packed for the backend's GEMM. A factored layer keeps its factors, extended by the
+    /// adapters: V′ = [V; s·A₁; …] and U′ = [U, B₁, …] (each B in its slice's rows), exact and still low-rank. Call it
+    /// again after the weights or the adapters change.
+    /// </summary>
+    internal void PackForInference()
+    {
+        if (_factors is null)
+        {
+            var applied = AnyApplied();
+            Tensor? weight = applied ? Backend.Allocate(OutFeatures, InFeatures) : null;
+            try
+            {
+                if (weight is not null)
+                {
+                    Backend.Copy(weight, Weight.Value);
+                    foreach (var adapter in _adapters)
+                    {
+                        if (adapter.Applied is not { } w) continue;
+                        using var rows = weight.View((long)adapter.OutputOffset * InFeatures, new Shape(adapter.OutFeatures, InFeatures));
+                        w.MergeInto(rows);
+                    }
+                }
+                Pack(ref _packed, weight ?? Weight.Value);
+            }
+            finally
+            {
+                weight?.Dispose();
+            }
+            return;
+        }
+        int k = _factors.Rank;
+        foreach (var adapter in _adapters)
+            if (adapter.Applied is { } w) k += w.Rank;
+        using var v = Backend.Allocate(k, InFeatures);
+        using var u = Backend.Zeros(DType.F32, new Shape(OutFeatures, k));
+        int rank = _factors.Rank;
+        Backend.Copy(v.View(0, _factors.V.Shape), _factors.V.Value);
+        Backend.CopyRows(u, 0, k, _factors.U.Value, 0, rank, OutFeatures, rank);
+        foreach (var adapter in _adapters)
+        {
+            if (adapter.Applied is not { } w) continue;
+            using var a = v.View((long)rank * InFeatures, new Shape(w.Rank, InFeatures));
+            Backend.Scale(a, w.A.Value, w.Scale);
+            Backend.CopyRows(u, (long)adapter.OutputOffset * k + rank, k, w.B.Value, 0, w.Rank, adapter.OutFeatures, w.Rank);
+            rank += w.Rank;
+        }
+        if (_packedRank != k)
+        {
+            _packed?.Dispose();
+            _packedU?.Dispose();
+            (_packed, _packedU) = (null, null);
+        }
+        _packedRank = k;
+        Pack(ref _packed, v);
+        Pack(ref _packedU, u);
+    }
+
+    /// <summary>Packs Wᵀ of <paramref name="weight"/> [rows, cols] into <paramref name="packed"/> (made at the first call).</summary>
+    private void Pack(ref PackedMatrix? packed, Tensor weight)
+    {
+        if (packed is null) packed = Backend.PackMatrix(weight, Transpose.Yes);
+        else Backend.Repack(packed, weight, Transpose.Yes);
+    }
+
+    /// <summary>Returns the inference snapshot to the pool.</summary>
+    internal void ReleaseInference()
+    {
+        _packed?.Dispose();
+        _packedU?.Dispose();
+        (_packed, _packedU, _packedRank) = (null, null, 0);
+    }
+
+    /// <summary>Bytes of the inference snapshot.</summary>
+    internal long InferenceBytes => (_packed?.Bytes ?? 0) + (_packedU?.Bytes ?? 0);
 
     /// <summary>True when an attached adapter's delta applies this pass (a loop: no enumerator on the hot path).</summary>
     private bool AnyApplied()

@@ -1,3 +1,5 @@
+using LoraRuntime.Layers.Inference;
+
 namespace LoraRuntime.Layers;
 
 /// <summary>The transformer's feed-forward block: y = proj(GELU(fc(x))) with fc [4C, C] and proj [C, 4C].</summary>
@@ -46,6 +48,14 @@ internal sealed class Mlp
         Fc.Forward(hidden, input);
         Gelu.Forward(activated, hidden);
         Proj.Forward(output, activated);
+    }
+
+    /// <summary>The inference pass of a serving step: output [N, C] = proj(GELU(fc(input [N, C]))).</summary>
+    public void Infer(InferenceStep step, RowBuffer output, RowBuffer input)
+    {
+        Fc.Infer(step, step.Hidden, input);
+        Gelu.Backend.GeluForward(step.Activated.Rows(step.Tokens), step.Hidden.Rows(step.Tokens));
+        Proj.Infer(step, output, step.Activated);
     }
 
     /// <summary>The accumulating pass: see the overload.</summary>

@@ -1,3 +1,5 @@
+using LoraRuntime.Layers.Inference;
+
 namespace LoraRuntime.Layers;
 
 /// <summary>
@@ -14,14 +16,14 @@ internal sealed class TransformerBlock
     /// Declares the block's parameters and activations under <paramref name="name"/> ("blocks.0"), its layer norms
     /// with ε = <paramref name="epsilon"/>.
     /// </summary>
-    public TransformerBlock(ParameterSet parameters, Activations activations, string name, int channels, int heads, float epsilon = 1e-5f)
+    public TransformerBlock(ParameterSet parameters, Activations activations, string name, int channels, int heads, float epsilon = 1e-5f, int layer = 0)
     {
         ArgumentNullException.ThrowIfNull(activations);
         _activations = activations;
         Name = name;
         Channels = channels;
         Ln1 = new LayerNorm(parameters, activations, name + ".ln1", channels, epsilon);
-        Attention = new CausalSelfAttention(parameters, activations, name + ".attn", channels, heads);
+        Attention = new CausalSelfAttention(parameters, activations, name + ".attn", channels, heads, layer);
         Ln2 = new LayerNorm(parameters, activations, name + ".ln2", channels, epsilon);
         Mlp = new Mlp(parameters, activations, name + ".mlp", channels);
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
@@ -91,6 +93,22 @@ internal sealed class TransformerBlock
         Ln2.Forward(ln2, residual);
         Mlp.Forward(mlp, ln2);
         backend.Add(output, residual, mlp);
+    }
+
+    /// <summary>
+    /// The inference pass of a serving step, with the same layers as <see cref="Forward"/>: the residual stream
+    /// <paramref name="x"/> [N, C] ← x + attn(ln1(x)), then + mlp(ln2(·)), the attention over the step's KV cache.
+    /// </summary>
+    public void Infer(InferenceStep step, RowBuffer x)
+    {
+        var backend = Ln1.Weight.Owner.Backend;
+        int n = step.Tokens;
+        Ln1.Infer(step, step.Ln, x, n);
+        Attention.Infer(step, step.Attention, step.Ln);
+        backend.Add(step.Residual.Rows(n), x.Rows(n), step.Attention.Rows(n));
+        Ln2.Infer(step, step.Ln, step.Residual, n);
+        Mlp.Infer(step, step.Mlp, step.Ln);
+        backend.Add(x.Rows(n), step.Residual.Rows(n), step.Mlp.Rows(n));
     }
 
     /// <summary>

@@ -25,7 +25,7 @@ internal sealed class TransformerStack : ILinearHost
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
         for (int l = 0; l < layers; l++)
         {
-            _blocks[l] = new TransformerBlock(parameters, activations, $"blocks.{l}", channels, heads, epsilon);
+            _blocks[l] = new TransformerBlock(parameters, activations, $"blocks.{l}", channels, heads, epsilon, l);
             if (l == layers - 1) continue;
             _outputs[l] = activations.Add($"blocks.{l}.out", rows);
             _dOutputs[l] = activations.AddGradient($"blocks.{l}.dout", rows);

@@ -1,22 +1,25 @@
 namespace LoraRuntime;
 
+// Attention: causal self-attention over a [B, T] batch (training) and attention of queries over a KV cache (prefill
+// and decode). Each is one operation whose default composes the backend's GEMMs and softmax; a backend with a fused
+// kernel overrides the core. Layers call the public method and never choose between the two.
 public abstract partial class Backend
 {
     /// <summary>
-    /// Attention of single-token queries, each over its own cached keys and values (a batched decode step): for every
-    /// row and head h, out_h = softmax(<paramref name="scale"/> · q_h·K_hᵀ)·V_h over the row's
-    /// <see cref="DecodeAttentionRow.Length"/> positions, where the cache holds each position's NH·HS keys (and values)
-    /// as a row of stride <paramref name="cacheStride"/>. Every row and head is independent, so a row's result does not
-    /// depend on the others in the call. Validated first; then returns false, having computed nothing, where this
-    /// backend has no fused kernel for it (the caller composes it from GEMMs and a softmax, as for a prefill). Rows'
-    /// outputs must not overlap one another.
+    /// Attention of queries over their own cached keys and values (a serving step): for every row and head h,
+    /// out_h = softmax(<paramref name="scale"/> · q_h·K_hᵀ)·V_h over the row's <see cref="DecodeAttentionRow.Length"/>
+    /// positions, where the cache holds each position's NH·HS keys (and values) as a row of stride
+    /// <paramref name="cacheStride"/>. Every row and head is independent, so a row's result does not depend on the
+    /// others in the call. <paramref name="scores"/> (at least NH × the longest row's length floats) is the composed
+    /// path's scratch; a fused kernel leaves it alone. Rows' outputs must not overlap one another.
     /// </summary>
-    public bool TryDecodeAttention(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
-        int heads, int headSize, float scale)
+    public void CachedAttention(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
+        int heads, int headSize, float scale, Tensor scores)
     {
         Check.Tensor(this, output, DType.F32, nameof(output));
         Check.Tensor(this, queries, DType.F32, nameof(queries));
         Check.Tensor(this, cache, DType.F32, nameof(cache));
+        Check.Tensor(this, scores, DType.F32, nameof(scores));
         Check.Positive(heads, nameof(heads));
         Check.Positive(headSize, nameof(headSize));
         Check.Finite(scale, nameof(scale));
@@ -25,6 +28,9 @@ public abstract partial class Backend
             throw new ArgumentOutOfRangeException(nameof(cacheStride), cacheStride, $"cacheStride: expected ≥ NH·HS = {width} (a cached position's row); got {cacheStride}");
         Check.NoOverlap(output, nameof(output), queries, nameof(queries));
         Check.NoOverlap(output, nameof(output), cache, nameof(cache));
+        Check.NoOverlap(scores, nameof(scores), output, nameof(output));
+        Check.NoOverlap(scores, nameof(scores), queries, nameof(queries));
+        Check.NoOverlap(scores, nameof(scores), cache, nameof(cache));
         int maxLength = 0;
         for (int i = 0; i < rows.Length; i++)
         {
@@ -38,10 +44,12 @@ public abstract partial class Backend
             Within(r.Values, span, cache, i, nameof(r.Values), nameof(cache));
             maxLength = Math.Max(maxLength, r.Length);
         }
-        if (rows.Length == 0) return true;
-        return DecodeAttentionCore(output, queries, cache, cacheStride, rows, heads, headSize, scale, maxLength);
+        if (rows.Length == 0) return;
+        if (scores.Length < (long)heads * maxLength)
+            throw new ArgumentException($"scores: expected room for NH × the longest row = {heads} × {maxLength} floats; got {scores.Length}", nameof(scores));
+        CachedAttentionCore(output, queries, cache, cacheStride, rows, heads, headSize, scale, maxLength, scores);
 
-        // The message is built only when a row fails: a steady decode step allocates nothing.
+        // The message is built only when a row fails: a steady step allocates nothing.
         static void Within(long offset, long count, Tensor t, int row, string field, string tensor)
         {
             if (offset < 0 || count > t.Length || offset > t.Length - count)
@@ -51,21 +59,52 @@ public abstract partial class Backend
     }
 
     /// <summary>
-    /// A validated, non-empty <see cref="TryDecodeAttention"/> (<paramref name="maxLength"/>: the longest row). The
-    /// default has no fused kernel: false.
+    /// A validated, non-empty <see cref="CachedAttention"/> (<paramref name="maxLength"/>: the longest row). The default
+    /// composes it row by row: the scores of every head as one strided batch into <paramref name="scores"/> [NH, len],
+    /// their softmax, and the weighted values as another strided batch into the row's output.
     /// </summary>
-    protected virtual bool DecodeAttentionCore(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
-        int heads, int headSize, float scale, int maxLength) => false;
+    protected virtual void CachedAttentionCore(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
+        int heads, int headSize, float scale, int maxLength, Tensor scores)
+    {
+        int hs = headSize;
+        foreach (var row in rows)
+        {
+            int len = row.Length;
+            var logits = new GemmProblem
+            {
+                TransA = Transpose.No, TransB = Transpose.Yes, M = 1, N = len, K = hs, Alpha = scale, Beta = 0f,
+                A = queries, OffsetA = row.Query, Lda = hs, B = cache, OffsetB = row.Keys, Ldb = cacheStride, C = scores, Ldc = len,
+            };
+            GemmStridedBatchedCore(logits, hs, hs, len, heads);
+            SoftmaxRowsCore(scores, 0, heads, len);
+            var weighted = new GemmProblem
+            {
+                TransA = Transpose.No, TransB = Transpose.No, M = 1, N = hs, K = len, Alpha = 1f, Beta = 0f,
+                A = scores, Lda = len, B = cache, OffsetB = row.Values, Ldb = cacheStride, C = output, OffsetC = row.Output, Ldc = hs,
+            };
+            GemmStridedBatchedCore(weighted, len, hs, hs, heads);
+        }
+    }
 
     /// <summary>
-    /// Causal self-attention of a packed projection, fused per (batch, head): <paramref name="qkv"/> is [B, T, 3C] with
-    /// q, k and v each C = NH·HS wide (head h at columns h·HS, GPT-2's c_attn layout); att [B, NH, T, T] = causal
-    /// softmax(<paramref name="scale"/>·q·kᵀ) with masked entries 0, and <paramref name="output"/> [B, T, C] = att·v
-    /// with head h at columns h·HS (heads merged). Validated first; then returns false, having computed nothing, where
-    /// this backend has no fused kernel for the shape (the caller splits heads and composes strided-batched GEMMs
-    /// around <see cref="SoftmaxForward"/>, which compute the same).
+    /// Softmax in place over <paramref name="rows"/> contiguous rows of <paramref name="cols"/> floats starting at element
+    /// <paramref name="offset"/> of <paramref name="buffer"/> (validated by the caller). The default takes a view and
+    /// calls <see cref="SoftmaxForwardCore"/>; a backend overrides it to address the rows without a view object.
     /// </summary>
-    public bool TryCausalSelfAttentionForward(Tensor output, Tensor att, Tensor qkv, int heads, float scale)
+    protected virtual void SoftmaxRowsCore(Tensor buffer, long offset, int rows, int cols)
+    {
+        using var view = buffer.View(offset, new Shape(rows, cols));
+        SoftmaxForwardCore(view, view, causal: false);
+    }
+
+    /// <summary>
+    /// Causal self-attention of a packed projection: <paramref name="qkv"/> is [B, T, 3C] with q, k and v each
+    /// C = NH·HS wide (head h at columns h·HS, GPT-2's c_attn layout); att [B, NH, T, T] = causal
+    /// softmax(<paramref name="scale"/>·q·kᵀ) with masked entries 0, and <paramref name="output"/> [B, T, C] = att·v
+    /// with head h at columns h·HS (heads merged). The composed path splits the heads into <paramref name="scratch"/>;
+    /// a fused kernel works from qkv directly. The backward pass must see the same shapes and scratch.
+    /// </summary>
+    public void CausalSelfAttentionForward(Tensor output, Tensor att, Tensor qkv, int heads, float scale, in AttentionScratch scratch)
     {
         var (batch, time, channels) = SelfAttentionShapes(qkv, nameof(qkv), heads, att, nameof(att));
         CheckRows(output, nameof(output), batch, time, channels);
@@ -73,17 +112,22 @@ public abstract partial class Backend
         Check.NoOverlap(output, nameof(output), qkv, nameof(qkv));
         Check.NoOverlap(att, nameof(att), qkv, nameof(qkv));
         Check.NoOverlap(att, nameof(att), output, nameof(output));
-        if (batch == 0 || time == 0) return true;
-        return CausalSelfAttentionForwardCore(output, att, qkv, batch, time, heads, channels / heads, scale);
+        int headSize = channels / heads;
+        CheckHeads(scratch.Queries, "scratch.Queries", batch, heads, time, headSize);
+        CheckHeads(scratch.Keys, "scratch.Keys", batch, heads, time, headSize);
+        CheckHeads(scratch.Values, "scratch.Values", batch, heads, time, headSize);
+        CheckHeads(scratch.Heads, "scratch.Heads", batch, heads, time, headSize);
+        if (batch == 0 || time == 0) return;
+        CausalSelfAttentionForwardCore(output, att, qkv, batch, time, heads, headSize, scale, scratch);
     }
 
     /// <summary>
-    /// The backward pass of <see cref="TryCausalSelfAttentionForward"/> from dy [B, T, C] and the saved att: writes
-    /// <paramref name="dQkv"/> [B, T, 3C] whole (dq, dk, dv in qkv's layout; stored, not accumulated) and the score
-    /// gradient into <paramref name="dScores"/> [B, NH, T, T]. False, having computed nothing, where this backend has
-    /// no fused kernel for the shape.
+    /// The backward pass of <see cref="CausalSelfAttentionForward"/> from dy [B, T, C], the saved att and the forward
+    /// pass's <paramref name="saved"/> scratch: writes <paramref name="dQkv"/> [B, T, 3C] whole (dq, dk, dv in qkv's
+    /// layout; stored, not accumulated) and the score gradient into <paramref name="dScores"/> [B, NH, T, T].
     /// </summary>
-    public bool TryCausalSelfAttentionBackward(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int heads, float scale)
+    public void CausalSelfAttentionBackward(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int heads, float scale,
+        in AttentionScratch saved, in AttentionGradientScratch gradients)
     {
         var (batch, time, channels) = SelfAttentionShapes(qkv, nameof(qkv), heads, att, nameof(att));
         Check.Tensor(this, dQkv, DType.F32, nameof(dQkv));
@@ -99,16 +143,62 @@ public abstract partial class Backend
         for (int o = 0; o < outputs.Length; o++)
             for (int i = 0; i < inputs.Length; i++) Check.NoOverlap(outputs[o], outputNames[o], inputs[i], inputNames[i]);
         Check.NoOverlap(dQkv, nameof(dQkv), dScores, nameof(dScores));
-        if (batch == 0 || time == 0) return true;
-        return CausalSelfAttentionBackwardCore(dQkv, dScores, dy, qkv, att, batch, time, heads, channels / heads, scale);
+        int headSize = channels / heads;
+        CheckHeads(saved.Queries, "saved.Queries", batch, heads, time, headSize);
+        CheckHeads(saved.Keys, "saved.Keys", batch, heads, time, headSize);
+        CheckHeads(saved.Values, "saved.Values", batch, heads, time, headSize);
+        CheckHeads(gradients.DQueries, "gradients.DQueries", batch, heads, time, headSize);
+        CheckHeads(gradients.DKeys, "gradients.DKeys", batch, heads, time, headSize);
+        CheckHeads(gradients.DValues, "gradients.DValues", batch, heads, time, headSize);
+        CheckHeads(gradients.DHeads, "gradients.DHeads", batch, heads, time, headSize);
+        Check.Tensor(this, gradients.DAtt, DType.F32, "gradients.DAtt");
+        Check.SameShape(att, nameof(att), gradients.DAtt, "gradients.DAtt");
+        if (batch == 0 || time == 0) return;
+        CausalSelfAttentionBackwardCore(dQkv, dScores, dy, qkv, att, batch, time, heads, headSize, scale, saved, gradients);
     }
 
-    /// <summary>A validated, non-empty <see cref="TryCausalSelfAttentionForward"/>. Default: no fused kernel.</summary>
-    protected virtual bool CausalSelfAttentionForwardCore(Tensor output, Tensor att, Tensor qkv, int batch, int time, int heads, int headSize, float scale) => false;
+    /// <summary>
+    /// A validated, non-empty <see cref="CausalSelfAttentionForward"/>. The default splits q, k, v into heads, runs the
+    /// scores and the weighted values as strided-batched GEMMs around a causal <see cref="SoftmaxForward"/>, and merges
+    /// the heads' outputs into rows.
+    /// </summary>
+    protected virtual void CausalSelfAttentionForwardCore(Tensor output, Tensor att, Tensor qkv, int batch, int time, int heads, int headSize,
+        float scale, in AttentionScratch scratch)
+    {
+        int channels = heads * headSize, bh = batch * heads;
+        long headStride = (long)time * headSize, attStride = (long)time * time;
+        SplitHeads(scratch.Queries, qkv, 0);
+        SplitHeads(scratch.Keys, qkv, channels);
+        SplitHeads(scratch.Values, qkv, 2 * channels);
+        GemmStridedBatched(new GemmProblem(att, scratch.Queries, scratch.Keys, time, time, headSize, Transpose.No, Transpose.Yes, scale),
+            headStride, headStride, attStride, bh);
+        SoftmaxForward(att, att, causal: true);
+        GemmStridedBatched(new GemmProblem(scratch.Heads, att, scratch.Values, time, headSize, time), attStride, headStride, headStride, bh);
+        MergeHeads(output, scratch.Heads, 0);
+    }
 
-    /// <summary>A validated, non-empty <see cref="TryCausalSelfAttentionBackward"/>. Default: no fused kernel.</summary>
-    protected virtual bool CausalSelfAttentionBackwardCore(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int batch, int time, int heads,
-        int headSize, float scale) => false;
+    /// <summary>
+    /// A validated, non-empty <see cref="CausalSelfAttentionBackward"/>. The default: dy into heads, datt = dy·vᵀ,
+    /// dv = attᵀ·dy, the softmax's backward pass into dScores, dq = s·dScores·k, dk = s·dScoresᵀ·q, merged into dQkv.
+    /// </summary>
+    protected virtual void CausalSelfAttentionBackwardCore(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int batch, int time,
+        int heads, int headSize, float scale, in AttentionScratch saved, in AttentionGradientScratch gradients)
+    {
+        int channels = heads * headSize, bh = batch * heads;
+        long headStride = (long)time * headSize, attStride = (long)time * time;
+        SplitHeads(gradients.DHeads, dy, 0);
+        GemmStridedBatched(new GemmProblem(gradients.DAtt, gradients.DHeads, saved.Values, time, time, headSize, Transpose.No, Transpose.Yes),
+            headStride, headStride, attStride, bh);
+        GemmStridedBatched(new GemmProblem(gradients.DValues, att, gradients.DHeads, time, headSize, time, Transpose.Yes), attStride, headStride, headStride, bh);
+        Fill(dScores, 0f);
+        SoftmaxBackward(dScores, att, gradients.DAtt, causal: true);
+        GemmStridedBatched(new GemmProblem(gradients.DQueries, dScores, saved.Keys, time, headSize, time, alpha: scale), attStride, headStride, headStride, bh);
+        GemmStridedBatched(new GemmProblem(gradients.DKeys, dScores, saved.Queries, time, headSize, time, Transpose.Yes, alpha: scale),
+            attStride, headStride, headStride, bh);
+        MergeHeads(dQkv, gradients.DQueries, 0);
+        MergeHeads(dQkv, gradients.DKeys, channels);
+        MergeHeads(dQkv, gradients.DValues, 2 * channels);
+    }
 
     /// <summary>Checks qkv [B, T, 3C] with C a multiple of <paramref name="heads"/>, and att [B, NH, T, T]; returns (B, T, C).</summary>
     private (int Batch, int Time, int Channels) SelfAttentionShapes(Tensor qkv, string qkvName, int heads, Tensor att, string attName)
@@ -130,5 +220,13 @@ public abstract partial class Backend
         Check.Tensor(this, t, DType.F32, name);
         if (t.Shape.Rank != 3 || t.Shape[0] != batch || t.Shape[1] != time || t.Shape[2] != channels)
             throw new ArgumentException($"{name}: expected [B, T, C] = [{batch}, {time}, {channels}]; got {t.Shape}", name);
+    }
+
+    private void CheckHeads(Tensor t, string name, int batch, int heads, int time, int headSize)
+    {
+        ArgumentNullException.ThrowIfNull(t, name);
+        Check.Tensor(this, t, DType.F32, name);
+        if (t.Shape.Rank != 4 || t.Shape[0] != batch || t.Shape[1] != heads || t.Shape[2] != time || t.Shape[3] != headSize)
+            throw new ArgumentException($"{name}: expected heads [B, NH, T, HS] = [{batch}, {heads}, {time}, {headSize}]; got {t.Shape}", name);
     }
 }

@@ -1,10 +1,12 @@
 namespace LoraRuntime;
 
 /// <summary>
-/// One single-token query of <see cref="Backend.TryDecodeAttention"/>, as element offsets: the query's NH·HS values
-/// start at <see cref="Query"/> of the queries tensor (head h at + h·HS), its output's at <see cref="Output"/> of the
-/// output tensor, and position 0 of its cached keys and values at <see cref="Keys"/> and <see cref="Values"/> of the
-/// cache (position j at + j·stride, head h at + h·HS). It attends positions [0, <see cref="Length"/>).
+/// One query of <see cref="Backend.CachedAttention"/>, as element offsets: the query's NH·HS values start at
+/// <see cref="Query"/> of the queries tensor (head h at + h·HS), its output's at <see cref="Output"/> of the output
+/// tensor, and position 0 of its cached keys and values at <see cref="Keys"/> and <see cref="Values"/> of the cache
+/// (position j at + j·stride, head h at + h·HS). It attends positions [0, <see cref="Length"/>): a decode step's
+/// token is one row; a prefill of n tokens is n rows over the same cache, of lengths Start + 1 … Start + n (the
+/// causal mask).
 /// </summary>
 /// <param name="Query">First element of the query row.</param>
 /// <param name="Output">First element of the output row.</param>

@@ -25,6 +25,13 @@ internal sealed class PrefixForward
         _cached = new int[decoder.BlockSize];
     }
 
+    /// <summary>Forgets what the slot holds (after the model's weights changed, the cached keys and values are stale).</summary>
+    public void Forget()
+    {
+        _cachedLength = 0;
+        _adapterId = -1;
+    }
+
     /// <summary>Tokens the last run found in the cache and did not recompute.</summary>
     public int Reused { get; private set; }
 

@@ -81,40 +81,49 @@ internal sealed class AdapterBank : IDisposable
         CheckName(name);
         ArgumentNullException.ThrowIfNull(modules);
         if (modules.Count == 0) throw new ArgumentException("modules: an adapter needs at least one module", nameof(modules));
-        var table = new AdapterModule[Layout.Linears.Count * ServingLayout.KindsPerLinear];
-        var placed = new List<(string Path, int Linear, int Kind)>();
-        long length = 0;
+        var placed = new List<(LinearTarget Target, AdapterModuleWeights Weights)>(modules.Count);
         foreach (var m in modules)
         {
-            if (!Layout.TryFind(m.Path, out int linear, out int kind))
+            if (!Layout.TryFind(m.Path, out var target))
                 throw new ArgumentException($"modules: '{m.Path}' is not a projection of the model (e.g. {Layout.Targets.First().Path})", nameof(modules));
-            var target = Layout.Targets.First(t => t.Path == m.Path);
             if (m.Rank < 1 || m.Rank > MaxRank)
                 throw new ArgumentException($"modules: {m.Path} has rank R = {m.Rank}; this bank serves 1 ≤ R ≤ {MaxRank} (raise --max-rank)", nameof(modules));
             if (m.A.Length != (long)m.Rank * target.Linear.InFeatures || m.B.Length != (long)target.OutputFeatures * m.Rank)
                 throw new ArgumentException(
                     $"modules: {m.Path} needs A [{m.Rank}, {target.Linear.InFeatures}] and B [{target.OutputFeatures}, {m.Rank}]; got {m.A.Length} and {m.B.Length} elements", nameof(modules));
             if (!float.IsFinite(m.Scale)) throw new ArgumentException($"modules: {m.Path} has a non-finite scale {m.Scale}", nameof(modules));
-            foreach (var (other, otherLinear, _) in placed)
-                if (otherLinear == linear && Overlap(target, Layout.Targets.First(t => t.Path == other)))
-                    throw new ArgumentException($"modules: {m.Path} and {other} adapt overlapping outputs of {target.Linear.Name}", nameof(modules));
-            placed.Add((m.Path, linear, kind));
-            table[linear * ServingLayout.KindsPerLinear + kind] =
-                new AdapterModule(length, length + m.A.Length, m.Rank, target.Linear.InFeatures, target.OutputOffset, target.OutputFeatures);
+            foreach (var (other, _) in placed)
+                if (other.Linear == target.Linear && Overlap(target, other))
+                    throw new ArgumentException($"modules: {m.Path} and {other.Path} adapt overlapping outputs of {target.Linear.Name}", nameof(modules));
+            placed.Add((target, m));
+        }
+        // Grouped by the projection they adapt (in the model's order), each projection's modules by output offset.
+        placed.Sort((x, y) => x.Target.Linear.Index != y.Target.Linear.Index
+            ? x.Target.Linear.Index.CompareTo(y.Target.Linear.Index)
+            : x.Target.OutputOffset.CompareTo(y.Target.OutputOffset));
+        var table = new AdapterModule[placed.Count];
+        var firstModule = new int[Layout.Linears.Count + 1];
+        long length = 0;
+        for (int i = 0; i < placed.Count; i++)
+        {
+            var (target, m) = placed[i];
+            table[i] = new AdapterModule(length, length + m.A.Length, m.Rank, target.Linear.InFeatures, target.OutputOffset, target.OutputFeatures);
+            firstModule[target.Linear.Index + 1]++;
             length += m.A.Length + m.B.Length;
         }
+        for (int i = 0; i < Layout.Linears.Count; i++) firstModule[i + 1] += firstModule[i];
         if (length * sizeof(float) > BudgetBytes)
             throw new ArgumentException($"modules: the adapter takes {length * sizeof(float)} bytes, more than the whole budget of {BudgetBytes} bytes", nameof(modules));
         var host = new float[length];
-        foreach (var m in modules)
+        for (int i = 0; i < placed.Count; i++)
         {
-            Layout.TryFind(m.Path, out int linear, out int kind);
-            var slot = table[linear * ServingLayout.KindsPerLinear + kind];
+            var m = placed[i].Weights;
+            var slot = table[i];
             // Aᵀ [in, R] from A [R, in]; (s·B)ᵀ [R, out] from B [out, R].
             int rank = m.Rank, inFeatures = slot.InFeatures, outFeatures = slot.OutFeatures;
             var a = host.AsSpan((int)slot.OffsetA, m.A.Length);
             for (int r = 0; r < rank; r++)
-                for (int i = 0; i < inFeatures; i++) a[i * rank + r] = m.A[r * inFeatures + i];
+                for (int j = 0; j < inFeatures; j++) a[j * rank + r] = m.A[r * inFeatures + j];
             var b = host.AsSpan((int)slot.OffsetB, m.B.Length);
             for (int o = 0; o < outFeatures; o++)
                 for (int r = 0; r < rank; r++) b[r * outFeatures + o] = m.Scale * m.B[o * rank + r];
@@ -123,7 +132,7 @@ internal sealed class AdapterBank : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_byName.ContainsKey(name)) throw new ArgumentException($"name: an adapter called '{name}' is already loaded; unload it first", nameof(name));
-            var adapter = new ServedAdapter(name, ++_nextId, source, host, table);
+            var adapter = new ServedAdapter(name, ++_nextId, source, host, table, firstModule);
             _byName.Add(name, adapter);
             return adapter;
         }

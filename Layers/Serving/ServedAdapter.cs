@@ -1,10 +1,7 @@
 namespace LoraRuntime.Layers.Serving;
 
 /// <summary>Where one module of a served adapter lives in its block: Aᵀ [in, R] and (s·B)ᵀ [R, out], for output columns [OutOffset, OutOffset + out).</summary>
-internal readonly record struct AdapterModule(long OffsetA, long OffsetB, int Rank, int InFeatures, int OutOffset, int OutFeatures)
-{
-    public bool IsPresent => Rank > 0;
-}
+internal readonly record struct AdapterModule(long OffsetA, long OffsetB, int Rank, int InFeatures, int OutOffset, int OutFeatures);
 
 /// <summary>
 /// One adapter in an <see cref="AdapterBank"/>: every module's Aᵀ and (s·B)ᵀ (the scale folded in at load, both transposed
@@ -14,19 +11,22 @@ internal readonly record struct AdapterModule(long OffsetA, long OffsetB, int Ra
 /// </summary>
 internal sealed class ServedAdapter
 {
-    internal ServedAdapter(string name, int id, string? source, float[] host, AdapterModule[] modules)
+    private readonly int[] _firstModule;
+
+    /// <summary>
+    /// An adapter whose <paramref name="modules"/> are grouped by the projection they adapt: those of the projection with
+    /// <see cref="Linear.Index"/> i are modules[<paramref name="firstModule"/>[i] .. <paramref name="firstModule"/>[i + 1]).
+    /// </summary>
+    internal ServedAdapter(string name, int id, string? source, float[] host, AdapterModule[] modules, int[] firstModule)
     {
         Name = name;
         Id = id;
         Source = source;
         Host = host;
         Modules = modules;
-        foreach (var m in modules)
-            if (m.IsPresent)
-            {
-                ModuleCount++;
-                MaxRank = Math.Max(MaxRank, m.Rank);
-            }
+        _firstModule = firstModule;
+        ModuleCount = modules.Length;
+        foreach (var m in modules) MaxRank = Math.Max(MaxRank, m.Rank);
     }
 
     /// <summary>The name requests use.</summary>
@@ -53,8 +53,18 @@ internal sealed class ServedAdapter
     /// <summary>The host copy: every Aᵀ and (s·B)ᵀ, laid out as <see cref="Device"/>.</summary>
     internal float[] Host { get; }
 
-    /// <summary>[linear · <see cref="ServingLayout.KindsPerLinear"/> + kind]; absent modules have rank 0.</summary>
+    /// <summary>Every module, grouped by the projection it adapts.</summary>
     internal AdapterModule[] Modules { get; }
+
+    /// <summary>How many projections the model it was laid out for has.</summary>
+    internal int ProjectionCount => _firstModule.Length - 1;
+
+    /// <summary>The modules on <paramref name="linear"/> (none when the adapter leaves it alone).</summary>
+    internal ReadOnlySpan<AdapterModule> ModulesFor(Linear linear)
+    {
+        int i = linear.Index;
+        return Modules.AsSpan(_firstModule[i], _firstModule[i + 1] - _firstModule[i]);
+    }
 
     /// <summary>The device copy, or null while evicted.</summary>
     internal Tensor? Device { get; set; }

@@ -4,9 +4,8 @@ namespace LoraRuntime.Layers.Serving;
 
 /// <summary>
 /// Draws tokens from logits without allocating: greedy (temperature 0: the first argmax), or softmax(logits / T) restricted
-/// to the top K and then to the smallest set of most likely tokens whose mass reaches top-p. With top-p = 1 it draws
-/// exactly what <see cref="Generator.Sample"/> draws for the same generator state. Holds scratch for V logits: one
-/// sampler per thread.
+/// to the top K and then to the smallest set of most likely tokens whose mass reaches top-p. The one sampler of the
+/// runtime: serving and <see cref="Generator"/> draw with it. Holds scratch for V logits: one sampler per thread.
 /// </summary>
 internal sealed class TokenSampler
 {

@@ -26,32 +26,47 @@ public sealed unsafe partial class CpuBackend
         ParallelFor<ColumnSumOp>.Run(Workers, op, cols, a.Shape.Rows, VectorGranule);
     }
 
-    /// <summary>Fused per (batch, head) in L1 where AVX-512 is present and HS is a multiple of 16 (<see cref="CausalAttentionForwardOp"/>).</summary>
-    protected override bool CausalSelfAttentionForwardCore(Tensor output, Tensor att, Tensor qkv, int batch, int time, int heads, int headSize, float scale)
+    /// <summary>
+    /// Fused per (batch, head) in L1 where AVX-512 is present and HS is a multiple of 16 (<see cref="CausalAttentionForwardOp"/>);
+    /// otherwise the composed default.
+    /// </summary>
+    protected override void CausalSelfAttentionForwardCore(Tensor output, Tensor att, Tensor qkv, int batch, int time, int heads, int headSize,
+        float scale, in AttentionScratch scratch)
     {
-        if (!CausalAttentionKernels.Supported(headSize)) return false;
+        if (!FusedAttention || !CausalAttentionKernels.Supported(headSize))
+        {
+            base.CausalSelfAttentionForwardCore(output, att, qkv, batch, time, heads, headSize, scale, scratch);
+            return;
+        }
         var op = new CausalAttentionForwardOp { Y = F(output), Att = F(att), Qkv = F(qkv), Time = time, Heads = heads, HeadSize = headSize, Scale = scale };
         ParallelFor<CausalAttentionForwardOp>.Run(Workers, op, (long)batch * heads, 2L * time * time * headSize);
-        return true;
     }
 
-    /// <inheritdoc/>
-    protected override bool CausalSelfAttentionBackwardCore(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int batch, int time, int heads,
-        int headSize, float scale)
+    /// <summary>The fused backward pass where the forward pass was fused (the same test of HS); otherwise the composed default.</summary>
+    protected override void CausalSelfAttentionBackwardCore(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int batch, int time,
+        int heads, int headSize, float scale, in AttentionScratch saved, in AttentionGradientScratch gradients)
     {
-        if (!CausalAttentionKernels.Supported(headSize)) return false;
+        if (!FusedAttention || !CausalAttentionKernels.Supported(headSize))
+        {
+            base.CausalSelfAttentionBackwardCore(dQkv, dScores, dy, qkv, att, batch, time, heads, headSize, scale, saved, gradients);
+            return;
+        }
         var op = new CausalAttentionBackwardOp
         {
             DQkv = F(dQkv), DScores = F(dScores), DY = F(dy), Qkv = F(qkv), Att = F(att), Time = time, Heads = heads, HeadSize = headSize, Scale = scale,
         };
         ParallelFor<CausalAttentionBackwardOp>.Run(Workers, op, (long)batch * heads, 4L * time * time * headSize);
-        return true;
     }
 
-    /// <summary>Fused: each (row, head) in one pass over its cached keys and values (<see cref="DecodeAttentionOp"/>).</summary>
-    protected override bool DecodeAttentionCore(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
-        int heads, int headSize, float scale, int maxLength)
+    /// <summary>Fused: each (row, head) in one pass over its cached keys and values (<see cref="DecodeAttentionOp"/>); the scores stay on the stack.</summary>
+    protected override void CachedAttentionCore(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
+        int heads, int headSize, float scale, int maxLength, Tensor scores)
     {
+        if (!FusedAttention)
+        {
+            base.CachedAttentionCore(output, queries, cache, cacheStride, rows, heads, headSize, scale, maxLength, scores);
+            return;
+        }
         fixed (DecodeAttentionRow* r = rows)
         {
             var op = new DecodeAttentionOp
@@ -61,7 +76,14 @@ public sealed unsafe partial class CpuBackend
             };
             ParallelFor<DecodeAttentionOp>.Run(Workers, op, (long)rows.Length * heads, 2L * maxLength * headSize);
         }
-        return true;
+    }
+
+    /// <inheritdoc/>
+    protected override void SoftmaxRowsCore(Tensor buffer, long offset, int rows, int cols)
+    {
+        float* at = F(buffer) + offset;
+        var op = new SoftmaxForwardOp { Output = at, Input = at, Cols = cols, Queries = 1, Causal = false };
+        ParallelFor<SoftmaxForwardOp>.Run(Workers, op, rows, cols);
     }
 
     /// <inheritdoc/>

@@ -27,6 +27,12 @@ public sealed unsafe partial class CpuBackend : Backend
         _dgemmKernel = Linalg.DgemmKernel.For(gemmKernel);
     }
 
+    /// <summary>
+    /// False runs attention through the backend's composed default (GEMMs and a softmax) instead of the fused kernels,
+    /// so that the conformance suite checks both paths on this machine.
+    /// </summary>
+    internal bool FusedAttention { get; set; } = true;
+
     /// <summary>The threads the parallel operations run on.</summary>
     public CpuWorkerPool Workers { get; }
 

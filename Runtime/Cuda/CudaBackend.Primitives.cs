@@ -166,6 +166,16 @@ public sealed unsafe partial class CudaBackend
         Launch(kernel, BlocksFor(n), args);
     }
 
+    /// <inheritdoc/>
+    protected override void SoftmaxRowsCore(Tensor buffer, long offset, int rows, int cols)
+    {
+        using var gate = Enter();
+        nint at = buffer.Pointer + (nint)(offset * sizeof(float));
+        int queries = 1, isCausal = 0;
+        void** args = stackalloc void*[] { &at, &at, &cols, &queries, &isCausal };
+        Launch(CudaKernel.SoftmaxForward, checked((uint)rows), args);
+    }
+
     /// <summary>Softmax forward (first, second = output, input) or backward (dInput, output, dOutput), one block per row.</summary>
     private void Softmax(CudaKernel kernel, Tensor first, Tensor second, Tensor? third, bool causal)
     {

@@ -9,4 +9,7 @@ public sealed class CpuPrimitiveConformance : PrimitiveConformance
     private static readonly CpuWorkerPool s_workers = new(4);
 
     protected override Backend CreateBackend() => new CpuBackend(s_workers);
+
+    /// <summary>The CPU has fused attention kernels and the composed default: switched here, so that both are checked.</summary>
+    protected override void UseComposedAttention() => ((CpuBackend)Backend).FusedAttention = false;
 }

@@ -2,10 +2,32 @@ using Xunit;
 
 namespace LoraRuntime.Tests.Primitives;
 
-// Fused causal self-attention, forward and backward, against float64; a backend without the kernel for a shape says
-// so (false) and leaves every output alone.
+// Causal self-attention, forward and backward, against float64: the backend's fused kernels where it has them, and its
+// composed default (GEMMs around a softmax) where it can be asked for it.
 public abstract partial class PrimitiveConformance
 {
+    /// <summary>
+    /// Makes <see cref="Backend"/> run attention through the composed default of <see cref="LoraRuntime.Backend"/> instead
+    /// of its fused kernels; a backend with only one path leaves it as it is.
+    /// </summary>
+    protected virtual void UseComposedAttention() { }
+
+    /// <summary>Each shape on the fused and on the composed path.</summary>
+    public static TheoryData<int, int, int, int, bool> CausalAttentionCases
+    {
+        get
+        {
+            var cases = new TheoryData<int, int, int, int, bool>();
+            foreach (var row in CausalAttentionShapes)
+            {
+                var (b, nh, t, hs) = row.Data;
+                cases.Add(b, nh, t, hs, false);
+                cases.Add(b, nh, t, hs, true);
+            }
+            return cases;
+        }
+    }
+
     /// <summary>(B, NH, T, HS): T below, at and past the four-row and sixteen-column blocks, HS 16 to 64, and a head size no kernel takes.</summary>
     public static TheoryData<int, int, int, int> CausalAttentionShapes => new()
     {
@@ -14,9 +36,10 @@ public abstract partial class PrimitiveConformance
     };
 
     [Theory]
-    [MemberData(nameof(CausalAttentionShapes))]
-    public void CausalSelfAttention_forward_and_backward_match_float64(int batch, int heads, int time, int headSize)
+    [MemberData(nameof(CausalAttentionCases))]
+    public void CausalSelfAttention_forward_and_backward_match_float64(int batch, int heads, int time, int headSize, bool composed)
     {
+        if (composed) UseComposedAttention();
         var rng = new Random(batch * 10000 + heads * 1000 + time * 10 + headSize);
         int c = heads * headSize, rows = batch * time, square = batch * heads * time * time;
         float[] qkv = Uniform(rng, rows * 3 * c, -2, 2), dy = Uniform(rng, rows * c);
@@ -48,20 +71,18 @@ public abstract partial class PrimitiveConformance
         var y = Upload(Enumerable.Repeat(5f, rows * c).ToArray(), batch, time, c);
         var att = Upload(Enumerable.Repeat(5f, square).ToArray(), batch, heads, time, time);
         var packed = Upload(qkv, batch, time, 3 * c);
-        bool fused = Backend.TryCausalSelfAttentionForward(y, att, packed, heads, scale);
-        if (!fused)
-        {
-            Assert.All(y.ToArray(), x => Assert.Equal(5f, x));
-            Assert.All(att.ToArray(), x => Assert.Equal(5f, x));
-            return;
-        }
-        string what = $"[B {batch}, NH {heads}, T {time}, HS {headSize}]";
+        AttentionScratch Heads() => new(HeadsOf(), HeadsOf(), HeadsOf(), HeadsOf());
+        Tensor HeadsOf() => Upload(Enumerable.Repeat(3f, n).ToArray(), batch, heads, time, headSize);
+        var saved = Heads();
+        Backend.CausalSelfAttentionForward(y, att, packed, heads, scale, saved);
+        string what = $"[B {batch}, NH {heads}, T {time}, HS {headSize}{(composed ? ", composed" : "")}]";
         Expect.Close(att.ToArray(), expectedAtt, 2e-6, 1e-7, "att " + what);
         Expect.Close(y.ToArray(), expectedY, 1e-5, 1e-6, "y " + what);
 
         var dQkv = Upload(Enumerable.Repeat(9f, rows * 3 * c).ToArray(), batch, time, 3 * c); // overwritten whole
         var dScores = Upload(new float[square], batch, heads, time, time);
-        Assert.True(Backend.TryCausalSelfAttentionBackward(dQkv, dScores, Upload(dy, batch, time, c), packed, att, heads, scale));
+        var gradients = new AttentionGradientScratch(HeadsOf(), HeadsOf(), HeadsOf(), HeadsOf(), Upload(Enumerable.Repeat(3f, square).ToArray(), batch, heads, time, time));
+        Backend.CausalSelfAttentionBackward(dQkv, dScores, Upload(dy, batch, time, c), packed, att, heads, scale, saved, gradients);
         Expect.Close(dQkv.ToArray(), expectedDqkv, 1e-5, 1e-6, "dqkv " + what);
     }
 
@@ -73,18 +94,23 @@ public abstract partial class PrimitiveConformance
         var att = Upload(new float[2 * 2 * 4 * 4], 2, 2, 4, 4);
         var dQkv = Upload(new float[2 * 4 * 96], 2, 4, 96);
         var dScores = Upload(new float[2 * 2 * 4 * 4], 2, 2, 4, 4);
+        Tensor Heads(int hs = 16) => Upload(new float[2 * 2 * 4 * hs], 2, 2, 4, hs);
+        var s = new AttentionScratch(Heads(), Heads(), Heads(), Heads());
+        var g = new AttentionGradientScratch(Heads(), Heads(), Heads(), Heads(), Upload(new float[2 * 2 * 4 * 4], 2, 2, 4, 4));
         string Message(Action call) => Assert.ThrowsAny<ArgumentException>(call).Message;
-        Assert.Contains("qkv", Message(() => Backend.TryCausalSelfAttentionForward(y, att, qkv, 3, 1f)));
-        Assert.Contains("qkv", Message(() => Backend.TryCausalSelfAttentionForward(y, att, Upload(new float[2 * 4 * 95], 2, 4, 95), 2, 1f)));
-        Assert.Contains("att", Message(() => Backend.TryCausalSelfAttentionForward(y, Upload(new float[2 * 2 * 4 * 5], 2, 2, 4, 5), qkv, 2, 1f)));
-        Assert.Contains("output", Message(() => Backend.TryCausalSelfAttentionForward(Upload(new float[2 * 4 * 33], 2, 4, 33), att, qkv, 2, 1f)));
+        Assert.Contains("qkv", Message(() => Backend.CausalSelfAttentionForward(y, att, qkv, 3, 1f, s)));
+        Assert.Contains("qkv", Message(() => Backend.CausalSelfAttentionForward(y, att, Upload(new float[2 * 4 * 95], 2, 4, 95), 2, 1f, s)));
+        Assert.Contains("att", Message(() => Backend.CausalSelfAttentionForward(y, Upload(new float[2 * 2 * 4 * 5], 2, 2, 4, 5), qkv, 2, 1f, s)));
+        Assert.Contains("output", Message(() => Backend.CausalSelfAttentionForward(Upload(new float[2 * 4 * 33], 2, 4, 33), att, qkv, 2, 1f, s)));
         var inside = Track(qkv.View(0, new Shape(2, 4, 32)));
-        Assert.Contains("must not share memory", Message(() => Backend.TryCausalSelfAttentionForward(inside, att, qkv, 2, 1f)));
-        Assert.Contains("scale", Message(() => Backend.TryCausalSelfAttentionForward(y, att, qkv, 2, float.NaN)));
-        Assert.Contains("dScores", Message(() => Backend.TryCausalSelfAttentionBackward(dQkv, Upload(new float[2 * 2 * 4 * 5], 2, 2, 4, 5), y, qkv, att, 2, 1f)));
-        Assert.Contains("must not share memory", Message(() => Backend.TryCausalSelfAttentionBackward(qkv, dScores, y, qkv, att, 2, 1f)));
-        Assert.Contains("dy", Message(() => Backend.TryCausalSelfAttentionBackward(dQkv, dScores, qkv, qkv, att, 2, 1f)));
-        Assert.Contains("qkv", Message(() => Backend.TryCausalSelfAttentionForward(y, att, Foreign(2, 4, 96), 2, 1f)));
+        Assert.Contains("must not share memory", Message(() => Backend.CausalSelfAttentionForward(inside, att, qkv, 2, 1f, s)));
+        Assert.Contains("scale", Message(() => Backend.CausalSelfAttentionForward(y, att, qkv, 2, float.NaN, s)));
+        Assert.Contains("dScores", Message(() => Backend.CausalSelfAttentionBackward(dQkv, Upload(new float[2 * 2 * 4 * 5], 2, 2, 4, 5), y, qkv, att, 2, 1f, s, g)));
+        Assert.Contains("must not share memory", Message(() => Backend.CausalSelfAttentionBackward(qkv, dScores, y, qkv, att, 2, 1f, s, g)));
+        Assert.Contains("dy", Message(() => Backend.CausalSelfAttentionBackward(dQkv, dScores, qkv, qkv, att, 2, 1f, s, g)));
+        Assert.Contains("qkv", Message(() => Backend.CausalSelfAttentionForward(y, att, Foreign(2, 4, 96), 2, 1f, s)));
+        Assert.Contains("scratch.Keys", Message(() => Backend.CausalSelfAttentionForward(y, att, qkv, 2, 1f, s with { Keys = Heads(8) })));
+        Assert.Contains("gradients.DAtt", Message(() => Backend.CausalSelfAttentionBackward(dQkv, dScores, y, qkv, att, 2, 1f, s, g with { DAtt = dScores.View(0, new Shape(2, 2, 4, 2)) })));
     }
 
     /// <summary>Causal attention and its gradients in float64, per head: s = scale·q·kᵀ (j ≤ i), p = softmax(s), y = p·v.</summary>

@@ -2,8 +2,8 @@ using Xunit;
 
 namespace LoraRuntime.Tests.Primitives;
 
-// Fused decode attention (single-token queries over their own cached keys and values) against float64; a backend
-// without the fused kernel says so (false) and leaves the output alone.
+// Cached attention (queries over their own cached keys and values: a decode step, or a prefill as one query per
+// token) against float64, on the fused kernel and on the composed default.
 public abstract partial class PrimitiveConformance
 {
     /// <summary>(heads, head size, cache stride padding, lengths of the rows): vector and scalar head sizes, one and many rows, a row past the stack scratch.</summary>
@@ -18,10 +18,27 @@ public abstract partial class PrimitiveConformance
         { 3, 6, 1, [5, 2, 1] }, // a head size no vector width divides: the scalar path
     };
 
-    [Theory]
-    [MemberData(nameof(DecodeAttentionCases))]
-    public void DecodeAttention_matches_float64(int heads, int headSize, int pad, int[] lengths)
+    /// <summary>Each case on the fused and on the composed path.</summary>
+    public static TheoryData<int, int, int, int[], bool> CachedAttentionCases
     {
+        get
+        {
+            var cases = new TheoryData<int, int, int, int[], bool>();
+            foreach (var row in DecodeAttentionCases)
+            {
+                var (heads, headSize, pad, lengths) = row.Data;
+                cases.Add(heads, headSize, pad, lengths, false);
+                cases.Add(heads, headSize, pad, lengths, true);
+            }
+            return cases;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(CachedAttentionCases))]
+    public void CachedAttention_matches_float64(int heads, int headSize, int pad, int[] lengths, bool composed)
+    {
+        if (composed) UseComposedAttention();
         var rng = new Random(heads * 100 + headSize + lengths.Length);
         int width = heads * headSize, stride = width + pad, count = lengths.Length, longest = lengths.Max();
         // Each row's keys then values, every position a row of the cache; queries and outputs at padded offsets.
@@ -36,13 +53,9 @@ public abstract partial class PrimitiveConformance
         float[] before = Enumerable.Repeat(7f, count * (width + 2) + 1).ToArray();
         float scale = 1 / MathF.Sqrt(headSize);
         var output = Upload(before, before.Length);
-        bool fused = Backend.TryDecodeAttention(output, Upload(q, q.Length), Upload(cache, cache.Length), stride, rows, heads, headSize, scale);
+        var scores = Upload(new float[heads * longest], heads * longest);
+        Backend.CachedAttention(output, Upload(q, q.Length), Upload(cache, cache.Length), stride, rows, heads, headSize, scale, scores);
         var actual = output.ToArray();
-        if (!fused)
-        {
-            Assert.Equal(before, actual);
-            return;
-        }
         var expected = before.Select(v => (double)v).ToArray();
         foreach (var row in rows)
             for (int h = 0; h < heads; h++)
@@ -62,36 +75,38 @@ public abstract partial class PrimitiveConformance
                     expected[row.Output + h * headSize + d] = y;
                 }
             }
-        Expect.Close(actual, expected, 1e-5, 1e-6, $"DecodeAttention NH={heads} HS={headSize} lengths [{string.Join(", ", lengths)}]");
+        Expect.Close(actual, expected, 1e-5, 1e-6, $"CachedAttention NH={heads} HS={headSize} lengths [{string.Join(", ", lengths)}]{(composed ? " composed" : "")}");
 
         // A row's result does not depend on the others in the call: each alone gives the same floats.
         for (int r = 0; r < count; r++)
         {
             var alone = Upload(before, before.Length);
-            Backend.TryDecodeAttention(alone, Upload(q, q.Length), Upload(cache, cache.Length), stride, rows.AsSpan(r, 1), heads, headSize, scale);
+            Backend.CachedAttention(alone, Upload(q, q.Length), Upload(cache, cache.Length), stride, rows.AsSpan(r, 1), heads, headSize, scale, scores);
             var single = alone.ToArray();
             for (int i = 0; i < width; i++) Assert.Equal(actual[rows[r].Output + i], single[rows[r].Output + i]);
         }
     }
 
     [Fact]
-    public void DecodeAttention_refuses_bad_rows_and_arguments_by_name()
+    public void CachedAttention_refuses_bad_rows_and_arguments_by_name()
     {
+        var scores = Upload(new float[16], 16);
         var output = Upload(new float[64], 64);
         var q = Upload(new float[64], 64);
         var cache = Upload(new float[256], 256);
         DecodeAttentionRow Row(long query = 0, long keys = 0, long values = 128, int length = 4) => new(query, 0, keys, values, length);
         string Message(Action call) => Assert.ThrowsAny<ArgumentException>(call).Message;
 
-        Assert.Contains("rows[0].Length", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(length: 0)], 2, 16, 1f)));
-        Assert.Contains("rows[1].Values", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(), Row(values: 200)], 2, 16, 1f)));
-        Assert.Contains("rows[0].Query", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(query: 40)], 2, 16, 1f)));
-        Assert.Contains("rows[0].Keys", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(keys: -1)], 2, 16, 1f)));
-        Assert.Contains("rows[0].Keys", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row(keys: long.MaxValue - 10)], 2, 16, 1f))); // no overflow past the check
-        Assert.Contains("cacheStride", Message(() => Backend.TryDecodeAttention(output, q, cache, 31, [Row()], 2, 16, 1f)));
-        Assert.Contains("heads", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row()], 0, 16, 1f)));
-        Assert.Contains("scale", Message(() => Backend.TryDecodeAttention(output, q, cache, 32, [Row()], 2, 16, float.NaN)));
-        Assert.Contains("must not share memory", Message(() => Backend.TryDecodeAttention(cache, q, cache, 32, [Row()], 2, 16, 1f)));
-        Assert.Contains("output", Message(() => Backend.TryDecodeAttention(Foreign(64), q, cache, 32, [Row()], 2, 16, 1f)));
+        Assert.Contains("rows[0].Length", Message(() => Backend.CachedAttention(output, q, cache, 32, [Row(length: 0)], 2, 16, 1f, scores)));
+        Assert.Contains("rows[1].Values", Message(() => Backend.CachedAttention(output, q, cache, 32, [Row(), Row(values: 200)], 2, 16, 1f, scores)));
+        Assert.Contains("rows[0].Query", Message(() => Backend.CachedAttention(output, q, cache, 32, [Row(query: 40)], 2, 16, 1f, scores)));
+        Assert.Contains("rows[0].Keys", Message(() => Backend.CachedAttention(output, q, cache, 32, [Row(keys: -1)], 2, 16, 1f, scores)));
+        Assert.Contains("rows[0].Keys", Message(() => Backend.CachedAttention(output, q, cache, 32, [Row(keys: long.MaxValue - 10)], 2, 16, 1f, scores))); // no overflow past the check
+        Assert.Contains("cacheStride", Message(() => Backend.CachedAttention(output, q, cache, 31, [Row()], 2, 16, 1f, scores)));
+        Assert.Contains("heads", Message(() => Backend.CachedAttention(output, q, cache, 32, [Row()], 0, 16, 1f, scores)));
+        Assert.Contains("scale", Message(() => Backend.CachedAttention(output, q, cache, 32, [Row()], 2, 16, float.NaN, scores)));
+        Assert.Contains("must not share memory", Message(() => Backend.CachedAttention(cache, q, cache, 32, [Row()], 2, 16, 1f, scores)));
+        Assert.Contains("output", Message(() => Backend.CachedAttention(Foreign(64), q, cache, 32, [Row()], 2, 16, 1f, scores)));
+        Assert.Contains("scores", Message(() => Backend.CachedAttention(output, q, cache, 32, [Row(values: 96, length: 5)], 2, 16, 1f, Upload(new float[9], 9))));
     }
 }

@@ -1,3 +1,4 @@
+using LoraRuntime.Layers.Serving;
 using LoraRuntime.Cpu;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Adapters;
@@ -91,9 +92,10 @@ public sealed class AdapterFilesAndGenerationTests : IDisposable
         Assert.Equal(22, a.Length);
         Assert.All(a, id => Assert.InRange(id, 0, 6));
         var random = new TrainingRandom(1);
-        Assert.Equal(2, Generator.Sample([0.1f, 0.2f, 3f, -1f], new SamplingOptions(0f), ref random));
+        var sampler = new TokenSampler(4);
+        Assert.Equal(2, sampler.Sample([0.1f, 0.2f, 3f, -1f], new SamplingOptions(0f), 1f, ref random));
         // Top-1 is greedy whatever the temperature.
-        Assert.Equal(2, Generator.Sample([0.1f, 0.2f, 3f, -1f], new SamplingOptions(5f, 1), ref random));
+        Assert.Equal(2, sampler.Sample([0.1f, 0.2f, 3f, -1f], new SamplingOptions(5f, 1), 1f, ref random));
         Assert.Throws<ArgumentOutOfRangeException>(() => generator.Generate([9], 1, new SamplingOptions()));
     }
 

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace LoraRuntime.Cpu.Primitives;
 
 /// <summary>
-/// <see cref="Backend.TryDecodeAttention"/> over items (row, head): scores s_j = scale·q·k_j for the row's cached
+/// <see cref="Backend.CachedAttention"/> over items (row, head): scores s_j = scale·q·k_j for the row's cached
 /// positions, the softmax of <see cref="Softmax.Row"/>, and out = Σ_j p_j·v_j, all in one pass over the head's keys
 /// and values while they are in cache. One item is a few microseconds of work, so a batch's rows and heads share out
 /// over the workers in one hand-off instead of a GEMM call per row and stage.

@@ -1,4 +1,4 @@
-namespace LoraRuntime.Layers.Serving;
+namespace LoraRuntime.Layers.Inference;
 
 /// <summary>
 /// A [maxRows, width] pool tensor with cached views of its first n rows: element-wise operations get a view of exactly
