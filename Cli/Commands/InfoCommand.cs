@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using LoraRuntime.Cli.Info;
-using LoraRuntime.Interop;
+using LoraRuntime.Cuda;
 using LoraRuntime.IO;
 using Spectre.Console;
 
@@ -70,7 +70,7 @@ internal static class InfoCommand
         libraries.AddColumn("library");
         libraries.AddColumn("loaded from");
         libraries.AddColumn("tried");
-        foreach (var library in report.Libraries.Where(l => l.Name != CudaLibraryNames.Driver))
+        foreach (var library in report.Libraries.Where(l => l.Name != CudaEnvironment.DriverLibrary))
             libraries.AddRow(Text(library.Name),
                 library.LoadedFrom is { } from ? new Markup($"[green]{Markup.Escape(from)}[/]") : new Markup("[yellow]not found[/]"),
                 Lines(library.Tried, "-"));

@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 using LoraRuntime.Cpu;
-using LoraRuntime.Interop;
+using LoraRuntime.Cuda;
 using LoraRuntime.Memory;
 
 namespace LoraRuntime.Cli.Info;
@@ -11,19 +11,13 @@ internal sealed record DeviceSection(string Requested, string? Chosen, string Re
 /// <summary>Where the library search looked: the folders, and the sources that gave none.</summary>
 internal sealed record SearchSection(IReadOnlyList<string> Folders, IReadOnlyList<string> Notes);
 
-/// <summary>One CUDA library: where it loaded from, or every place tried (beyond the search notes).</summary>
-internal sealed record LibrarySection(string Name, string? LoadedFrom, IReadOnlyList<string> Tried);
-
 /// <summary>The CPU: SIMD features, cores, worker threads, GEMM kernel.</summary>
 internal sealed record CpuSection(IReadOnlyList<string> Features, int VectorBits, int LogicalCores, int WorkerThreads, string GemmKernel);
 
-/// <summary>The CUDA backend when it is the chosen device: its compiler, kernel cache and GEMM paths (null otherwise).</summary>
-internal sealed record CudaBackendSection(string Name, string Nvrtc, string KernelCache, bool GroupedGemm, PoolStats Pool, string? Error = null);
-
 /// <summary>Everything <c>lora info</c> reports.</summary>
 internal sealed record InfoReport(
-    DeviceSection Device, CudaProbeResult Cuda, SearchSection Search, IReadOnlyList<LibrarySection> Libraries,
-    CpuSection Cpu, PoolStats CpuPool, CudaBackendSection? CudaBackend = null)
+    DeviceSection Device, CudaProbeResult Cuda, SearchSection Search, IReadOnlyList<CudaLibraryStatus> Libraries,
+    CpuSection Cpu, PoolStats CpuPool, CudaBackendReport? CudaBackend = null)
 {
     /// <summary>
     /// Probes everything for <paramref name="device"/> (null: <c>LORA_DEVICE</c>, else auto). Never throws for a missing
@@ -32,12 +26,12 @@ internal sealed record InfoReport(
     public static InfoReport Gather(string? device = null)
     {
         DeviceSection section;
-        CudaBackendSection? cudaBackend = null;
+        CudaBackendReport? cudaBackend = null;
         try
         {
             var choice = Devices.Choose(device);
             section = new DeviceSection(choice.RequestSource, choice.Kind.ToString().ToLowerInvariant(), choice.Reason);
-            if (choice.Kind == DeviceKind.Cuda) cudaBackend = DescribeCudaBackend();
+            if (choice.Kind == DeviceKind.Cuda) cudaBackend = CudaEnvironment.DescribeBackend();
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
@@ -47,40 +41,13 @@ internal sealed record InfoReport(
             section = new DeviceSection(requested, null, e.Message);
         }
 
-        var plan = LibrarySearchPlan.FromEnvironment();
-        var libraries = new List<LibrarySection>();
-        foreach (string name in CudaLibraryNames.All)
-        {
-            var result = NativeLibraryResolver.Load(name);
-            libraries.Add(new LibrarySection(name, result.LoadedFrom, result.Tried.Where(t => !plan.Notes.Contains(t)).ToArray()));
-        }
+        var libraries = CudaEnvironment.Libraries();
 
         using var cpu = new CpuBackend();
         var cpuSection = new CpuSection(CpuFeatures.Supported, CpuFeatures.VectorBits, CpuFeatures.LogicalCores,
             CpuFeatures.WorkerThreads, cpu.GemmKernel);
-        return new InfoReport(section, Devices.Probe, new SearchSection(plan.Directories.Select(d => $"{d.Path} ({d.Source})").ToArray(), plan.Notes),
-            libraries, cpuSection, cpu.Pool.Stats, cudaBackend);
-    }
-
-    /// <summary>Starts the CUDA backend once and reads what it runs on.</summary>
-    private static CudaBackendSection DescribeCudaBackend()
-    {
-        try
-        {
-            return StartCudaBackend();
-        }
-        catch (Exception e) when (e is CudaException or CudaLibraryException or InvalidOperationException or DllNotFoundException
-            or EntryPointNotFoundException)
-        {
-            return new CudaBackendSection("cuda:0", "", LoraRuntime.Cuda.KernelCache.Folder, false, default, $"the CUDA backend failed to start: {e.Message}");
-        }
-    }
-
-    private static CudaBackendSection StartCudaBackend()
-    {
-        using var backend = new LoraRuntime.Cuda.CudaBackend();
-        return new CudaBackendSection(backend.Name, LoraRuntime.Cuda.KernelCompiler.IsAvailable(out string nvrtc) ? nvrtc : $"unavailable: {nvrtc}",
-            LoraRuntime.Cuda.KernelCache.Folder, LoraRuntime.Cuda.CudaBackend.GroupedGemmAvailable, backend.Pool.Stats);
+        return new InfoReport(section, Devices.Probe, new SearchSection(libraries.Folders, libraries.Notes), libraries.Libraries, cpuSection,
+            cpu.Pool.Stats, cudaBackend);
     }
 }
 

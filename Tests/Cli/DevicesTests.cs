@@ -1,3 +1,4 @@
+using LoraRuntime.Cuda;
 using LoraRuntime.Cpu;
 using LoraRuntime.Interop;
 using Xunit;

@@ -1,7 +1,8 @@
+using LoraRuntime.Cuda;
 using LoraRuntime.Interop;
 using Xunit;
 
-namespace LoraRuntime.Tests.Interop;
+namespace LoraRuntime.Tests.Cuda;
 
 public sealed class CudaProbeTests
 {

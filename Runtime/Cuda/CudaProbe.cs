@@ -1,6 +1,7 @@
 using System.Text;
+using LoraRuntime.Interop;
 
-namespace LoraRuntime.Interop;
+namespace LoraRuntime.Cuda;
 
 /// <summary>One CUDA device as the driver reports it.</summary>
 /// <param name="Ordinal">The device ordinal (cuDeviceGet).</param>
