@@ -5,20 +5,24 @@ namespace LoraRuntime.Layers;
 
 /// <summary>
 /// y = x Wᵀ + b with W [OC, C] and b [OC]. Frozen when its <see cref="ParameterSet"/> is reserved without
-/// gradients: then backward computes dx only and W, b are never written. LoRA modules (<see cref="LoraLinear"/>)
-/// attach to a Linear, or to a slice of its output rows, and add their deltas inside <see cref="Forward"/>.
-/// A layer named in its set's <see cref="ParameterSet.FactoredRanks"/> is factored: it holds W ≈ U·V as two
-/// rank-K matrices (a compressed model) instead of W.
+/// gradients: then backward computes dx only and W, b are never written. A layer named in its set's
+/// <see cref="ParameterSet.FactoredRanks"/> is factored: it holds W ≈ U·V as two rank-K matrices (a compressed model)
+/// instead of W. The layer computes the base product (<see cref="BaseForward"/>, <see cref="BaseBackward"/>); LoRA
+/// modules (<see cref="LoraLinear"/>) point at the layer they adapt, or at a slice of its output rows, and register
+/// there, and how their deltas join the product — not at all, unmerged, folded into the weight — is a
+/// <see cref="LinearPass"/> chosen once per forward pass. Serving steps run <see cref="Infer"/> against a packed
+/// snapshot of the weight with the adapters folded in.
 /// </summary>
 internal sealed class Linear
 {
     private readonly List<LoraLinear> _adapters = [];
     private readonly Parameter? _weight;
     private readonly LinearFactors? _factors;
-    // dInput and dW, run as one grouped call; or, after a folded pass, every adapter's dA and dInput.
-    private GemmProblem[] _gradients = new GemmProblem[2];
-    private Tensor? _folded; // the effective weight W + Σ s·BA of the last forward pass, when its adapters were folded
-    private Tensor? _foldBuffer; // [OC, C], taken from the pool at the first fold and kept with the parameters
+    private readonly GemmProblem[] _gradients = new GemmProblem[2]; // dInput and dW, run as one grouped call
+    private readonly BasePass _basePass;
+    private DeltaPass? _deltaPass;
+    private FoldedPass? _foldedPass;
+    private LinearPass? _pass; // the last forward pass's, which its backward runs
     private PackedMatrix? _packed; // the inference snapshot: Wᵀ [C, OC] with the applied adapters folded in; or a factored layer's Vᵀ [C, K′]
     private PackedMatrix? _packedU; // a factored layer's Uᵀ [K′, OC]
     private int _packedRank; // K′ = K + the applied adapters' ranks, for a factored layer
@@ -45,6 +49,7 @@ internal sealed class Linear
         }
         else _weight = parameters.Add(name + ".weight", outFeatures, inFeatures);
         Bias = bias ? parameters.Add(name + ".bias", outFeatures) : null;
+        _basePass = new BasePass(this);
     }
 
     /// <summary>The module path ("blocks.0.mlp.fc").</summary>
@@ -90,98 +95,69 @@ internal sealed class Linear
     private Backend Backend => Owner.Backend;
 
     /// <summary>
-    /// output [B, T, OC] = input [B, T, C] · Wᵀ, plus every attached adapter's delta, plus b. The bias comes last so
-    /// that a DoRA adapter can rescale x Wᵀ + ΔW x alone, as PEFT does.
+    /// output [B, T, OC] = input [B, T, C] · Wᵀ, plus every applied adapter's delta, plus b: the pass is chosen here
+    /// (none applied: the base alone; plain LoRA on a frozen weight over enough rows: folded; else unmerged deltas).
     /// </summary>
     public void Forward(Tensor output, Tensor input)
     {
         var (batch, time) = Guard.Sequence(input, nameof(input), InFeatures);
         Guard.Sequence(output, nameof(output), batch, time, OutFeatures, "OC");
-        _folded = Fold(batch * time);
-        // With no delta to add in between (adapters folded, or none applied), the bias rides in the product's epilogue.
-        var weight = _folded ?? (_factors is null && !AnyApplied() ? Weight.Value : null);
-        if (weight is not null)
-        {
-            if (Bias is not null) Backend.MatMulAddBias(output, input, weight, Bias.Value, transB: Transpose.Yes);
-            else Backend.MatMul(output, input, weight, transB: Transpose.Yes);
-            if (_folded is not null)
-                foreach (var adapter in _adapters) adapter.Applied?.ForwardFolded(input);
-            return;
-        }
-        if (_factors is not null) _factors.Forward(output, input, batch, time);
-        else Backend.MatMul(output, input, Weight.Value, transB: Transpose.Yes);
-        foreach (var adapter in _adapters) adapter.AddDelta(output, input);
-        if (Bias is not null) Backend.AddBias(output, output, Bias.Value);
-    }
-
-    /// <summary>
-    /// With a frozen dense weight and plain LoRA adapters, a pass over enough rows runs as one GEMM against the
-    /// effective weight W + Σ s·BA, built here (a copy and a rank-R update per adapter, [OC, C] work), instead of
-    /// the base GEMM plus an expand s·h·Bᵀ per adapter ([rows, OC] work each), and backward's dInput likewise gets
-    /// the adapters' dh·A through that weight. Returns the effective weight, or null to run unfolded (DoRA, dropout,
-    /// a trained or factored base, no delta applied, or rows too few to pay for the copy). The buffer is the layer's
-    /// (one [OC, C] per layer, shared by its adapters), taken from the pool at the first fold.
-    /// </summary>
-    private Tensor? Fold(int rows)
-    {
-        if (_adapters.Count == 0 || _factors is not null || !IsFrozen || (long)rows * (InFeatures + OutFeatures) < 2L * InFeatures * OutFeatures)
-            return null;
-        bool any = false;
-        foreach (var adapter in _adapters)
-        {
-            var applied = adapter.Applied;
-            if (applied is null) continue;
-            if (!applied.Foldable) return null;
-            any = true;
-        }
-        if (!any) return null;
-        // One buffer per layer, whichever adapters apply: passes of one layer never overlap.
-        var weight = Owner.Scratch(ref _foldBuffer, new Shape(OutFeatures, InFeatures));
-        Backend.Copy(weight, Weight.Value);
-        foreach (var adapter in _adapters) adapter.Applied?.FoldInto(weight);
-        return weight;
+        int rows = batch * time;
+        _pass = !AnyApplied() ? _basePass
+            : FoldedPass.Applies(this, rows) ? _foldedPass ??= new FoldedPass(this)
+            : _deltaPass ??= new DeltaPass(this);
+        _pass.Forward(output, input, rows);
     }
 
     /// <summary>The accumulating pass: see the overload.</summary>
     public void Backward(Tensor? dInput, Tensor dOutput, Tensor input) => Backward(dInput, dOutput, input, accumulate: true);
 
     /// <summary>
-    /// Accumulates dInput [B, T, C] += dOutput · W (skipped when <paramref name="dInput"/> is null; stored instead,
-    /// without a zeroing pass, when not <paramref name="accumulate"/>), and, unless frozen,
-    /// dW += dOutputᵀ · input and db += Σ_rows dOutput. Attached adapters run first, in reverse order; a DoRA adapter
-    /// hands on its rescaled output gradient.
+    /// Accumulates dInput [B, T, C] += dOutput · W′ (W′: the weight with the applied adapters; skipped when
+    /// <paramref name="dInput"/> is null; stored instead, without a zeroing pass where it can, when not
+    /// <paramref name="accumulate"/>), the adapters' gradients, and unless frozen dW += dOutputᵀ · input and
+    /// db += Σ_rows dOutput. Runs the pass of the forward pass just before.
     /// </summary>
     public void Backward(Tensor? dInput, Tensor dOutput, Tensor input, bool accumulate)
     {
         var (batch, time) = Guard.Sequence(input, nameof(input), InFeatures);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, OutFeatures, "OC");
         if (dInput is not null) Guard.Sequence(dInput, nameof(dInput), batch, time, InFeatures);
-        var folded = _folded;
-        // Stored rather than accumulated, dInput is written by the base product alone (β = 0) — unless unfolded adapters
-        // or a factored weight add into it first, which then start from zero.
-        if (!accumulate && dInput is not null && (_factors is not null || (folded is null && AnyApplied())))
+        var pass = _pass ?? throw new InvalidOperationException($"{Name}: Backward needs the forward pass of this input just before");
+        pass.Backward(dInput, dOutput, input, batch * time, accumulate);
+    }
+
+    /// <summary>
+    /// The base product alone: output = input · Wᵀ, or (input · Vᵀ) · Uᵀ for a factored weight; with
+    /// <paramref name="withBias"/>, + b (in the GEMM's epilogue for a dense weight).
+    /// </summary>
+    internal void BaseForward(Tensor output, Tensor input, bool withBias)
+    {
+        if (_factors is null)
         {
-            Backend.Fill(dInput, 0f);
-            accumulate = true;
-        }
-        float beta = accumulate ? 1f : 0f;
-        if (folded is not null)
-        {
-            // Each adapter's dB and dh first; then its dA beside the base dInput product, which through the effective
-            // weight already carries every dh · A: one grouped call shares the small products out with the large one.
-            int products = 0;
-            for (int i = _adapters.Count - 1; i >= 0; i--)
-                if (_adapters[i].Applied is { } applied) _gradients[products++] = applied.BackwardFolded(dOutput, input);
-            if (dInput is not null)
-                _gradients[products++] = new GemmProblem(dInput, dOutput, folded, batch * time, InFeatures, OutFeatures, beta: beta);
-            Backend.GemmGrouped(_gradients.AsSpan(0, products));
-            _gradients.AsSpan().Clear(); // no tensor kept alive past the call
+            ProductForward(output, input, Weight.Value, withBias);
             return;
         }
-        for (int i = _adapters.Count - 1; i >= 0; i--) dOutput = _adapters[i].BackwardDelta(dInput, dOutput, input);
+        _factors.Forward(output, input, input.Shape[0], input.Shape[1]);
+        if (withBias && Bias is not null) Backend.AddBias(output, output, Bias.Value);
+    }
+
+    /// <summary>output = input · <paramref name="weight"/>ᵀ [OC, C], with <paramref name="withBias"/> + b in the GEMM's epilogue.</summary>
+    internal void ProductForward(Tensor output, Tensor input, Tensor weight, bool withBias)
+    {
+        if (withBias && Bias is not null) Backend.MatMulAddBias(output, input, weight, Bias.Value, transB: Transpose.Yes);
+        else Backend.MatMul(output, input, weight, transB: Transpose.Yes);
+    }
+
+    /// <summary>
+    /// The base product's gradients: dInput = β·dInput + dOutput · W (or through U and V); unless frozen,
+    /// dW += dOutputᵀ · input (dU, dV for a factored weight) and db += Σ_rows dOutput.
+    /// </summary>
+    internal void BaseBackward(Tensor? dInput, Tensor dOutput, Tensor input, int rows, float beta)
+    {
         if (_factors is not null)
         {
-            _factors.Backward(dInput, dOutput, input, batch, time, IsFrozen);
+            _factors.Backward(dInput, dOutput, input, input.Shape[0], input.Shape[1], IsFrozen, beta);
             if (!IsFrozen && Bias is not null) Backend.BiasBackward(Bias.Gradient, dOutput);
             return;
         }
@@ -190,8 +166,8 @@ internal sealed class Linear
             if (dInput is not null) Backend.MatMul(dInput, dOutput, Weight.Value, beta: beta);
             return;
         }
-        // dInput += dOutput · W and dW += dOutputᵀ · input are independent: one grouped call shares both out over the threads.
-        int rows = batch * time, count = 0;
+        // dInput and dW are independent: one grouped call shares both out over the threads.
+        int count = 0;
         if (dInput is not null)
             _gradients[count++] = new GemmProblem(dInput, dOutput, Weight.Value, rows, InFeatures, OutFeatures, beta: beta);
         _gradients[count++] = new GemmProblem(Weight.Gradient!, dOutput, input, OutFeatures, InFeatures, rows, Transpose.Yes, beta: 1f);
@@ -312,15 +288,11 @@ internal sealed class Linear
         return false;
     }
 
-    /// <summary>True when the last forward pass ran against the folded effective weight (see <see cref="Fold"/>).</summary>
-    internal bool LastForwardFolded => _folded is not null;
+    /// <summary>True when the last forward pass ran against the folded effective weight (see <see cref="FoldedPass"/>).</summary>
+    internal bool LastForwardFolded => _pass is FoldedPass;
 
     /// <summary>Registers a LoRA module; called by <see cref="LoraLinear"/>'s constructor.</summary>
-    internal void Attach(LoraLinear adapter)
-    {
-        _adapters.Add(adapter);
-        if (_gradients.Length < _adapters.Count + 1) _gradients = new GemmProblem[_adapters.Count + 1];
-    }
+    internal void Attach(LoraLinear adapter) => _adapters.Add(adapter);
 
     /// <summary>Unregisters a LoRA module that never received an adapter.</summary>
     internal void Detach(LoraLinear adapter) => _adapters.Remove(adapter);

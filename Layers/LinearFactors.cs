@@ -43,14 +43,14 @@ internal sealed class LinearFactors
     }
 
     /// <summary>
-    /// dh = dOutput · U; dInput += dh · V (when given); unless frozen, dU += dOutputᵀ · h and dV += dhᵀ · input.
+    /// dh = dOutput · U; dInput = β·dInput + dh · V (when given); unless frozen, dU += dOutputᵀ · h and dV += dhᵀ · input.
     /// Needs the forward pass of this input just before (h is kept from it).
     /// </summary>
-    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input, int batch, int time, bool frozen)
+    public void Backward(Tensor? dInput, Tensor dOutput, Tensor input, int batch, int time, bool frozen, float beta = 1f)
     {
         Tensor h = _h.For(batch, time), dh = _dh.For(batch, time);
         Backend.MatMul(dh, dOutput, U.Value);
-        if (dInput is not null) Backend.MatMul(dInput, dh, V.Value, beta: 1f);
+        if (dInput is not null) Backend.MatMul(dInput, dh, V.Value, beta: beta);
         if (frozen) return;
         Backend.MatMul(U.Gradient, dOutput, h, transA: Transpose.Yes, beta: 1f);
         Backend.MatMul(V.Gradient, dh, input, transA: Transpose.Yes, beta: 1f);
