@@ -2,47 +2,71 @@ namespace LoraRuntime.Layers;
 
 /// <summary>
 /// What full and low-rank attention share: the fused QKV projection and its split into heads, and the merge of
-/// the heads' outputs into the output projection, with their activations and gradients.
-/// Shapes: qkv [B, T, 3C]; q, k, v, y heads [B, NH, T, HS]; y [B, T, C].
+/// the heads' outputs into the output projection, with their activations and gradients. q has NH heads, k and v KVH
+/// each (grouped-query attention when KVH &lt; NH), every head HS wide (C / NH unless given).
+/// Shapes: qkv [B, T, (NH + 2·KVH)·HS]; q, y heads [B, NH, T, HS]; k, v heads [B, KVH, T, HS]; y [B, T, NH·HS].
 /// </summary>
 internal sealed class AttentionHeads
 {
     private readonly ActivationBuffer _qkv, _q, _k, _v, _yHeads, _y;
     private readonly ActivationBuffer _dQkv, _dq, _dk, _dv, _dyHeads, _dy;
 
-    public AttentionHeads(ParameterSet parameters, Activations activations, string name, int channels, int heads)
+    public AttentionHeads(ParameterSet parameters, Activations activations, string name, int channels, int heads, int? kvHeads = null,
+        int? headSize = null, bool qkvBias = true, bool outputBias = true)
     {
         ArgumentNullException.ThrowIfNull(activations);
         Guard.Positive(channels, nameof(channels));
         Guard.Positive(heads, nameof(heads));
-        if (channels % heads != 0)
+        if (headSize is null && channels % heads != 0)
             throw new ArgumentException($"heads: C = {channels} must be a multiple of the number of heads NH; got NH = {heads}", nameof(heads));
+        int kvh = kvHeads ?? heads, hs = headSize ?? channels / heads;
+        Guard.Positive(hs, nameof(headSize));
+        if (kvh < 1 || heads % kvh != 0)
+            throw new ArgumentException($"kvHeads: expected KVH ≥ 1 dividing NH = {heads}; got {kvh}", nameof(kvHeads));
         Channels = channels;
         HeadCount = heads;
-        HeadSize = channels / heads;
+        KvHeadCount = kvh;
+        HeadSize = hs;
         ScoreScale = 1 / MathF.Sqrt(HeadSize);
-        Qkv = new Linear(parameters, name + ".qkv", channels, 3 * channels, activations: activations);
-        Out = new Linear(parameters, name + ".o", channels, channels, activations: activations);
-        int hs = HeadSize;
-        Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels), fused = (b, t) => new Shape(b, t, 3 * channels);
-        Func<int, int, Shape> split = (b, t) => new Shape(b, heads, t, hs);
+        int qWidth = QueryWidth, width = QkvWidth;
+        Qkv = new Linear(parameters, name + ".qkv", channels, width, qkvBias, activations);
+        Out = new Linear(parameters, name + ".o", qWidth, channels, outputBias, activations);
+        Func<int, int, Shape> rows = (b, t) => new Shape(b, t, qWidth), fused = (b, t) => new Shape(b, t, width);
+        Func<int, int, Shape> split = (b, t) => new Shape(b, heads, t, hs), kvSplit = (b, t) => new Shape(b, kvh, t, hs);
         _qkv = activations.Add(name + ".qkv.out", fused);
         _q = activations.Add(name + ".q", split);
-        _k = activations.Add(name + ".k", split);
-        _v = activations.Add(name + ".v", split);
+        _k = activations.Add(name + ".k", kvSplit);
+        _v = activations.Add(name + ".v", kvSplit);
         _yHeads = activations.Add(name + ".y.heads", split);
         _y = activations.Add(name + ".y", rows);
         _dQkv = activations.AddGradient(name + ".qkv.dout", fused);
         _dq = activations.AddGradient(name + ".dq", split);
-        _dk = activations.AddGradient(name + ".dk", split);
-        _dv = activations.AddGradient(name + ".dv", split);
+        _dk = activations.AddGradient(name + ".dk", kvSplit);
+        _dv = activations.AddGradient(name + ".dv", kvSplit);
         _dyHeads = activations.AddGradient(name + ".dy.heads", split);
         _dy = activations.AddGradient(name + ".dy", rows);
     }
 
+    /// <summary>C, the model's width (the projections' input and the output's).</summary>
     public int Channels { get; }
+
+    /// <summary>NH.</summary>
     public int HeadCount { get; }
+
+    /// <summary>KVH.</summary>
+    public int KvHeadCount { get; }
+
+    /// <summary>HS.</summary>
     public int HeadSize { get; }
+
+    /// <summary>NH·HS: q's width, and y's.</summary>
+    public int QueryWidth => HeadCount * HeadSize;
+
+    /// <summary>KVH·HS: k's width, and v's.</summary>
+    public int KeyValueWidth => KvHeadCount * HeadSize;
+
+    /// <summary>(NH + 2·KVH)·HS: a packed qkv row.</summary>
+    public int QkvWidth => QueryWidth + 2 * KeyValueWidth;
 
     /// <summary>1/√HS, the scale of the attention scores.</summary>
     public float ScoreScale { get; }
@@ -72,8 +96,8 @@ internal sealed class AttentionHeads
         Tensor qkv = _qkv.For(batch, time);
         var (q, k, v) = Split(batch, time);
         Backend.SplitHeads(q, qkv, 0);
-        Backend.SplitHeads(k, qkv, Channels);
-        Backend.SplitHeads(v, qkv, 2 * Channels);
+        Backend.SplitHeads(k, qkv, QueryWidth);
+        Backend.SplitHeads(v, qkv, QueryWidth + KeyValueWidth);
         return (q, k, v);
     }
 
@@ -168,8 +192,8 @@ internal sealed class AttentionHeads
         {
             var (dq, dk, dv) = SplitGradients(batch, time);
             Backend.MergeHeads(dQkv, dq, 0);
-            Backend.MergeHeads(dQkv, dk, Channels);
-            Backend.MergeHeads(dQkv, dv, 2 * Channels);
+            Backend.MergeHeads(dQkv, dk, QueryWidth);
+            Backend.MergeHeads(dQkv, dv, QueryWidth + KeyValueWidth);
         }
         Qkv.Backward(dInput, dQkv, input, accumulate);
     }

@@ -3,27 +3,34 @@ using LoraRuntime.Layers.Inference;
 namespace LoraRuntime.Layers;
 
 /// <summary>
-/// Multi-head causal self-attention with a fused QKV projection, as GPT-2 has it:
-/// qkv = x W_qkvᵀ + b (W_qkv [3C, C], rows q | k | v), heads of size HS = C / NH, att = softmax(q kᵀ / √HS) with
-/// a causal mask, y = att v, output = y W_oᵀ + b_o. Training scores and probabilities take B·NH·T² floats: O(T²).
-/// The same layer serves a step over a KV cache (<see cref="Infer"/>): its keys and values go to the cache's layer
-/// <see cref="Layer"/> and every query attends its own sequence's cached positions.
+/// Causal self-attention with a fused QKV projection: qkv = x W_qkvᵀ (+ b) with W_qkv [(NH + 2·KVH)·HS, C], rows
+/// q | k | v (GPT-2's c_attn when KVH = NH and HS = C / NH; Llama's q_proj, k_proj, v_proj stacked); with rotary
+/// positions, q and k are rotated at their positions; att = softmax(q kᵀ / √HS) with a causal mask, query head h
+/// reading key/value head h / (NH / KVH); y = att v; output = y W_oᵀ (+ b_o). Training scores and probabilities take
+/// B·NH·T² floats: O(T²). The same layer serves a step over a KV cache (<see cref="Infer"/>): its (rotated) keys and
+/// values go to the cache's layer <see cref="Layer"/> and every query attends its own sequence's cached positions.
 /// </summary>
 internal sealed class CausalSelfAttention
 {
     private readonly Activations _activations;
     private readonly AttentionHeads _heads;
     private readonly ActivationBuffer _att, _dAtt, _dScores;
+    private readonly RotaryTables? _rotary;
 
-    /// <summary>Declares the projections "<paramref name="name"/>.qkv" and ".o" and the activations; <paramref name="layer"/> is the block's index.</summary>
-    public CausalSelfAttention(ParameterSet parameters, Activations activations, string name, int channels, int heads, int layer = 0)
+    /// <summary>
+    /// Declares the projections "<paramref name="name"/>.qkv" and ".o" and the activations; <paramref name="layer"/> is
+    /// the block's index; <paramref name="rotary"/> (the model's tables) rotates q and k, whose positions it holds.
+    /// </summary>
+    public CausalSelfAttention(ParameterSet parameters, Activations activations, string name, int channels, int heads, int layer = 0,
+        int? kvHeads = null, int? headSize = null, bool qkvBias = true, bool outputBias = true, RotaryTables? rotary = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentOutOfRangeException.ThrowIfNegative(layer);
         _activations = activations;
         Name = name;
         Layer = layer;
-        _heads = new AttentionHeads(parameters, activations, name, channels, heads);
+        _rotary = rotary;
+        _heads = new AttentionHeads(parameters, activations, name, channels, heads, kvHeads, headSize, qkvBias, outputBias);
         _att = activations.Add(name + ".att", (b, t) => new Shape(b, heads, t, t));
         _dAtt = activations.AddGradient(name + ".datt", (b, t) => new Shape(b, heads, t, t));
         _dScores = activations.AddGradient(name + ".dscores", (b, t) => new Shape(b, heads, t, t));
@@ -41,13 +48,22 @@ internal sealed class CausalSelfAttention
     /// <summary>NH.</summary>
     public int HeadCount => _heads.HeadCount;
 
-    /// <summary>HS = C / NH.</summary>
+    /// <summary>KVH.</summary>
+    public int KvHeadCount => _heads.KvHeadCount;
+
+    /// <summary>HS.</summary>
     public int HeadSize => _heads.HeadSize;
 
-    /// <summary>The fused projection [3C, C]: rows [0, C) make q, [C, 2C) k, [2C, 3C) v.</summary>
+    /// <summary>NH·HS, q's width; KVH·HS, k's and v's.</summary>
+    public int QueryWidth => _heads.QueryWidth;
+
+    /// <inheritdoc cref="QueryWidth"/>
+    public int KeyValueWidth => _heads.KeyValueWidth;
+
+    /// <summary>The fused projection [(NH + 2·KVH)·HS, C]: rows [0, NH·HS) make q, then KVH·HS each k and v.</summary>
     public Linear Qkv => _heads.Qkv;
 
-    /// <summary>The output projection [C, C].</summary>
+    /// <summary>The output projection [C, NH·HS].</summary>
     public Linear Out => _heads.Out;
 
     private Backend Backend => _heads.Backend;
@@ -57,8 +73,10 @@ internal sealed class CausalSelfAttention
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Tensor qkv = _heads.ProjectQkv(input, batch, time);
+        // q and k rotated at their positions (the first NH + KVH heads of each row), in place.
+        _rotary?.Apply(qkv, _rotary.Positions(batch, time), HeadCount + KvHeadCount, HeadSize);
         // att [T, T] = causal softmax(q kᵀ / √HS), y = att v, the heads merged into y's rows.
-        Backend.CausalSelfAttentionForward(_heads.OutputRows(batch, time), _att.For(batch, time), qkv, HeadCount, _heads.ScoreScale,
+        Backend.CausalSelfAttentionForward(_heads.OutputRows(batch, time), _att.For(batch, time), qkv, HeadCount, KvHeadCount, _heads.ScoreScale,
             _heads.Scratch(batch, time));
         _heads.ForwardOut(output, batch, time, merged: true);
     }
@@ -75,8 +93,12 @@ internal sealed class CausalSelfAttention
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Guard.Sequence(dOutput, nameof(dOutput), batch, time, Channels);
         Tensor dy = _heads.BackwardOut(dOutput, batch, time, split: false);
-        Backend.CausalSelfAttentionBackward(_heads.QkvGradient(batch, time), _dScores.For(batch, time), dy, _heads.QkvRows(batch, time),
-            _att.For(batch, time), HeadCount, _heads.ScoreScale, _heads.Scratch(batch, time), _heads.GradientScratch(batch, time, _dAtt.For(batch, time)));
+        Tensor dQkv = _heads.QkvGradient(batch, time);
+        Backend.CausalSelfAttentionBackward(dQkv, _dScores.For(batch, time), dy, _heads.QkvRows(batch, time),
+            _att.For(batch, time), HeadCount, KvHeadCount, _heads.ScoreScale, _heads.Scratch(batch, time),
+            _heads.GradientScratch(batch, time, _dAtt.For(batch, time)));
+        // The rotation is orthogonal: its backward pass rotates dq and dk back.
+        _rotary?.Apply(dQkv, _rotary.Positions(batch, time), HeadCount + KvHeadCount, HeadSize, inverse: true);
         _heads.BackwardQkv(dInput, input, batch, time, merged: true, accumulate: accumulate);
     }
 
@@ -88,23 +110,24 @@ internal sealed class CausalSelfAttention
     public void Infer(InferenceStep step, RowBuffer output, RowBuffer input)
     {
         var cache = step.Cache;
-        int c = Channels, n = 0;
+        int q = QueryWidth, kv = KeyValueWidth, width = _heads.QkvWidth, n = 0;
         Qkv.Infer(step, step.Qkv, input);
+        _rotary?.Apply(step.Qkv.Rows(step.Tokens), step.Positions.Rows(step.Tokens), HeadCount + KvHeadCount, HeadSize);
         Tensor qkv = step.Qkv.Block;
         var rows = step.AttentionRows;
         foreach (var s in step.Sequences)
         {
             long keys = cache.Offset(Layer, 0, s.Slot), values = cache.Offset(Layer, 1, s.Slot);
-            long qkvRow = (long)s.TokenStart * 3 * c;
-            Backend.CopyRows(cache.Values, keys + (long)s.Start * c, c, qkv, qkvRow + c, 3 * c, s.Count, c);
-            Backend.CopyRows(cache.Values, values + (long)s.Start * c, c, qkv, qkvRow + 2 * c, 3 * c, s.Count, c);
+            long qkvRow = (long)s.TokenStart * width;
+            Backend.CopyRows(cache.Values, keys + (long)s.Start * kv, kv, qkv, qkvRow + q, width, s.Count, kv);
+            Backend.CopyRows(cache.Values, values + (long)s.Start * kv, kv, qkv, qkvRow + q + kv, width, s.Count, kv);
             for (int t = 0; t < s.Count; t++)
             {
                 long token = s.TokenStart + t;
-                rows[n++] = new DecodeAttentionRow(token * 3 * c, token * c, keys, values, s.Start + t + 1);
+                rows[n++] = new DecodeAttentionRow(token * width, token * q, keys, values, s.Start + t + 1);
             }
         }
-        Backend.CachedAttention(step.Y.Block, qkv, cache.Values, c, rows.AsSpan(0, n), HeadCount, HeadSize, _heads.ScoreScale, step.Scores);
+        Backend.CachedAttention(step.Y.Block, qkv, cache.Values, kv, rows.AsSpan(0, n), HeadCount, KvHeadCount, HeadSize, _heads.ScoreScale, step.Scores);
         Out.Infer(step, output, step.Y);
     }
 }

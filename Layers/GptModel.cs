@@ -2,50 +2,10 @@ using LoraRuntime.Layers.Inference;
 
 namespace LoraRuntime.Layers;
 
-/// <summary>The shape of a GPT: vocabulary V, L blocks of NH heads over C channels, context T ≤ BlockSize.</summary>
-/// <param name="Vocabulary">V.</param>
-/// <param name="Layers">L.</param>
-/// <param name="Heads">NH; must divide <paramref name="Channels"/>.</param>
-/// <param name="Channels">C.</param>
-/// <param name="BlockSize">The longest context (rows of the position embedding).</param>
-/// <param name="LayerNormEpsilon">ε of every layer norm (GPT-2's <c>layer_norm_epsilon</c>, 1e-5).</param>
-public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, int Channels = 128, int BlockSize = 64, float LayerNormEpsilon = 1e-5f)
-{
-    /// <summary>
-    /// The linear layers held as two rank-K factors (a model compressed by <c>lora compress</c>), by module path
-    /// ("blocks.0.mlp.fc") with their K; empty for a dense model.
-    /// </summary>
-    public IReadOnlyDictionary<string, int> FactoredRanks { get; init; } = new Dictionary<string, int>();
-
-    /// <summary>Equal shapes: the fields, and the factored ranks by content (a record compares the dictionary by reference).</summary>
-    public bool Equals(GptConfig? other) =>
-        other is not null && Vocabulary == other.Vocabulary && Layers == other.Layers && Heads == other.Heads && Channels == other.Channels
-        && BlockSize == other.BlockSize && LayerNormEpsilon.Equals(other.LayerNormEpsilon) && FactoredRanks.Count == other.FactoredRanks.Count
-        && FactoredRanks.All(kv => other.FactoredRanks.TryGetValue(kv.Key, out int rank) && rank == kv.Value);
-
-    /// <inheritdoc/>
-    public override int GetHashCode() => HashCode.Combine(Vocabulary, Layers, Heads, Channels, BlockSize, LayerNormEpsilon, FactoredRanks.Count);
-
-    /// <summary>Throws an <see cref="ArgumentException"/> naming the first inconsistent field.</summary>
-    public void Validate()
-    {
-        Guard.Positive(Vocabulary, nameof(Vocabulary));
-        Guard.Positive(Layers, nameof(Layers));
-        Guard.Positive(Heads, nameof(Heads));
-        Guard.Positive(Channels, nameof(Channels));
-        Guard.Positive(BlockSize, nameof(BlockSize));
-        if (Channels % Heads != 0)
-            throw new ArgumentException($"{nameof(Channels)} = {Channels} must be a multiple of {nameof(Heads)} = {Heads}", nameof(Channels));
-        if (!(LayerNormEpsilon > 0) || !float.IsFinite(LayerNormEpsilon))
-            throw new ArgumentOutOfRangeException(nameof(LayerNormEpsilon), LayerNormEpsilon, $"{nameof(LayerNormEpsilon)}: expected a finite value > 0");
-        foreach (var (layer, rank) in FactoredRanks)
-            if (rank < 1) throw new ArgumentException($"{nameof(FactoredRanks)}: the rank K of {layer} must be ≥ 1; got {rank}", nameof(FactoredRanks));
-    }
-}
-
 /// <summary>
-/// A GPT (llm.c's GPT-2 without dropout): token and position embeddings, a <see cref="TransformerStack"/> of pre-LN
-/// blocks, a final layer norm, and an LM head tied to the token embedding. Parameters and gradients are each one
+/// A decoder-only transformer (llm.c's GPT-2 without dropout, or a Llama-family model, as its <see cref="GptConfig"/>
+/// says): a token embedding, a learned position embedding or rotary tables, a <see cref="TransformerStack"/> of pre-norm
+/// blocks, a final norm, and an LM head tied to the token embedding or its own. Parameters and gradients are each one
 /// reservation (<see cref="ParameterSet"/>), activations another (<see cref="Activations"/>), all taken at
 /// construction for a maximum batch and <see cref="GptConfig.BlockSize"/>: a training step at a steady shape
 /// allocates nothing. A model built with <c>training: false</c>, or whose parameters are frozen for LoRA, writes no
@@ -55,14 +15,12 @@ internal sealed class GptModel : ILinearHost, IDisposable
 {
     private readonly ActivationBuffer _tok, _pos, _x0, _h, _ln, _logits, _probs, _losses;
     private readonly ActivationBuffer _dLosses, _dLogits, _dLn, _dH, _dX0;
-    private readonly Tensor _positionIds; // [maxB·T] int32: 0..T−1 per row, refilled when (B, T) change
-    private readonly int[] _hostPositions;
+    private readonly TrainingPositions _positions;
+    private readonly RotaryTables? _rotary;
     private readonly float[] _hostLosses;
-    private readonly GemmProblem[] _headGradients = new GemmProblem[2]; // dLn and the tied table's gradient, one grouped call
-    private Tensor? _positionView;
-    private int _positionBatch, _positionTime;
+    private readonly GemmProblem[] _headGradients = new GemmProblem[2]; // dLn and the head's gradient, one grouped call
     private Tensor? _lastIds, _lastTargets;
-    private PackedMatrix? _head; // the inference snapshot of the tied head: wteᵀ [C, V]
+    private PackedMatrix? _head; // the inference snapshot of the head: Wᵀ [C, V]
 
     /// <summary>
     /// Declares and reserves a model for batches of up to <paramref name="maxBatch"/> sequences. With
@@ -83,15 +41,18 @@ internal sealed class GptModel : ILinearHost, IDisposable
         Activations = new Activations(backend, maxBatch, config.BlockSize, training);
         try
         {
+            _positions = new TrainingPositions(backend, maxBatch, config.BlockSize);
             TokenEmbedding = new Embedding(Parameters, "wte", v, c);
-            PositionEmbedding = new Embedding(Parameters, "wpe", config.BlockSize, c);
-            Stack = new TransformerStack(Parameters, Activations, config.Layers, c, config.Heads, config.LayerNormEpsilon);
-            FinalNorm = new LayerNorm(Parameters, Activations, "ln_f", c, config.LayerNormEpsilon);
+            if (config.Rotary is { } rotary) _rotary = new RotaryTables(backend, rotary, config.HeadDim, config.BlockSize, _positions);
+            else PositionEmbedding = new Embedding(Parameters, "wpe", config.BlockSize, c);
+            Stack = new TransformerStack(Parameters, Activations, config, _rotary);
+            FinalNorm = INorm.Create(config.Norm, Parameters, Activations, "ln_f", c, config.LayerNormEpsilon);
+            HeadWeight = config.TiedHead ? TokenEmbedding.Table : Parameters.Add("lm_head.weight", v, c);
             foreach (string layer in config.FactoredRanks.Keys)
                 if (!Stack.LinearTargets.Any(t => t.Path == layer && !t.IsSlice))
                     throw new ArgumentException(
                         $"config: FactoredRanks names '{layer}', which is not a linear layer of the model (e.g. {Stack.LinearTargets.First().Path})", nameof(config));
-            Linears = Stack.Blocks.SelectMany(b => new[] { b.Attention.Qkv, b.Attention.Out, b.Mlp.Fc, b.Mlp.Proj }).ToArray();
+            Linears = Stack.Blocks.SelectMany(b => b.Linears).ToArray();
             for (int i = 0; i < Linears.Count; i++) Linears[i].Index = i;
             MaxModulesPerLinear = Stack.LinearTargets.GroupBy(t => t.Linear).Max(g => g.Count());
             Func<int, int, Shape> rows = (b, t) => new Shape(b, t, c);
@@ -112,8 +73,6 @@ internal sealed class GptModel : ILinearHost, IDisposable
             _dX0 = Activations.AddGradient("embeddings.dout", rows);
             Parameters.Reserve(withGradients: trainParameters);
             Activations.Reserve();
-            _positionIds = backend.Allocate(DType.I32, new Shape(maxBatch * config.BlockSize));
-            _hostPositions = new int[maxBatch * config.BlockSize];
             _hostLosses = new float[maxBatch * config.BlockSize];
         }
         catch
@@ -135,14 +94,17 @@ internal sealed class GptModel : ILinearHost, IDisposable
     /// <summary>The token embedding [V, C], also the LM head.</summary>
     public Embedding TokenEmbedding { get; }
 
-    /// <summary>The position embedding [BlockSize, C].</summary>
-    public Embedding PositionEmbedding { get; }
+    /// <summary>The learned position embedding [BlockSize, C]; null with rotary positions.</summary>
+    public Embedding? PositionEmbedding { get; }
+
+    /// <summary>The output head [V, C]: the token embedding's table when tied, else "lm_head.weight".</summary>
+    public Parameter HeadWeight { get; }
 
     /// <summary>The transformer blocks.</summary>
     public TransformerStack Stack { get; }
 
-    /// <summary>The final layer norm.</summary>
-    public LayerNorm FinalNorm { get; }
+    /// <summary>The final norm.</summary>
+    public INorm FinalNorm { get; }
 
     /// <inheritdoc/>
     public IEnumerable<LinearTarget> LinearTargets => Stack.LinearTargets;
@@ -164,8 +126,8 @@ internal sealed class GptModel : ILinearHost, IDisposable
     {
         Stack.Initialize(seed, scaleResidual);
         FinalNorm.InitializeDefaults();
-        foreach (var table in new[] { TokenEmbedding.Table, PositionEmbedding.Table })
-            table.Value.CopyFrom(CounterRandom.Normal(CounterRandom.Seed(seed, table.Name), table.Shape.Length, 0.02));
+        foreach (var table in new[] { TokenEmbedding.Table, PositionEmbedding?.Table, Config.TiedHead ? null : HeadWeight })
+            table?.Value.CopyFrom(CounterRandom.Normal(CounterRandom.Seed(seed, table.Name), table.Shape.Length, 0.02));
     }
 
     /// <summary>
@@ -183,14 +145,19 @@ internal sealed class GptModel : ILinearHost, IDisposable
                 throw new ArgumentException($"targets: expected [B, T] = [{batch}, {time}] to match ids; got {targets.Shape}", nameof(targets));
         }
         var backend = Backend;
-        Tensor tok = _tok.For(batch, time), pos = _pos.For(batch, time), x0 = _x0.For(batch, time);
-        TokenEmbedding.Forward(tok, ids);
-        PositionEmbedding.Forward(pos, PositionIds(batch, time));
-        backend.Add(x0, tok, pos);
+        Tensor x0 = _x0.For(batch, time);
+        if (PositionEmbedding is null) TokenEmbedding.Forward(x0, ids); // rotary positions act inside attention
+        else
+        {
+            Tensor tok = _tok.For(batch, time), pos = _pos.For(batch, time);
+            TokenEmbedding.Forward(tok, ids);
+            PositionEmbedding.Forward(pos, _positions.For(batch, time));
+            backend.Add(x0, tok, pos);
+        }
         Tensor h = _h.For(batch, time), ln = _ln.For(batch, time), logits = _logits.For(batch, time);
         Stack.Forward(h, x0);
         FinalNorm.Forward(ln, h);
-        backend.MatMul(logits, ln, TokenEmbedding.Table.Value, transB: Transpose.Yes);
+        backend.MatMul(logits, ln, HeadWeight.Value, transB: Transpose.Yes);
         _lastIds = ids;
         _lastTargets = targets;
         if (targets is null) return float.NaN;
@@ -224,19 +191,19 @@ internal sealed class GptModel : ILinearHost, IDisposable
         backend.Fill(dLosses, 1f / (batch * time));
         backend.Fill(dLogits, 0f);
         backend.CrossEntropyBackward(dLogits, dLosses, _probs.For(batch, time), _lastTargets);
-        // Tied head: logits = ln · wteᵀ.
+        // The head: logits = ln · Wᵀ (W the token embedding's table when tied).
         Tensor ln = _ln.For(batch, time), dLn = _dLn.For(batch, time);
         int rows = batch * time, vocab = Config.Vocabulary, channels = Config.Channels, count = 0;
-        _headGradients[count++] = new GemmProblem(dLn, dLogits, TokenEmbedding.Table.Value, rows, channels, vocab);
-        if (TokenEmbedding.Table.HasGradient)
-            _headGradients[count++] = new GemmProblem(TokenEmbedding.Table.Gradient, dLogits, ln, vocab, channels, rows, Transpose.Yes, beta: 1f);
+        _headGradients[count++] = new GemmProblem(dLn, dLogits, HeadWeight.Value, rows, channels, vocab);
+        if (HeadWeight.HasGradient)
+            _headGradients[count++] = new GemmProblem(HeadWeight.Gradient, dLogits, ln, vocab, channels, rows, Transpose.Yes, beta: 1f);
         backend.GemmGrouped(_headGradients.AsSpan(0, count));
         _headGradients.AsSpan().Clear(); // no tensor kept alive past the call
         Tensor dH = _dH.For(batch, time);
         backend.Fill(dH, 0f);
         FinalNorm.Backward(dH, dLn, _h.For(batch, time));
         // Frozen embeddings (LoRA fine-tuning) need no input gradient: the first block skips computing it, as autograd would.
-        if (!TokenEmbedding.Table.HasGradient && !PositionEmbedding.Table.HasGradient)
+        if (!TokenEmbedding.Table.HasGradient && PositionEmbedding?.Table.HasGradient != true)
         {
             Stack.Backward(null, dH, _x0.For(batch, time));
             return;
@@ -245,7 +212,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
         backend.Fill(dX0, 0f);
         Stack.Backward(dX0, dH, _x0.For(batch, time));
         TokenEmbedding.Backward(dX0, _lastIds);
-        PositionEmbedding.Backward(dX0, PositionIds(batch, time));
+        PositionEmbedding?.Backward(dX0, _positions.For(batch, time));
     }
 
     /// <summary>
@@ -257,8 +224,8 @@ internal sealed class GptModel : ILinearHost, IDisposable
     public void PrepareInference()
     {
         foreach (var linear in Linears) linear.PackForInference();
-        if (_head is null) _head = Backend.PackMatrix(TokenEmbedding.Table.Value, Transpose.Yes);
-        else Backend.Repack(_head, TokenEmbedding.Table.Value, Transpose.Yes);
+        if (_head is null) _head = Backend.PackMatrix(HeadWeight.Value, Transpose.Yes);
+        else Backend.Repack(_head, HeadWeight.Value, Transpose.Yes);
     }
 
     /// <summary>Bytes of the inference snapshot (none before <see cref="PrepareInference"/>).</summary>
@@ -278,8 +245,11 @@ internal sealed class GptModel : ILinearHost, IDisposable
         int n = step.Tokens, m = step.SequenceCount, c = Config.Channels, v = Config.Vocabulary;
         Tensor x = step.X.Rows(n), positions = step.Embedded.Rows(n);
         backend.EmbeddingForward(x, step.Ids.Rows(n), TokenEmbedding.Table.Value);
-        backend.EmbeddingForward(positions, step.Positions.Rows(n), PositionEmbedding.Table.Value);
-        backend.Add(x, x, positions);
+        if (PositionEmbedding is not null)
+        {
+            backend.EmbeddingForward(positions, step.Positions.Rows(n), PositionEmbedding.Table.Value);
+            backend.Add(x, x, positions);
+        }
         var blocks = Stack.Blocks;
         for (int l = 0; l < blocks.Count; l++) blocks[l].Infer(step, step.X); // an indexed loop: no enumerator on the hot path
         foreach (var s in step.Sequences)
@@ -296,7 +266,8 @@ internal sealed class GptModel : ILinearHost, IDisposable
         _head?.Dispose();
         Parameters.Dispose();
         Activations.Dispose();
-        _positionIds?.Dispose();
+        _positions?.Dispose();
+        _rotary?.Dispose();
     }
 
     private (int Batch, int Time) CheckIds(Tensor ids, string name)
@@ -307,17 +278,5 @@ internal sealed class GptModel : ILinearHost, IDisposable
         int batch = ids.Shape[0], time = ids.Shape[1];
         Activations.CheckSize(batch, time, name, ids);
         return (batch, time);
-    }
-
-    /// <summary>The [B, T] ids 0..T−1 of each row, rebuilt only when (B, T) change.</summary>
-    private Tensor PositionIds(int batch, int time)
-    {
-        if (_positionView is not null && batch == _positionBatch && time == _positionTime) return _positionView;
-        var host = _hostPositions.AsSpan(0, batch * time);
-        for (int i = 0; i < host.Length; i++) host[i] = i % time;
-        _positionView = _positionIds.View(0, new Shape(batch, time));
-        Backend.Upload(_positionView, host);
-        (_positionBatch, _positionTime) = (batch, time);
-        return _positionView;
     }
 }

@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers;
 /// Layer normalisation over C: y = (x − mean)·rstd·w + b, rstd = 1/√(var + ε). Keeps mean and rstd [B, T] for
 /// the backward pass.
 /// </summary>
-internal sealed class LayerNorm
+internal sealed class LayerNorm : INorm
 {
     private readonly Activations _activations;
     private readonly ActivationBuffer _mean, _rstd, _discardedWeight, _discardedBias;

@@ -3,8 +3,10 @@ using LoraRuntime.Layers.Inference;
 namespace LoraRuntime.Layers;
 
 /// <summary>
-/// A pre-LN transformer block: r = x + attn(ln1(x)); output = r + mlp(ln2(r)). Names its linear projections for
-/// LoRA: "{name}.attn.qkv" (and its slices q, k, v), ".attn.o", ".mlp.fc", ".mlp.proj".
+/// A pre-norm transformer block: r = x + attn(ln1(x)); output = r + mlp(ln2(r)), its parts as the configuration says
+/// (LayerNorm or RMSNorm; GPT-2's or Llama's MLP; multi-head or grouped-query attention, learned or rotary positions).
+/// Names its linear projections for LoRA: "{name}.attn.qkv" (and its slices q, k, v), ".attn.o", and the MLP's
+/// (".mlp.fc", ".mlp.proj"; or ".mlp.gate_up" with its slices gate and up, and ".mlp.down").
 /// </summary>
 internal sealed class TransformerBlock
 {
@@ -13,19 +15,22 @@ internal sealed class TransformerBlock
     private readonly ActivationBuffer _dLn1, _dResidual, _dLn2;
 
     /// <summary>
-    /// Declares the block's parameters and activations under <paramref name="name"/> ("blocks.0"), its layer norms
-    /// with ε = <paramref name="epsilon"/>.
+    /// Declares block <paramref name="layer"/> of <paramref name="config"/>'s parameters and activations under
+    /// <paramref name="name"/> ("blocks.0"); <paramref name="rotary"/> is the model's tables when its positions are rotary.
     /// </summary>
-    public TransformerBlock(ParameterSet parameters, Activations activations, string name, int channels, int heads, float epsilon = 1e-5f, int layer = 0)
+    public TransformerBlock(ParameterSet parameters, Activations activations, string name, GptConfig config, int layer = 0, RotaryTables? rotary = null)
     {
         ArgumentNullException.ThrowIfNull(activations);
+        ArgumentNullException.ThrowIfNull(config);
         _activations = activations;
         Name = name;
+        int channels = config.Channels;
         Channels = channels;
-        Ln1 = new LayerNorm(parameters, activations, name + ".ln1", channels, epsilon);
-        Attention = new CausalSelfAttention(parameters, activations, name + ".attn", channels, heads, layer);
-        Ln2 = new LayerNorm(parameters, activations, name + ".ln2", channels, epsilon);
-        Mlp = new Mlp(parameters, activations, name + ".mlp", channels);
+        Ln1 = INorm.Create(config.Norm, parameters, activations, name + ".ln1", channels, config.LayerNormEpsilon);
+        Attention = new CausalSelfAttention(parameters, activations, name + ".attn", channels, config.Heads, layer, config.KvHeads, config.HeadDim,
+            config.QkvBias, config.OutputBias, rotary);
+        Ln2 = INorm.Create(config.Norm, parameters, activations, name + ".ln2", channels, config.LayerNormEpsilon);
+        Mlp = IFeedForward.Create(config, parameters, activations, name + ".mlp");
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
         _ln1 = activations.Add(name + ".ln1.out", rows);
         _attn = activations.Add(name + ".attn.out", rows);
@@ -43,17 +48,23 @@ internal sealed class TransformerBlock
     /// <summary>C.</summary>
     public int Channels { get; }
 
-    /// <summary>The first layer norm (before attention).</summary>
-    public LayerNorm Ln1 { get; }
+    /// <summary>The first norm (before attention).</summary>
+    public INorm Ln1 { get; }
 
     /// <summary>The attention.</summary>
     public CausalSelfAttention Attention { get; }
 
-    /// <summary>The second layer norm (before the MLP).</summary>
-    public LayerNorm Ln2 { get; }
+    /// <summary>The second norm (before the MLP).</summary>
+    public INorm Ln2 { get; }
 
     /// <summary>The feed-forward block.</summary>
-    public Mlp Mlp { get; }
+    public IFeedForward Mlp { get; }
+
+    /// <summary>The block's projections in forward order: qkv, o, then the MLP's.</summary>
+    public IEnumerable<Linear> Linears => [Attention.Qkv, Attention.Out, .. Mlp.Linears];
+
+    /// <summary>The projections that write back into the residual stream (GPT-2 scales their initialisation by 1/√(2L)).</summary>
+    public IEnumerable<Linear> ResidualProjections => [Attention.Out, Mlp.Linears[^1]];
 
     /// <summary>The linear projections LoRA can target, by module path.</summary>
     public IEnumerable<LinearTarget> LinearTargets
@@ -61,18 +72,17 @@ internal sealed class TransformerBlock
         get
         {
             var qkv = Attention.Qkv;
-            int c = Channels;
+            int q = Attention.QueryWidth, kv = Attention.KeyValueWidth;
             yield return new LinearTarget(qkv.Name, qkv);
-            yield return new LinearTarget(Name + ".attn.q", qkv, 0, c);
-            yield return new LinearTarget(Name + ".attn.k", qkv, c, c);
-            yield return new LinearTarget(Name + ".attn.v", qkv, 2 * c, c);
+            yield return new LinearTarget(Name + ".attn.q", qkv, 0, q);
+            yield return new LinearTarget(Name + ".attn.k", qkv, q, kv);
+            yield return new LinearTarget(Name + ".attn.v", qkv, q + kv, kv);
             yield return new LinearTarget(Attention.Out.Name, Attention.Out);
-            yield return new LinearTarget(Mlp.Fc.Name, Mlp.Fc);
-            yield return new LinearTarget(Mlp.Proj.Name, Mlp.Proj);
+            foreach (var target in Mlp.LinearTargets) yield return target;
         }
     }
 
-    /// <summary>Layer norms to w = 1, b = 0; the linear layers are left to the caller (see <see cref="TransformerStack"/>).</summary>
+    /// <summary>Norms to w = 1 (b = 0); the linear layers are left to the caller (see <see cref="TransformerStack"/>).</summary>
     internal void InitializeLayerNorms()
     {
         Ln1.InitializeDefaults();

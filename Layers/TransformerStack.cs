@@ -10,12 +10,14 @@ internal sealed class TransformerStack : ILinearHost
     private readonly ActivationBuffer[] _outputs, _dOutputs;
 
     /// <summary>
-    /// Declares <paramref name="layers"/> blocks of width <paramref name="channels"/> and <paramref name="heads"/> heads,
-    /// their layer norms with ε = <paramref name="epsilon"/>.
+    /// Declares <paramref name="config"/>'s L blocks; <paramref name="rotary"/> is the model's tables when its positions
+    /// are rotary.
     /// </summary>
-    public TransformerStack(ParameterSet parameters, Activations activations, int layers, int channels, int heads, float epsilon = 1e-5f)
+    public TransformerStack(ParameterSet parameters, Activations activations, GptConfig config, RotaryTables? rotary = null)
     {
         ArgumentNullException.ThrowIfNull(activations);
+        ArgumentNullException.ThrowIfNull(config);
+        int layers = config.Layers, channels = config.Channels;
         Guard.Positive(layers, nameof(layers));
         Activations = activations;
         Channels = channels;
@@ -25,7 +27,7 @@ internal sealed class TransformerStack : ILinearHost
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
         for (int l = 0; l < layers; l++)
         {
-            _blocks[l] = new TransformerBlock(parameters, activations, $"blocks.{l}", channels, heads, epsilon, l);
+            _blocks[l] = new TransformerBlock(parameters, activations, $"blocks.{l}", config, l, rotary);
             if (l == layers - 1) continue;
             _outputs[l] = activations.Add($"blocks.{l}.out", rows);
             _dOutputs[l] = activations.AddGradient($"blocks.{l}.dout", rows);
@@ -55,9 +57,10 @@ internal sealed class TransformerStack : ILinearHost
         foreach (var block in _blocks)
         {
             block.InitializeLayerNorms();
-            foreach (var linear in new[] { block.Attention.Qkv, block.Attention.Out, block.Mlp.Fc, block.Mlp.Proj })
+            var residuals = block.ResidualProjections.ToArray();
+            foreach (var linear in block.Linears)
             {
-                bool residual = linear == block.Attention.Out || linear == block.Mlp.Proj;
+                bool residual = residuals.Contains(linear);
                 var weight = CounterRandom.Normal(CounterRandom.Seed(seed, linear.Weight.Name), linear.Weight.Shape.Length, residual ? residualStd : 0.02);
                 linear.Weight.Value.CopyFrom(weight);
                 if (linear.Bias is not null) linear.Weight.Owner.Backend.Fill(linear.Bias.Value, 0f);

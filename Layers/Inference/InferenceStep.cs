@@ -32,14 +32,15 @@ internal sealed class InferenceStep : IDisposable
         MaxTokens = maxTokens;
         MaxSequences = cache.Slots;
         var config = model.Config;
-        int n = maxTokens, s = cache.Slots, c = config.Channels;
+        int n = maxTokens, s = cache.Slots, c = config.Channels, hs = config.HeadDim, q = config.Heads * hs, kv = config.KvHeads * hs;
+        int hidden = config.Hidden, fused = config.Mlp == MlpKind.GatedSilu ? 2 * hidden : hidden;
         try
         {
             Ids = Rows(n, 1, DType.I32);
             Positions = Rows(n, 1, DType.I32);
-            (X, Embedded, Ln, Attention, Residual, Mlp, Y) = (Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c));
-            (Mean, Rstd, Qkv) = (Rows(Math.Max(n, s), 1), Rows(Math.Max(n, s), 1), Rows(n, 3 * c));
-            (Hidden, Activated) = (Rows(n, 4 * c), Rows(n, 4 * c));
+            (X, Embedded, Ln, Attention, Residual, Mlp) = (Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c));
+            (Mean, Rstd, Qkv, Y) = (Rows(Math.Max(n, s), 1), Rows(Math.Max(n, s), 1), Rows(n, q + 2 * kv), Rows(n, q));
+            (Hidden, Activated) = (Rows(n, fused), Rows(n, hidden));
             (Last, LastNormed, Logits) = (Rows(s, c), Rows(s, c), Rows(s, config.Vocabulary));
             Scores = Backend.Zeros(DType.F32, new Shape(config.Heads * cache.MaxSequence));
             _owned.Add(Scores);
@@ -89,7 +90,7 @@ internal sealed class InferenceStep : IDisposable
     /// <summary>The residual stream [N, C] that each block updates in place.</summary>
     public RowBuffer X { get; }
 
-    /// <summary>Scratch [N, C]: the position embeddings; each block's norm, attention, residual and MLP outputs; the heads' outputs.</summary>
+    /// <summary>Scratch [N, C]: the position embeddings; each block's norm, attention, residual and MLP outputs.</summary>
     public RowBuffer Embedded { get; }
 
     /// <inheritdoc cref="Embedded"/>
@@ -104,7 +105,7 @@ internal sealed class InferenceStep : IDisposable
     /// <inheritdoc cref="Embedded"/>
     public RowBuffer Mlp { get; }
 
-    /// <inheritdoc cref="Embedded"/>
+    /// <summary>The heads' outputs merged into rows [N, NH·HS].</summary>
     public RowBuffer Y { get; }
 
     /// <summary>A layer norm's per-row statistics [max(N, S)].</summary>
@@ -113,10 +114,10 @@ internal sealed class InferenceStep : IDisposable
     /// <inheritdoc cref="Mean"/>
     public RowBuffer Rstd { get; }
 
-    /// <summary>The attention's packed q | k | v rows [N, 3C].</summary>
+    /// <summary>The attention's packed q | k | v rows [N, (NH + 2·KVH)·HS].</summary>
     public RowBuffer Qkv { get; }
 
-    /// <summary>The MLP's hidden rows [N, 4C], before and after the activation.</summary>
+    /// <summary>The MLP's hidden rows before the activation ([N, I], or [N, 2I] for gate | up) and after it ([N, I]).</summary>
     public RowBuffer Hidden { get; }
 
     /// <inheritdoc cref="Hidden"/>

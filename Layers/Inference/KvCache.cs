@@ -2,7 +2,7 @@ namespace LoraRuntime.Layers.Inference;
 
 /// <summary>
 /// The keys and values of <see cref="Slots"/> sequences of up to <see cref="MaxSequence"/> positions for every
-/// attention layer: one pool tensor [L, 2, S, T, W] (W = NH·HS, the width of a position's keys), taken once. Layer l's
+/// attention layer: one pool tensor [L, 2, S, T, W] (W = KVH·HS, the width of a position's keys), taken once. Layer l's
 /// attention writes its keys (part 0) and values (part 1) at <see cref="Offset"/> and reads every earlier position back.
 /// </summary>
 internal sealed class KvCache : IDisposable

@@ -51,7 +51,7 @@ internal sealed class KvCacheDecoder : IDisposable
         Slots = slots;
         MaxStepTokens = maxStepTokens;
         MaxRank = maxRank;
-        _cache = new KvCache(_model.Parameters.Backend, config.Layers, slots, maxSequence ?? blockSize, config.Channels);
+        _cache = new KvCache(_model.Parameters.Backend, config.Layers, slots, maxSequence ?? blockSize, config.KvHeads * config.HeadDim);
         try
         {
             _step = new InferenceStep(_model, _cache, maxStepTokens, maxRank);

@@ -27,15 +27,15 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <summary>
-    /// Fused per (batch, head) in L1 where AVX-512 is present and HS is a multiple of 16 (<see cref="CausalAttentionForwardOp"/>);
-    /// otherwise the composed default.
+    /// Fused per (batch, head) in L1 where AVX-512 is present, HS is a multiple of 16 and every query head has its own
+    /// key/value head (<see cref="CausalAttentionForwardOp"/>); otherwise the composed default.
     /// </summary>
-    protected override void CausalSelfAttentionForwardCore(Tensor output, Tensor att, Tensor qkv, int batch, int time, int heads, int headSize,
-        float scale, in AttentionScratch scratch)
+    protected override void CausalSelfAttentionForwardCore(Tensor output, Tensor att, Tensor qkv, int batch, int time, int heads, int kvHeads,
+        int headSize, float scale, in AttentionScratch scratch)
     {
-        if (!FusedAttention || !CausalAttentionKernels.Supported(headSize))
+        if (!Fused(heads, kvHeads, headSize))
         {
-            base.CausalSelfAttentionForwardCore(output, att, qkv, batch, time, heads, headSize, scale, scratch);
+            base.CausalSelfAttentionForwardCore(output, att, qkv, batch, time, heads, kvHeads, headSize, scale, scratch);
             return;
         }
         var op = new CausalAttentionForwardOp { Y = F(output), Att = F(att), Qkv = F(qkv), Time = time, Heads = heads, HeadSize = headSize, Scale = scale };
@@ -44,11 +44,11 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>The fused backward pass where the forward pass was fused (the same test of HS); otherwise the composed default.</summary>
     protected override void CausalSelfAttentionBackwardCore(Tensor dQkv, Tensor dScores, Tensor dy, Tensor qkv, Tensor att, int batch, int time,
-        int heads, int headSize, float scale, in AttentionScratch saved, in AttentionGradientScratch gradients)
+        int heads, int kvHeads, int headSize, float scale, in AttentionScratch saved, in AttentionGradientScratch gradients)
     {
-        if (!FusedAttention || !CausalAttentionKernels.Supported(headSize))
+        if (!Fused(heads, kvHeads, headSize))
         {
-            base.CausalSelfAttentionBackwardCore(dQkv, dScores, dy, qkv, att, batch, time, heads, headSize, scale, saved, gradients);
+            base.CausalSelfAttentionBackwardCore(dQkv, dScores, dy, qkv, att, batch, time, heads, kvHeads, headSize, scale, saved, gradients);
             return;
         }
         var op = new CausalAttentionBackwardOp
@@ -58,13 +58,16 @@ public sealed unsafe partial class CpuBackend
         ParallelFor<CausalAttentionBackwardOp>.Run(Workers, op, (long)batch * heads, 4L * time * time * headSize);
     }
 
+    /// <summary>The fused causal kernels' condition (a backward pass makes the same choice as its forward pass).</summary>
+    private bool Fused(int heads, int kvHeads, int headSize) => FusedAttention && heads == kvHeads && CausalAttentionKernels.Supported(headSize);
+
     /// <summary>Fused: each (row, head) in one pass over its cached keys and values (<see cref="DecodeAttentionOp"/>); the scores stay on the stack.</summary>
     protected override void CachedAttentionCore(Tensor output, Tensor queries, Tensor cache, int cacheStride, ReadOnlySpan<DecodeAttentionRow> rows,
-        int heads, int headSize, float scale, int maxLength, Tensor scores)
+        int heads, int kvHeads, int headSize, float scale, int maxLength, Tensor scores)
     {
         if (!FusedAttention)
         {
-            base.CachedAttentionCore(output, queries, cache, cacheStride, rows, heads, headSize, scale, maxLength, scores);
+            base.CachedAttentionCore(output, queries, cache, cacheStride, rows, heads, kvHeads, headSize, scale, maxLength, scores);
             return;
         }
         fixed (DecodeAttentionRow* r = rows)
@@ -72,7 +75,7 @@ public sealed unsafe partial class CpuBackend
             var op = new DecodeAttentionOp
             {
                 Output = F(output), Queries = F(queries), Cache = F(cache), Rows = r, Stride = cacheStride,
-                Heads = heads, HeadSize = headSize, MaxLength = maxLength, Scale = scale,
+                Heads = heads, Group = heads / kvHeads, HeadSize = headSize, MaxLength = maxLength, Scale = scale,
             };
             ParallelFor<DecodeAttentionOp>.Run(Workers, op, (long)rows.Length * heads, 2L * maxLength * headSize);
         }

@@ -15,6 +15,9 @@ internal enum CudaKernel
     Heads,
     FindNonFinite, FindIdOutside,
     WidenF64, ColumnSigns, NarrowF32, DiagonalSigns, QrExtractR,
+    RmsNormForward, RmsNormBackwardInput, RmsNormBackwardWeight,
+    GatedSiluForward, GatedSiluBackward,
+    Rotary,
 }
 
 /// <summary>The kernel table: file and <c>extern "C"</c> name of each <see cref="CudaKernel"/>.</summary>
@@ -56,6 +59,12 @@ internal static class CudaKernels
         CudaKernel.NarrowF32 => ("linalg.cu", "narrow_f32"),
         CudaKernel.DiagonalSigns => ("linalg.cu", "diagonal_signs"),
         CudaKernel.QrExtractR => ("linalg.cu", "qr_extract_r"),
+        CudaKernel.RmsNormForward => ("transformer.cu", "rmsnorm_forward"),
+        CudaKernel.RmsNormBackwardInput => ("transformer.cu", "rmsnorm_backward_input"),
+        CudaKernel.RmsNormBackwardWeight => ("transformer.cu", "rmsnorm_backward_weight"),
+        CudaKernel.GatedSiluForward => ("transformer.cu", "gated_silu_forward"),
+        CudaKernel.GatedSiluBackward => ("transformer.cu", "gated_silu_backward"),
+        CudaKernel.Rotary => ("transformer.cu", "rotary_apply"),
         _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "not a kernel of the table"),
     };
 }

@@ -18,7 +18,7 @@ public sealed class CompressTests : IDisposable
     public void A_layer_of_exact_rank_k_is_recovered_and_the_compressed_model_gives_the_same_logits()
     {
         using var model = _f.Model();
-        var fc = model.Stack.Blocks[0].Mlp.Fc;
+        var fc = ((Mlp)model.Stack.Blocks[0].Mlp).Fc;
         double[] w = CompressionFixture.LowRank(64, 16, 3, seed: 5);
         fc.Weight.Value.CopyFrom(CompressionFixture.ToFloat(w));
         var expected = _f.Logits(model);
@@ -32,7 +32,7 @@ public sealed class CompressTests : IDisposable
             Assert.InRange(row.KeptEnergy, 1 - 1e-5, 1);
             Assert.Equal((64L * 16, 3L * (64 + 16)), (row.ParametersBefore, row.ParametersAfter));
             // U·V against the float64 matrix.
-            var linear = compressed.Stack.Blocks[0].Mlp.Fc;
+            var linear = ((Mlp)compressed.Stack.Blocks[0].Mlp).Fc;
             Assert.True(linear.IsFactored);
             float[] u = linear.FactorU!.Value.ToArray(), v = linear.FactorV!.Value.ToArray();
             var product = new float[64 * 16];

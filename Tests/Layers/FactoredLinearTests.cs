@@ -50,7 +50,7 @@ public sealed class FactoredLinearTests
         {
             FactoredRanks = new Dictionary<string, int> { ["blocks.0.mlp.fc"] = 8, ["blocks.0.attn.o"] = 4 },
         });
-        var stack = new TransformerStack(parameters, f.Activations, 1, 32, 2);
+        var stack = new TransformerStack(parameters, f.Activations, new GptConfig(1, 1, 2, 32));
         parameters.Reserve(withGradients: false);
         f.Activations.Reserve();
         GradientCheck.Randomize(parameters, 3, 0.1f);

@@ -24,7 +24,7 @@ public sealed class LayerAllocationTests
     public void Stack_with_lora_dropout_and_dora_allocates_nothing_per_step()
     {
         using var f = new LayerFixture(maxBatch: 2, maxTime: 40);
-        var stack = new TransformerStack(f.Parameters, f.Activations, 2, 64, 4);
+        var stack = new TransformerStack(f.Parameters, f.Activations, new GptConfig(1, 2, 4, 64));
         f.Reserve(trained: false, scale: 0.1f);
         var lora = f.Own(new LoraModel(stack));
         var adapter = lora.AddAdapter("default", new LoraConfig

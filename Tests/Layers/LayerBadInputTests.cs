@@ -38,7 +38,7 @@ public sealed class LayerBadInputTests
     public void Batch_or_length_beyond_the_reservation_is_refused()
     {
         using var f = new LayerFixture(maxBatch: 2, maxTime: 5);
-        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", 8, 2);
+        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", new GptConfig(1, 1, 2, 8));
         f.Reserve(trained: true);
         using var longer = f.Backend.Zeros(1, 7, 8);
         using var larger = f.Backend.Zeros(3, 5, 8);

@@ -134,7 +134,7 @@ public sealed class LayerGradientTests
     public void TransformerBlock_matches_the_reference()
     {
         using var f = new LayerFixture();
-        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", Channels, Heads);
+        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", new GptConfig(1, 1, Heads, Channels));
         f.Reserve(trained: true);
         GradientCheck.Run(f.Backend, [f.Parameters], (m, x) => m.Block("blocks.0", x, Batch, Time, Channels, Heads), Model,
             block.Forward, block.Backward, [Batch, Time, Channels], [Batch, Time, Channels], 16, "TransformerBlock");
@@ -144,7 +144,7 @@ public sealed class LayerGradientTests
     public void Frozen_TransformerStack_back_propagates_to_its_input()
     {
         using var f = new LayerFixture();
-        var stack = new TransformerStack(f.Parameters, f.Activations, 2, Channels, Heads);
+        var stack = new TransformerStack(f.Parameters, f.Activations, new GptConfig(1, 2, Heads, Channels));
         f.Reserve(trained: false);
         GradientCheck.Run(f.Backend, [f.Parameters], (m, x) => m.Stack(2, x, Batch, Time, Channels, Heads), Model,
             stack.Forward, stack.Backward, [Batch, Time, Channels], [Batch, Time, Channels], 17, "frozen TransformerStack");
@@ -155,7 +155,7 @@ public sealed class LayerGradientTests
     {
         // Views at a smaller (B, T) use the front of each reserved buffer; results must not depend on the last (B, T).
         using var f = new LayerFixture(maxBatch: 3, maxTime: 6);
-        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", Channels, Heads);
+        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", new GptConfig(1, 1, Heads, Channels));
         f.Reserve(trained: true);
         var model = new ReferenceModel(GradientCheck.Download(f.Parameters));
         foreach (var (batch, time) in new[] { (3, 6), (1, 2), (2, 6), (3, 1) })

@@ -13,7 +13,7 @@ public sealed class LoraAttachTests
     private static (LayerFixture F, TransformerStack Stack, LoraModel Lora) FrozenStack()
     {
         var f = new LayerFixture();
-        var stack = new TransformerStack(f.Parameters, f.Activations, Layers, Channels, Heads);
+        var stack = new TransformerStack(f.Parameters, f.Activations, new GptConfig(1, Layers, Heads, Channels));
         f.Reserve(trained: false);
         return (f, stack, f.Own(new LoraModel(stack)));
     }
@@ -54,7 +54,7 @@ public sealed class LoraAttachTests
         // adapters' dA products grouped with no dInput product at all.
         const int batch = 4, time = 8;
         var f = new LayerFixture(maxBatch: batch, maxTime: time);
-        var stack = new TransformerStack(f.Parameters, f.Activations, Layers, Channels, Heads);
+        var stack = new TransformerStack(f.Parameters, f.Activations, new GptConfig(1, Layers, Heads, Channels));
         f.Reserve(trained: false);
         using var _ = f;
         var lora = f.Own(new LoraModel(stack));
@@ -70,7 +70,7 @@ public sealed class LoraAttachTests
     public void A_trained_first_LayerNorm_refuses_to_skip_the_input_gradient()
     {
         var f = new LayerFixture();
-        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", Channels, Heads);
+        var block = new TransformerBlock(f.Parameters, f.Activations, "blocks.0", new GptConfig(1, 1, Heads, Channels));
         f.Reserve(trained: true);
         using var _ = f;
         using var x = f.Backend.FromArray(Reference.Random(Batch * Time * Channels, 3), Batch, Time, Channels);

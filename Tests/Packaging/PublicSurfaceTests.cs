@@ -24,7 +24,11 @@ public sealed class PublicSurfaceTests
         "LoraRuntime.Hosting.LatencyStats",
         "LoraRuntime.Hosting.LoraEngine",
         "LoraRuntime.Layers.GptConfig",
+        "LoraRuntime.Layers.MlpKind",
         "LoraRuntime.Layers.ModelLayout",
+        "LoraRuntime.Layers.NormKind",
+        "LoraRuntime.Layers.RopeScaling",
+        "LoraRuntime.Layers.RotaryOptions",
         "LoraRuntime.Layers.Serving.AdapterBankStats",
         "LoraRuntime.Layers.Serving.MetricsSnapshot",
     ];

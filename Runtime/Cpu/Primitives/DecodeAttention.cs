@@ -16,7 +16,7 @@ internal unsafe struct DecodeAttentionOp : IRangeOp
     public float* Output, Queries, Cache;
     public DecodeAttentionRow* Rows;
     public nint Stride;
-    public int Heads, HeadSize, MaxLength;
+    public int Heads, Group, HeadSize, MaxLength; // Group: query heads per key/value head
     public float Scale;
 
     public readonly void Run(long start, long end)
@@ -38,8 +38,9 @@ internal unsafe struct DecodeAttentionOp : IRangeOp
             for (long item = start; item < end; item++)
             {
                 ref readonly var row = ref Rows[item / Heads];
-                long at = item % Heads * HeadSize;
-                float* output = Output + row.Output + at, q = Queries + row.Query + at, keys = Cache + row.Keys + at, values = Cache + row.Values + at;
+                int head = (int)(item % Heads);
+                long at = (long)head * HeadSize, kv = (long)(head / Group) * HeadSize;
+                float* output = Output + row.Output + at, q = Queries + row.Query + at, keys = Cache + row.Keys + kv, values = Cache + row.Values + kv;
                 // The widest vector that divides HS (the scalar width always does).
                 if (Simd512.IsAccelerated && HeadSize % Simd512.Count == 0) Head<Simd512>(output, q, keys, values, row.Length, scores);
                 else if (Simd256.IsAccelerated && HeadSize % Simd256.Count == 0) Head<Simd256>(output, q, keys, values, row.Length, scores);
