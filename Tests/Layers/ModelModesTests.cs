@@ -10,7 +10,9 @@ namespace LoraRuntime.Tests.Layers;
 
 /// <summary>
 /// One model, three modes: for every kind of model the runtime loads — its own, a Hugging Face GPT-2 checkpoint, a
-/// compressed (factored) one — bare and with LoRA, rsLoRA and DoRA adapters attached, the logits of the training
+/// compressed (factored) one, Llama-family ones (grouped-query attention with rotary positions and an untied head;
+/// Qwen2's biases and one key/value head; an explicit head size with partial rotary) — bare and with LoRA, rsLoRA and
+/// DoRA adapters attached, the logits of the training
 /// forward pass, of a prefill (whole, and in chunks) and of token-by-token decode over the KV cache agree within 1e-5
 /// relative, position by position.
 /// </summary>
@@ -28,6 +30,8 @@ public sealed class ModelModesTests : IDisposable
         { "ours", "none" }, { "ours", "lora" }, { "ours", "rslora" }, { "ours", "dora" },
         { "gpt2", "none" }, { "gpt2", "lora" }, { "gpt2", "dora" },
         { "factored", "none" }, { "factored", "lora" },
+        { "llama-gqa", "none" }, { "llama-gqa", "lora" }, { "llama-gqa", "dora" },
+        { "qwen2-mqa-bias", "none" }, { "qwen2-mqa-bias", "rslora" }, { "partial-rotary", "lora" }, { "yarn", "none" },
     };
 
     [Theory]
@@ -99,6 +103,8 @@ public sealed class ModelModesTests : IDisposable
             }
             case "gpt2":
                 return Gpt2Checkpoint.Load(_backend, _gpt2.Write(Gpt2Fixture.RandomTensors(11)), maxBatch: 1);
+            case var llama when Llama.LlamaModelTests.Cases.TryGetValue(llama, out var shape):
+                return Llama.LlamaModelTests.Build(_backend, shape, blockSize: 12, seed: 5);
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown model kind");
         }
