@@ -1,0 +1,193 @@
+using System.Text.Json;
+using LoraRuntime.IO;
+
+namespace LoraRuntime.Layers;
+
+/// <summary>
+/// A Llama-family checkpoint in Hugging Face's layout: <c>config.json</c> (see <see cref="LlamaConfig"/>) and
+/// <c>model.safetensors</c>, or shards listed by <c>model.safetensors.index.json</c>, read memory-mapped, in F32, F16 or
+/// BF16 (widened to float32). Keys: model.embed_tokens.weight, model.layers.N.{input_layernorm, post_attention_layernorm}
+/// .weight, model.layers.N.self_attn.{q,k,v,o}_proj.{weight,bias}, model.layers.N.mlp.{gate,up,down}_proj.{weight,bias},
+/// model.norm.weight, lm_head.weight. q, k and v go into the rows of our fused qkv projection, gate and up into gate_up.
+/// A missing, misshapen or extra tensor is refused naming the key and the shapes; a tied head stored anyway must equal the
+/// embedding; rotary inv_freq buffers of old checkpoints are skipped.
+/// </summary>
+internal static class LlamaCheckpoint
+{
+    /// <summary>The shard index's name.</summary>
+    public const string IndexFile = "model.safetensors.index.json";
+
+    /// <summary>The architecture of a Llama-family directory for contexts of up to <paramref name="context"/> positions.</summary>
+    public static GptConfig ReadConfig(string directory, int? context = null)
+    {
+        string path = Path.Combine(directory, GptFiles.ConfigFile);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a model directory: {GptFiles.ConfigFile} is missing", path);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            return LlamaConfig.Parse(doc.RootElement, path, context);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: not a valid configuration: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Loads a Llama-family directory for inference (or, with <paramref name="training"/>, for LoRA fine-tuning with the base frozen).</summary>
+    public static GptModel Load(Backend backend, string directory, int maxBatch, bool training = false, int? context = null)
+    {
+        var model = new GptModel(backend, ReadConfig(directory, context), maxBatch, training, trainParameters: false);
+        try
+        {
+            LoadParameters(model, directory);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return model;
+    }
+
+    /// <summary>
+    /// Where each of our parameters comes from: (our name, Hugging Face key, first row, rows) — the fused projections take
+    /// several keys' rows.
+    /// </summary>
+    public static IEnumerable<(string Ours, string Key, int Row, int Rows)> Pieces(GptModel model)
+    {
+        var config = model.Config;
+        int q = config.Heads * config.HeadDim, kv = config.KvHeads * config.HeadDim, hidden = config.Hidden;
+        yield return ("wte.weight", "model.embed_tokens.weight", 0, config.Vocabulary);
+        for (int l = 0; l < config.Layers; l++)
+        {
+            string o = $"blocks.{l}.", h = $"model.layers.{l}.";
+            yield return (o + "ln1.weight", h + "input_layernorm.weight", 0, config.Channels);
+            yield return (o + "ln2.weight", h + "post_attention_layernorm.weight", 0, config.Channels);
+            foreach (string part in config.QkvBias ? new[] { "weight", "bias" } : ["weight"])
+            {
+                yield return (o + "attn.qkv." + part, h + "self_attn.q_proj." + part, 0, q);
+                yield return (o + "attn.qkv." + part, h + "self_attn.k_proj." + part, q, kv);
+                yield return (o + "attn.qkv." + part, h + "self_attn.v_proj." + part, q + kv, kv);
+            }
+            foreach (string part in config.OutputBias ? new[] { "weight", "bias" } : ["weight"])
+                yield return (o + "attn.o." + part, h + "self_attn.o_proj." + part, 0, config.Channels);
+            foreach (string part in config.MlpBias ? new[] { "weight", "bias" } : ["weight"])
+            {
+                yield return (o + "mlp.gate_up." + part, h + "mlp.gate_proj." + part, 0, hidden);
+                yield return (o + "mlp.gate_up." + part, h + "mlp.up_proj." + part, hidden, hidden);
+                yield return (o + "mlp.down." + part, h + "mlp.down_proj." + part, 0, config.Channels);
+            }
+        }
+        yield return ("ln_f.weight", "model.norm.weight", 0, config.Channels);
+        if (!config.TiedHead) yield return ("lm_head.weight", "lm_head.weight", 0, config.Vocabulary);
+    }
+
+    /// <summary>Reads every parameter of <paramref name="model"/> from the checkpoint in <paramref name="directory"/>.</summary>
+    public static void LoadParameters(GptModel model, string directory)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var readers = OpenShards(directory);
+        try
+        {
+            var used = new HashSet<string>(StringComparer.Ordinal);
+            float[] buffer = [];
+            foreach (var (ours, key, row, rows) in Pieces(model))
+            {
+                var p = model.Parameters[ours];
+                int width = p.Shape.Rank == 1 ? 1 : p.Shape[1];
+                long[] expected = p.Shape.Rank == 1 ? [rows] : [rows, width];
+                var (reader, entry) = Find(readers, key)
+                    ?? throw new InvalidDataException($"{directory}: missing tensor '{key}' (expected [{string.Join(", ", expected)}] for {ours})");
+                if (entry.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
+                    throw new InvalidDataException($"{reader.Path}: tensor '{key}' is {entry.DType}; expected F32, F16 or BF16");
+                if (!entry.Shape.SequenceEqual(expected))
+                    throw new InvalidDataException($"{reader.Path}: tensor '{key}' has shape [{string.Join(", ", entry.Shape)}]; expected [{string.Join(", ", expected)}]");
+                used.Add(key);
+                int n = checked(rows * width);
+                if (buffer.Length < n) buffer = new float[n];
+                reader.ReadFloat32(key, buffer.AsSpan(0, n));
+                using var slice = p.Value.View((long)row * width, p.Shape.Rank == 1 ? new Shape(rows) : new Shape(rows, width));
+                slice.CopyFrom(buffer.AsSpan(0, n));
+            }
+            foreach (var reader in readers.Values)
+                foreach (var entry in reader.Entries)
+                {
+                    if (used.Contains(entry.Name) || entry.Name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
+                    if (entry.Name == "lm_head.weight" && model.Config.TiedHead)
+                    {
+                        CheckTiedHead(reader, entry, model);
+                        continue;
+                    }
+                    throw new InvalidDataException(
+                        $"{reader.Path}: tensor '{entry.Name}' [{string.Join(", ", entry.Shape)}] has no place in the model (keys are model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, …)");
+                }
+        }
+        finally
+        {
+            foreach (var reader in readers.Values) reader.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The checkpoint's files by name: model.safetensors, or every shard the index names (file names inside the
+    /// directory only: a path in the index is refused).
+    /// </summary>
+    private static Dictionary<string, SafetensorsReader> OpenShards(string directory)
+    {
+        string index = Path.Combine(directory, IndexFile), single = Path.Combine(directory, GptFiles.ModelFile);
+        var readers = new Dictionary<string, SafetensorsReader>(StringComparer.Ordinal);
+        try
+        {
+            if (!File.Exists(index))
+            {
+                if (!File.Exists(single))
+                    throw new FileNotFoundException($"{directory}: the weights are missing ({GptFiles.ModelFile} or {IndexFile}; .bin files are not read: convert them to safetensors)", single);
+                readers.Add(GptFiles.ModelFile, SafetensorsReader.Open(single));
+                return readers;
+            }
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
+            if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"{index}: weight_map: expected an object of tensor name → shard file");
+            foreach (var entry in map.EnumerateObject())
+            {
+                string file = entry.Value.ValueKind == JsonValueKind.String ? entry.Value.GetString()! : "";
+                if (file.Length == 0 || file != Path.GetFileName(file) || file is "." or "..")
+                    throw new InvalidDataException($"{index}: weight_map[\"{entry.Name}\"]: expected a file name in the checkpoint's folder; got {entry.Value.GetRawText()}");
+                if (readers.ContainsKey(file)) continue;
+                string path = Path.Combine(directory, file);
+                if (!File.Exists(path)) throw new FileNotFoundException($"{index}: shard '{file}' (for '{entry.Name}') is missing", path);
+                readers.Add(file, SafetensorsReader.Open(path));
+            }
+            if (readers.Count == 0) throw new InvalidDataException($"{index}: weight_map names no shard");
+            return readers;
+        }
+        catch (JsonException e)
+        {
+            foreach (var r in readers.Values) r.Dispose();
+            throw new InvalidDataException($"{index}: not valid JSON: {e.Message}", e);
+        }
+        catch
+        {
+            foreach (var r in readers.Values) r.Dispose();
+            throw;
+        }
+    }
+
+    private static (SafetensorsReader Reader, SafetensorsEntry Entry)? Find(Dictionary<string, SafetensorsReader> readers, string key)
+    {
+        foreach (var reader in readers.Values)
+            if (reader.TryGetEntry(key, out var entry)) return (reader, entry);
+        return null;
+    }
+
+    private static void CheckTiedHead(SafetensorsReader reader, SafetensorsEntry head, GptModel model)
+    {
+        var table = model.TokenEmbedding.Table;
+        if (!head.Shape.SequenceEqual([(long)table.Shape[0], table.Shape[1]]))
+            throw new InvalidDataException($"{reader.Path}: tensor 'lm_head.weight' has shape [{string.Join(", ", head.Shape)}]; expected [{table.Shape[0]}, {table.Shape[1]}], tied to the embedding");
+        var values = new float[table.Shape.Length];
+        reader.ReadFloat32(head.Name, values);
+        if (!values.AsSpan().SequenceEqual(table.Value.ToArray()))
+            throw new InvalidDataException($"{reader.Path}: lm_head.weight differs from model.embed_tokens.weight, but tie_word_embeddings is true (set it false for an untied head)");
+    }
+}

@@ -1,0 +1,199 @@
+using System.Text.Json;
+using LoraRuntime.Cpu;
+using LoraRuntime.IO;
+using LoraRuntime.Layers;
+using LoraRuntime.Tests.Support;
+using Xunit;
+
+namespace LoraRuntime.Tests.Llama;
+
+/// <summary>
+/// Tiny random checkpoints written the way Hugging Face stores Llama, Mistral and Qwen2 models (config.json with
+/// transformers v4 or v5 rope keys, one file or shards with an index, F32, F16 or BF16) load into models whose logits
+/// match the float64 reference run on the stored tensors; what cannot be loaded exactly is refused naming the key.
+/// </summary>
+public sealed class LlamaCheckpointTests : IDisposable
+{
+    private readonly CpuBackend _backend = new();
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "lora-llama-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+    }
+
+    /// <summary>A checkpoint: its shape, config.json's extra fields, how it is stored.</summary>
+    private sealed record Case(string ModelType, LlamaShape Shape, string Rope, int Shards, SafetensorsDType DType, string Extra = "");
+
+    private static readonly Dictionary<string, Case> Cases = new()
+    {
+        ["llama3-gqa-untied"] = new("llama", new(19, 32, 40, 2, 4, 2, 8, 1e-5, false, false, false, false, 500000, RopeType: "llama3", Factor: 8, OriginalMax: 8),
+            "\"rope_theta\": 500000, \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8}",
+            1, SafetensorsDType.F32),
+        ["qwen2-sharded-bf16"] = new("qwen2", new(23, 24, 36, 2, 4, 1, 6, 1e-6, true, false, false, true, 1000000),
+            "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1000000.0}, \"use_sliding_window\": false, \"sliding_window\": 4",
+            3, SafetensorsDType.BF16),
+        ["mistral-f16-head-dim"] = new("mistral", new(17, 24, 32, 1, 3, 1, 16, 1e-5, false, false, false, false, 10000),
+            "\"rope_theta\": 10000.0, \"sliding_window\": null, \"head_dim\": 16", 1, SafetensorsDType.F16),
+        ["llama-biases-yarn"] = new("llama", new(13, 16, 24, 2, 2, 2, 8, 1e-5, true, true, true, true, 10000, RopeType: "yarn", Factor: 4, OriginalMax: 4),
+            "\"rope_theta\": 10000, \"attention_bias\": true, \"mlp_bias\": true, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4, \"original_max_position_embeddings\": 4}",
+            2, SafetensorsDType.F32),
+    };
+
+    public static TheoryData<string> Names => new(Cases.Keys);
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void A_checkpoint_loads_and_its_logits_match_the_reference(string name)
+    {
+        var c = Cases[name];
+        string dir = Write(name, c, RandomTensors(c.Shape, seed: name.Length));
+        using var model = LlamaCheckpoint.Load(_backend, dir, maxBatch: 1, context: 10);
+        Assert.Equal(10, model.Config.BlockSize);
+        int[] tokens = Enumerable.Range(0, 10).Select(i => (i * 7 + 1) % c.Shape.Vocabulary).ToArray();
+        using var ids = _backend.Allocate(DType.I32, new Shape(1, tokens.Length));
+        _backend.Upload(ids, tokens);
+        model.Forward(ids);
+        var expected = new LlamaReference(c.Shape, ReadBack(dir)).Logits(tokens);
+        double error = Reference.RelativeError(model.Logits.ToArray(), expected);
+        Assert.True(error <= 1e-5, $"{name}: ‖Δ‖/‖ref‖ = {error:E2}");
+    }
+
+    public static TheoryData<string, string, string> BadConfigs => new()
+    {
+        { "\"hidden_act\": \"gelu\"", "", "hidden_act" },
+        { "\"sliding_window\": 4", "", "sliding_window" },
+        { "\"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 2}", "", "rope_type" },
+        { "\"rope_scaling\": {\"rope_type\": \"yarn\"}", "", "factor" },
+        { "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2, \"mscale\": 0.7}", "", "mscale" },
+        { "\"head_dim\": 0", "", "HeadSize" },
+        { "", "qwen3", "qwen3" },
+        { "", "gemma", "model_type" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadConfigs))]
+    public void Unsupported_configurations_are_refused_naming_the_key(string extra, string modelType, string expected)
+    {
+        var c = Cases["mistral-f16-head-dim"] with { Extra = extra };
+        string dir = Write("bad", c with { ModelType = modelType.Length > 0 ? modelType : c.ModelType, Rope = extra.Contains("rope_scaling") ? "\"rope_theta\": 10000" : c.Rope },
+            RandomTensors(c.Shape, 1));
+        var e = Assert.Throws<InvalidDataException>(() => LlamaCheckpoint.Load(_backend, dir, 1, context: 8));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Missing_extra_misshapen_and_escaping_tensors_are_refused_by_name()
+    {
+        var c = Cases["llama3-gqa-untied"];
+        var tensors = RandomTensors(c.Shape, 3);
+        string Fails(Dictionary<string, (float[] Values, int[] Dims)> t, int shards = 1, Action<string>? edit = null)
+        {
+            string dir = Write("broken-" + Guid.NewGuid().ToString("N")[..6], c with { Shards = shards }, t);
+            edit?.Invoke(dir);
+            return Assert.ThrowsAny<Exception>(() => LlamaCheckpoint.Load(_backend, dir, 1, context: 8)).Message;
+        }
+        Assert.Contains("model.layers.1.self_attn.k_proj.weight", Fails(new(tensors.Where(kv => kv.Key != "model.layers.1.self_attn.k_proj.weight"))));
+        Assert.Contains("model.extra.weight", Fails(new(tensors) { ["model.extra.weight"] = ([1, 2], [2]) }));
+        var wrong = new Dictionary<string, (float[], int[])>(tensors) { ["model.norm.weight"] = (new float[31], [31]) };
+        Assert.Contains("model.norm.weight", Fails(wrong));
+        Assert.Contains("weight_map", Fails(tensors, shards: 2, edit: dir =>
+        {
+            string index = Path.Combine(dir, LlamaCheckpoint.IndexFile);
+            File.WriteAllText(index, File.ReadAllText(index).Replace("\"model-00001-of-00002.safetensors\"", "\"../model-00001-of-00002.safetensors\""));
+        }));
+        Assert.Contains("lm_head.weight", Fails(new(tensors.Where(kv => kv.Key != "lm_head.weight"))));
+    }
+
+    /// <summary>Every tensor of <paramref name="shape"/> by Hugging Face name, random (norm weights about 1).</summary>
+    private static Dictionary<string, (float[] Values, int[] Dims)> RandomTensors(LlamaShape shape, int seed)
+    {
+        var rng = new Random(seed);
+        var t = new Dictionary<string, (float[], int[])>(StringComparer.Ordinal);
+        void Add(string name, float offset, params int[] dims) =>
+            t[name] = (Enumerable.Range(0, dims.Aggregate(1, (a, b) => a * b)).Select(_ => offset + 0.4f * (2 * rng.NextSingle() - 1)).ToArray(), dims);
+        int c = shape.Hidden, q = shape.Heads * shape.HeadDim, kv = shape.KvHeads * shape.HeadDim, inter = shape.Intermediate;
+        Add("model.embed_tokens.weight", 0, shape.Vocabulary, c);
+        for (int l = 0; l < shape.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            Add(p + "input_layernorm.weight", 1, c);
+            Add(p + "post_attention_layernorm.weight", 1, c);
+            foreach (var (proj, rows) in new[] { ("q_proj", q), ("k_proj", kv), ("v_proj", kv) })
+            {
+                Add(p + "self_attn." + proj + ".weight", 0, rows, c);
+                if (shape.QkvBias) Add(p + "self_attn." + proj + ".bias", 0, rows);
+            }
+            Add(p + "self_attn.o_proj.weight", 0, c, q);
+            if (shape.OutputBias) Add(p + "self_attn.o_proj.bias", 0, c);
+            Add(p + "mlp.gate_proj.weight", 0, inter, c);
+            Add(p + "mlp.up_proj.weight", 0, inter, c);
+            Add(p + "mlp.down_proj.weight", 0, c, inter);
+            if (shape.MlpBias)
+            {
+                Add(p + "mlp.gate_proj.bias", 0, inter);
+                Add(p + "mlp.up_proj.bias", 0, inter);
+                Add(p + "mlp.down_proj.bias", 0, c);
+            }
+            t[p + "self_attn.rotary_emb.inv_freq"] = (new float[shape.HeadDim / 2], [shape.HeadDim / 2]); // old checkpoints' buffer, skipped
+        }
+        Add("model.norm.weight", 1, c);
+        if (!shape.Tied) Add("lm_head.weight", 0, shape.Vocabulary, c);
+        return t;
+    }
+
+    /// <summary>Writes config.json and the tensors (split over the case's shards, with an index) into a new folder.</summary>
+    private string Write(string name, Case c, Dictionary<string, (float[] Values, int[] Dims)> tensors)
+    {
+        string dir = Path.Combine(_root, name + "-" + Guid.NewGuid().ToString("N")[..6]);
+        Directory.CreateDirectory(dir);
+        var s = c.Shape;
+        string extra = string.Join(", ", new[] { c.Rope, c.Extra }.Where(x => x.Length > 0));
+        File.WriteAllText(Path.Combine(dir, "config.json"), $$"""
+            {"model_type": "{{c.ModelType}}", "architectures": ["X"], "vocab_size": {{s.Vocabulary}}, "hidden_size": {{s.Hidden}},
+             "intermediate_size": {{s.Intermediate}}, "num_hidden_layers": {{s.Layers}}, "num_attention_heads": {{s.Heads}},
+             "num_key_value_heads": {{s.KvHeads}}, {{(s.HeadDim * s.Heads != s.Hidden && !extra.Contains("head_dim") ? $"\"head_dim\": {s.HeadDim}," : "")}}
+             "rms_norm_eps": {{s.RmsEps.ToString(System.Globalization.CultureInfo.InvariantCulture)}}, "max_position_embeddings": 32, "hidden_act": "silu",
+             "tie_word_embeddings": {{(s.Tied ? "true" : "false")}}, "torch_dtype": "bfloat16"{{(extra.Length > 0 ? ", " + extra : "")}}}
+            """);
+        var names = tensors.Keys.ToArray();
+        if (c.Shards == 1)
+        {
+            var writer = new SafetensorsWriter(c.DType);
+            foreach (var n in names) writer.Add(n, tensors[n].Values, tensors[n].Dims);
+            writer.Save(Path.Combine(dir, "model.safetensors"));
+            return dir;
+        }
+        var map = new Dictionary<string, string>();
+        for (int shard = 0; shard < c.Shards; shard++)
+        {
+            string file = $"model-{shard + 1:00000}-of-{c.Shards:00000}.safetensors";
+            var writer = new SafetensorsWriter(c.DType);
+            for (int i = shard; i < names.Length; i += c.Shards)
+            {
+                writer.Add(names[i], tensors[names[i]].Values, tensors[names[i]].Dims);
+                map[names[i]] = file;
+            }
+            writer.Save(Path.Combine(dir, file));
+        }
+        File.WriteAllText(Path.Combine(dir, LlamaCheckpoint.IndexFile), JsonSerializer.Serialize(new { metadata = new { total_size = 0 }, weight_map = map }));
+        return dir;
+    }
+
+    /// <summary>Every tensor of the checkpoint as stored (after the dtype's rounding), widened to float64.</summary>
+    private static Dictionary<string, double[]> ReadBack(string dir)
+    {
+        var result = new Dictionary<string, double[]>(StringComparer.Ordinal);
+        foreach (string file in Directory.GetFiles(dir, "*.safetensors"))
+        {
+            using var reader = SafetensorsReader.Open(file);
+            foreach (var entry in reader.Entries)
+            {
+                var values = new float[entry.ElementCount];
+                reader.ReadFloat32(entry.Name, values);
+                result[entry.Name] = Reference.ToDouble(values);
+            }
+        }
+        return result;
+    }
+}
