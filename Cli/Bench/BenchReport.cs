@@ -33,18 +33,18 @@ internal static class BenchReport
         JsonSerializer.Deserialize(File.ReadAllBytes(path), BenchJsonContext.Default.LatencyRecordArray) ?? [];
 
     /// <summary>
-    /// Latency results of one model as a table that fits 80 columns: op, adapter, reps, percentiles in milliseconds, p99/p50
-    /// and the collections during the timed calls (the JSON has every field).
+    /// Latency results of one model as a table that fits 80 columns: op, adapter, reps, percentiles in milliseconds, p99/p50,
+    /// tokens a second at the median and the collections during the timed calls (the JSON has every field, peak memory too).
     /// </summary>
     public static Table Table(string title, IEnumerable<LatencyRecord> records)
     {
         var table = new Table { Title = new TableTitle(title) };
-        foreach (var column in new[] { "op", "adapter", "reps", "p50", "p99", "p99.9", "p99/p50", "GCs 0/1/2" })
+        foreach (var column in new[] { "op", "adapter", "reps", "p50", "p99", "p99/p50", "tok/s", "GCs 0/1/2" })
             table.AddColumn(column is "op" or "adapter" ? new TableColumn(column) : new TableColumn(column).RightAligned());
         foreach (var r in records)
             table.AddRow(
                 r.Op, r.Adapter, r.Reps.ToString(Invariant), r.P50Ms.ToString("0.000", Invariant), r.P99Ms.ToString("0.000", Invariant),
-                r.P999Ms.ToString("0.000", Invariant), r.P99OverP50.ToString("0.00", Invariant), $"{r.Gen0Collections}/{r.Gen1Collections}/{r.Gen2Collections}");
+                r.P99OverP50.ToString("0.00", Invariant), r.TokensPerSecond.ToString("0.0", Invariant), $"{r.Gen0Collections}/{r.Gen1Collections}/{r.Gen2Collections}");
         return table;
     }
 

@@ -10,26 +10,52 @@ using LoraRuntime.Layers.Text;
 namespace LoraRuntime.Cli.Bench;
 
 /// <summary>A model <c>lora bench latency</c> times, with random weights.</summary>
-/// <param name="Name">"demo", "gpt2-small", or the LxNHxCxVxT it was given as.</param>
+/// <param name="Name">"demo", "gpt2-small", a Llama-family preset, or the LxNHxCxVxT it was given as.</param>
 /// <param name="Config">Its shape.</param>
 internal sealed record LatencyModel(string Name, GptConfig Config)
 {
+    /// <summary>The preset names, for usage messages.</summary>
+    public const string Presets = "demo, gpt2-small, smollm2-135m, qwen2.5-0.5b, llama3.2-1b";
+
     /// <summary>
     /// "demo" (the shape <c>lora demo</c> trains: V = Tiny Shakespeare's characters, 4 layers, 4 heads, 128 wide, context 64),
-    /// "gpt2-small" (12 layers, 12 heads, 768 wide, V = 50257, context <paramref name="gpt2Context"/>) or LxNHxCxVxT.
+    /// "gpt2-small" (12 layers, 12 heads, 768 wide, V = 50257), the real shapes of SmolLM2-135M, Qwen2.5-0.5B and
+    /// Llama-3.2-1B (their config.json's), each with a context of <paramref name="presetContext"/>; or LxNHxCxVxT.
     /// </summary>
-    public static LatencyModel Parse(string spec, int gpt2Context)
+    public static LatencyModel Parse(string spec, int presetContext)
     {
         string s = spec.Trim();
         if (s == "demo") return new(s, new GptConfig(CharTokenizer.FromCorpus(DemoCommand.ReadCorpus()).Size));
-        if (s == "gpt2-small") return new(s, new GptConfig(50257, Layers: 12, Heads: 12, Channels: 768, BlockSize: gpt2Context));
+        if (s == "gpt2-small") return new(s, new GptConfig(50257, Layers: 12, Heads: 12, Channels: 768, BlockSize: presetContext));
+        if (LlamaPreset(s, presetContext) is { } llama) return new(s, llama);
         var parts = s.Split('x');
         var dims = new int[parts.Length];
         bool ok = parts.Length == 5;
         for (int i = 0; ok && i < parts.Length; i++) ok = int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]) && dims[i] > 0;
         if (!ok || dims[2] % dims[1] != 0)
-            throw new UsageException($"--models: expected demo, gpt2-small or LxNHxCxVxT (NH dividing C, e.g. 2x2x16x13x24); got '{spec}'");
+            throw new UsageException($"--models: expected {Presets} or LxNHxCxVxT (NH dividing C, e.g. 2x2x16x13x24); got '{spec}'");
         return new(s, new GptConfig(dims[3], dims[0], dims[1], dims[2], dims[4]));
+    }
+
+    /// <summary>The architectures of three small Llama-family models as their Hugging Face configurations give them.</summary>
+    public static GptConfig? LlamaPreset(string name, int context)
+    {
+        GptConfig Llama(int vocabulary, int layers, int heads, int kvHeads, int channels, int intermediate, float epsilon, RotaryOptions rotary) =>
+            new(vocabulary, layers, heads, channels, context, epsilon)
+            {
+                Norm = NormKind.RmsNorm, Mlp = MlpKind.GatedSilu, IntermediateSize = intermediate, KeyValueHeads = kvHeads,
+                QkvBias = false, OutputBias = false, MlpBias = false, TiedHead = true, Rotary = rotary,
+            };
+        return name switch
+        {
+            "smollm2-135m" => Llama(49152, 30, 9, 3, 576, 1536, 1e-5f, new RotaryOptions { Theta = 100000 }),
+            "qwen2.5-0.5b" => Llama(151936, 24, 14, 2, 896, 4864, 1e-6f, new RotaryOptions { Theta = 1000000 }) with { QkvBias = true },
+            "llama3.2-1b" => Llama(128256, 16, 32, 8, 2048, 8192, 1e-5f, new RotaryOptions
+            {
+                Theta = 500000, Scaling = RopeScaling.Llama3, Factor = 32, LowFrequencyFactor = 1, HighFrequencyFactor = 4, OriginalMaxPositions = 8192,
+            }),
+            _ => null,
+        };
     }
 }
 
@@ -90,13 +116,14 @@ internal static class LatencyBench
             foreach (string? adapter in new[] { null, "lora" })
             {
                 int call = 0;
-                records.Add(Time(model.Name, backend.Name, "forward", adapter, dims, prompt, warmup, warmupSeconds, reps,
+                records.Add(Time(model.Name, backend.Name, "forward", adapter, dims, prompt, warmup, warmupSeconds, reps, backend.Pool.Stats.PeakBytesInUse,
                     () => engine.Forward((call++ & 1) == 0 ? first : second, logits, adapter)));
             }
             foreach (string? adapter in new[] { null, "lora" })
             {
                 engine.Forward(sequence.AsSpan(0, context), logits, adapter); // the cache holds the context; each timed call adds one token
-                records.Add(Time(model.Name, backend.Name, "decode", adapter, dims, context, warmup, warmupSeconds, reps, () => engine.Forward(sequence, logits, adapter)));
+                records.Add(Time(model.Name, backend.Name, "decode", adapter, dims, context, warmup, warmupSeconds, reps, backend.Pool.Stats.PeakBytesInUse,
+                    () => engine.Forward(sequence, logits, adapter)));
             }
             return records;
         }
@@ -108,7 +135,7 @@ internal static class LatencyBench
 
     /// <summary>Percentile figures of <paramref name="call"/>, timed after <paramref name="warmup"/> untimed calls with the collector settled.</summary>
     private static LatencyRecord Time(string model, string device, string op, string? adapter, int[] dims, int tokens, int warmup, double warmupSeconds,
-        int? reps, Action call)
+        int? reps, long peakBytes, Action call)
     {
         var warm = new double[Math.Max(warmup, 1)];
         long started = Stopwatch.GetTimestamp();
@@ -129,7 +156,11 @@ internal static class LatencyBench
         gen2 = GC.CollectionCount(2) - gen2;
         Array.Sort(times);
         double p50 = ServingMetrics.Percentile(times, 0.50), p99 = ServingMetrics.Percentile(times, 0.99), p999 = ServingMetrics.Percentile(times, 0.999);
-        return new LatencyRecord(model, device, op, adapter ?? "base", dims, tokens, count, p50, p99, p999, times[^1], p99 / p50, gen0, gen1, gen2, allocated);
+        // A forward computes its prompt's tokens; a decode step one token.
+        double tokensPerSecond = (op == "forward" ? tokens : 1) * 1000 / p50;
+        using var process = Process.GetCurrentProcess();
+        return new LatencyRecord(model, device, op, adapter ?? "base", dims, tokens, count, p50, p99, p999, times[^1], p99 / p50, gen0, gen1, gen2, allocated,
+            tokensPerSecond, peakBytes, process.PeakWorkingSet64);
     }
 
     private static double TimeOnce(Action call)

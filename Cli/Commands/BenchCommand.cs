@@ -16,5 +16,6 @@ internal static class BenchCommand
             BenchSvdCommand.Create(terminal),
             BenchServeCommand.Create(terminal),
             BenchLatencyCommand.Create(terminal),
+            BenchFinetuneCommand.Create(terminal),
         };
 }

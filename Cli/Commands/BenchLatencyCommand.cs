@@ -16,12 +16,12 @@ internal static class BenchLatencyCommand
     {
         var models = new Option<string>("--models")
         {
-            Description = "comma-separated models with random weights: demo, gpt2-small, or LxNHxCxVxT", DefaultValueFactory = _ => "demo,gpt2-small",
+            Description = $"comma-separated models with random weights: {LatencyModel.Presets}, or LxNHxCxVxT", DefaultValueFactory = _ => "demo,gpt2-small",
             HelpName = "M,...",
         };
         var prompt = new Option<int>("--prompt-tokens") { Description = "the prompt of a timed forward", DefaultValueFactory = _ => 32 };
         var context = new Option<int>("--context") { Description = "tokens cached before a timed decode step", DefaultValueFactory = _ => 128 };
-        var gpt2Context = new Option<int>("--gpt2-context") { Description = "the context (block size) of gpt2-small", DefaultValueFactory = _ => 1024 };
+        var gpt2Context = new Option<int>("--gpt2-context") { Description = "the context (block size) of gpt2-small and the Llama-family presets", DefaultValueFactory = _ => 1024 };
         var warmupSeconds = new Option<double>("--warmup-seconds")
         {
             Description = "warm each case up for at least this long too (the JIT re-compiles hot methods a while after their first calls)",
@@ -76,7 +76,7 @@ internal static class BenchLatencyCommand
         foreach (var model in models)
         {
             var c = model.Config;
-            string title = $"{model.Name} (L {c.Layers}, NH {c.Heads}, C {c.Channels}, V {c.Vocabulary}, T {c.BlockSize}) on {backend.Name}, ms: forward over " +
+            string title = $"{model.Name} (L {c.Layers}, NH {c.Heads}, KVH {c.KvHeads}, C {c.Channels}, V {c.Vocabulary}, T {c.BlockSize}) on {backend.Name}, ms: forward over " +
                 $"{Math.Min(shape.PromptTokens, c.BlockSize)} tokens, decode step after {Math.Min(shape.Context, c.BlockSize - 1)} cached; lora R = {shape.Rank} " +
                 $"on {string.Join(",", shape.Targets)}; load average {load}";
             terminal.Out.Write(BenchReport.Table(title, records.Where(r => r.Model == model.Name)));
@@ -86,6 +86,9 @@ internal static class BenchLatencyCommand
         terminal.Out.MarkupLine(Markup.Escape($"garbage collections during the timed calls: {collections}; bytes allocated by them: {allocated}"));
         foreach (var r in records.Where(r => r.Op == "decode"))
             terminal.Out.MarkupLine(Markup.Escape($"{r.Model} decode ({r.Adapter}): p50 {r.P50Ms:0.000} ms, p99 {r.P99Ms:0.000} ms = {r.P99OverP50:0.00} × p50"));
+        foreach (var model in records.GroupBy(r => r.Model))
+            terminal.Out.MarkupLine(Markup.Escape(
+                $"{model.Key} peak memory: pool {model.Max(r => r.PoolPeakBytes) / 1048576.0:0} MiB, process {model.Max(r => r.ProcessPeakBytes) / 1048576.0:0} MiB"));
         if (settings.JsonPath is not null)
         {
             BenchReport.WriteJson(settings.JsonPath, records);

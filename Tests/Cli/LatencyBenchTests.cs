@@ -41,7 +41,7 @@ public sealed class LatencyBenchTests : IDisposable
         using var doc = JsonDocument.Parse(File.ReadAllBytes(_json));
         var first = doc.RootElement[0];
         foreach (var field in new[] { "model", "device", "op", "adapter", "shape", "tokens", "reps", "p50_ms", "p99_ms", "p999_ms", "max_ms", "p99_over_p50",
-                     "gen0_collections", "gen1_collections", "gen2_collections", "allocated_bytes" })
+                     "gen0_collections", "gen1_collections", "gen2_collections", "allocated_bytes", "tokens_per_second", "pool_peak_bytes", "process_peak_bytes" })
             Assert.True(first.TryGetProperty(field, out _), $"field {field}");
         Assert.Contains("garbage collections during the timed calls: 0", output.ToString());
     }
