@@ -52,7 +52,8 @@ internal sealed class GatedMlp : IFeedForward
     /// <inheritdoc/>
     public IEnumerable<LinearTarget> LinearTargets =>
     [
-        new(GateUp.Name, GateUp), new(Name + ".gate", GateUp, 0, HiddenWidth), new(Name + ".up", GateUp, HiddenWidth, HiddenWidth), new(Down.Name, Down),
+        new(GateUp.Name, GateUp, 0, 2 * HiddenWidth, false), new(Name + ".gate", GateUp, 0, HiddenWidth, true),
+        new(Name + ".up", GateUp, HiddenWidth, HiddenWidth, true), new(Down.Name, Down),
     ];
 
     private Backend Backend => GateUp.Owner.Backend;

@@ -9,10 +9,17 @@ namespace LoraRuntime.Layers;
 /// <param name="Linear">The projection.</param>
 /// <param name="OutputOffset">The first output feature (weight row) of the slice.</param>
 /// <param name="OutputFeatures">The slice's width.</param>
-internal sealed record LinearTarget(string Path, Linear Linear, int OutputOffset, int OutputFeatures)
+/// <param name="InAllLinear">
+/// Whether PEFT's "all-linear" selects it: the whole projections of a GPT-2-style block (its modules are fused), the q, k,
+/// v, o, gate, up and down modules of a Llama-family block (Hugging Face keeps those separate).
+/// </param>
+internal sealed record LinearTarget(string Path, Linear Linear, int OutputOffset, int OutputFeatures, bool InAllLinear)
 {
-    /// <summary>The whole projection.</summary>
-    public LinearTarget(string path, Linear linear) : this(path, linear, 0, linear.OutFeatures) { }
+    /// <summary>The whole projection, selected by "all-linear".</summary>
+    public LinearTarget(string path, Linear linear) : this(path, linear, 0, linear.OutFeatures, true) { }
+
+    /// <summary>A slice, not selected by "all-linear".</summary>
+    public LinearTarget(string path, Linear linear, int outputOffset, int outputFeatures) : this(path, linear, outputOffset, outputFeatures, false) { }
 
     /// <summary>True when the target is part of its projection's output rather than all of it.</summary>
     public bool IsSlice => OutputOffset != 0 || OutputFeatures != Linear.OutFeatures;

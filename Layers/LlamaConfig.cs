@@ -13,6 +13,9 @@ namespace LoraRuntime.Layers;
 /// </summary>
 internal static class LlamaConfig
 {
+    /// <summary>The context reserved when none is asked for.</summary>
+    public const int DefaultContext = 1024;
+
     /// <summary>The model types read here.</summary>
     public static readonly IReadOnlyList<string> ModelTypes = ["llama", "mistral", "qwen2"];
 
@@ -23,7 +26,8 @@ internal static class LlamaConfig
 
     /// <summary>
     /// The architecture in <paramref name="root"/> for contexts of up to <paramref name="context"/> positions (capped at
-    /// <c>max_position_embeddings</c>; null: that, at most 4096); <paramref name="path"/> names the file in errors.
+    /// <c>max_position_embeddings</c>; null: that, at most <see cref="DefaultContext"/>: a model reserves its activations
+    /// for its whole context); <paramref name="path"/> names the file in errors.
     /// </summary>
     public static GptConfig Parse(JsonElement root, string path, int? context = null)
     {
@@ -39,7 +43,7 @@ internal static class LlamaConfig
         int? headDim = OptionalInt(root, "head_dim", path);
         int maxPositions = OptionalInt(root, "max_position_embeddings", path) ?? 2048;
         if (context is { } c && c < 1) throw new ArgumentOutOfRangeException(nameof(context), c, $"context: expected ≥ 1 positions; got {c}");
-        int positions = Math.Min(context ?? Math.Min(maxPositions, 4096), maxPositions);
+        int positions = Math.Min(context ?? DefaultContext, maxPositions);
         CheckSlidingWindow(root, type, positions, path);
         bool attentionBias = Bool(root, "attention_bias", false, path), mlpBias = Bool(root, "mlp_bias", false, path);
         float epsilon = (float)(OptionalDouble(root, "rms_norm_eps", path) ?? 1e-6);

@@ -11,12 +11,19 @@ public enum ModelLayout
 
     /// <summary>Hugging Face GPT-2 (model.safetensors, GPT-2's parameter names such as "h.0.attn.c_attn"), with vocab.json and merges.txt for its BPE tokenizer.</summary>
     Gpt2,
+
+    /// <summary>
+    /// A Hugging Face Llama-family checkpoint (llama, mistral, qwen2: "model.layers.0.self_attn.q_proj"), its q, k, v and
+    /// gate, up projections separate modules (slices of our fused ones), one safetensors file or shards.
+    /// </summary>
+    Llama,
 }
 
 /// <summary>
-/// Loads a model directory of either layout, told apart by its config.json (model_type "gpt2", or n_positions and no
-/// block_size, is GPT-2's), with its tokenizer: the character vocabulary of ours, GPT-2's byte-level BPE
-/// (<see cref="BpeTokenizer"/>) from vocab.json and merges.txt.
+/// Loads a model directory of any layout, told apart by its config.json (model_type "gpt2", or n_positions and no
+/// block_size, is GPT-2's; llama, mistral and qwen2 are the Llama family's), with its tokenizer: the character
+/// vocabulary of ours, GPT-2's byte-level BPE (<see cref="BpeTokenizer"/>) from vocab.json and merges.txt. A
+/// Llama-family checkpoint's tokenizer.json is not read yet: such a model comes without a tokenizer (token ids only).
 /// </summary>
 internal static class ModelDirectory
 {
@@ -31,9 +38,11 @@ internal static class ModelDirectory
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
             var root = doc.RootElement;
+            if (LlamaConfig.IsLlamaFamily(root)) return ModelLayout.Llama;
             if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("model_type", out var type)
                 && type.GetString() is { } name && name != Gpt2Config.ModelType && name != GptFiles.ModelType)
-                throw new InvalidDataException($"{path}: model_type '{name}' is not supported; expected '{Gpt2Config.ModelType}' or '{GptFiles.ModelType}'");
+                throw new InvalidDataException(
+                    $"{path}: model_type '{name}' is not supported; expected '{Gpt2Config.ModelType}', {string.Join(", ", LlamaConfig.ModelTypes.Select(m => $"'{m}'"))} or '{GptFiles.ModelType}'");
             return Gpt2Config.IsGpt2(root) ? ModelLayout.Gpt2 : ModelLayout.LoraRuntime;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
@@ -44,11 +53,13 @@ internal static class ModelDirectory
 
     /// <summary>
     /// Loads the model in <paramref name="directory"/> for inference (or, with <paramref name="training"/>, for LoRA
-    /// fine-tuning with the base frozen) and its tokenizer.
+    /// fine-tuning with the base frozen) and its tokenizer (null for a Llama-family checkpoint, whose tokenizer.json is
+    /// not read yet).
     /// </summary>
-    public static (GptModel Model, ITokenizer Tokenizer, ModelLayout Layout) Load(Backend backend, string directory, int maxBatch, bool training = false)
+    public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) Load(Backend backend, string directory, int maxBatch, bool training = false)
     {
         var layout = DetectLayout(directory);
+        if (layout == ModelLayout.Llama) return (LlamaCheckpoint.Load(backend, directory, maxBatch, training), null, layout);
         if (layout == ModelLayout.LoraRuntime)
         {
             var (ours, chars) = GptFiles.Load(backend, directory, maxBatch, training);
@@ -61,4 +72,9 @@ internal static class ModelDirectory
                 $"{directory}: the tokenizer has {tokenizer.VocabularySize} tokens but the model's vocab_size is {config.Vocabulary}");
         return (Gpt2Checkpoint.Load(backend, directory, maxBatch, training), tokenizer, layout);
     }
+
+    /// <summary>The tokenizer a command that takes text needs, or a clear error where the model has none yet.</summary>
+    public static ITokenizer RequireTokenizer(ITokenizer? tokenizer, string directory, ModelLayout layout) => tokenizer
+        ?? throw new InvalidDataException(
+            $"{directory}: this {layout} checkpoint's tokenizer (tokenizer.json) is not supported yet; its model runs on token ids (LoraEngine.Load, lora bench)");
 }

@@ -6,7 +6,9 @@ namespace LoraRuntime.Layers;
 /// A pre-norm transformer block: r = x + attn(ln1(x)); output = r + mlp(ln2(r)), its parts as the configuration says
 /// (LayerNorm or RMSNorm; GPT-2's or Llama's MLP; multi-head or grouped-query attention, learned or rotary positions).
 /// Names its linear projections for LoRA: "{name}.attn.qkv" (and its slices q, k, v), ".attn.o", and the MLP's
-/// (".mlp.fc", ".mlp.proj"; or ".mlp.gate_up" with its slices gate and up, and ".mlp.down").
+/// (".mlp.fc", ".mlp.proj"; or ".mlp.gate_up" with its slices gate and up, and ".mlp.down"). PEFT's "all-linear" takes
+/// the whole projections of a GPT-2-style block and q, k, v, o, gate, up, down of a Llama-family one, as each
+/// architecture's checkpoints name their modules.
 /// </summary>
 internal sealed class TransformerBlock
 {
@@ -73,10 +75,12 @@ internal sealed class TransformerBlock
         {
             var qkv = Attention.Qkv;
             int q = Attention.QueryWidth, kv = Attention.KeyValueWidth;
-            yield return new LinearTarget(qkv.Name, qkv);
-            yield return new LinearTarget(Name + ".attn.q", qkv, 0, q);
-            yield return new LinearTarget(Name + ".attn.k", qkv, q, kv);
-            yield return new LinearTarget(Name + ".attn.v", qkv, q + kv, kv);
+            // "all-linear" follows the module structure of the architecture's checkpoints: GPT-2's fused c_attn, Llama's q, k, v.
+            bool separate = Mlp is GatedMlp;
+            yield return new LinearTarget(qkv.Name, qkv, 0, qkv.OutFeatures, !separate);
+            yield return new LinearTarget(Name + ".attn.q", qkv, 0, q, separate);
+            yield return new LinearTarget(Name + ".attn.k", qkv, q, kv, separate);
+            yield return new LinearTarget(Name + ".attn.v", qkv, q + kv, kv, separate);
             yield return new LinearTarget(Attention.Out.Name, Attention.Out);
             foreach (var target in Mlp.LinearTargets) yield return target;
         }

@@ -40,9 +40,10 @@ internal static class GenerateCommand
     /// <summary>The prompt and its continuation.</summary>
     public static string Generate(Backend backend, string baseDir, string? adapterSpec, string prompt, int count, SamplingOptions sampling)
     {
-        var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
+        var (model, maybeTokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
         using (model)
         {
+            var tokenizer = ModelDirectory.RequireTokenizer(maybeTokenizer, baseDir, layout);
             if (prompt.Length == 0) throw new UsageException("--prompt: expected at least one character");
             if (!tokenizer.CanEncode(prompt)) throw new UsageException("--prompt: a character is not in the model's vocabulary");
             using var lora = new LoraModel(model);

@@ -12,9 +12,10 @@ internal static class FinetuneRun
     public static (TrainingSummary Summary, TrainingLog Log, long AdapterParameters, long BaseParameters) Run(
         Terminal terminal, Backend backend, string baseDir, string text, LoraConfig config, TrainOptions options, string outDir)
     {
-        var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, options.Batch, training: true);
+        var (model, maybeTokenizer, layout) = ModelDirectory.Load(backend, baseDir, options.Batch, training: true);
         using (model)
         {
+            var tokenizer = ModelDirectory.RequireTokenizer(maybeTokenizer, baseDir, layout);
             for (int i = 0; i < text.Length; i++)
                 if (!tokenizer.CanEncode(text[i].ToString()))
                     throw new UsageException($"--data: character {(int)text[i]} ('{text[i]}') at position {i} is not in the base model's vocabulary");
@@ -32,6 +33,9 @@ internal static class FinetuneRun
             if (layout == ModelLayout.Gpt2 && adapter.Modules.FirstOrDefault(w => !w.Module.IsWholeLayer) is { } slice)
                 throw new UsageException(
                     $"--targets: {slice.Module.Path} is a slice of the fused QKV projection; GPT-2's PEFT layout adapts c_attn whole: target qkv instead");
+            if (layout == ModelLayout.Llama && adapter.Modules.FirstOrDefault(w => PeftTargets.ModuleName(layout, w.Module.Path) is null) is { } fused)
+                throw new UsageException(
+                    $"--targets: {fused.Module.Path} is one of our fused projections; the Llama layout has q, k, v and gate, up as separate modules: target those");
             using var trainer = new Trainer(model, adapter.Parameters, train, validation, options);
             terminal.Error.MarkupLine(
                 $"[grey]LoRA r = {config.Defaults.Rank}, α = {config.Defaults.Alpha} on {Markup.Escape(string.Join(",", config.TargetModules))}: " +

@@ -41,7 +41,7 @@ internal sealed record LoraConfig
 
     /// <summary>True when <paramref name="target"/> is selected by <see cref="TargetModules"/> (see there).</summary>
     public bool Targets(LinearTarget target) =>
-        TargetModules is [AllLinear] ? !target.IsSlice : TargetModules.Any(name => Selects(name, target.Path));
+        TargetModules is [AllLinear] ? target.InAllLinear : TargetModules.Any(name => Selects(name, target.Path));
 
     /// <summary>A path equals the name or ends with "." + name.</summary>
     internal static bool Selects(string name, string path) =>

@@ -5,9 +5,11 @@ namespace LoraRuntime.Layers.Adapters;
 /// <summary>
 /// PEFT's module selection, applied to a model's <see cref="LinearTarget"/>s under the module names of its layout:
 /// ours as they are ("blocks.0.attn.qkv", and the slices q, k, v), GPT-2's as GPT2LMHeadModel names them
-/// ("transformer.h.0.attn.c_attn"; GPT-2 has no q, k, v modules). A list selects a name equal to an entry or ending
-/// with "." + entry; a string is a regular expression over the whole name; "all-linear" selects every whole
-/// projection; exclude_modules removes names the same way. rank_pattern and alpha_pattern keys match a name exactly,
+/// ("transformer.h.0.attn.c_attn"; GPT-2 has no q, k, v modules), a Llama-family checkpoint's as LlamaForCausalLM
+/// (and Mistral's, Qwen2's) names them ("model.layers.0.self_attn.q_proj", "model.layers.0.mlp.gate_proj": no fused
+/// qkv or gate_up modules). A list selects a name equal to an entry or ending with "." + entry; a string is a regular
+/// expression over the whole name; "all-linear" selects the projections the architecture's checkpoints have as modules
+/// (<see cref="LinearTarget.InAllLinear"/>); exclude_modules removes names the same way. rank_pattern and alpha_pattern keys match a name exactly,
 /// else as <c>(.*\.)?(key)$</c> from its start, first key first.
 /// </summary>
 internal static class PeftTargets
@@ -16,8 +18,27 @@ internal static class PeftTargets
     public static string? ModuleName(ModelLayout layout, string path) => layout switch
     {
         ModelLayout.Gpt2 => Gpt2Names.ToGpt2(path) is { } name ? Gpt2Checkpoint.TransformerPrefix + name : null,
+        ModelLayout.Llama => LlamaModuleName(path),
         _ => path,
     };
+
+    private static readonly (string Ours, string Theirs)[] LlamaModules =
+    [
+        ("attn.q", "self_attn.q_proj"), ("attn.k", "self_attn.k_proj"), ("attn.v", "self_attn.v_proj"), ("attn.o", "self_attn.o_proj"),
+        ("mlp.gate", "mlp.gate_proj"), ("mlp.up", "mlp.up_proj"), ("mlp.down", "mlp.down_proj"),
+    ];
+
+    /// <summary>"blocks.N.attn.q" → "model.layers.N.self_attn.q_proj"; null for our fused modules (qkv, gate_up), which Llama does not have.</summary>
+    private static string? LlamaModuleName(string path)
+    {
+        if (!path.StartsWith("blocks.", StringComparison.Ordinal)) return null;
+        int dot = path.IndexOf('.', "blocks.".Length);
+        if (dot < 0) return null;
+        string block = path["blocks.".Length..dot], rest = path[(dot + 1)..];
+        foreach (var (ours, theirs) in LlamaModules)
+            if (rest == ours) return $"model.layers.{block}.{theirs}";
+        return null;
+    }
 
     /// <summary>
     /// The <see cref="LoraConfig"/> that selects, in our terms, exactly the modules <paramref name="config"/> selects
@@ -29,8 +50,8 @@ internal static class PeftTargets
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(targets);
         var named = targets.Select(t => (Target: t, Name: ModuleName(layout, t.Path))).Where(p => p.Name is not null).ToList();
-        var selected = named.Where(p => Selects(config.TargetModules, config.TargetModulesPattern, p.Name!, p.Target.IsSlice, "target_modules", source)
-            && !Selects(config.ExcludeModules, config.ExcludeModulesPattern, p.Name!, p.Target.IsSlice, "exclude_modules", source)).ToList();
+        var selected = named.Where(p => Selects(config.TargetModules, config.TargetModulesPattern, p.Name!, p.Target.InAllLinear, "target_modules", source)
+            && !Selects(config.ExcludeModules, config.ExcludeModulesPattern, p.Name!, p.Target.InAllLinear, "exclude_modules", source)).ToList();
         if (config.TargetModules is { } names && names is not [LoraConfig.AllLinear])
             foreach (string name in names)
                 if (!named.Any(p => p.Name == name || p.Name!.EndsWith("." + name, StringComparison.Ordinal)))
@@ -57,8 +78,8 @@ internal static class PeftTargets
 
     /// <summary>
     /// The PEFT configuration of <paramref name="adapter"/> (created from <paramref name="config"/>) for a model of
-    /// <paramref name="layout"/>. Ours keeps the configuration's names and patterns; GPT-2's lists every adapted
-    /// module by its GPT-2 name, with per-module ranks and α where they differ from the defaults.
+    /// <paramref name="layout"/>. Ours keeps the configuration's names and patterns; GPT-2's and Llama's list every adapted
+    /// module by its name there, with per-module ranks and α where they differ from the defaults.
     /// </summary>
     public static PeftAdapterConfig ForAdapter(LoraAdapter adapter, LoraConfig config, ModelLayout layout, string? baseModel)
     {
@@ -71,13 +92,15 @@ internal static class PeftTargets
         var alphas = new Dictionary<string, float>(StringComparer.Ordinal);
         foreach (var w in adapter.Modules)
         {
-            string name = ModuleName(layout, w.Module.Path)
-                ?? throw new ArgumentException($"config: {w.Module.Path} has no module in GPT-2's layout (PEFT adapts c_attn whole: target qkv, not q, k or v)", nameof(config));
+            string name = ModuleName(layout, w.Module.Path) ?? throw new ArgumentException(layout == ModelLayout.Gpt2
+                ? $"config: {w.Module.Path} has no module in GPT-2's layout (PEFT adapts c_attn whole: target qkv, not q, k or v)"
+                : $"config: {w.Module.Path} has no module in the Llama layout (its q, k, v and gate, up projections are separate: target q, k, v, gate, up)",
+                nameof(config));
             names.Add(name);
             if (w.Options.Rank != o.Rank) ranks[name] = w.Options.Rank;
             if (w.Options.Alpha != o.Alpha) alphas[name] = w.Options.Alpha;
         }
-        return peft with { TargetModules = names, RankPattern = ranks, AlphaPattern = alphas, FanInFanOut = true };
+        return peft with { TargetModules = names, RankPattern = ranks, AlphaPattern = alphas, FanInFanOut = layout == ModelLayout.Gpt2 };
     }
 
     /// <summary>The PEFT configuration of <paramref name="config"/> for our own module names: its names and patterns as they are.</summary>
@@ -93,7 +116,7 @@ internal static class PeftTargets
         };
     }
 
-    private static bool Selects(IReadOnlyList<string>? names, string? pattern, string name, bool isSlice, string field, string source)
+    private static bool Selects(IReadOnlyList<string>? names, string? pattern, string name, bool inAllLinear, string field, string source)
     {
         if (pattern is not null)
         {
@@ -107,7 +130,7 @@ internal static class PeftTargets
             }
         }
         if (names is null) return false;
-        if (names is [LoraConfig.AllLinear]) return !isSlice;
+        if (names is [LoraConfig.AllLinear]) return inAllLinear;
         foreach (string n in names)
             if (name == n || name.EndsWith("." + n, StringComparison.Ordinal)) return true;
         return false;

@@ -2,6 +2,7 @@ using System.Text.Json;
 using LoraRuntime.Cpu;
 using LoraRuntime.IO;
 using LoraRuntime.Layers;
+using LoraRuntime.Layers.Adapters;
 using LoraRuntime.Tests.Support;
 using Xunit;
 
@@ -103,6 +104,79 @@ public sealed class LlamaCheckpointTests : IDisposable
             File.WriteAllText(index, File.ReadAllText(index).Replace("\"model-00001-of-00002.safetensors\"", "\"../model-00001-of-00002.safetensors\""));
         }));
         Assert.Contains("lm_head.weight", Fails(new(tensors.Where(kv => kv.Key != "lm_head.weight"))));
+    }
+
+    [Fact]
+    public void A_peft_adapter_in_llama_names_loads_merges_like_the_reference_and_saves_back_in_them()
+    {
+        var c = Cases["llama3-gqa-untied"];
+        var s = c.Shape;
+        string dir = Write("peft-base", c, RandomTensors(s, 9));
+        Assert.Equal(ModelLayout.Llama, ModelDirectory.DetectLayout(dir));
+        var (model, tokenizer, layout) = ModelDirectory.Load(_backend, dir, maxBatch: 1);
+        using var _ = model;
+        Assert.Null(tokenizer);
+        Assert.Equal(ModelLayout.Llama, layout);
+        // An adapter as PEFT writes it for LlamaForCausalLM: q_proj, v_proj and down_proj, rank 4 (2 on layer 1's down_proj), α 8.
+        string adapterDir = Path.Combine(_root, "peft-adapter");
+        Directory.CreateDirectory(adapterDir);
+        File.WriteAllText(Path.Combine(adapterDir, "adapter_config.json"), """
+            {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "llama", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
+             "target_modules": ["q_proj", "v_proj", "down_proj"], "rank_pattern": {"model.layers.1.mlp.down_proj": 2}, "alpha_pattern": {},
+             "fan_in_fan_out": false, "bias": "none", "use_rslora": false, "use_dora": false, "init_lora_weights": true, "modules_to_save": null}
+            """);
+        var writer = new SafetensorsWriter();
+        var weights = ReadBack(dir);
+        int q = s.Heads * s.HeadDim, kv = s.KvHeads * s.HeadDim, seed = 70;
+        for (int l = 0; l < s.Layers; l++)
+            foreach (var (module, fanIn, fanOut) in new[] { ("self_attn.q_proj", s.Hidden, q), ("self_attn.v_proj", s.Hidden, kv), ("mlp.down_proj", s.Intermediate, s.Hidden) })
+            {
+                string name = $"model.layers.{l}.{module}";
+                int rank = name == "model.layers.1.mlp.down_proj" ? 2 : 4;
+                var a = Reference.Random(rank * fanIn, seed++);
+                var b = Reference.Random(fanOut * rank, seed++).Select(v => 0.3f * v).ToArray();
+                writer.Add($"base_model.model.{name}.lora_A.weight", a, rank, fanIn);
+                writer.Add($"base_model.model.{name}.lora_B.weight", b, fanOut, rank);
+                // The reference merges W += (α/R)·B·A in float64.
+                var w = weights[name + ".weight"];
+                for (int o = 0; o < fanOut; o++)
+                    for (int i = 0; i < fanIn; i++)
+                    {
+                        double delta = 0;
+                        for (int r = 0; r < rank; r++) delta += (double)b[o * rank + r] * a[r * fanIn + i];
+                        w[o * fanIn + i] += 8.0 / rank * delta;
+                    }
+            }
+        writer.Save(Path.Combine(adapterDir, "adapter_model.safetensors"));
+        using var lora = new LoraModel(model);
+        var adapter = PeftAdapterFiles.Load(lora, "peft", adapterDir, layout);
+        adapter.Training = false;
+        Assert.Equal(3 * s.Layers, adapter.Modules.Count);
+        int[] tokens = Enumerable.Range(0, 7).Select(i => (i * 3 + 2) % s.Vocabulary).ToArray();
+        using var ids = _backend.Allocate(DType.I32, new Shape(1, tokens.Length));
+        _backend.Upload(ids, tokens);
+        model.Forward(ids);
+        double error = Reference.RelativeError(model.Logits.ToArray(), new LlamaReference(s, weights).Logits(tokens));
+        Assert.True(error <= 1e-5, $"with the adapter: ‖Δ‖/‖ref‖ = {error:E2}");
+
+        // Saved in the Llama layout: PEFT's module names and keys; "all-linear" is q, k, v, o, gate, up, down there.
+        string saved = Path.Combine(_root, "saved-adapter");
+        var all = new LoraConfig { TargetModules = [LoraConfig.AllLinear], Defaults = new LoraOptions { Rank = 2, Alpha = 4, Init = LoraInit.Random, Seed = 1 } };
+        var fresh = lora.AddAdapter("all", all);
+        PeftAdapterFiles.Save(fresh, all, saved, "llama", layout);
+        using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(saved, "adapter_config.json")));
+        var targets = config.RootElement.GetProperty("target_modules").EnumerateArray().Select(e => e.GetString()).ToHashSet();
+        foreach (string module in new[] { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" })
+            Assert.Contains($"model.layers.1.{module}", targets);
+        Assert.Equal(7 * s.Layers, targets.Count);
+        Assert.False(config.RootElement.GetProperty("fan_in_fan_out").GetBoolean());
+        using var reader = SafetensorsReader.Open(Path.Combine(saved, "adapter_model.safetensors"));
+        Assert.True(reader.TryGetEntry("base_model.model.model.layers.0.mlp.gate_proj.lora_B.weight", out var gateB));
+        Assert.Equal([(long)s.Intermediate, 2], gateB.Shape);
+        // And a fused projection cannot be saved under Llama's names.
+        var fused = new LoraConfig { TargetModules = ["qkv"], Defaults = new LoraOptions { Rank = 2, Alpha = 4 } };
+        var e = Assert.Throws<ArgumentException>(() => PeftAdapterFiles.Save(lora.AddAdapter("fused", fused), fused, Path.Combine(_root, "fused"), "llama", layout));
+        Assert.Contains("target q, k, v", e.Message);
     }
 
     /// <summary>Every tensor of <paramref name="shape"/> by Hugging Face name, random (norm weights about 1).</summary>
