@@ -69,6 +69,7 @@ internal static class GptFiles
             {
                 FactoredRanks = FactoredRanksOf(root),
             };
+            if (root.TryGetProperty("architecture", out var architecture)) config = ReadArchitecture(config, architecture);
             config.Validate();
             var tokenizer = new CharTokenizer(root.GetProperty("vocabulary").GetString() ?? "");
             if (tokenizer.Size != config.Vocabulary)
@@ -127,8 +128,74 @@ internal static class GptFiles
                 foreach (var (layer, rank) in config.FactoredRanks) json.WriteNumber(layer, rank);
                 json.WriteEndObject();
             }
+            if (!IsGpt2Architecture(config)) WriteArchitecture(json, config);
             json.WriteEndObject();
         }
         return stream.ToArray();
+    }
+
+    /// <summary>True when <paramref name="config"/> has GPT-2's options (the defaults): its config.json then needs no "architecture".</summary>
+    private static bool IsGpt2Architecture(GptConfig config) =>
+        config.Norm == NormKind.LayerNorm && config.Mlp == MlpKind.Gelu && config.IntermediateSize is null && config.KeyValueHeads is null
+        && config.HeadSize is null && config.Rotary is null && config.QkvBias && config.OutputBias && config.MlpBias && config.TiedHead;
+
+    /// <summary>The options that make a model other than GPT-2-shaped (a Llama-style one trained here).</summary>
+    private static void WriteArchitecture(Utf8JsonWriter json, GptConfig config)
+    {
+        json.WriteStartObject("architecture");
+        json.WriteString("norm", config.Norm == NormKind.RmsNorm ? "rms_norm" : "layer_norm");
+        json.WriteString("mlp", config.Mlp == MlpKind.GatedSilu ? "gated_silu" : "gelu");
+        json.WriteNumber("intermediate_size", config.Hidden);
+        json.WriteNumber("num_key_value_heads", config.KvHeads);
+        json.WriteNumber("head_dim", config.HeadDim);
+        json.WriteBoolean("qkv_bias", config.QkvBias);
+        json.WriteBoolean("output_bias", config.OutputBias);
+        json.WriteBoolean("mlp_bias", config.MlpBias);
+        json.WriteBoolean("tie_word_embeddings", config.TiedHead);
+        if (config.Rotary is { } r)
+        {
+            json.WriteStartObject("rotary");
+            json.WriteNumber("theta", r.Theta);
+            json.WriteNumber("partial_factor", r.PartialFactor);
+            json.WriteString("scaling", r.Scaling.ToString().ToLowerInvariant());
+            json.WriteNumber("factor", r.Factor);
+            json.WriteNumber("original_max_positions", r.OriginalMaxPositions);
+            json.WriteNumber("low_freq_factor", r.LowFrequencyFactor);
+            json.WriteNumber("high_freq_factor", r.HighFrequencyFactor);
+            json.WriteNumber("beta_fast", r.BetaFast);
+            json.WriteNumber("beta_slow", r.BetaSlow);
+            if (r.AttentionFactor is { } a) json.WriteNumber("attention_factor", a);
+            json.WriteEndObject();
+        }
+        json.WriteEndObject();
+    }
+
+    private static GptConfig ReadArchitecture(GptConfig config, JsonElement a)
+    {
+        RotaryOptions? rotary = null;
+        if (a.TryGetProperty("rotary", out var r) && r.ValueKind == JsonValueKind.Object)
+            rotary = new RotaryOptions
+            {
+                Theta = r.GetProperty("theta").GetDouble(), PartialFactor = r.GetProperty("partial_factor").GetDouble(),
+                Scaling = Enum.Parse<RopeScaling>(r.GetProperty("scaling").GetString() ?? "", ignoreCase: true),
+                Factor = r.GetProperty("factor").GetDouble(), OriginalMaxPositions = r.GetProperty("original_max_positions").GetInt32(),
+                LowFrequencyFactor = r.GetProperty("low_freq_factor").GetDouble(), HighFrequencyFactor = r.GetProperty("high_freq_factor").GetDouble(),
+                BetaFast = r.GetProperty("beta_fast").GetDouble(), BetaSlow = r.GetProperty("beta_slow").GetDouble(),
+                AttentionFactor = r.TryGetProperty("attention_factor", out var af) ? af.GetDouble() : null,
+            };
+        string norm = a.GetProperty("norm").GetString() ?? "", mlp = a.GetProperty("mlp").GetString() ?? "";
+        return config with
+        {
+            Norm = norm switch { "rms_norm" => NormKind.RmsNorm, "layer_norm" => NormKind.LayerNorm, _ => throw new FormatException($"architecture.norm: expected rms_norm or layer_norm; got '{norm}'") },
+            Mlp = mlp switch { "gated_silu" => MlpKind.GatedSilu, "gelu" => MlpKind.Gelu, _ => throw new FormatException($"architecture.mlp: expected gated_silu or gelu; got '{mlp}'") },
+            IntermediateSize = a.GetProperty("intermediate_size").GetInt32(),
+            KeyValueHeads = a.GetProperty("num_key_value_heads").GetInt32(),
+            HeadSize = a.GetProperty("head_dim").GetInt32(),
+            QkvBias = a.GetProperty("qkv_bias").GetBoolean(),
+            OutputBias = a.GetProperty("output_bias").GetBoolean(),
+            MlpBias = a.GetProperty("mlp_bias").GetBoolean(),
+            TiedHead = a.GetProperty("tie_word_embeddings").GetBoolean(),
+            Rotary = rotary,
+        };
     }
 }

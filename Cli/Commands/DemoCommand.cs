@@ -26,17 +26,19 @@ internal static class DemoCommand
         var finetuneIters = new Option<int>("--finetune-iters") { Description = "LoRA fine-tuning steps", DefaultValueFactory = _ => 400 };
         var tokens = new Option<int>("--tokens") { Description = "characters generated for each side of the comparison", DefaultValueFactory = _ => 240 };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else cpu for the demo)" };
-        var command = new Command("demo", "Pre-train a small GPT, fine-tune a LoRA adapter on one speaker, compare generations")
+        var arch = new Option<string>("--arch") { Description = $"the model's block: {Architectures.Names}", DefaultValueFactory = _ => "gpt" };
+        var command = new Command("demo", "Pre-train a small GPT (or Llama-style model), fine-tune a LoRA adapter on one speaker, compare generations")
         {
-            output, speaker, iters, finetuneIters, tokens, device,
+            output, speaker, iters, finetuneIters, tokens, device, arch,
         };
         command.SetAction(parse => CliAction.Run(terminal, () => Execute(terminal, parse.GetValue(output)!, parse.GetValue(speaker)!,
-            parse.GetValue(iters), parse.GetValue(finetuneIters), parse.GetValue(tokens), parse.GetValue(device) ?? "cpu")));
+            parse.GetValue(iters), parse.GetValue(finetuneIters), parse.GetValue(tokens), parse.GetValue(device) ?? "cpu", parse.GetValue(arch)!)));
         return command;
     }
 
-    private static int Execute(Terminal terminal, string outDir, string speaker, int iters, int finetuneIters, int tokens, string device)
+    private static int Execute(Terminal terminal, string outDir, string speaker, int iters, int finetuneIters, int tokens, string device, string arch)
     {
+        _ = Architectures.Apply(new GptConfig(2), arch); // a bad --arch is refused before anything runs
         if (iters < 1 || finetuneIters < 1) throw new UsageException("--iters and --finetune-iters: expected ≥ 1");
         if (tokens < 1) throw new UsageException($"--tokens: expected ≥ 1; got {tokens}");
         string corpus = ReadCorpus();
@@ -54,7 +56,7 @@ internal static class DemoCommand
         string modelDir = Path.Combine(outDir, "model"), adapterDir = Path.Combine(outDir, "adapter-" + speaker.ToLowerInvariant());
         terminal.Out.Write(new Rule("[bold]1. pre-training[/] on Tiny Shakespeare without " + Markup.Escape(speaker)));
         terminal.Out.MarkupLine($"{split.others.Length:N0} characters for the base; {split.speakerText.Length:N0} characters of {Markup.Escape(speaker)} held out for the adapter");
-        var config = new GptConfig(tokenizer.Size);
+        var config = Architectures.Apply(new GptConfig(tokenizer.Size), arch);
         var pretrain = new TrainOptions { Iterations = iters, EvalEvery = Math.Max(1, iters / 6), EvalIterations = 10 };
         var (train, validation) = TokenBatches.Split(tokenizer.Encode(split.others), config.BlockSize);
         TrainingSummary baseSummary;
@@ -70,7 +72,9 @@ internal static class DemoCommand
         TrainingOptions.Report(terminal, baseSummary, modelDir, "model.safetensors, config.json, loss.png");
 
         terminal.Out.Write(new Rule($"[bold]2. LoRA fine-tuning[/] on {Markup.Escape(speaker)}'s lines"));
-        var lora = new LoraConfig { TargetModules = ["q", "k", "v", "o", "fc", "proj"], Defaults = new LoraOptions { Rank = 8, Alpha = 16 } };
+        // Every projection: q, k, v, o and the MLP's (fc, proj; or gate, up, down).
+        string[] mlp = config.Mlp == MlpKind.GatedSilu ? ["gate", "up", "down"] : ["fc", "proj"];
+        var lora = new LoraConfig { TargetModules = ["q", "k", "v", "o", .. mlp], Defaults = new LoraOptions { Rank = 8, Alpha = 16 } };
         var finetune = new TrainOptions { Iterations = finetuneIters, Warmup = Math.Min(50, finetuneIters / 5), EvalEvery = Math.Max(1, finetuneIters / 4), EvalIterations = 10 };
         var (ftSummary, ftLog, adapterParams, baseParams) = FinetuneRun.Run(terminal, backend, modelDir, split.speakerText, lora, finetune, adapterDir);
         float before = ftLog.Evaluations[0].Validation;

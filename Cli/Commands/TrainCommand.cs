@@ -20,20 +20,22 @@ internal static class TrainCommand
         var heads = new Option<int>("--heads") { Description = "attention heads", DefaultValueFactory = _ => 4 };
         var embd = new Option<int>("--embd") { Description = "channels C", DefaultValueFactory = _ => 128 };
         var block = new Option<int>("--block") { Description = "context length T", DefaultValueFactory = _ => 64 };
+        var arch = new Option<string>("--arch") { Description = $"the block: {Architectures.Names} (RMSNorm, rotary positions, gated SiLU MLP, grouped-query attention)", DefaultValueFactory = _ => "gpt" };
         var resume = new Option<bool>("--resume") { Description = "continue from the latest checkpoint in --out/checkpoints" };
         var common = new TrainingOptions();
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
         var json = new Option<string?>("--json") { Description = "write a summary {iters, train_loss, val_loss, ms_per_iter_median, tokens_per_s, …} to FILE", HelpName = "FILE" };
-        var command = new Command("train", "Pre-train a small character-level GPT on a text file")
+        var command = new Command("train", "Pre-train a small character-level GPT (or Llama-style model) on a text file")
         {
-            data, output, layers, heads, embd, block, resume, device, json,
+            data, output, layers, heads, embd, block, arch, resume, device, json,
         };
         common.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
             string text = TrainingOptions.ReadCorpus(parse.GetValue(data)!, "--data");
             var tokenizer = CharTokenizer.FromCorpus(text);
-            var config = new GptConfig(tokenizer.Size, parse.GetValue(layers), parse.GetValue(heads), parse.GetValue(embd), parse.GetValue(block));
+            var config = Architectures.Apply(new GptConfig(tokenizer.Size, parse.GetValue(layers), parse.GetValue(heads), parse.GetValue(embd), parse.GetValue(block)),
+                parse.GetValue(arch)!);
             TrainingOptions.Check(config.Validate, "--layers/--heads/--embd/--block");
             var options = common.Read(parse);
             string? jsonPath = parse.GetValue(json);
@@ -58,7 +60,7 @@ internal static class TrainCommand
             terminal.Error.MarkupLine($"[grey]resumed at step {trainer.Step} from {Markup.Escape(checkpoints)}[/]");
         }
         terminal.Error.MarkupLine(
-            $"[grey]GPT {config.Layers}L/{config.Heads}H/{config.Channels}C, T = {config.BlockSize}, V = {config.Vocabulary}: {model.Parameters.Count:N0} parameters on {backend.Name}; {train.Length:N0} training tokens[/]");
+            $"[grey]{(config.Mlp == MlpKind.GatedSilu ? "Llama-style" : "GPT")} {config.Layers}L/{config.Heads}H/{config.Channels}C, T = {config.BlockSize}, V = {config.Vocabulary}: {model.Parameters.Count:N0} parameters on {backend.Name}; {train.Length:N0} training tokens[/]");
         var log = new TrainingLog();
         var summary = TrainingRun.Run(terminal, trainer, "train", model.Parameters.Count, options.Batch * options.Accumulation * config.BlockSize, checkpoints, log);
         GptFiles.Save(model, tokenizer, outDir);

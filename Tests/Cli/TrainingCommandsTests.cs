@@ -48,6 +48,25 @@ public sealed class TrainingCommandsTests : IDisposable
     }
 
     [Fact]
+    public void A_llama_style_model_trains_saves_its_architecture_and_fine_tunes()
+    {
+        string corpus = Corpus(), model = Path.Combine(_dir, "llama"), adapter = Path.Combine(_dir, "llama-adapter");
+        string[] small = ["--layers", "2", "--heads", "4", "--embd", "16", "--block", "16", "--batch", "2", "--eval-every", "4", "--eval-iters", "2"];
+        Assert.Equal(0, Run(["train", "--arch", "llama", "--data", corpus, "--out", model, "--iters", "6", .. small]));
+        Assert.Contains("Llama-style 2L/4H/16C", _error.ToString());
+        var (config, _) = LoraRuntime.Layers.GptFiles.ReadConfig(model);
+        Assert.Equal(LoraRuntime.Cli.Training.Architectures.Apply(new LoraRuntime.Layers.GptConfig(config.Vocabulary, 2, 4, 16, 16), "llama"), config);
+        Assert.Equal((LoraRuntime.Layers.NormKind.RmsNorm, LoraRuntime.Layers.MlpKind.GatedSilu, 2, 48), (config.Norm, config.Mlp, config.KvHeads, config.Hidden));
+        Assert.Equal(0, Run("finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "3", "--batch", "2",
+            "--eval-every", "3", "--eval-iters", "1", "--rank", "2", "--targets", "q,v,gate,down"));
+        _out.GetStringBuilder().Clear();
+        Assert.Equal(0, Run("generate", "--base", model, "--adapter", adapter, "--prompt", "ROMEO:", "--tokens", "10"));
+        Assert.StartsWith("ROMEO:", _out.ToString());
+        Assert.Equal(2, Run("train", "--arch", "mamba", "--data", corpus, "--out", model));
+        Assert.Contains("--arch", _error.ToString());
+    }
+
+    [Fact]
     public void DemoRunsStartToFinish()
     {
         string outDir = Path.Combine(_dir, "demo");
