@@ -1,27 +1,30 @@
 namespace LoraRuntime.Layers.Adapters;
 
 /// <summary>
-/// DoRA's magnitude on a whole linear layer, as PEFT's DoraLinearLayer: with the row norms n = ‖W + s·BA‖ (one per
-/// output feature, treated as constants in the backward pass: PEFT detaches them) and g = m / n,
-/// y = b + g ⊙ (x Wᵀ + s·(x Aᵀ) Bᵀ). Merging folds g into W.
+/// DoRA's magnitude on a linear layer or a slice of its output rows (q of a fused QKV projection: Llama's q_proj), as
+/// PEFT's DoraLinearLayer: with the row norms n = ‖W + s·BA‖ (one per output feature of the module, treated as
+/// constants in the backward pass: PEFT detaches them) and g = m / n, y = b + g ⊙ (x Wᵀ + s·(x Aᵀ) Bᵀ) on the module's
+/// output columns, the others untouched. Merging folds g into the module's rows of W.
 /// </summary>
 internal sealed class DoraMagnitude
 {
     private readonly LoraWeights _weights;
-    private readonly ActivationBuffer _directionScratch, _norm, _scale, _columnSums, _mergedNorm, _combined, _dCombined;
-    private Tensor? _direction;
+    private readonly ActivationBuffer _directionScratch, _norm, _scale, _columnScale, _columnSums, _mergedNorm, _combined, _dCombined;
+    private Tensor? _direction, _baseRows, _scaleInColumns, _sumsOfModule;
 
     public DoraMagnitude(LoraWeights weights, ParameterSet parameters, Activations scratch, ActivationBuffer directionScratch)
     {
         _weights = weights;
         _directionScratch = directionScratch;
         string path = weights.Module.Path;
-        int outFeatures = weights.Module.OutFeatures;
+        int outFeatures = weights.Module.OutFeatures, layerOut = weights.Module.Base.OutFeatures;
         Magnitude = parameters.Add(path + ".lora_magnitude_vector", outFeatures);
-        Func<int, int, Shape> perRow = (_, _) => new Shape(outFeatures), rows = (b, t) => new Shape(b, t, outFeatures);
+        Func<int, int, Shape> perRow = (_, _) => new Shape(outFeatures), perColumn = (_, _) => new Shape(layerOut), rows = (b, t) => new Shape(b, t, layerOut);
         _norm = scratch.Add(path + ".dora.norm", perRow);
         _scale = scratch.Add(path + ".dora.scale", perRow);
-        _columnSums = scratch.Add(path + ".dora.sums", perRow);
+        // g over every output column of the layer: the module's, and 1 elsewhere (the same as _scale for a whole layer).
+        _columnScale = scratch.Add(path + ".dora.column_scale", perColumn);
+        _columnSums = scratch.Add(path + ".dora.sums", perColumn);
         _mergedNorm = scratch.Add(path + ".dora.merged_norm", perRow);
         _combined = scratch.Add(path + ".dora.combined", rows);
         _dCombined = scratch.AddGradient(path + ".dora.dcombined", rows);
@@ -35,30 +38,40 @@ internal sealed class DoraMagnitude
     /// <summary>m = ‖W + s·BA‖ per row: the layer starts as its base plus the plain LoRA delta.</summary>
     public void Initialize() => Backend.RowNorms(Magnitude.Value, Direction());
 
-    /// <summary>n = ‖W + s·BA‖ and g = m / n for the current A, B and m.</summary>
+    /// <summary>n = ‖W + s·BA‖ and g = m / n for the current A, B and m, and g over the layer's columns.</summary>
     public void Refresh()
     {
-        Tensor norm = _norm.For(1, 1);
+        Tensor norm = _norm.For(1, 1), scale = _scale.For(1, 1), columns = _columnScale.For(1, 1);
         Backend.RowNorms(norm, Direction());
-        Backend.Divide(_scale.For(1, 1), Magnitude.Value, norm);
+        Backend.Divide(scale, Magnitude.Value, norm);
+        var module = _weights.Module;
+        if (module.IsWholeLayer) Backend.Copy(columns, scale);
+        else
+        {
+            _scaleInColumns ??= columns.View(module.OutputOffset, new Shape(module.OutFeatures));
+            Backend.Fill(columns, 1f);
+            Backend.Copy(_scaleInColumns, scale);
+        }
     }
 
-    /// <summary>On entry output holds u = x Wᵀ + s·(x Aᵀ) Bᵀ (no bias); keeps u and leaves g ⊙ u.</summary>
+    /// <summary>On entry output holds u = x Wᵀ + s·(x Aᵀ) Bᵀ (no bias) on the module's columns; keeps u and leaves g ⊙ u there.</summary>
     public void Forward(Tensor output, int batch, int time)
     {
         Backend.Copy(_combined.For(batch, time), output);
-        Backend.ScaleColumns(output, output, _scale.For(1, 1));
+        Backend.ScaleColumns(output, output, _columnScale.For(1, 1));
     }
 
-    /// <summary>dm += Σ_rows dy ⊙ u / n; returns du = g ⊙ dy, the gradient that flows on into the LoRA path and the base.</summary>
+    /// <summary>dm += Σ_rows dy ⊙ u / n over the module's columns; returns du = g ⊙ dy, the gradient that flows on into the LoRA path and the base.</summary>
     public Tensor Backward(Tensor dOutput, int batch, int time)
     {
+        var module = _weights.Module;
         Tensor sums = _columnSums.For(1, 1), dCombined = _dCombined.For(batch, time);
         Backend.Fill(sums, 0f);
         Backend.ColumnDot(sums, dOutput, _combined.For(batch, time));
-        Backend.Divide(sums, sums, _norm.For(1, 1));
-        Backend.Add(Magnitude.Gradient, Magnitude.Gradient, sums);
-        Backend.ScaleColumns(dCombined, dOutput, _scale.For(1, 1));
+        _sumsOfModule ??= sums.View(module.OutputOffset, new Shape(module.OutFeatures));
+        Backend.Divide(_sumsOfModule, _sumsOfModule, _norm.For(1, 1));
+        Backend.Add(Magnitude.Gradient, Magnitude.Gradient, _sumsOfModule);
+        Backend.ScaleColumns(dCombined, dOutput, _columnScale.For(1, 1));
         return dCombined;
     }
 
@@ -81,12 +94,14 @@ internal sealed class DoraMagnitude
         _weights.AddDelta(weight, -1f);
     }
 
-    /// <summary>W + s·BA in the adapter's shared scratch.</summary>
+    /// <summary>W + s·BA of the module's rows, in the adapter's shared scratch.</summary>
     private Tensor Direction()
     {
         var module = _weights.Module;
-        _direction ??= _directionScratch.For(1, 1).View(0, new Shape(module.OutFeatures, module.InFeatures));
-        Backend.Copy(_direction, module.Base.Weight.Value);
+        var shape = new Shape(module.OutFeatures, module.InFeatures);
+        _direction ??= _directionScratch.For(1, 1).View(0, shape);
+        _baseRows ??= module.Base.Weight.Value.View((long)module.OutputOffset * module.InFeatures, shape);
+        Backend.Copy(_direction, _baseRows);
         _weights.AddDelta(_direction, 1f);
         return _direction;
     }

@@ -36,7 +36,7 @@ internal sealed class LoraAdapter : IDisposable
 
     /// <summary>
     /// Creates adapter <paramref name="name"/> on each (module, options) pair: validates everything first (a frozen,
-    /// reserved base; 1 ≤ R ≤ min(in, out); a finite α; dropout in [0, 1); DoRA on whole layers without dropout;
+    /// reserved base; 1 ≤ R ≤ min(in, out); a finite α; dropout in [0, 1); DoRA without dropout;
     /// a name new to each module), then reserves, initialises and attaches. Activations are reserved for batches of up
     /// to <paramref name="maxBatch"/> × <paramref name="maxTime"/>; without <paramref name="training"/>, for inference.
     /// </summary>
@@ -106,9 +106,6 @@ internal sealed class LoraAdapter : IDisposable
             throw new ArgumentOutOfRangeException("alpha", options.Alpha, $"alpha: expected a finite α for {path}; got {options.Alpha}");
         if (!(options.Dropout >= 0 && options.Dropout < 1))
             throw new ArgumentOutOfRangeException("dropout", options.Dropout, $"dropout: expected a probability in [0, 1) for {path}; got {options.Dropout}");
-        if (options.UseDora && !module.IsWholeLayer)
-            throw new ArgumentException(
-                $"useDora: DoRA needs a whole layer (its magnitude rescales every output row); {path} is the slice [{module.OutputOffset}, {module.OutputOffset + module.OutFeatures}) of {module.Base.Name}: target the whole projection", "useDora");
         if (module.Base.IsFactored && (options.UseDora || options.Init is LoraInit.Pissa or LoraInit.PissaRandomized or LoraInit.Olora))
             throw new ArgumentException(
                 $"targets: {path} is factored (a compressed model, rank {module.Base.FactoredRank}); DoRA and the {options.Init} initialisation need its dense weight", "targets");

@@ -183,7 +183,7 @@ internal sealed class LoraWeights
 
     /// <summary>
     /// dB [out, R] += s · dyᵀ · h and dh [B·T, R] = s · dy · B, independent: one grouped call. dy is the slice of the
-    /// layer's output gradient (ld = OC), or DoRA's rescaled copy, which has the same layout: DoRA adapts whole layers.
+    /// layer's output gradient (ld = OC), or DoRA's rescaled copy, which has the same layout (the whole layer's columns).
     /// Returns dh.
     /// </summary>
     private Tensor RankGradients(Tensor dy, int batch, int time)

@@ -82,19 +82,45 @@ public sealed class DoraTests
     }
 
     [Fact]
-    public void DoRA_is_refused_on_a_slice_and_with_dropout()
+    public void DoRA_on_slices_of_a_fused_projection_matches_the_reference_and_merges_into_its_rows()
+    {
+        // q and v of a fused qkv [12, 4] (Llama's q_proj, v_proj), each with its own magnitude; k untouched.
+        using var f = new LayerFixture();
+        var qkv = new Linear(f.Parameters, "attn.qkv", In, 12);
+        f.Reserve(trained: false);
+        LoraLinear q = new(qkv, "attn.q", 0, 4), v = new(qkv, "attn.v", 8, 4);
+        var adapter = f.Own(LoraAdapter.Create("dora",
+            [(q, new LoraOptions { Rank = 2, Alpha = 4, UseDora = true, Init = LoraInit.Random, Seed = 1 }),
+             (v, new LoraOptions { Rank = 3, Alpha = 3, UseDora = true, Init = LoraInit.Random, Seed = 2 })], 2, 5));
+        foreach (var w in adapter.Modules)
+            w.Magnitude!.Value.CopyFrom(w.Magnitude.Value.ToArray().Select((x, i) => x * (0.8f + 0.1f * i)).ToArray());
+        GradientCheck.Run(f.Backend, [f.Parameters, adapter.Parameters], (model, x) => model.Linear("attn.qkv", x, Batch * Time, In, 12),
+            p => LoraReference.With(p, [q, v]), qkv.Forward, qkv.Backward, [Batch, Time, In], [Batch, Time, 12], 31, "DoRA on q and v slices");
+
+        using var input = f.Backend.FromArray(Reference.Random(Batch * Time * In, 3), Batch, Time, In);
+        using var output = f.Backend.Zeros(Batch, Time, 12);
+        qkv.Forward(output, input);
+        var unmerged = output.ToArray();
+        var w0 = qkv.Weight.Value.ToArray();
+        q.Merge();
+        v.Merge();
+        qkv.Forward(output, input);
+        Assert.True(Reference.RelativeError(output.ToArray(), Reference.ToDouble(unmerged)) <= 1e-6, "merged forward");
+        Assert.Equal(w0.AsSpan(4 * In, 4 * In).ToArray(), qkv.Weight.Value.ToArray().AsSpan(4 * In, 4 * In).ToArray()); // k's rows untouched
+        v.Unmerge();
+        q.Unmerge();
+        Assert.True(Reference.RelativeError(qkv.Weight.Value.ToArray(), Reference.ToDouble(w0)) <= 1e-6, "unmerged W");
+    }
+
+    [Fact]
+    public void DoRA_is_refused_with_dropout()
     {
         using var f = new LayerFixture();
         var qkv = new Linear(f.Parameters, "attn.qkv", 4, 12);
         f.Reserve(trained: false);
-        var q = new LoraLinear(qkv, "attn.q", 0, 4);
-        var error = Assert.Throws<ArgumentException>(() => q.AddAdapter("d", new LoraOptions { Rank = 2, UseDora = true }, 1, 1));
-        Assert.Equal("useDora", error.ParamName);
-        Assert.Contains("attn.q", error.Message);
         var whole = new LoraLinear(qkv, "attn.qkv.whole");
-        error = Assert.Throws<ArgumentException>(() => whole.AddAdapter("d", new LoraOptions { Rank = 2, UseDora = true, Dropout = 0.1f }, 1, 1));
+        var error = Assert.Throws<ArgumentException>(() => whole.AddAdapter("d", new LoraOptions { Rank = 2, UseDora = true, Dropout = 0.1f }, 1, 1));
         Assert.Equal("useDora", error.ParamName);
-        Assert.Empty(q.Adapters);
         Assert.Empty(whole.Adapters);
     }
 }

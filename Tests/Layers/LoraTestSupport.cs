@@ -12,7 +12,9 @@ internal static class LoraReference
         var module = weights.Module;
         double[]? norms = null;
         if (weights.Magnitude is not null)
-            norms = ReferenceModel.DoraNorms(Support.Reference.ToDouble(module.Base.Weight.Value.ToArray()), Support.Reference.ToDouble(weights.A.Value.ToArray()),
+            norms = ReferenceModel.DoraNorms(
+                Support.Reference.ToDouble(module.Base.Weight.Value.ToArray()).AsSpan(module.OutputOffset * module.InFeatures, module.OutFeatures * module.InFeatures).ToArray(),
+                Support.Reference.ToDouble(weights.A.Value.ToArray()),
                 Support.Reference.ToDouble(weights.B.Value.ToArray()), module.OutFeatures, module.InFeatures, weights.Rank, weights.Scale);
         return new ReferenceAdapter(weights.A.Name, weights.B.Name, module.OutputOffset, module.OutFeatures, weights.Rank, weights.Scale,
             weights.Magnitude?.Name, norms, withDropout ? (weights.MaskSeed, weights.Options.Dropout) : null);

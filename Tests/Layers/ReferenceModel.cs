@@ -68,9 +68,12 @@ internal sealed class ReferenceModel(Dictionary<string, double[]> parameters)
             }
         }
         if (adapter.Magnitude is null) return;
+        // DoRA rescales the module's columns by m / ‖W + s·BA‖ of its rows.
         var m = P[adapter.Magnitude];
-        var norm = adapter.FixedNorm ?? DoraNorms(w, a, bm, cout, cin, r, adapter.Scale);
-        for (int i = 0; i < y.Length; i++) y[i] *= m[i % cout] / norm[i % cout];
+        var rows = w.AsSpan(adapter.Offset * cin, adapter.Features * cin).ToArray();
+        var norm = adapter.FixedNorm ?? DoraNorms(rows, a, bm, adapter.Features, cin, r, adapter.Scale);
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < adapter.Features; o++) y[i * cout + adapter.Offset + o] *= m[o] / norm[o];
     }
 
     /// <summary>‖W + s·BA‖ per row.</summary>

@@ -28,13 +28,15 @@ internal sealed class ParallelFor<TOp> : IParallelWork where TOp : struct, IRang
     /// </summary>
     public static void Run(CpuWorkerPool workers, TOp op, long count, long elementsPerItem, int granule = 1)
     {
+        // The thread's work item is made at its first call whatever the size, so that a call that first needs several tasks
+        // later (a decode step whose cache has grown) allocates nothing: warming up a path at any size is enough.
+        var work = t_work ??= new ParallelFor<TOp>();
         int tasks = ParallelPlan.TaskCount(workers.ThreadCount, count, elementsPerItem, granule);
         if (tasks <= 1)
         {
             if (count > 0) op.Run(0, count);
             return;
         }
-        var work = t_work ??= new ParallelFor<TOp>();
         work._op = op;
         work._count = count;
         work._tasks = tasks;
