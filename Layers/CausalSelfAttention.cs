@@ -16,13 +16,15 @@ internal sealed class CausalSelfAttention
     private readonly AttentionHeads _heads;
     private readonly ActivationBuffer _att, _dAtt, _dScores;
     private readonly RotaryTables? _rotary;
+    private readonly ActivationBuffer? _qkvRaw, _qRstd, _kRstd, _dQNormDiscarded, _dKNormDiscarded;
+    private readonly float _normEpsilon;
 
     /// <summary>
     /// Declares the projections "<paramref name="name"/>.qkv" and ".o" and the activations; <paramref name="layer"/> is
     /// the block's index; <paramref name="rotary"/> (the model's tables) rotates q and k, whose positions it holds.
     /// </summary>
     public CausalSelfAttention(ParameterSet parameters, Activations activations, string name, int channels, int heads, int layer = 0,
-        int? kvHeads = null, int? headSize = null, bool qkvBias = true, bool outputBias = true, RotaryTables? rotary = null)
+        int? kvHeads = null, int? headSize = null, bool qkvBias = true, bool outputBias = true, RotaryTables? rotary = null, float? qkNormEpsilon = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentOutOfRangeException.ThrowIfNegative(layer);
@@ -34,7 +36,26 @@ internal sealed class CausalSelfAttention
         _att = activations.Add(name + ".att", (b, t) => new Shape(b, heads, t, t));
         _dAtt = activations.AddGradient(name + ".datt", (b, t) => new Shape(b, heads, t, t));
         _dScores = activations.AddGradient(name + ".dscores", (b, t) => new Shape(b, heads, t, t));
+        if (qkNormEpsilon is { } epsilon)
+        {
+            int hs = _heads.HeadSize, kvh = _heads.KvHeadCount, width = _heads.QkvWidth;
+            _normEpsilon = epsilon;
+            QNorm = parameters.Add(name + ".q_norm.weight", hs);
+            KNorm = parameters.Add(name + ".k_norm.weight", hs);
+            _qkvRaw = activations.Add(name + ".qkv.raw", (b, t) => new Shape(b, t, width));
+            _qRstd = activations.Add(name + ".q_norm.rstd", (b, t) => new Shape(b, t, heads));
+            _kRstd = activations.Add(name + ".k_norm.rstd", (b, t) => new Shape(b, t, kvh));
+            // Frozen norms still back-propagate to their input; the primitive's dw then lands here.
+            _dQNormDiscarded = activations.AddGradient(name + ".q_norm.dweight.discarded", (_, _) => new Shape(hs));
+            _dKNormDiscarded = activations.AddGradient(name + ".k_norm.dweight.discarded", (_, _) => new Shape(hs));
+        }
     }
+
+    /// <summary>The weight [HS] of the RMS norm of every q head before the rotation (Qwen3), or null.</summary>
+    public Parameter? QNorm { get; }
+
+    /// <summary>The weight [HS] of the RMS norm of every k head (Qwen3), or null.</summary>
+    public Parameter? KNorm { get; }
 
     /// <summary>The module path.</summary>
     public string Name { get; }
@@ -73,6 +94,13 @@ internal sealed class CausalSelfAttention
     {
         var (batch, time) = Guard.Input(_activations, input, nameof(input), Channels);
         Tensor qkv = _heads.ProjectQkv(input, batch, time);
+        if (QNorm is not null)
+        {
+            // Qwen3: each q and k head RMS-normed in place; the raw projection is kept for the backward pass.
+            Backend.Copy(_qkvRaw!.For(batch, time), qkv);
+            Backend.HeadRmsNormForward(qkv, _qRstd!.For(batch, time), 0, HeadCount, HeadSize, QNorm.Value, _normEpsilon);
+            Backend.HeadRmsNormForward(qkv, _kRstd!.For(batch, time), HeadCount, KvHeadCount, HeadSize, KNorm!.Value, _normEpsilon);
+        }
         // q and k rotated at their positions (the first NH + KVH heads of each row), in place.
         _rotary?.Apply(qkv, _rotary.Positions(batch, time), HeadCount + KvHeadCount, HeadSize);
         // att [T, T] = causal softmax(q kᵀ / √HS), y = att v, the heads merged into y's rows.
@@ -99,6 +127,14 @@ internal sealed class CausalSelfAttention
             _heads.GradientScratch(batch, time, _dAtt.For(batch, time)));
         // The rotation is orthogonal: its backward pass rotates dq and dk back.
         _rotary?.Apply(dQkv, _rotary.Positions(batch, time), HeadCount + KvHeadCount, HeadSize, inverse: true);
+        if (QNorm is not null)
+        {
+            Tensor raw = _qkvRaw!.For(batch, time);
+            Backend.HeadRmsNormBackward(dQkv, QNorm.HasGradient ? QNorm.Gradient : _dQNormDiscarded!.For(1, 1), raw, QNorm.Value, _qRstd!.For(batch, time), 0,
+                HeadCount, HeadSize);
+            Backend.HeadRmsNormBackward(dQkv, KNorm!.HasGradient ? KNorm.Gradient : _dKNormDiscarded!.For(1, 1), raw, KNorm.Value, _kRstd!.For(batch, time),
+                HeadCount, KvHeadCount, HeadSize);
+        }
         _heads.BackwardQkv(dInput, input, batch, time, merged: true, accumulate: accumulate);
     }
 
@@ -112,6 +148,12 @@ internal sealed class CausalSelfAttention
         var cache = step.Cache;
         int q = QueryWidth, kv = KeyValueWidth, width = _heads.QkvWidth, n = 0;
         Qkv.Infer(step, step.Qkv, input);
+        if (QNorm is not null)
+        {
+            Backend.HeadRmsNormForward(step.Qkv.Rows(step.Tokens), step.QueryNormRstd.Rows(step.Tokens), 0, HeadCount, HeadSize, QNorm.Value, _normEpsilon);
+            Backend.HeadRmsNormForward(step.Qkv.Rows(step.Tokens), step.KeyNormRstd.Rows(step.Tokens), HeadCount, KvHeadCount, HeadSize, KNorm!.Value,
+                _normEpsilon);
+        }
         _rotary?.Apply(step.Qkv.Rows(step.Tokens), step.Positions.Rows(step.Tokens), HeadCount + KvHeadCount, HeadSize);
         Tensor qkv = step.Qkv.Block;
         var rows = step.AttentionRows;

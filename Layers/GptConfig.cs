@@ -120,6 +120,9 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
     /// <summary>The output head is the token embedding (<c>tie_word_embeddings</c>); else its own [V, C] matrix.</summary>
     public bool TiedHead { get; init; } = true;
 
+    /// <summary>RMS norms of every q and every k head before the rotary embedding (Qwen3's q_norm, k_norm).</summary>
+    public bool QkNorm { get; init; }
+
     /// <summary>KVH.</summary>
     public int KvHeads => KeyValueHeads ?? Heads;
 
@@ -134,7 +137,7 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
         other is not null && Vocabulary == other.Vocabulary && Layers == other.Layers && Heads == other.Heads && Channels == other.Channels
         && BlockSize == other.BlockSize && LayerNormEpsilon.Equals(other.LayerNormEpsilon) && Norm == other.Norm && Mlp == other.Mlp
         && Hidden == other.Hidden && KvHeads == other.KvHeads && HeadDim == other.HeadDim && Equals(Rotary, other.Rotary)
-        && QkvBias == other.QkvBias && OutputBias == other.OutputBias && MlpBias == other.MlpBias && TiedHead == other.TiedHead
+        && QkvBias == other.QkvBias && OutputBias == other.OutputBias && MlpBias == other.MlpBias && TiedHead == other.TiedHead && QkNorm == other.QkNorm
         && FactoredRanks.Count == other.FactoredRanks.Count
         && FactoredRanks.All(kv => other.FactoredRanks.TryGetValue(kv.Key, out int rank) && rank == kv.Value);
 

@@ -137,7 +137,7 @@ internal static class GptFiles
     /// <summary>True when <paramref name="config"/> has GPT-2's options (the defaults): its config.json then needs no "architecture".</summary>
     private static bool IsGpt2Architecture(GptConfig config) =>
         config.Norm == NormKind.LayerNorm && config.Mlp == MlpKind.Gelu && config.IntermediateSize is null && config.KeyValueHeads is null
-        && config.HeadSize is null && config.Rotary is null && config.QkvBias && config.OutputBias && config.MlpBias && config.TiedHead;
+        && config.HeadSize is null && config.Rotary is null && config.QkvBias && config.OutputBias && config.MlpBias && config.TiedHead && !config.QkNorm;
 
     /// <summary>The options that make a model other than GPT-2-shaped (a Llama-style one trained here).</summary>
     private static void WriteArchitecture(Utf8JsonWriter json, GptConfig config)
@@ -152,6 +152,7 @@ internal static class GptFiles
         json.WriteBoolean("output_bias", config.OutputBias);
         json.WriteBoolean("mlp_bias", config.MlpBias);
         json.WriteBoolean("tie_word_embeddings", config.TiedHead);
+        json.WriteBoolean("qk_norm", config.QkNorm);
         if (config.Rotary is { } r)
         {
             json.WriteStartObject("rotary");
@@ -195,6 +196,7 @@ internal static class GptFiles
             OutputBias = a.GetProperty("output_bias").GetBoolean(),
             MlpBias = a.GetProperty("mlp_bias").GetBoolean(),
             TiedHead = a.GetProperty("tie_word_embeddings").GetBoolean(),
+            QkNorm = a.TryGetProperty("qk_norm", out var qk) && qk.GetBoolean(),
             Rotary = rotary,
         };
     }

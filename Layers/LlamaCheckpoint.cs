@@ -71,6 +71,11 @@ internal static class LlamaCheckpoint
             }
             foreach (string part in config.OutputBias ? new[] { "weight", "bias" } : ["weight"])
                 yield return (o + "attn.o." + part, h + "self_attn.o_proj." + part, 0, config.Channels);
+            if (config.QkNorm)
+            {
+                yield return (o + "attn.q_norm.weight", h + "self_attn.q_norm.weight", 0, config.HeadDim);
+                yield return (o + "attn.k_norm.weight", h + "self_attn.k_norm.weight", 0, config.HeadDim);
+            }
             foreach (string part in config.MlpBias ? new[] { "weight", "bias" } : ["weight"])
             {
                 yield return (o + "mlp.gate_up." + part, h + "mlp.gate_proj." + part, 0, hidden);

@@ -4,12 +4,12 @@ namespace LoraRuntime.Layers;
 
 /// <summary>
 /// The <c>config.json</c> of a Hugging Face Llama-family checkpoint — <c>model_type</c> llama (Llama 2/3.x, SmolLM2,
-/// TinyLlama), mistral or qwen2 — read into a <see cref="GptConfig"/> with RMSNorm, rotary positions, the gated SiLU
-/// MLP, grouped-query attention and the biases each architecture has (llama/mistral: <c>attention_bias</c> on q, k, v
-/// and o, <c>mlp_bias</c>; qwen2: on q, k, v only). Rotary options come from transformers v4 keys (<c>rope_theta</c>,
+/// TinyLlama), mistral, qwen2 or qwen3 — read into a <see cref="GptConfig"/> with RMSNorm, rotary positions, the gated
+/// SiLU MLP, grouped-query attention and the biases each architecture has (llama/mistral/qwen3: <c>attention_bias</c>
+/// on q, k, v and o, <c>mlp_bias</c>; qwen2: on q, k, v only), and Qwen3's per-head q/k norms. Rotary options come from transformers v4 keys (<c>rope_theta</c>,
 /// <c>rope_scaling</c>) or v5 ones (<c>rope_parameters</c>). What the runtime does not compute exactly is refused
 /// naming the key and its value: another activation, a sliding window shorter than the context, rope types other than
-/// default, linear, dynamic, llama3 and yarn, and Qwen3's per-head q/k norms.
+/// default, linear, dynamic, llama3 and yarn.
 /// </summary>
 internal static class LlamaConfig
 {
@@ -17,12 +17,12 @@ internal static class LlamaConfig
     public const int DefaultContext = 1024;
 
     /// <summary>The model types read here.</summary>
-    public static readonly IReadOnlyList<string> ModelTypes = ["llama", "mistral", "qwen2"];
+    public static readonly IReadOnlyList<string> ModelTypes = ["llama", "mistral", "qwen2", "qwen3"];
 
-    /// <summary>True when <paramref name="root"/> names one of <see cref="ModelTypes"/> (or qwen3, refused with its reason by <see cref="Parse"/>).</summary>
+    /// <summary>True when <paramref name="root"/> names one of <see cref="ModelTypes"/>.</summary>
     public static bool IsLlamaFamily(JsonElement root) =>
         root.ValueKind == JsonValueKind.Object && root.TryGetProperty("model_type", out var type) && type.ValueKind == JsonValueKind.String
-        && (ModelTypes.Contains(type.GetString()) || type.GetString() == "qwen3");
+        && ModelTypes.Contains(type.GetString());
 
     /// <summary>
     /// The architecture in <paramref name="root"/> for contexts of up to <paramref name="context"/> positions (capped at
@@ -32,8 +32,6 @@ internal static class LlamaConfig
     public static GptConfig Parse(JsonElement root, string path, int? context = null)
     {
         string type = root.TryGetProperty("model_type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
-        if (type == "qwen3")
-            throw new InvalidDataException($"{path}: model_type 'qwen3' is not supported yet (its per-head q_norm and k_norm RMSNorms); expected one of {string.Join(", ", ModelTypes)}");
         if (!ModelTypes.Contains(type)) throw Invalid(path, "model_type", string.Join(" or ", ModelTypes.Select(m => $"\"{m}\"")), t.ValueKind == JsonValueKind.Undefined ? "nothing" : t.GetRawText());
         string activation = root.TryGetProperty("hidden_act", out var act) && act.ValueKind == JsonValueKind.String ? act.GetString()! : "silu";
         if (activation != "silu") throw Invalid(path, "hidden_act", "\"silu\" (the gated MLP's SiLU)", act.GetRawText());
@@ -58,6 +56,7 @@ internal static class LlamaConfig
             OutputBias = type != "qwen2" && attentionBias,
             MlpBias = type != "qwen2" && mlpBias,
             TiedHead = Bool(root, "tie_word_embeddings", false, path),
+            QkNorm = type == "qwen3",
             Rotary = Rotary(root, maxPositions, path),
         };
         try

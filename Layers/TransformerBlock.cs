@@ -30,7 +30,7 @@ internal sealed class TransformerBlock
         Channels = channels;
         Ln1 = INorm.Create(config.Norm, parameters, activations, name + ".ln1", channels, config.LayerNormEpsilon);
         Attention = new CausalSelfAttention(parameters, activations, name + ".attn", channels, config.Heads, layer, config.KvHeads, config.HeadDim,
-            config.QkvBias, config.OutputBias, rotary);
+            config.QkvBias, config.OutputBias, rotary, config.QkNorm ? config.LayerNormEpsilon : null);
         Ln2 = INorm.Create(config.Norm, parameters, activations, name + ".ln2", channels, config.LayerNormEpsilon);
         Mlp = IFeedForward.Create(config, parameters, activations, name + ".mlp");
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
@@ -91,6 +91,8 @@ internal sealed class TransformerBlock
     {
         Ln1.InitializeDefaults();
         Ln2.InitializeDefaults();
+        foreach (var norm in new[] { Attention.QNorm, Attention.KNorm })
+            if (norm is not null) norm.Owner.Backend.Fill(norm.Value, 1f);
     }
 
     /// <summary>output [B, T, C] = the block applied to input [B, T, C]; output shares no memory with input.</summary>

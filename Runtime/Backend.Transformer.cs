@@ -1,6 +1,7 @@
 namespace LoraRuntime;
 
-// The operations of Llama-family blocks: RMS norm, the gated SiLU of the MLP, and rotary position embeddings.
+// The operations of Llama-family blocks: RMS norm (of rows, and of heads inside rows: Qwen3's q/k norms), the gated SiLU
+// of the MLP, and rotary position embeddings.
 public abstract partial class Backend
 {
     /// <summary>
@@ -94,6 +95,56 @@ public abstract partial class Backend
                 $"positions: row {position} has position {value}, expected 0 ≤ position < {table} (the rows of the cos and sin tables)", nameof(positions));
         RotaryCore(rows, positions, heads, headSize, cos, sin, inverse);
     }
+
+    /// <summary>
+    /// RMS normalisation of each of <paramref name="heads"/> heads of <paramref name="headSize"/> floats starting at head
+    /// <paramref name="firstHead"/> of every row of <paramref name="rows"/> (N rows, the last dimension their width), in
+    /// place: x ← x·rstd ⊙ weight per head (Qwen3's q_norm and k_norm, before the rotary embedding). rstd (N × heads)
+    /// is kept for the backward pass; weight has <paramref name="headSize"/> elements.
+    /// </summary>
+    public void HeadRmsNormForward(Tensor rows, Tensor rstd, int firstHead, int heads, int headSize, Tensor weight, float epsilon)
+    {
+        CheckHeadNorm(rows, nameof(rows), rstd, firstHead, heads, headSize, weight);
+        Check.InRange(epsilon, 0, float.MaxValue, true, nameof(epsilon));
+        Check.Disjoint(2, [rows, rstd, weight], [nameof(rows), nameof(rstd), nameof(weight)]);
+        if (rows.Length > 0) HeadRmsNormForwardCore(rows, rstd, firstHead, heads, headSize, weight, epsilon);
+    }
+
+    /// <summary>
+    /// The backward pass of <see cref="HeadRmsNormForward"/>, in place: on entry <paramref name="dRows"/>' heads hold the
+    /// gradient of the normalised values, on return that of the input (the forward's <paramref name="input"/> rows,
+    /// before normalisation); dWeight += Σ n ⊙ dy over every row and head. Other columns of dRows are left alone.
+    /// </summary>
+    public void HeadRmsNormBackward(Tensor dRows, Tensor dWeight, Tensor input, Tensor weight, Tensor rstd, int firstHead, int heads, int headSize)
+    {
+        CheckHeadNorm(input, nameof(input), rstd, firstHead, heads, headSize, weight);
+        Check.Tensors(this, DType.F32, [dRows, dWeight], [nameof(dRows), nameof(dWeight)]);
+        Check.SameShape(input, nameof(input), dRows, nameof(dRows));
+        Check.SameLengths(weight, nameof(weight), [dWeight], [nameof(dWeight)]);
+        Check.Disjoint(2, [dRows, dWeight, input, weight, rstd], [nameof(dRows), nameof(dWeight), nameof(input), nameof(weight), nameof(rstd)]);
+        if (dRows.Length > 0) HeadRmsNormBackwardCore(dRows, dWeight, input, weight, rstd, firstHead, heads, headSize);
+    }
+
+    private void CheckHeadNorm(Tensor rows, string name, Tensor rstd, int firstHead, int heads, int headSize, Tensor weight)
+    {
+        Check.Tensors(this, DType.F32, [rows, rstd, weight], [name, nameof(rstd), nameof(weight)]);
+        Check.HasColumns(rows, name);
+        Check.Positive(heads, nameof(heads));
+        Check.Positive(headSize, nameof(headSize));
+        ArgumentOutOfRangeException.ThrowIfNegative(firstHead);
+        if ((long)(firstHead + heads) * headSize > rows.Shape.Last)
+            throw new ArgumentException($"heads: heads [{firstHead}, {firstHead + heads}) of {headSize} must fit in a row of {rows.Shape.Last}; got {name} {rows.Shape}", nameof(heads));
+        if (rstd.Length != rows.Shape.Rows * heads)
+            throw new ArgumentException($"rstd: expected N × heads = {rows.Shape.Rows * heads} values; got {rstd.Shape}", nameof(rstd));
+        if (weight.Length != headSize)
+            throw new ArgumentException($"weight: expected headSize = {headSize} values; got {weight.Shape}", nameof(weight));
+    }
+
+    /// <summary>Validated, non-empty <see cref="HeadRmsNormForward"/>.</summary>
+    protected abstract void HeadRmsNormForwardCore(Tensor rows, Tensor rstd, int firstHead, int heads, int headSize, Tensor weight, float epsilon);
+
+    /// <summary>Validated, non-empty <see cref="HeadRmsNormBackward"/>.</summary>
+    protected abstract void HeadRmsNormBackwardCore(Tensor dRows, Tensor dWeight, Tensor input, Tensor weight, Tensor rstd, int firstHead, int heads, int headSize);
 
     /// <summary>output [N, I] against input [N, 2I].</summary>
     private static void CheckGated(Tensor half, string halfName, Tensor full, string fullName)

@@ -85,3 +85,45 @@ extern "C" __global__ void rotary_apply(float* rows, const int* positions, const
         x[f + half] = fmaf(a, s, b * c);
     }
 }
+
+// Qwen3's q/k norms: RMS norm of heads [first, first + heads) inside rows, in place; one block per (row, head).
+extern "C" __global__ void head_rmsnorm_forward(float* rows, float* rstd, const float* weight, i64 rowStride, int first, int heads, int headSize,
+    float epsilon)
+{
+    i64 item = blockIdx.x, r = item / heads;
+    float* x = rows + r * rowStride + (i64)(first + item % heads) * headSize;
+    double squares = 0.0;
+    for (int j = threadIdx.x; j < headSize; j += blockDim.x) squares += (double)x[j] * x[j];
+    float s = 1.0f / sqrtf((float)(lora_block_sum(squares) / headSize) + epsilon);
+    __syncthreads();
+    for (int j = threadIdx.x; j < headSize; j += blockDim.x) x[j] = x[j] * s * weight[j];
+    if (threadIdx.x == 0) rstd[item] = s;
+}
+
+// dy ← rstd·(w⊙dy − n̂·mean(w⊙dy⊙n̂)) in place, n̂ = x·rstd; one block per (row, head).
+extern "C" __global__ void head_rmsnorm_backward_input(float* dRows, const float* input, const float* weight, const float* rstd, i64 rowStride,
+    int first, int heads, int headSize)
+{
+    i64 item = blockIdx.x, at = item / heads * rowStride + (i64)(first + item % heads) * headSize;
+    float s = rstd[item];
+    double gn = 0.0;
+    for (int j = threadIdx.x; j < headSize; j += blockDim.x) gn += (double)(weight[j] * dRows[at + j]) * (input[at + j] * s);
+    float meanGN = (float)(lora_block_sum(gn) / headSize);
+    for (int j = threadIdx.x; j < headSize; j += blockDim.x)
+        dRows[at + j] = (weight[j] * dRows[at + j] - input[at + j] * s * meanGN) * s;
+}
+
+// dWeight[j] += Σ_(row, head) n̂·dy, one thread per column (before the input pass overwrites dy).
+extern "C" __global__ void head_rmsnorm_backward_weight(float* dWeight, const float* dRows, const float* input, const float* rstd, i64 rowStride,
+    i64 items, int first, int heads, int headSize)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= headSize) return;
+    float w = dWeight[j];
+    for (i64 item = 0; item < items; item++)
+    {
+        i64 at = item / heads * rowStride + (i64)(first + item % heads) * headSize + j;
+        w = fmaf(input[at] * rstd[item], dRows[at], w);
+    }
+    dWeight[j] = w;
+}

@@ -41,6 +41,7 @@ internal sealed class InferenceStep : IDisposable
             (X, Embedded, Ln, Attention, Residual, Mlp) = (Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c), Rows(n, c));
             (Mean, Rstd, Qkv, Y) = (Rows(Math.Max(n, s), 1), Rows(Math.Max(n, s), 1), Rows(n, q + 2 * kv), Rows(n, q));
             (Hidden, Activated) = (Rows(n, fused), Rows(n, hidden));
+            (QueryNormRstd, KeyNormRstd) = (Rows(n, config.QkNorm ? config.Heads : 1), Rows(n, config.QkNorm ? config.KvHeads : 1));
             (Last, LastNormed, Logits) = (Rows(s, c), Rows(s, c), Rows(s, config.Vocabulary));
             Scores = Backend.Zeros(DType.F32, new Shape(config.Heads * cache.MaxSequence));
             _owned.Add(Scores);
@@ -122,6 +123,12 @@ internal sealed class InferenceStep : IDisposable
 
     /// <inheritdoc cref="Hidden"/>
     public RowBuffer Activated { get; }
+
+    /// <summary>The q and k heads' norm statistics [N, NH] and [N, KVH] (Qwen3's q/k norms; one column otherwise).</summary>
+    public RowBuffer QueryNormRstd { get; }
+
+    /// <inheritdoc cref="QueryNormRstd"/>
+    public RowBuffer KeyNormRstd { get; }
 
     /// <summary>Each sequence's last token [S, C], normed, and its logits [S, V].</summary>
     public RowBuffer Last { get; }

@@ -41,4 +41,33 @@ public sealed unsafe partial class CpuBackend
         };
         ParallelFor<RotaryOp>.Run(Workers, op, rows.Shape.Rows, 3L * heads * cos.Shape[1]);
     }
+
+    /// <inheritdoc/>
+    protected override void HeadRmsNormForwardCore(Tensor rows, Tensor rstd, int firstHead, int heads, int headSize, Tensor weight, float epsilon)
+    {
+        var op = new HeadRmsNormForwardOp
+        {
+            Rows = F(rows), Rstd = F(rstd), Weight = F(weight), RowStride = rows.Shape.Last, FirstHead = firstHead, Heads = heads, HeadSize = headSize,
+            Epsilon = epsilon,
+        };
+        ParallelFor<HeadRmsNormForwardOp>.Run(Workers, op, rows.Shape.Rows * heads, 2L * headSize);
+    }
+
+    /// <inheritdoc/>
+    protected override void HeadRmsNormBackwardCore(Tensor dRows, Tensor dWeight, Tensor input, Tensor weight, Tensor rstd, int firstHead, int heads,
+        int headSize)
+    {
+        long rows = input.Shape.Rows, stride = input.Shape.Last;
+        var weightGradient = new HeadRmsNormWeightGradientOp
+        {
+            DWeight = F(dWeight), DRows = F(dRows), Input = F(input), Rstd = F(rstd), RowStride = stride, Rows = rows, FirstHead = firstHead, Heads = heads,
+            HeadSize = headSize,
+        };
+        ParallelFor<HeadRmsNormWeightGradientOp>.Run(Workers, weightGradient, headSize, rows * heads);
+        var inputGradient = new HeadRmsNormInputGradientOp
+        {
+            DRows = F(dRows), Input = F(input), Weight = F(weight), Rstd = F(rstd), RowStride = stride, FirstHead = firstHead, Heads = heads, HeadSize = headSize,
+        };
+        ParallelFor<HeadRmsNormInputGradientOp>.Run(Workers, inputGradient, rows * heads, 3L * headSize);
+    }
 }

@@ -58,4 +58,27 @@ public sealed unsafe partial class CudaBackend
         void** args = stackalloc void*[] { &x, &p, &c, &s, &count, &stride, &heads, &headSize, &half, &flag };
         Launch(CudaKernel.Rotary, BlocksFor(count * heads * half), args);
     }
+
+    /// <inheritdoc/>
+    protected override void HeadRmsNormForwardCore(Tensor rows, Tensor rstd, int firstHead, int heads, int headSize, Tensor weight, float epsilon)
+    {
+        using var gate = Enter();
+        nint x = rows.Pointer, r = rstd.Pointer, w = weight.Pointer;
+        long stride = rows.Shape.Last;
+        void** args = stackalloc void*[] { &x, &r, &w, &stride, &firstHead, &heads, &headSize, &epsilon };
+        Launch(CudaKernel.HeadRmsNormForward, checked((uint)(rows.Shape.Rows * heads)), args);
+    }
+
+    /// <inheritdoc/>
+    protected override void HeadRmsNormBackwardCore(Tensor dRows, Tensor dWeight, Tensor input, Tensor weight, Tensor rstd, int firstHead, int heads,
+        int headSize)
+    {
+        using var gate = Enter();
+        nint dx = dRows.Pointer, dw = dWeight.Pointer, x = input.Pointer, w = weight.Pointer, r = rstd.Pointer;
+        long stride = input.Shape.Last, items = input.Shape.Rows * heads;
+        void** weightArgs = stackalloc void*[] { &dw, &dx, &x, &r, &stride, &items, &firstHead, &heads, &headSize };
+        Launch(CudaKernel.HeadRmsNormBackwardWeight, BlocksForColumns(headSize), weightArgs);
+        void** inputArgs = stackalloc void*[] { &dx, &x, &w, &r, &stride, &firstHead, &heads, &headSize };
+        Launch(CudaKernel.HeadRmsNormBackwardInput, checked((uint)items), inputArgs);
+    }
 }

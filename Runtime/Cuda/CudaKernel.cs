@@ -18,6 +18,7 @@ internal enum CudaKernel
     RmsNormForward, RmsNormBackwardInput, RmsNormBackwardWeight,
     GatedSiluForward, GatedSiluBackward,
     Rotary,
+    HeadRmsNormForward, HeadRmsNormBackwardInput, HeadRmsNormBackwardWeight,
 }
 
 /// <summary>The kernel table: file and <c>extern "C"</c> name of each <see cref="CudaKernel"/>.</summary>
@@ -65,6 +66,9 @@ internal static class CudaKernels
         CudaKernel.GatedSiluForward => ("transformer.cu", "gated_silu_forward"),
         CudaKernel.GatedSiluBackward => ("transformer.cu", "gated_silu_backward"),
         CudaKernel.Rotary => ("transformer.cu", "rotary_apply"),
+        CudaKernel.HeadRmsNormForward => ("transformer.cu", "head_rmsnorm_forward"),
+        CudaKernel.HeadRmsNormBackwardInput => ("transformer.cu", "head_rmsnorm_backward_input"),
+        CudaKernel.HeadRmsNormBackwardWeight => ("transformer.cu", "head_rmsnorm_backward_weight"),
         _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "not a kernel of the table"),
     };
 }

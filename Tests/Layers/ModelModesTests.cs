@@ -11,7 +11,7 @@ namespace LoraRuntime.Tests.Layers;
 /// <summary>
 /// One model, three modes: for every kind of model the runtime loads — its own, a Hugging Face GPT-2 checkpoint, a
 /// compressed (factored) one, Llama-family ones (grouped-query attention with rotary positions and an untied head;
-/// Qwen2's biases and one key/value head; an explicit head size with partial rotary) — bare and with LoRA, rsLoRA and
+/// Qwen2's biases and one key/value head; an explicit head size with partial rotary; Qwen3's q/k norms) — bare and with LoRA, rsLoRA and
 /// DoRA adapters attached, the logits of the training
 /// forward pass, of a prefill (whole, and in chunks) and of token-by-token decode over the KV cache agree within 1e-5
 /// relative, position by position.
@@ -32,6 +32,7 @@ public sealed class ModelModesTests : IDisposable
         { "factored", "none" }, { "factored", "lora" },
         { "llama-gqa", "none" }, { "llama-gqa", "lora" }, { "llama-gqa", "dora" },
         { "qwen2-mqa-bias", "none" }, { "qwen2-mqa-bias", "rslora" }, { "partial-rotary", "lora" }, { "yarn", "none" },
+        { "qwen3-qk-norm", "none" }, { "qwen3-qk-norm", "dora" },
     };
 
     [Theory]

@@ -36,6 +36,8 @@ public sealed class LlamaCheckpointTests : IDisposable
             3, SafetensorsDType.BF16),
         ["mistral-f16-head-dim"] = new("mistral", new(17, 24, 32, 1, 3, 1, 16, 1e-5, false, false, false, false, 10000),
             "\"rope_theta\": 10000.0, \"sliding_window\": null, \"head_dim\": 16", 1, SafetensorsDType.F16),
+        ["qwen3-qk-norm"] = new("qwen3", new(17, 24, 32, 2, 4, 2, 16, 1e-6, false, false, false, true, 1000000, QkNorm: true),
+            "\"rope_theta\": 1000000, \"head_dim\": 16, \"attention_bias\": false", 1, SafetensorsDType.BF16),
         ["llama-biases-yarn"] = new("llama", new(13, 16, 24, 2, 2, 2, 8, 1e-5, true, true, true, true, 10000, RopeType: "yarn", Factor: 4, OriginalMax: 4),
             "\"rope_theta\": 10000, \"attention_bias\": true, \"mlp_bias\": true, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4, \"original_max_position_embeddings\": 4}",
             2, SafetensorsDType.F32),
@@ -68,7 +70,6 @@ public sealed class LlamaCheckpointTests : IDisposable
         { "\"rope_scaling\": {\"rope_type\": \"yarn\"}", "", "factor" },
         { "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2, \"mscale\": 0.7}", "", "mscale" },
         { "\"head_dim\": 0", "", "HeadSize" },
-        { "", "qwen3", "qwen3" },
         { "", "gemma", "model_type" },
     };
 
@@ -199,6 +200,11 @@ public sealed class LlamaCheckpointTests : IDisposable
                 if (shape.QkvBias) Add(p + "self_attn." + proj + ".bias", 0, rows);
             }
             Add(p + "self_attn.o_proj.weight", 0, c, q);
+            if (shape.QkNorm)
+            {
+                Add(p + "self_attn.q_norm.weight", 1, shape.HeadDim);
+                Add(p + "self_attn.k_norm.weight", 1, shape.HeadDim);
+            }
             if (shape.OutputBias) Add(p + "self_attn.o_proj.bias", 0, c);
             Add(p + "mlp.gate_proj.weight", 0, inter, c);
             Add(p + "mlp.up_proj.weight", 0, inter, c);

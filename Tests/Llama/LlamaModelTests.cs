@@ -28,6 +28,7 @@ public sealed class LlamaModelTests
         ["linear"] = new(13, 16, 24, 1, 2, 2, 8, 1e-5, false, false, false, true, 100, RopeType: "linear", Factor: 2),
         ["llama3"] = new(13, 32, 24, 1, 2, 1, 16, 1e-5, false, false, false, true, 500, RopeType: "llama3", Factor: 8, OriginalMax: 16),
         ["yarn"] = new(13, 32, 24, 1, 2, 2, 16, 1e-5, false, false, false, true, 1000, RopeType: "yarn", Factor: 4, OriginalMax: 8),
+        ["qwen3-qk-norm"] = new(17, 24, 32, 2, 4, 2, 16, 1e-6, false, false, false, true, 1000000, QkNorm: true),
     };
 
     [Theory]
@@ -50,6 +51,7 @@ public sealed class LlamaModelTests
     [InlineData("llama-gqa")]
     [InlineData("all-biases")]
     [InlineData("fused-rotary")]
+    [InlineData("qwen3-qk-norm")]
     public void Gradients_of_the_loss_match_finite_differences_of_the_reference(string name)
     {
         var shape = name == "fused-rotary" ? new LlamaShape(11, 32, 16, 1, 2, 2, 16, 1e-5, true, false, false, false, 10000, PartialRotary: 0.5) : Cases[name];
@@ -59,7 +61,7 @@ public sealed class LlamaModelTests
         var rng = new Random(7);
         foreach (var p in model.Parameters.Parameters)
         {
-            bool norm = p.Name.Contains("ln", StringComparison.Ordinal);
+            bool norm = p.Name.Contains("ln", StringComparison.Ordinal) || p.Name.Contains("_norm", StringComparison.Ordinal);
             p.Value.CopyFrom(Enumerable.Range(0, (int)p.Shape.Length).Select(_ => (norm ? 1 : 0) + 0.4f * (2 * rng.NextSingle() - 1)).ToArray());
         }
         int[] tokens = Enumerable.Range(0, time).Select(i => (i * 3 + 1) % shape.Vocabulary).ToArray(), targets = tokens.Select(t => (t * 7 + 2) % shape.Vocabulary).ToArray();
@@ -148,7 +150,7 @@ public sealed class LlamaModelTests
     internal static GptConfig Config(LlamaShape shape, int blockSize) => new(shape.Vocabulary, shape.Layers, shape.Heads, shape.Hidden, blockSize, (float)shape.RmsEps)
     {
         Norm = NormKind.RmsNorm, Mlp = MlpKind.GatedSilu, IntermediateSize = shape.Intermediate, KeyValueHeads = shape.KvHeads, HeadSize = shape.HeadDim,
-        QkvBias = shape.QkvBias, OutputBias = shape.OutputBias, MlpBias = shape.MlpBias, TiedHead = shape.Tied,
+        QkvBias = shape.QkvBias, OutputBias = shape.OutputBias, MlpBias = shape.MlpBias, TiedHead = shape.Tied, QkNorm = shape.QkNorm,
         Rotary = new RotaryOptions
         {
             Theta = shape.RopeTheta, PartialFactor = shape.PartialRotary,
@@ -165,7 +167,7 @@ public sealed class LlamaModelTests
         var rng = new Random(seed);
         foreach (var p in model.Parameters.Parameters)
         {
-            bool norm = p.Name.Contains("ln", StringComparison.Ordinal);
+            bool norm = p.Name.Contains("ln", StringComparison.Ordinal) || p.Name.Contains("_norm", StringComparison.Ordinal);
             p.Value.CopyFrom(Enumerable.Range(0, (int)p.Shape.Length).Select(_ => (norm ? 1 : 0) + 0.4f * (2 * rng.NextSingle() - 1)).ToArray());
         }
         return model;
@@ -203,6 +205,11 @@ public sealed class LlamaModelTests
                 hf[h + "self_attn.v_proj.bias"] = Rows(b, q + kv, kv, 1);
             }
             hf[h + "self_attn.o_proj.weight"] = ours[o + "attn.o.weight"];
+            if (shape.QkNorm)
+            {
+                hf[h + "self_attn.q_norm.weight"] = ours[o + "attn.q_norm.weight"];
+                hf[h + "self_attn.k_norm.weight"] = ours[o + "attn.k_norm.weight"];
+            }
             if (shape.OutputBias) hf[h + "self_attn.o_proj.bias"] = ours[o + "attn.o.bias"];
             var gateUp = ours[o + "mlp.gate_up.weight"];
             hf[h + "mlp.gate_proj.weight"] = Rows(gateUp, 0, inter, c);

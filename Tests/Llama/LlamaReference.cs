@@ -4,13 +4,14 @@ namespace LoraRuntime.Tests.Llama;
 internal sealed record LlamaShape(int Vocabulary, int Hidden, int Intermediate, int Layers, int Heads, int KvHeads, int HeadDim, double RmsEps,
     bool QkvBias, bool OutputBias, bool MlpBias, bool Tied, double RopeTheta, double PartialRotary = 1, string RopeType = "default",
     double Factor = 1, int OriginalMax = 2048, double LowFreq = 1, double HighFreq = 4, double BetaFast = 32, double BetaSlow = 1,
-    double? AttentionFactor = null);
+    double? AttentionFactor = null, bool QkNorm = false);
 
 /// <summary>
 /// A Llama-family decoder in float64 with plain loops, written from the published architecture (Hugging Face's
 /// modeling_llama / modeling_qwen2 and modeling_rope_utils), over weights keyed by Hugging Face's tensor names:
 /// embed_tokens → per layer x + o_proj(attn(input_layernorm(x))), then + down_proj(silu(gate_proj h) · up_proj h) of
-/// post_attention_layernorm → norm → lm_head (or embed_tokens when tied). Attention: q, k rotated by rotate_half at
+/// post_attention_layernorm → norm → lm_head (or embed_tokens when tied). Attention: q, k (RMS-normed per head in
+/// Qwen3) rotated by rotate_half at
 /// their positions (the first partial·head_dim dimensions), k and v repeated to every query head of their group,
 /// softmax(q kᵀ/√head_dim) under the causal mask.
 /// </summary>
@@ -55,6 +56,12 @@ internal sealed class LlamaReference(LlamaShape shape, Dictionary<string, double
         var q = Linear(h, p + "q_proj", t, c, nh * hs, shape.QkvBias);
         var k = Linear(h, p + "k_proj", t, c, kvh * hs, shape.QkvBias);
         var v = Linear(h, p + "v_proj", t, c, kvh * hs, shape.QkvBias);
+        if (shape.QkNorm)
+        {
+            // Qwen3: RMSNorm over each head of q and of k, before the rotation.
+            q = RmsNorm(q, weights[p + "q_norm.weight"], t * nh, hs);
+            k = RmsNorm(k, weights[p + "k_norm.weight"], t * kvh, hs);
+        }
         var inverse = InverseFrequencies();
         double factor = AttentionScaling();
         Rotate(q, t, nh, hs, inverse, factor);

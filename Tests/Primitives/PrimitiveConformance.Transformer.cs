@@ -58,6 +58,50 @@ public abstract partial class PrimitiveConformance
         }
     }
 
+    [Theory]
+    [InlineData(3, 5, 0, 2, 8)]
+    [InlineData(7, 6, 4, 2, 16)]
+    [InlineData(40, 10, 1, 3, 64)]
+    [InlineData(2, 3, 0, 3, 5)]
+    public void HeadRmsNorm_forward_and_backward_match_float64_in_place(int rows, int rowHeads, int first, int heads, int headSize)
+    {
+        var rng = new Random(rows * 100 + first * 10 + headSize);
+        int width = rowHeads * headSize + 1, items = rows * heads;
+        float[] x = Uniform(rng, rows * width, -3, 3), w = Uniform(rng, headSize, 0.5f, 1.5f), dy = Uniform(rng, rows * width), dwBefore = Uniform(rng, headSize);
+        var data = Upload(x, rows, width);
+        var rstd = Upload(new float[items], items);
+        var weight = Upload(w, headSize);
+        Backend.HeadRmsNormForward(data, rstd, first, heads, headSize, weight, RmsEpsilon);
+        var expected = x.Select(v => (double)v).ToArray();
+        var dx = dy.Select(v => (double)v).ToArray();
+        var dw = dwBefore.Select(v => (double)v).ToArray();
+        for (int r = 0; r < rows; r++)
+            for (int h = 0; h < heads; h++)
+            {
+                int at = r * width + (first + h) * headSize;
+                double squares = 0, gn = 0;
+                for (int i = 0; i < headSize; i++) squares += (double)x[at + i] * x[at + i];
+                double s = 1 / Math.Sqrt(squares / headSize + RmsEpsilon);
+                for (int i = 0; i < headSize; i++)
+                {
+                    expected[at + i] = x[at + i] * s * w[i];
+                    gn += (double)w[i] * dy[at + i] * x[at + i] * s;
+                    dw[i] += x[at + i] * s * dy[at + i];
+                }
+                for (int i = 0; i < headSize; i++) dx[at + i] = s * ((double)w[i] * dy[at + i] - x[at + i] * s * gn / headSize);
+            }
+        string what = $"[{rows}, {width}] heads [{first}, {first + heads}) of {headSize}";
+        Expect.Close(data.ToArray(), expected, 1e-6, 1e-6, "HeadRmsNorm " + what); // other columns untouched
+        var dRows = Upload(dy, rows, width);
+        var dWeight = Upload(dwBefore, headSize);
+        Backend.HeadRmsNormBackward(dRows, dWeight, Upload(x, rows, width), weight, rstd, first, heads, headSize);
+        Expect.Close(dRows.ToArray(), dx, 1e-5, 1e-5, "HeadRmsNorm dRows " + what);
+        Expect.Close(dWeight.ToArray(), dw, 1e-5, 1e-5 * Math.Sqrt(items), "HeadRmsNorm dWeight " + what);
+        string Message(Action call) => Assert.ThrowsAny<ArgumentException>(call).Message;
+        Assert.Contains("heads", Message(() => Backend.HeadRmsNormForward(data, rstd, rowHeads, 1, headSize, weight, RmsEpsilon)));
+        Assert.Contains("rstd", Message(() => Backend.HeadRmsNormForward(data, Upload(new float[items + 1], items + 1), first, heads, headSize, weight, RmsEpsilon)));
+    }
+
     [Fact]
     public void GatedSilu_forward_and_backward_match_float64_on_every_width()
     {

@@ -104,3 +104,73 @@ internal unsafe struct RmsNormWeightGradientOp : IRangeOp
             TV.MultiplyAdd(TV.Load(X + i) * TV.Splat(Rstd), TV.Load(DOutput + i), TV.Load(DWeight + i)).Store(DWeight + i);
     }
 }
+
+/// <summary>
+/// RMS norm of heads inside rows, in place (Qwen3's q/k norms): item (row, head) normalises the HS floats of head
+/// <see cref="FirstHead"/> + head of the row and keeps its rstd.
+/// </summary>
+internal unsafe struct HeadRmsNormForwardOp : IRangeOp
+{
+    public float* Rows, Rstd, Weight;
+    public long RowStride;
+    public int FirstHead, Heads, HeadSize;
+    public float Epsilon;
+
+    public readonly void Run(long start, long end)
+    {
+        for (long item = start; item < end; item++)
+        {
+            long r = item / Heads;
+            float* x = Rows + r * RowStride + (long)(FirstHead + item % Heads) * HeadSize;
+            var span = new ReadOnlySpan<float>(x, HeadSize);
+            float rstd = 1 / MathF.Sqrt(TensorPrimitives.Dot(span, span) / HeadSize + Epsilon);
+            for (int i = 0; i < HeadSize; i++) x[i] = x[i] * rstd * Weight[i];
+            Rstd[item] = rstd;
+        }
+    }
+}
+
+/// <summary>
+/// Its input gradient, in place on the gradient rows: with n = x·rstd and g = w ⊙ dy, dy ← (g − n·mean(g ⊙ n))·rstd.
+/// </summary>
+internal unsafe struct HeadRmsNormInputGradientOp : IRangeOp
+{
+    public float* DRows, Input, Weight, Rstd;
+    public long RowStride;
+    public int FirstHead, Heads, HeadSize;
+
+    public readonly void Run(long start, long end)
+    {
+        for (long item = start; item < end; item++)
+        {
+            long at = item / Heads * RowStride + (long)(FirstHead + item % Heads) * HeadSize;
+            float* dy = DRows + at, x = Input + at;
+            float rstd = Rstd[item], gn = 0;
+            for (int i = 0; i < HeadSize; i++) gn += Weight[i] * dy[i] * x[i] * rstd;
+            float meanGN = gn / HeadSize;
+            for (int i = 0; i < HeadSize; i++) dy[i] = (Weight[i] * dy[i] - x[i] * rstd * meanGN) * rstd;
+        }
+    }
+}
+
+/// <summary>dWeight += Σ_(row, head) n ⊙ dy, one column per item and every (row, head) in order (deterministic); before the input pass overwrites dy.</summary>
+internal unsafe struct HeadRmsNormWeightGradientOp : IRangeOp
+{
+    public float* DWeight, DRows, Input, Rstd;
+    public long RowStride, Rows;
+    public int FirstHead, Heads, HeadSize;
+
+    public readonly void Run(long start, long end)
+    {
+        for (long c = start; c < end; c++)
+        {
+            float sum = DWeight[c];
+            for (long item = 0; item < Rows * Heads; item++)
+            {
+                long at = item / Heads * RowStride + (long)(FirstHead + item % Heads) * HeadSize + c;
+                sum += Input[at] * Rstd[item] * DRows[at];
+            }
+            DWeight[c] = sum;
+        }
+    }
+}
