@@ -21,9 +21,10 @@ public enum ModelLayout
 
 /// <summary>
 /// Loads a model directory of any layout, told apart by its config.json (model_type "gpt2", or n_positions and no
-/// block_size, is GPT-2's; llama, mistral and qwen2 are the Llama family's), with its tokenizer: the character
-/// vocabulary of ours, GPT-2's byte-level BPE (<see cref="BpeTokenizer"/>) from vocab.json and merges.txt. A
-/// Llama-family checkpoint's tokenizer.json is not read yet: such a model comes without a tokenizer (token ids only).
+/// block_size, is GPT-2's; llama, mistral, qwen2 and qwen3 are the Llama family's), with its tokenizer: the character
+/// vocabulary of ours, GPT-2's byte-level BPE (<see cref="BpeTokenizer"/>) from vocab.json and merges.txt, a
+/// Llama-family checkpoint's byte-level BPE from its tokenizer.json (<see cref="HuggingFaceTokenizer"/>; without one, or
+/// with a kind not read yet, the model comes without a tokenizer: token ids only).
 /// </summary>
 internal static class ModelDirectory
 {
@@ -53,13 +54,23 @@ internal static class ModelDirectory
 
     /// <summary>
     /// Loads the model in <paramref name="directory"/> for inference (or, with <paramref name="training"/>, for LoRA
-    /// fine-tuning with the base frozen) and its tokenizer (null for a Llama-family checkpoint, whose tokenizer.json is
-    /// not read yet).
+    /// fine-tuning with the base frozen) and its tokenizer (null for a Llama-family checkpoint whose tokenizer.json is
+    /// missing or of a kind not read yet).
     /// </summary>
     public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) Load(Backend backend, string directory, int maxBatch, bool training = false)
     {
         var layout = DetectLayout(directory);
-        if (layout == ModelLayout.Llama) return (LlamaCheckpoint.Load(backend, directory, maxBatch, training), null, layout);
+        if (layout == ModelLayout.Llama)
+        {
+            var model = LlamaCheckpoint.Load(backend, directory, maxBatch, training);
+            var hf = TryLoadTokenizer(directory, out _);
+            if (hf is not null && hf.VocabularySize > model.Config.Vocabulary)
+            {
+                model.Dispose();
+                throw new InvalidDataException($"{directory}: the tokenizer has {hf.VocabularySize} tokens but the model's vocab_size is {model.Config.Vocabulary}");
+            }
+            return (model, hf, layout);
+        }
         if (layout == ModelLayout.LoraRuntime)
         {
             var (ours, chars) = GptFiles.Load(backend, directory, maxBatch, training);
@@ -73,8 +84,36 @@ internal static class ModelDirectory
         return (Gpt2Checkpoint.Load(backend, directory, maxBatch, training), tokenizer, layout);
     }
 
-    /// <summary>The tokenizer a command that takes text needs, or a clear error where the model has none yet.</summary>
-    public static ITokenizer RequireTokenizer(ITokenizer? tokenizer, string directory, ModelLayout layout) => tokenizer
-        ?? throw new InvalidDataException(
-            $"{directory}: this {layout} checkpoint's tokenizer (tokenizer.json) is not supported yet; its model runs on token ids (LoraEngine.Load, lora bench)");
+    /// <summary>
+    /// The byte-level BPE tokenizer of a Hugging Face directory's tokenizer.json, or null with the reason (no file, or a
+    /// kind not read yet: SentencePiece-style BPE with byte fallback).
+    /// </summary>
+    public static HuggingFaceTokenizer? TryLoadTokenizer(string directory, out string? reason)
+    {
+        string path = Path.Combine(directory, HuggingFaceTokenizer.FileName);
+        reason = null;
+        if (!File.Exists(path))
+        {
+            reason = $"{path} is missing";
+            return null;
+        }
+        try
+        {
+            return HuggingFaceTokenizer.FromFile(path);
+        }
+        catch (Exception e) when (e is InvalidDataException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            reason = e.Message;
+            return null;
+        }
+    }
+
+    /// <summary>The tokenizer a command that takes text needs, or a clear error saying why the model has none.</summary>
+    public static ITokenizer RequireTokenizer(ITokenizer? tokenizer, string directory, ModelLayout layout)
+    {
+        if (tokenizer is not null) return tokenizer;
+        TryLoadTokenizer(directory, out string? reason);
+        throw new InvalidDataException(
+            $"{directory}: no tokenizer for this {layout} checkpoint ({reason}); its model runs on token ids (LoraEngine.Load, lora bench)");
+    }
 }

@@ -180,6 +180,34 @@ public sealed class LlamaCheckpointTests : IDisposable
         Assert.Contains("target q, k, v", e.Message);
     }
 
+    [Fact]
+    public void With_its_tokenizer_json_a_checkpoint_generates_fine_tunes_and_serves_text()
+    {
+        // A tiny Llama with GPT-2's byte-level vocabulary, and GPT-2's tokenizer.json beside it.
+        var shape = new LlamaShape(50257, 16, 24, 1, 2, 1, 8, 1e-5, false, false, false, true, 10000);
+        string dir = Write("with-tokenizer", new Case("llama", shape, "\"rope_theta\": 10000", 1, SafetensorsDType.BF16), RandomTensors(shape, 4));
+        File.Copy(Text.HuggingFaceTokenizerTests.Gpt2File.Value, Path.Combine(dir, "tokenizer.json"));
+        var (model, tokenizer, _) = ModelDirectory.Load(_backend, dir, maxBatch: 1);
+        model.Dispose();
+        Assert.Equal([15496, 995], Assert.IsType<LoraRuntime.Layers.Text.HuggingFaceTokenizer>(tokenizer).Encode("Hello world"));
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var terminal = LoraRuntime.Cli.Terminal.ForWriters(output, error);
+        Assert.Equal(0, LoraRuntime.Cli.LoraApp.Run(["generate", "--base", dir, "--prompt", "Hello world", "--tokens", "4", "--temperature", "0"], terminal));
+        Assert.StartsWith("Hello world", output.ToString());
+        string corpus = Path.Combine(_root, "corpus.txt");
+        File.WriteAllText(corpus, string.Concat(Enumerable.Repeat("The quick brown fox jumps over the lazy dog. ", 80)));
+        string adapter = Path.Combine(_root, "llama-text-adapter");
+        Assert.True(LoraRuntime.Cli.LoraApp.Run(["finetune", "--base", dir, "--data", corpus, "--out", adapter, "--iters", "2", "--batch", "1",
+            "--eval-every", "2", "--eval-iters", "1", "--rank", "2", "--targets", "q,v,down"], terminal) == 0, error.ToString());
+        using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(adapter, "adapter_config.json")));
+        Assert.Contains("model.layers.0.self_attn.q_proj", config.RootElement.GetProperty("target_modules").EnumerateArray().Select(e => e.GetString()));
+        // Without a readable tokenizer.json the text commands say why and stop.
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"Unigram\"}}");
+        Assert.Equal(2, LoraRuntime.Cli.LoraApp.Run(["generate", "--base", dir, "--prompt", "Hi", "--tokens", "2"], terminal));
+        Assert.Contains("model.type", error.ToString());
+    }
+
     /// <summary>Every tensor of <paramref name="shape"/> by Hugging Face name, random (norm weights about 1).</summary>
     private static Dictionary<string, (float[] Values, int[] Dims)> RandomTensors(LlamaShape shape, int seed)
     {
