@@ -7,12 +7,14 @@ using MlBpeTokenizer = Microsoft.ML.Tokenizers.BpeTokenizer;
 namespace LoraRuntime.Layers.Text;
 
 /// <summary>
-/// A byte-level BPE tokenizer read from Hugging Face's <c>tokenizer.json</c> — GPT-2's, Llama 3's, Qwen2's, SmolLM2's —
-/// on Microsoft.ML.Tokenizers' BPE: the pre-tokenizer's regular expression (ByteLevel's GPT-2 pattern, or a Split
-/// pattern before a ByteLevel step), each piece looked up whole first when the model says <c>ignore_merges</c>
-/// (tiktoken's rule), else merged; an NFC normaliser; the added tokens matched as themselves. What it does not compute
-/// as Hugging Face does is refused naming the key: another model type, byte fallback (SentencePiece-style BPE: Llama 2,
-/// Mistral, TinyLlama), continuing-subword prefixes, other pre-tokenizers or normalisers.
+/// A BPE tokenizer read from Hugging Face's <c>tokenizer.json</c>, on Microsoft.ML.Tokenizers' BPE, in either of the
+/// two forms Llama-family checkpoints use. Byte-level (GPT-2, Llama 3, Qwen2, SmolLM2): the pre-tokenizer's regular
+/// expression (ByteLevel's GPT-2 pattern, or a Split pattern before a ByteLevel step), each piece looked up whole first
+/// when the model says <c>ignore_merges</c> (tiktoken's rule), else merged; an NFC normaliser. SentencePiece-style with
+/// byte fallback (Llama 2, Mistral, TinyLlama): spaces become "▁" and one is put before the text (a Prepend and Replace
+/// normaliser, or a Metaspace pre-tokenizer), the whole text merged as one sequence over characters, and a character
+/// the vocabulary lacks written as its UTF-8 bytes' &lt;0xXX&gt; tokens. In both, the added tokens are matched as
+/// themselves first. What it does not compute as Hugging Face does is refused naming the key.
 /// </summary>
 internal sealed partial class HuggingFaceTokenizer : ITokenizer
 {
@@ -28,9 +30,18 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
     private readonly Dictionary<int, string> _specialById;
     private readonly Regex? _specialPattern;
     private readonly bool _ignoreMerges, _nfc;
+    private readonly Metaspace? _metaspace; // the SentencePiece form; null for byte-level
+    private readonly string[] _tokenById;
+    private readonly int[] _byteIds = new int[256];
+
+    /// <summary>
+    /// How the SentencePiece form marks spaces: "▁" for each, and one before each section of text (between added tokens),
+    /// or the first only; a Metaspace pre-tokenizer adds none where the section already starts with one.
+    /// </summary>
+    private sealed record Metaspace(bool PrependFirstSectionOnly, bool UnlessLeading);
 
     private HuggingFaceTokenizer(Dictionary<string, int> vocabulary, IReadOnlyList<string> merges, Regex split, Dictionary<string, int> special,
-        bool ignoreMerges, bool nfc)
+        bool ignoreMerges, bool nfc, Metaspace? metaspace, string path)
     {
         _vocabulary = vocabulary;
         _special = special;
@@ -38,15 +49,22 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         _split = split;
         _ignoreMerges = ignoreMerges;
         _nfc = nfc;
+        _metaspace = metaspace;
         // The pieces reach the BPE one at a time, already split: its pre-tokenizer takes each whole (its default would
         // split on white space and drop it).
         _bpe = MlBpeTokenizer.Create(new BpeOptions(vocabulary)
         {
-            Merges = merges, ByteLevel = true, PreTokenizer = new RegexPreTokenizer(WholeText(), null),
+            Merges = merges, ByteLevel = metaspace is null, PreTokenizer = new RegexPreTokenizer(WholeText(), null),
         });
+        if (metaspace is not null)
+            for (int b = 0; b < 256; b++)
+                if (!vocabulary.TryGetValue($"<0x{b:X2}>", out _byteIds[b]))
+                    throw new InvalidDataException($"{path}: model.byte_fallback is true but the vocabulary has no byte token <0x{b:X2}>");
         if (special.Count > 0)
             _specialPattern = new Regex(string.Join("|", special.Keys.OrderByDescending(k => k.Length).Select(Regex.Escape)), RegexOptions.CultureInvariant);
         VocabularySize = Math.Max(vocabulary.Values.DefaultIfEmpty(-1).Max(), special.Values.DefaultIfEmpty(-1).Max()) + 1;
+        _tokenById = new string[VocabularySize];
+        foreach (var (token, id) in vocabulary) _tokenById[id] = token;
     }
 
     /// <inheritdoc/>
@@ -75,8 +93,7 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         var model = root.GetProperty("model");
         string type = model.TryGetProperty("type", out var t) ? t.GetString() ?? "" : "";
         if (type != "BPE") throw Unsupported(path, "model.type", type, "BPE");
-        if (model.TryGetProperty("byte_fallback", out var fallback) && fallback.ValueKind == JsonValueKind.True)
-            throw Unsupported(path, "model.byte_fallback", "true", "false (SentencePiece-style BPE with byte fallback is not read yet)");
+        bool byteFallback = model.TryGetProperty("byte_fallback", out var fallback) && fallback.ValueKind == JsonValueKind.True;
         foreach (string key in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
             if (model.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String && v.GetString()!.Length > 0)
                 throw Unsupported(path, "model." + key, v.GetString()!, "null");
@@ -87,6 +104,12 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
             merges.Add(merge.ValueKind == JsonValueKind.Array ? $"{merge[0].GetString()} {merge[1].GetString()}" : merge.GetString() ?? "");
         bool ignoreMerges = model.TryGetProperty("ignore_merges", out var ignore) && ignore.ValueKind == JsonValueKind.True;
 
+        var special = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
+            foreach (var token in added.EnumerateArray())
+                special[token.GetProperty("content").GetString() ?? ""] = token.GetProperty("id").GetInt32();
+        if (byteFallback)
+            return new HuggingFaceTokenizer(vocabulary, merges, WholeText(), special, ignoreMerges, nfc: false, SentencePieceForm(root, path), path);
         bool nfc = false;
         if (root.TryGetProperty("normalizer", out var normalizer) && normalizer.ValueKind != JsonValueKind.Null)
         {
@@ -94,11 +117,36 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
             if (kind != "NFC") throw Unsupported(path, "normalizer.type", kind, "null or NFC");
             nfc = true;
         }
-        var special = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
-            foreach (var token in added.EnumerateArray())
-                special[token.GetProperty("content").GetString() ?? ""] = token.GetProperty("id").GetInt32();
-        return new HuggingFaceTokenizer(vocabulary, merges, new Regex(Pattern(root, path), RegexOptions.CultureInvariant), special, ignoreMerges, nfc);
+        return new HuggingFaceTokenizer(vocabulary, merges, new Regex(Pattern(root, path), RegexOptions.CultureInvariant), special, ignoreMerges, nfc,
+            metaspace: null, path);
+    }
+
+    /// <summary>
+    /// The SentencePiece form's space handling: a normaliser Sequence [Prepend "▁", Replace " " → "▁"] with no
+    /// pre-tokenizer (Llama 2, TinyLlama), or no normaliser and a Metaspace pre-tokenizer without splitting (Mistral).
+    /// </summary>
+    private static Metaspace SentencePieceForm(JsonElement root, string path)
+    {
+        bool hasNormalizer = root.TryGetProperty("normalizer", out var normalizer) && normalizer.ValueKind != JsonValueKind.Null;
+        bool hasPre = root.TryGetProperty("pre_tokenizer", out var pre) && pre.ValueKind != JsonValueKind.Null;
+        if (hasNormalizer && !hasPre)
+        {
+            var steps = normalizer.GetProperty("type").GetString() == "Sequence" ? normalizer.GetProperty("normalizers").EnumerateArray().ToArray() : [normalizer];
+            bool prepend = steps.Length == 2 && steps[0].GetProperty("type").GetString() == "Prepend" && steps[0].GetProperty("prepend").GetString() == "▁";
+            bool replace = steps.Length == 2 && steps[1].GetProperty("type").GetString() == "Replace"
+                && steps[1].GetProperty("pattern").TryGetProperty("String", out var from) && from.GetString() == " " && steps[1].GetProperty("content").GetString() == "▁";
+            if (!prepend || !replace) throw Unsupported(path, "normalizer", normalizer.GetRawText(), "Sequence [Prepend \"▁\", Replace \" \" → \"▁\"] with byte fallback");
+            return new Metaspace(PrependFirstSectionOnly: false, UnlessLeading: false);
+        }
+        if (!hasNormalizer && hasPre && pre.GetProperty("type").GetString() == "Metaspace")
+        {
+            if (pre.TryGetProperty("replacement", out var r) && r.GetString() != "▁") throw Unsupported(path, "pre_tokenizer.replacement", r.GetString() ?? "", "▁");
+            if (pre.TryGetProperty("split", out var split) && split.ValueKind == JsonValueKind.True) throw Unsupported(path, "pre_tokenizer.split", "true", "false");
+            string scheme = pre.TryGetProperty("prepend_scheme", out var ps) ? ps.GetString() ?? "always" : "always";
+            if (scheme is not ("always" or "first")) throw Unsupported(path, "pre_tokenizer.prepend_scheme", scheme, "always or first");
+            return new Metaspace(PrependFirstSectionOnly: scheme == "first", UnlessLeading: true);
+        }
+        throw Unsupported(path, "normalizer/pre_tokenizer", "this combination", "a Prepend/Replace normaliser or a Metaspace pre-tokenizer with byte fallback");
     }
 
     /// <summary>The pre-tokenizer's pattern: ByteLevel with use_regex (GPT-2's), or a Split pattern followed by ByteLevel without it.</summary>
@@ -154,18 +202,25 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         if (_specialPattern is not null)
             foreach (Match special in _specialPattern.Matches(text))
             {
-                EncodeOrdinary(text.AsSpan(at, special.Index - at), ids);
+                EncodeOrdinary(text.AsSpan(at, special.Index - at), at == 0, ids);
                 ids.Add(_special[special.Value]);
                 at = special.Index + special.Length;
             }
-        EncodeOrdinary(text.AsSpan(at), ids);
+        EncodeOrdinary(text.AsSpan(at), at == 0, ids);
         return ids.ToArray();
     }
 
-    /// <summary>Text without added tokens: split by the pattern, each piece whole (ignore_merges) or merged.</summary>
-    private void EncodeOrdinary(ReadOnlySpan<char> text, List<int> ids)
+    /// <summary>A section of text without added tokens, in either form.</summary>
+    private void EncodeOrdinary(ReadOnlySpan<char> text, bool first, List<int> ids)
     {
         if (text.IsEmpty) return;
+        if (_metaspace is { } metaspace)
+        {
+            string marked = text.ToString().Replace(' ', '▁');
+            bool prepend = (!metaspace.PrependFirstSectionOnly || first) && !(metaspace.UnlessLeading && marked.StartsWith('▁'));
+            EncodeSentencePiece(prepend ? "▁" + marked : marked, ids);
+            return;
+        }
         string s = text.ToString();
         foreach (Match piece in _split.Matches(s))
         {
@@ -178,9 +233,35 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         }
     }
 
+    /// <summary>
+    /// The SentencePiece form: runs of characters the vocabulary has are merged by the BPE (no merge can involve one it
+    /// lacks, so the runs are independent); each other character is its UTF-8 bytes' &lt;0xXX&gt; tokens.
+    /// </summary>
+    private void EncodeSentencePiece(string text, List<int> ids)
+    {
+        int run = 0;
+        Span<byte> bytes = stackalloc byte[4];
+        for (int i = 0; i < text.Length;)
+        {
+            int width = char.IsSurrogatePair(text, i) ? 2 : 1;
+            if (_vocabulary.ContainsKey(text.Substring(i, width)))
+            {
+                i += width;
+                continue;
+            }
+            if (i > run) ids.AddRange(_bpe.EncodeToIds(text.Substring(run, i - run)));
+            int count = Encoding.UTF8.GetBytes(text.AsSpan(i, width), bytes);
+            for (int b = 0; b < count; b++) ids.Add(_byteIds[bytes[b]]);
+            i += width;
+            run = i;
+        }
+        if (text.Length > run) ids.AddRange(_bpe.EncodeToIds(text[run..]));
+    }
+
     /// <inheritdoc/>
     public string Decode(ReadOnlySpan<int> ids)
     {
+        if (_metaspace is not null) return DecodeSentencePiece(ids);
         foreach (int id in ids)
             if ((uint)id >= (uint)VocabularySize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"ids: id {id} is outside [0, V = {VocabularySize})");
         // Runs of ordinary ids decode through the BPE (bytes joined across tokens); added tokens are their text.
@@ -199,5 +280,28 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         }
         if (run.Count > 0) text.Append(_bpe.Decode(run));
         return text.ToString();
+    }
+
+    /// <summary>Tokens joined with "▁" as spaces and byte tokens as bytes (UTF-8), the one leading space the encoder put there dropped.</summary>
+    private string DecodeSentencePiece(ReadOnlySpan<int> ids)
+    {
+        foreach (int id in ids)
+            if ((uint)id >= (uint)VocabularySize) throw new ArgumentOutOfRangeException(nameof(ids), id, $"ids: id {id} is outside [0, V = {VocabularySize})");
+        var bytes = new List<byte>();
+        foreach (int id in ids)
+        {
+            if (_specialById.TryGetValue(id, out string? special))
+            {
+                bytes.AddRange(Encoding.UTF8.GetBytes(special));
+                continue;
+            }
+            string token = _tokenById[id] ?? "";
+            if (token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>'
+                && byte.TryParse(token.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte value))
+                bytes.Add(value);
+            else bytes.AddRange(Encoding.UTF8.GetBytes(token.Replace('▁', ' ')));
+        }
+        string text = Encoding.UTF8.GetString(bytes.ToArray());
+        return text.StartsWith(' ') ? text[1..] : text;
     }
 }

@@ -31,6 +31,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
         "emoji 🙂🚀👩‍👩‍👧 and symbols ∑∫√ ≠ ≤",
         "line one\nline two\r\n\n\nline three\n",
         "special <|endoftext|> inside<|endoftext|>text",
+        "sentence markers <s>in</s> between",
         "They're, we've, I'd, you'll, SHE'S, it's",
         "",
         "a",
@@ -43,6 +44,14 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
     [Theory]
     [MemberData(nameof(Texts))]
     public void Llama3_style_split_and_ignore_merges_over_cl100k_give_hugging_faces_ids(string text) => Compare(Cl100kFile.Value, text);
+
+    [Theory]
+    [MemberData(nameof(Texts))]
+    public void SentencePiece_style_bpe_with_byte_fallback_gives_hugging_faces_ids(string text)
+    {
+        Compare(SentencePieceFile.Value.Llama2, text, sentencePiece: true);
+        Compare(SentencePieceFile.Value.Mistral, text, sentencePiece: true);
+    }
 
     [Fact]
     public void Our_gpt2_bpe_gives_the_same_ids()
@@ -68,7 +77,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
         string model = "{\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []";
         string pre = "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}";
         Assert.Contains("model.type", Assert.Throws<InvalidDataException>(() => HuggingFaceTokenizer.FromFile(Write("{\"model\": {\"type\": \"WordPiece\"}}"))).Message);
-        Assert.Contains("byte_fallback", Assert.Throws<InvalidDataException>(() =>
+        Assert.Contains("pre_tokenizer", Assert.Throws<InvalidDataException>(() =>
             HuggingFaceTokenizer.FromFile(Write($"{{\"model\": {model}, \"byte_fallback\": true}}, {pre}}}"))).Message);
         Assert.Contains("normalizer.type", Assert.Throws<InvalidDataException>(() =>
             HuggingFaceTokenizer.FromFile(Write($"{{\"model\": {model}}}, \"normalizer\": {{\"type\": \"NFKC\"}}, {pre}}}"))).Message);
@@ -78,14 +87,84 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
             HuggingFaceTokenizer.FromFile(Write($"{{\"model\": {model}}}, \"pre_tokenizer\": {{\"type\": \"Whitespace\"}}}}"))).Message);
     }
 
-    private static void Compare(string path, string text)
+    /// <summary>
+    /// The same ids as Hugging Face's, and decoding gives the text back — for the SentencePiece form, where the text
+    /// neither starts with a space nor holds added tokens (a "▁" the encoder adds there is not the text's).
+    /// </summary>
+    private static void Compare(string path, string text, bool sentencePiece = false)
     {
         var ours = HuggingFaceTokenizer.FromFile(path);
         using var theirs = new Tokenizers.DotNet.Tokenizer(path);
         int[] expected = theirs.Encode(text).Select(id => (int)id).ToArray(), actual = ours.Encode(text);
         Assert.Equal(expected, actual);
-        Assert.Equal(text, ours.Decode(actual));
+        if (!sentencePiece || !(text.StartsWith(' ') || text.Contains("<s>", StringComparison.Ordinal) || text.Contains("</s>", StringComparison.Ordinal)))
+            Assert.Equal(text, ours.Decode(actual));
     }
+
+    /// <summary>
+    /// A SentencePiece-style BPE vocabulary learnt here from Tiny Shakespeare's first 200,000 characters (400 merges over
+    /// "▁"-marked words; &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt; and the 256 byte tokens first, as Llama 2's are), written as
+    /// Llama 2 writes it (Prepend and Replace normaliser) and as Mistral does (Metaspace pre-tokenizer).
+    /// </summary>
+    private static readonly Lazy<(string Llama2, string Mistral)> SentencePieceFile = new(() =>
+    {
+        string corpus = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "shared", "data", "tinyshakespeare.txt"))[..200_000];
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal) { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
+        for (int b = 0; b < 256; b++) vocab[$"<0x{b:X2}>"] = vocab.Count;
+        string normalized = "▁" + corpus.Replace(' ', '▁');
+        foreach (char c in normalized.Distinct().Order()) vocab[c.ToString()] = vocab.Count;
+        // Words start at each "▁"; a word is its symbols, merged as training goes.
+        var words = normalized.Split('▁').Where(w => w.Length > 0).Select(w => "▁" + w).GroupBy(w => w).ToDictionary(g => g.Key, g => g.Count());
+        var symbols = words.Keys.ToDictionary(w => w, w => w.Select(c => c.ToString()).ToList());
+        var merges = new List<(string, string)>();
+        for (int m = 0; m < 400; m++)
+        {
+            var counts = new Dictionary<(string, string), int>();
+            foreach (var (word, count) in words)
+            {
+                var parts = symbols[word];
+                for (int i = 0; i + 1 < parts.Count; i++) counts[(parts[i], parts[i + 1])] = counts.GetValueOrDefault((parts[i], parts[i + 1])) + count;
+            }
+            if (counts.Count == 0) break;
+            var best = counts.OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key.Item1, StringComparer.Ordinal).ThenBy(kv => kv.Key.Item2, StringComparer.Ordinal).First().Key;
+            merges.Add(best);
+            vocab[best.Item1 + best.Item2] = vocab.Count;
+            foreach (var parts in symbols.Values)
+                for (int i = 0; i + 1 < parts.Count; i++)
+                    if (parts[i] == best.Item1 && parts[i + 1] == best.Item2)
+                    {
+                        parts[i] += parts[i + 1];
+                        parts.RemoveAt(i + 1);
+                    }
+        }
+        string Model() => JsonSerializer.Serialize(new Dictionary<string, object?>
+        {
+            ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = "<unk>", ["continuing_subword_prefix"] = null, ["end_of_word_suffix"] = null,
+            ["fuse_unk"] = true, ["byte_fallback"] = true, ["ignore_merges"] = false, ["vocab"] = vocab, ["merges"] = merges.Select(m => m.Item1 + " " + m.Item2).ToArray(),
+        });
+        string added = """
+            [{"id": 0, "content": "<unk>", "special": true, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false},
+             {"id": 1, "content": "<s>", "special": true, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false},
+             {"id": 2, "content": "</s>", "special": true, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false}]
+            """;
+        string decoder = """
+            {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"},
+              {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+            """;
+        string llama2 = Path.Combine(Path.GetTempPath(), $"lora-tokenizer-sp-llama2-{Environment.ProcessId}.json");
+        File.WriteAllText(llama2, $$"""
+            {"version": "1.0", "truncation": null, "padding": null, "added_tokens": {{added}},
+             "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+             "pre_tokenizer": null, "post_processor": null, "decoder": {{decoder}}, "model": {{Model()}}}
+            """);
+        string mistral = Path.Combine(Path.GetTempPath(), $"lora-tokenizer-sp-mistral-{Environment.ProcessId}.json");
+        File.WriteAllText(mistral, $$"""
+            {"version": "1.0", "truncation": null, "padding": null, "added_tokens": {{added}}, "normalizer": null,
+             "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}, "post_processor": null,
+             "decoder": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}, "model": {{Model()}}}
+            """);
+        return (llama2, mistral);
+    });
 
     private static readonly Lazy<BpeTokenizer> Gpt2Vocabulary = new(() =>
     {
