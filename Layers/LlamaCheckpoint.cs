@@ -133,6 +133,39 @@ internal static class LlamaCheckpoint
         }
     }
 
+    /// <summary>Files beside a checkpoint's weights that a copy of it keeps: its configuration and tokenizer.</summary>
+    public static readonly IReadOnlyList<string> CompanionFiles =
+        [GptFiles.ConfigFile, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"];
+
+    /// <summary>
+    /// Writes <paramref name="model"/> (loaded from the Llama-family checkpoint in <paramref name="source"/>, weights
+    /// changed since, e.g. by a merge) as a checkpoint in <paramref name="directory"/>: model.safetensors under Hugging
+    /// Face's keys (the fused projections cut back into q/k/v and gate/up), stored as <paramref name="dtype"/>, and the
+    /// source's configuration and tokenizer files copied; every file written atomically.
+    /// </summary>
+    public static void Save(GptModel model, string source, string directory, SafetensorsDType dtype = SafetensorsDType.F32)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Directory.CreateDirectory(directory);
+        var writer = new SafetensorsWriter(dtype);
+        var values = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var (ours, key, row, rows) in Pieces(model))
+        {
+            var p = model.Parameters[ours];
+            if (!values.TryGetValue(ours, out var all)) values[ours] = all = p.Value.ToArray();
+            int width = p.Shape.Rank == 1 ? 1 : p.Shape[1];
+            var slice = all.AsSpan(row * width, rows * width).ToArray();
+            writer.Add(key, slice, p.Shape.Rank == 1 ? [rows] : [rows, width]);
+        }
+        writer.AddMetadata("format", "pt");
+        writer.Save(Path.Combine(directory, GptFiles.ModelFile));
+        foreach (string file in CompanionFiles)
+        {
+            string from = Path.Combine(source, file);
+            if (File.Exists(from)) AtomicFile.WriteAllBytes(Path.Combine(directory, file), File.ReadAllBytes(from));
+        }
+    }
+
     /// <summary>
     /// The checkpoint's files by name: model.safetensors, or every shard the index names (file names inside the
     /// directory only: a path in the index is refused).

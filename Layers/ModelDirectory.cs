@@ -85,6 +85,31 @@ internal static class ModelDirectory
     }
 
     /// <summary>
+    /// Writes <paramref name="model"/>, loaded from <paramref name="source"/> of <paramref name="layout"/> and changed
+    /// since (a merge), into <paramref name="directory"/> in the same layout, with the tokenizer: ours (config.json with
+    /// the character vocabulary), GPT-2's (its vocab.json and merges.txt) or a Llama-family checkpoint's (its
+    /// config.json and tokenizer files copied).
+    /// </summary>
+    public static void SaveLike(GptModel model, ITokenizer? tokenizer, ModelLayout layout, string source, string directory)
+    {
+        switch (layout)
+        {
+            case ModelLayout.LoraRuntime:
+                GptFiles.Save(model, (CharTokenizer)tokenizer!, directory);
+                break;
+            case ModelLayout.Gpt2:
+                Gpt2Checkpoint.Save(model, directory);
+                ((BpeTokenizer)tokenizer!).Save(directory);
+                break;
+            case ModelLayout.Llama:
+                LlamaCheckpoint.Save(model, source, directory);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(layout), layout, "unknown layout");
+        }
+    }
+
+    /// <summary>
     /// The byte-level BPE tokenizer of a Hugging Face directory's tokenizer.json, or null with the reason (no file, or a
     /// kind not read yet: SentencePiece-style BPE with byte fallback).
     /// </summary>

@@ -15,7 +15,7 @@ internal static class MergeCommand
     /// <summary>The command.</summary>
     public static Command Create(Terminal terminal)
     {
-        var baseDir = new Option<string>("--base") { Description = "a model directory (model.safetensors, config.json)", Required = true };
+        var baseDir = new Option<string>("--base") { Description = "a model directory: ours, a Hugging Face GPT-2 or Llama-family checkpoint (the merged one is written in the same layout)", Required = true };
         var adapterArg = new Option<string>("--adapter") { Description = "a PEFT adapter directory, optionally with a scale: DIR[:scale]", HelpName = "DIR[:scale]", Required = true };
         var output = new Option<string>("--out") { Description = "the merged model directory to write", Required = true };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
@@ -26,11 +26,12 @@ internal static class MergeCommand
             string outDir = parse.GetValue(output)!;
             LowRankArgs.CheckOutputDirectory(outDir, "--out");
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
-            var (model, tokenizer) = LowRankArgs.LoadModel(backend, parse.GetValue(baseDir)!, "--base", maxBatch: 1);
+            string source = parse.GetValue(baseDir)!;
+            var (model, tokenizer, layout) = LowRankArgs.LoadAnyModel(backend, source, "--base", maxBatch: 1);
             using (model)
             using (var lora = new LoraModel(model))
             {
-                var adapter = LowRankArgs.LoadAdapter(lora, dir, "--adapter");
+                var adapter = LowRankArgs.LoadAdapter(lora, dir, "--adapter", layout: layout);
                 if (scale != 1f)
                     foreach (var w in adapter.Modules) backend.Scale(w.B.Value, w.B.Value, scale);
                 try
@@ -41,8 +42,8 @@ internal static class MergeCommand
                 {
                     throw new UsageException($"--adapter: {e.Message}");
                 }
-                // Saved while merged: disposing the LoRA model afterwards unmerges the in-memory weights only.
-                GptFiles.Save(model, tokenizer, outDir);
+                // Saved while merged, in the base's layout: disposing the LoRA model afterwards unmerges the in-memory weights only.
+                ModelDirectory.SaveLike(model, tokenizer, layout, source, outDir);
                 terminal.Out.MarkupLine(
                     $"merged [blue]{Markup.Escape(dir)}[/] (scale {scale}, {adapter.Modules.Count} modules) into [blue]{Markup.Escape(parse.GetValue(baseDir)!)}[/]");
             }

@@ -41,13 +41,27 @@ internal static class LowRankArgs
         }
     }
 
-    /// <summary>Loads a PEFT adapter onto <paramref name="lora"/>; one that does not fit the model is a usage error.</summary>
-    public static LoraAdapter LoadAdapter(LoraModel lora, string directory, string option, string name = "adapter")
+    /// <summary>A model directory of any layout (ours, GPT-2's, a Llama-family checkpoint) with its tokenizer, or a usage error naming <paramref name="option"/>.</summary>
+    public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) LoadAnyModel(Backend backend, string directory, string option, int maxBatch)
     {
         if (!Directory.Exists(directory)) throw new UsageException($"{option}: no directory '{directory}'");
         try
         {
-            return PeftAdapterFiles.Load(lora, name, directory);
+            return ModelDirectory.Load(backend, directory, maxBatch);
+        }
+        catch (Exception e) when (e is ArgumentException or FileNotFoundException)
+        {
+            throw new UsageException($"{option}: {e.Message}");
+        }
+    }
+
+    /// <summary>Loads a PEFT adapter onto <paramref name="lora"/> (module names as <paramref name="layout"/> gives them); one that does not fit the model is a usage error.</summary>
+    public static LoraAdapter LoadAdapter(LoraModel lora, string directory, string option, string name = "adapter", ModelLayout layout = ModelLayout.LoraRuntime)
+    {
+        if (!Directory.Exists(directory)) throw new UsageException($"{option}: no directory '{directory}'");
+        try
+        {
+            return PeftAdapterFiles.Load(lora, name, directory, layout);
         }
         catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidDataException)
         {

@@ -202,6 +202,39 @@ public sealed class LlamaCheckpointTests : IDisposable
             "--eval-every", "2", "--eval-iters", "1", "--rank", "2", "--targets", "q,v,down"], terminal) == 0, error.ToString());
         using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(adapter, "adapter_config.json")));
         Assert.Contains("model.layers.0.self_attn.q_proj", config.RootElement.GetProperty("target_modules").EnumerateArray().Select(e => e.GetString()));
+        // Merged into the checkpoint, in its own layout: the merged model's logits are the base's with the adapter.
+        string merged = Path.Combine(_root, "merged");
+        // At 200 times its scale, so that two steps' worth of training moves the logits well past the tolerance.
+        Assert.True(LoraRuntime.Cli.LoraApp.Run(["merge", "--base", dir, "--adapter", adapter + ":200", "--out", merged], terminal) == 0, error.ToString());
+        Assert.Equal(ModelLayout.Llama, ModelDirectory.DetectLayout(merged));
+        Assert.True(File.Exists(Path.Combine(merged, "tokenizer.json")));
+        int[] probe = [15496, 995, 11, 257];
+        float[] Logits(GptModel m)
+        {
+            using var ids = _backend.Allocate(DType.I32, new Shape(1, probe.Length));
+            _backend.Upload(ids, probe);
+            m.Forward(ids);
+            return m.Logits.ToArray();
+        }
+        float[] withAdapter, bare;
+        var (unmerged, _, _) = ModelDirectory.Load(_backend, dir, maxBatch: 1);
+        using (unmerged)
+        using (var lora = new LoraModel(unmerged))
+        {
+            bare = Logits(unmerged);
+            var loaded = PeftAdapterFiles.Load(lora, "a", adapter, ModelLayout.Llama);
+            loaded.Training = false;
+            foreach (var w in loaded.Modules) _backend.Scale(w.B.Value, w.B.Value, 200f);
+            withAdapter = Logits(unmerged);
+        }
+        var (mergedModel, _, _) = ModelDirectory.Load(_backend, merged, maxBatch: 1);
+        using (mergedModel)
+        {
+            var mergedLogits = Logits(mergedModel);
+            Assert.True(Reference.RelativeError(mergedLogits, Reference.ToDouble(bare)) > 1e-4, "the merge changed the model");
+            double gap = Reference.RelativeError(mergedLogits, Reference.ToDouble(withAdapter));
+            Assert.True(gap <= 1e-5, $"merged vs adapter: {gap:E2}");
+        }
         // Without a readable tokenizer.json the text commands say why and stop.
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"Unigram\"}}");
         Assert.Equal(2, LoraRuntime.Cli.LoraApp.Run(["generate", "--base", dir, "--prompt", "Hi", "--tokens", "2"], terminal));
