@@ -35,10 +35,10 @@ internal static class ExtractCommand
             string? jsonPath = parse.GetValue(json);
             if (jsonPath is not null) OutputPath.CheckWritable(jsonPath, "--json");
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
-            var (b, _) = LowRankArgs.LoadModel(backend, baseModel, "--base", maxBatch: 1);
+            var (b, _, layout) = LowRankArgs.LoadAnyModel(backend, baseModel, "--base", maxBatch: 1);
             using (b)
             {
-                var (tuned, _) = LowRankArgs.LoadModel(backend, tunedModel, "--tuned", maxBatch: 1);
+                var (tuned, _, _) = LowRankArgs.LoadAnyModel(backend, tunedModel, "--tuned", maxBatch: 1);
                 using (tuned)
                 using (var lora = new LoraModel(b))
                 {
@@ -52,7 +52,15 @@ internal static class ExtractCommand
                         string option = e.ParamName switch { "tuned" => "--tuned", "rank" => "--rank", _ => "--targets/--rank" };
                         throw new UsageException($"{option}: {e.Message}");
                     }
-                    PeftAdapterFiles.Save(extracted.Adapter, extracted.Config, outDir, Path.GetFullPath(baseModel));
+                    try
+                    {
+                        // In the base's layout: PEFT's module names for a Hugging Face checkpoint.
+                        PeftAdapterFiles.Save(extracted.Adapter, extracted.Config, outDir, Path.GetFullPath(baseModel), layout);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        throw new UsageException($"--targets: {e.Message}");
+                    }
                     var report = ExtractReport.From(baseModel, tunedModel, outDir, r, extracted.Modules);
                     if (jsonPath is not null)
                         AtomicFile.WriteAllBytes(jsonPath, JsonSerializer.SerializeToUtf8Bytes(report, LowRankJsonContext.Default.ExtractReport));

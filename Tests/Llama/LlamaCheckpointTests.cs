@@ -235,6 +235,20 @@ public sealed class LlamaCheckpointTests : IDisposable
             double gap = Reference.RelativeError(mergedLogits, Reference.ToDouble(withAdapter));
             Assert.True(gap <= 1e-5, $"merged vs adapter: {gap:E2}");
         }
+        // Extracted back out of the merged checkpoint (rank 2 on q, v, down: the delta's own), in Llama's names.
+        string extracted = Path.Combine(_root, "extracted");
+        Assert.True(LoraRuntime.Cli.LoraApp.Run(["extract", "--base", dir, "--tuned", merged, "--rank", "2", "--targets", "q,v,down", "--out", extracted],
+            terminal) == 0, error.ToString());
+        using (var extractedConfig = JsonDocument.Parse(File.ReadAllText(Path.Combine(extracted, "adapter_config.json"))))
+            Assert.Contains("model.layers.0.mlp.down_proj", extractedConfig.RootElement.GetProperty("target_modules").EnumerateArray().Select(e => e.GetString()));
+        var (again, _, _) = ModelDirectory.Load(_backend, dir, maxBatch: 1);
+        using (again)
+        using (var lora = new LoraModel(again))
+        {
+            PeftAdapterFiles.Load(lora, "x", extracted, ModelLayout.Llama).Training = false;
+            double gap = Reference.RelativeError(Logits(again), Reference.ToDouble(withAdapter));
+            Assert.True(gap <= 1e-4, $"extracted adapter vs the original: {gap:E2}");
+        }
         // Without a readable tokenizer.json the text commands say why and stop.
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"Unigram\"}}");
         Assert.Equal(2, LoraRuntime.Cli.LoraApp.Run(["generate", "--base", dir, "--prompt", "Hi", "--tokens", "2"], terminal));
