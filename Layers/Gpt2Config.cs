@@ -1,4 +1,5 @@
 using System.Text.Json;
+using static LoraRuntime.Layers.ConfigFields;
 
 namespace LoraRuntime.Layers;
 
@@ -90,16 +91,6 @@ internal static class Gpt2Config
         json.WriteEndObject();
     }
 
-    private static int Int(JsonElement root, string name, string path) =>
-        OptionalInt(root, name, path) ?? throw Invalid(path, name, "an integer", "nothing (the field is missing)");
-
-    private static int? OptionalInt(JsonElement root, string name, string path)
-    {
-        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out int result)) throw Invalid(path, name, "an integer", value.GetRawText());
-        return result;
-    }
-
     private static void RequireFlag(JsonElement root, string name, bool supported, string path)
     {
         if (!root.TryGetProperty(name, out var value)) return;
@@ -108,7 +99,4 @@ internal static class Gpt2Config
             throw new InvalidDataException(
                 $"{path}: {name} = {value.GetRawText()} is not supported (only {(supported ? "true" : "false")}: the model computes GPT-2's standard attention and tied head)");
     }
-
-    private static InvalidDataException Invalid(string path, string field, string expected, string got) =>
-        new($"{path}: {field}: expected {expected}; got {got}");
 }

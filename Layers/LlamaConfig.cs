@@ -1,4 +1,5 @@
 using System.Text.Json;
+using static LoraRuntime.Layers.ConfigFields;
 
 namespace LoraRuntime.Layers;
 
@@ -119,31 +120,4 @@ internal static class LlamaConfig
             throw new InvalidDataException(
                 $"{path}: sliding_window = {window} is shorter than the context of {positions} positions; sliding-window attention is not supported (reserve a context of at most {window})");
     }
-
-    private static int Int(JsonElement root, string name, string path) =>
-        OptionalInt(root, name, path) ?? throw Invalid(path, name, "an integer", "nothing (the field is missing)");
-
-    private static int? OptionalInt(JsonElement root, string name, string path)
-    {
-        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out int result)) throw Invalid(path, name, "an integer", value.GetRawText());
-        return result;
-    }
-
-    private static double? OptionalDouble(JsonElement root, string name, string path)
-    {
-        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-        if (value.ValueKind != JsonValueKind.Number) throw Invalid(path, name, "a number", value.GetRawText());
-        return value.GetDouble();
-    }
-
-    private static bool Bool(JsonElement root, string name, bool fallback, string path)
-    {
-        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null) return fallback;
-        if (value.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) throw Invalid(path, name, "true or false", value.GetRawText());
-        return value.GetBoolean();
-    }
-
-    private static InvalidDataException Invalid(string path, string field, string expected, string got) =>
-        new($"{path}: {field}: expected {expected}; got {got}");
 }

