@@ -249,6 +249,9 @@ public sealed class LlamaCheckpointTests : IDisposable
             double gap = Reference.RelativeError(Logits(again), Reference.ToDouble(withAdapter));
             Assert.True(gap <= 1e-4, $"extracted adapter vs the original: {gap:E2}");
         }
+        // compress writes our layout only: a Hugging Face checkpoint is refused, naming it.
+        Assert.Equal(2, LoraRuntime.Cli.LoraApp.Run(["compress", "--model", dir, "--rank", "2", "--out", Path.Combine(_root, "compressed")], terminal));
+        Assert.Contains("Hugging Face Llama checkpoint", error.ToString());
         // Without a readable tokenizer.json the text commands say why and stop.
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"Unigram\"}}");
         Assert.Equal(2, LoraRuntime.Cli.LoraApp.Run(["generate", "--base", dir, "--prompt", "Hi", "--tokens", "2"], terminal));
