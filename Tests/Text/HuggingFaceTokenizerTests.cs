@@ -116,7 +116,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
     /// </summary>
     private static readonly Lazy<(string Llama2, string Mistral)> SentencePieceFile = new(() =>
     {
-        string corpus = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "shared", "data", "tinyshakespeare.txt"))[..200_000];
+        string corpus = LoraRuntime.Cli.Commands.DemoCommand.ReadCorpus()[..200_000]; // the corpus the CLI ships
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal) { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
         for (int b = 0; b < 256; b++) vocab[$"<0x{b:X2}>"] = vocab.Count;
         string normalized = "▁" + corpus.Replace(' ', '▁');
