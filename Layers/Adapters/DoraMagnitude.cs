@@ -9,7 +9,8 @@ namespace LoraRuntime.Layers.Adapters;
 internal sealed class DoraMagnitude
 {
     private readonly LoraWeights _weights;
-    private readonly ActivationBuffer _directionScratch, _norm, _scale, _columnScale, _columnSums, _mergedNorm, _combined, _dCombined;
+    private readonly ActivationBuffer _directionScratch, _norm, _scale, _columnSums, _mergedNorm, _combined, _dCombined;
+    private readonly ActivationBuffer? _columnScale; // a slice's g over the layer's columns (1 outside); a whole layer's is _scale itself
     private Tensor? _direction, _baseRows, _scaleInColumns, _sumsOfModule;
 
     public DoraMagnitude(LoraWeights weights, ParameterSet parameters, Activations scratch, ActivationBuffer directionScratch)
@@ -22,13 +23,15 @@ internal sealed class DoraMagnitude
         Func<int, int, Shape> perRow = (_, _) => new Shape(outFeatures), perColumn = (_, _) => new Shape(layerOut), rows = (b, t) => new Shape(b, t, layerOut);
         _norm = scratch.Add(path + ".dora.norm", perRow);
         _scale = scratch.Add(path + ".dora.scale", perRow);
-        // g over every output column of the layer: the module's, and 1 elsewhere (the same as _scale for a whole layer).
-        _columnScale = scratch.Add(path + ".dora.column_scale", perColumn);
+        if (!weights.Module.IsWholeLayer) _columnScale = scratch.Add(path + ".dora.column_scale", perColumn);
         _columnSums = scratch.Add(path + ".dora.sums", perColumn);
         _mergedNorm = scratch.Add(path + ".dora.merged_norm", perRow);
         _combined = scratch.Add(path + ".dora.combined", rows);
         _dCombined = scratch.AddGradient(path + ".dora.dcombined", rows);
     }
+
+    /// <summary>g over the layer's output columns.</summary>
+    private Tensor ColumnScale => (_columnScale ?? _scale).For(1, 1);
 
     /// <summary>m [out].</summary>
     public Parameter Magnitude { get; }
@@ -41,24 +44,22 @@ internal sealed class DoraMagnitude
     /// <summary>n = ‖W + s·BA‖ and g = m / n for the current A, B and m, and g over the layer's columns.</summary>
     public void Refresh()
     {
-        Tensor norm = _norm.For(1, 1), scale = _scale.For(1, 1), columns = _columnScale.For(1, 1);
+        Tensor norm = _norm.For(1, 1), scale = _scale.For(1, 1);
         Backend.RowNorms(norm, Direction());
         Backend.Divide(scale, Magnitude.Value, norm);
+        if (_columnScale is null) return;
         var module = _weights.Module;
-        if (module.IsWholeLayer) Backend.Copy(columns, scale);
-        else
-        {
-            _scaleInColumns ??= columns.View(module.OutputOffset, new Shape(module.OutFeatures));
-            Backend.Fill(columns, 1f);
-            Backend.Copy(_scaleInColumns, scale);
-        }
+        Tensor columns = _columnScale.For(1, 1);
+        _scaleInColumns ??= columns.View(module.OutputOffset, new Shape(module.OutFeatures));
+        Backend.Fill(columns, 1f);
+        Backend.Copy(_scaleInColumns, scale);
     }
 
     /// <summary>On entry output holds u = x Wᵀ + s·(x Aᵀ) Bᵀ (no bias) on the module's columns; keeps u and leaves g ⊙ u there.</summary>
     public void Forward(Tensor output, int batch, int time)
     {
         Backend.Copy(_combined.For(batch, time), output);
-        Backend.ScaleColumns(output, output, _columnScale.For(1, 1));
+        Backend.ScaleColumns(output, output, ColumnScale);
     }
 
     /// <summary>dm += Σ_rows dy ⊙ u / n over the module's columns; returns du = g ⊙ dy, the gradient that flows on into the LoRA path and the base.</summary>
@@ -71,7 +72,7 @@ internal sealed class DoraMagnitude
         _sumsOfModule ??= sums.View(module.OutputOffset, new Shape(module.OutFeatures));
         Backend.Divide(_sumsOfModule, _sumsOfModule, _norm.For(1, 1));
         Backend.Add(Magnitude.Gradient, Magnitude.Gradient, _sumsOfModule);
-        Backend.ScaleColumns(dCombined, dOutput, _columnScale.For(1, 1));
+        Backend.ScaleColumns(dCombined, dOutput, ColumnScale);
         return dCombined;
     }
 
