@@ -21,14 +21,42 @@ internal static class GptFiles
     /// <summary>The <c>model_type</c> of our configuration.</summary>
     public const string ModelType = "lora-runtime-gpt";
 
-    /// <summary>Writes the weights and the configuration of <paramref name="model"/> into <paramref name="directory"/>.</summary>
-    public static void Save(GptModel model, CharTokenizer tokenizer, string directory)
+    // config.json's "tokenizer": the character vocabulary in "vocabulary", GPT-2's files, none; else the file's name.
+    private const string CharKind = "char", Gpt2BpeKind = "gpt2-bpe", NoTokenizer = "none";
+
+    // config.json's "module_names": how PEFT adapters of this model name its modules (absent: ours).
+    private static readonly Dictionary<string, ModelLayout> NameLayouts = new(StringComparer.Ordinal)
+    {
+        ["gpt2"] = ModelLayout.Gpt2, ["llama"] = ModelLayout.Llama,
+    };
+
+    /// <summary>
+    /// Writes the weights and the configuration of <paramref name="model"/> into <paramref name="directory"/>, with its
+    /// tokenizer (the character vocabulary inside config.json; GPT-2's vocab.json and merges.txt or a Hugging Face
+    /// tokenizer.json beside it; none: token ids only) and the module names its PEFT adapters use
+    /// (<paramref name="names"/>: a model compressed from a Hugging Face checkpoint keeps taking that checkpoint's adapters).
+    /// </summary>
+    public static void Save(GptModel model, ITokenizer? tokenizer, string directory, ModelLayout names = ModelLayout.LoraRuntime)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (!Enum.IsDefined(names)) throw new ArgumentOutOfRangeException(nameof(names), names, $"names: expected one of {string.Join(", ", Enum.GetNames<ModelLayout>())}");
+        string kind = tokenizer switch
+        {
+            null => NoTokenizer,
+            CharTokenizer => CharKind,
+            BpeTokenizer => Gpt2BpeKind,
+            HuggingFaceTokenizer => HuggingFaceTokenizer.FileName,
+            _ => throw new ArgumentException($"tokenizer: a {tokenizer.GetType().Name} cannot be saved in a model directory", nameof(tokenizer)),
+        };
         Directory.CreateDirectory(directory);
         SaveParameters(model.Parameters, Path.Combine(directory, ModelFile), "lora-runtime-gpt");
-        AtomicFile.WriteAllBytes(Path.Combine(directory, ConfigFile), ConfigJson(model.Config, tokenizer));
+        switch (tokenizer)
+        {
+            case BpeTokenizer bpe: bpe.Save(directory); break;
+            case HuggingFaceTokenizer hf: hf.Save(directory); break;
+        }
+        // config.json last: a directory is a model only once everything it names is in place.
+        AtomicFile.WriteAllBytes(Path.Combine(directory, ConfigFile), ConfigJson(model.Config, kind, (tokenizer as CharTokenizer)?.Vocabulary, names));
     }
 
     /// <summary>Writes every parameter of <paramref name="parameters"/> to a safetensors file.</summary>
@@ -52,8 +80,8 @@ internal static class GptFiles
         }
     }
 
-    /// <summary>The architecture and tokenizer of a model directory.</summary>
-    public static (GptConfig Config, CharTokenizer Tokenizer) ReadConfig(string directory)
+    /// <summary>The architecture, tokenizer (null: token ids only) and adapter module names of a model directory.</summary>
+    public static (GptConfig Config, ITokenizer? Tokenizer, ModelLayout Names) ReadConfig(string directory)
     {
         string path = Path.Combine(directory, ConfigFile);
         if (!File.Exists(path))
@@ -71,10 +99,19 @@ internal static class GptFiles
             };
             if (root.TryGetProperty("architecture", out var architecture)) config = ReadArchitecture(config, architecture);
             config.Validate();
-            var tokenizer = new CharTokenizer(root.GetProperty("vocabulary").GetString() ?? "");
-            if (tokenizer.Size != config.Vocabulary)
-                throw new InvalidDataException($"{path}: vocabulary has {tokenizer.Size} characters but vocab_size is {config.Vocabulary}");
-            return (config, tokenizer);
+            var names = ModelLayout.LoraRuntime;
+            if (root.TryGetProperty("module_names", out var n))
+            {
+                string name = n.GetString() ?? "";
+                if (!NameLayouts.TryGetValue(name, out names))
+                    throw new FormatException($"module_names: expected {string.Join(" or ", NameLayouts.Keys)}; got '{name}'");
+            }
+            var tokenizer = ReadTokenizer(root, directory, path);
+            if (tokenizer is CharTokenizer chars && chars.Size != config.Vocabulary)
+                throw new InvalidDataException($"{path}: vocabulary has {chars.Size} characters but vocab_size is {config.Vocabulary}");
+            if (tokenizer is not null && tokenizer.VocabularySize > config.Vocabulary)
+                throw new InvalidDataException($"{path}: the tokenizer has {tokenizer.VocabularySize} tokens but vocab_size is {config.Vocabulary}");
+            return (config, tokenizer, names);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or ArgumentException or FormatException)
         {
@@ -82,10 +119,29 @@ internal static class GptFiles
         }
     }
 
-    /// <summary>Loads a model directory for inference (or, with <paramref name="training"/>, for LoRA fine-tuning with the base frozen).</summary>
-    public static (GptModel Model, CharTokenizer Tokenizer) Load(Backend backend, string directory, int maxBatch, bool training = false)
+    private static ITokenizer? ReadTokenizer(JsonElement root, string directory, string path)
     {
-        var (config, tokenizer) = ReadConfig(directory);
+        string kind = root.TryGetProperty("tokenizer", out var t) ? t.GetString() ?? "" : CharKind;
+        switch (kind)
+        {
+            case CharKind:
+                return new CharTokenizer(root.GetProperty("vocabulary").GetString() ?? "");
+            case Gpt2BpeKind:
+                return BpeTokenizer.FromDirectory(directory);
+            case NoTokenizer:
+                return null;
+            case HuggingFaceTokenizer.FileName:
+                return HuggingFaceTokenizer.FromFile(Path.Combine(directory, HuggingFaceTokenizer.FileName));
+            default:
+                throw new InvalidDataException(
+                    $"{path}: tokenizer: expected {CharKind}, {Gpt2BpeKind}, {HuggingFaceTokenizer.FileName} or {NoTokenizer}; got '{kind}'");
+        }
+    }
+
+    /// <summary>Loads a model directory for inference (or, with <paramref name="training"/>, for LoRA fine-tuning with the base frozen).</summary>
+    public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Names) Load(Backend backend, string directory, int maxBatch, bool training = false)
+    {
+        var (config, tokenizer, names) = ReadConfig(directory);
         var model = new GptModel(backend, config, maxBatch, training, trainParameters: false);
         try
         {
@@ -96,7 +152,7 @@ internal static class GptFiles
             model.Dispose();
             throw;
         }
-        return (model, tokenizer);
+        return (model, tokenizer, names);
     }
 
     private static Dictionary<string, int> FactoredRanksOf(JsonElement root)
@@ -107,7 +163,7 @@ internal static class GptFiles
         return ranks;
     }
 
-    private static byte[] ConfigJson(GptConfig config, CharTokenizer tokenizer)
+    private static byte[] ConfigJson(GptConfig config, string tokenizer, string? vocabulary, ModelLayout names)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
@@ -120,8 +176,9 @@ internal static class GptFiles
             json.WriteNumber("n_embd", config.Channels);
             json.WriteNumber("block_size", config.BlockSize);
             json.WriteNumber("layer_norm_epsilon", config.LayerNormEpsilon);
-            json.WriteString("tokenizer", "char");
-            json.WriteString("vocabulary", tokenizer.Vocabulary);
+            json.WriteString("tokenizer", tokenizer);
+            if (vocabulary is not null) json.WriteString("vocabulary", vocabulary);
+            if (names != ModelLayout.LoraRuntime) json.WriteString("module_names", NameLayouts.First(kv => kv.Value == names).Key);
             if (config.FactoredRanks.Count > 0)
             {
                 json.WriteStartObject("factored_ranks");

@@ -72,10 +72,8 @@ internal static class ModelDirectory
             return (model, hf, layout);
         }
         if (layout == ModelLayout.LoraRuntime)
-        {
-            var (ours, chars) = GptFiles.Load(backend, directory, maxBatch, training);
-            return (ours, chars, layout);
-        }
+            // Ours: the layout returned is the one its adapters are named in (a model compressed from a checkpoint keeps its names).
+            return GptFiles.Load(backend, directory, maxBatch, training);
         var tokenizer = BpeTokenizer.FromDirectory(directory);
         var config = Gpt2Checkpoint.ReadConfig(directory);
         if (tokenizer.VocabularySize > config.Vocabulary)
@@ -85,17 +83,17 @@ internal static class ModelDirectory
     }
 
     /// <summary>
-    /// Writes <paramref name="model"/>, loaded from <paramref name="source"/> of <paramref name="layout"/> and changed
-    /// since (a merge), into <paramref name="directory"/> in the same layout, with the tokenizer: ours (config.json with
-    /// the character vocabulary), GPT-2's (its vocab.json and merges.txt) or a Llama-family checkpoint's (its
-    /// config.json and tokenizer files copied).
+    /// Writes <paramref name="model"/>, loaded from <paramref name="source"/> (its adapters named as
+    /// <paramref name="names"/>) and changed since (a merge), into <paramref name="directory"/> in the same layout as the
+    /// source, with the tokenizer: ours (config.json with the tokenizer and the adapters' module names), GPT-2's (its
+    /// vocab.json and merges.txt) or a Llama-family checkpoint's (its config.json and tokenizer files copied).
     /// </summary>
-    public static void SaveLike(GptModel model, ITokenizer? tokenizer, ModelLayout layout, string source, string directory)
+    public static void SaveLike(GptModel model, ITokenizer? tokenizer, ModelLayout names, string source, string directory)
     {
-        switch (layout)
+        switch (DetectLayout(source))
         {
             case ModelLayout.LoraRuntime:
-                GptFiles.Save(model, (CharTokenizer)tokenizer!, directory);
+                GptFiles.Save(model, tokenizer, directory, names);
                 break;
             case ModelLayout.Gpt2:
                 Gpt2Checkpoint.Save(model, directory);
@@ -104,8 +102,6 @@ internal static class ModelDirectory
             case ModelLayout.Llama:
                 LlamaCheckpoint.Save(model, source, directory);
                 break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(layout), layout, "unknown layout");
         }
     }
 

@@ -21,10 +21,10 @@ internal static class CompressCommand
     /// <summary>The command.</summary>
     public static Command Create(Terminal terminal)
     {
-        var modelDir = new Option<string>("--model") { Description = "a model directory (model.safetensors, config.json)", Required = true };
+        var modelDir = new Option<string>("--model") { Description = "a model directory: written by lora train, or a Hugging Face GPT-2 or Llama-family checkpoint", Required = true };
         var rank = new Option<int?>("--rank") { Description = "keep K singular triplets of every chosen layer", HelpName = "K" };
         var energy = new Option<double?>("--energy") { Description = "keep the smallest rank holding this fraction of Σσ², in (0, 1]", HelpName = "FRACTION" };
-        var targets = new Option<string>("--targets") { Description = "comma-separated layers: qkv, o, fc, proj (or paths), or all-linear", DefaultValueFactory = _ => LoraConfig.AllLinear };
+        var targets = new Option<string>("--targets") { Description = "comma-separated layers (qkv, o, fc, proj in GPT models; qkv, o, gate_up, down in Llama-style ones), paths, or all-linear", DefaultValueFactory = _ => LoraConfig.AllLinear };
         var output = new Option<string>("--out") { Description = "the compressed model directory to write", Required = true };
         var data = new Option<string?>("--data") { Description = "a corpus: report the validation loss (its last 10%, as lora train) of both models", HelpName = "FILE" };
         var json = new Option<string?>("--json") { Description = "write the report to FILE", HelpName = "FILE" };
@@ -50,7 +50,9 @@ internal static class CompressCommand
             string? text = dataPath is null ? null : TrainingOptions.ReadCorpus(dataPath, "--data");
             var options = new CompressionOptions(choice, LowRankArgs.Targets(parse.GetValue(targets)), parse.GetValue(keepDense));
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
-            var (model, tokenizer) = LowRankArgs.LoadModel(backend, source, "--model", evalBatch);
+            // Any layout in; ours out (a factored layer has no Hugging Face layout), keeping the tokenizer and the module
+            // names the source's PEFT adapters use.
+            var (model, tokenizer, names) = LowRankArgs.LoadAnyModel(backend, source, "--model", evalBatch);
             using (model)
             {
                 TokenBatches? validation = null;
@@ -59,9 +61,9 @@ internal static class CompressCommand
                     int[] tokens;
                     try
                     {
-                        tokens = tokenizer.Encode(text);
+                        tokens = ModelDirectory.RequireTokenizer(tokenizer, source, names).Encode(text);
                     }
-                    catch (ArgumentException e)
+                    catch (Exception e) when (e is ArgumentException or InvalidDataException)
                     {
                         throw new UsageException($"--data: {e.Message}");
                     }
@@ -86,7 +88,7 @@ internal static class CompressCommand
                         ulong s = parse.GetValue(seed);
                         losses = (original.MeanLoss(validation, iters, s), small.MeanLoss(validation, iters, s), iters, evalBatch);
                     }
-                    GptFiles.Save(compressed.Model, tokenizer, outDir);
+                    GptFiles.Save(compressed.Model, tokenizer, outDir, names);
                     var report = CompressReport.From(source, outDir, choice, compressed.Layers, model.Parameters.Count, compressed.Model.Parameters.Count, losses);
                     if (jsonPath is not null)
                         AtomicFile.WriteAllBytes(jsonPath, JsonSerializer.SerializeToUtf8Bytes(report, LowRankJsonContext.Default.CompressReport));

@@ -27,23 +27,6 @@ internal static class LowRankArgs
         }
     }
 
-    /// <summary>One of our model directories, or a usage error naming <paramref name="option"/>.</summary>
-    public static (GptModel Model, CharTokenizer Tokenizer) LoadModel(Backend backend, string directory, string option, int maxBatch)
-    {
-        if (!Directory.Exists(directory)) throw new UsageException($"{option}: no directory '{directory}'");
-        try
-        {
-            if (ModelDirectory.DetectLayout(directory) is var layout and not ModelLayout.LoraRuntime)
-                throw new UsageException(
-                    $"{option}: '{directory}' is a Hugging Face {layout} checkpoint; this command takes model directories written by lora train (a factored model has no Hugging Face layout)");
-            return GptFiles.Load(backend, directory, maxBatch);
-        }
-        catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidDataException)
-        {
-            throw new UsageException($"{option}: {e.Message}");
-        }
-    }
-
     /// <summary>A model directory of any layout (ours, GPT-2's, a Llama-family checkpoint) with its tokenizer, or a usage error naming <paramref name="option"/>.</summary>
     public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) LoadAnyModel(Backend backend, string directory, string option, int maxBatch)
     {

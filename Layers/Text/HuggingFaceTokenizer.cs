@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using LoraRuntime.IO;
 using Microsoft.ML.Tokenizers;
 using MlBpeTokenizer = Microsoft.ML.Tokenizers.BpeTokenizer;
 
@@ -33,6 +34,7 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
     private readonly Metaspace? _metaspace; // the SentencePiece form; null for byte-level
     private readonly string[] _tokenById;
     private readonly int[] _byteIds = new int[256];
+    private readonly string _path;
 
     /// <summary>
     /// How the SentencePiece form marks spaces: "▁" for each, and one before each section of text (between added tokens),
@@ -50,6 +52,7 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         _ignoreMerges = ignoreMerges;
         _nfc = nfc;
         _metaspace = metaspace;
+        _path = path;
         // The pieces reach the BPE one at a time, already split: its pre-tokenizer takes each whole (its default would
         // split on white space and drop it).
         _bpe = MlBpeTokenizer.Create(new BpeOptions(vocabulary)
@@ -72,6 +75,26 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
 
     /// <summary>The added tokens by content.</summary>
     public IReadOnlyDictionary<string, int> SpecialTokens => _special;
+
+    /// <summary>
+    /// Copies the tokenizer.json it was read from, and the tokenizer_config.json beside it when there is one, into
+    /// <paramref name="directory"/> (each atomically; nothing to do where they already are).
+    /// </summary>
+    public void Save(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        Directory.CreateDirectory(directory);
+        string from = Path.GetDirectoryName(Path.GetFullPath(_path))!;
+        if (string.Equals(from, Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar), StringComparison.Ordinal)) return;
+        foreach (string name in (string[])[FileName, ConfigFileName])
+        {
+            string source = Path.Combine(from, name);
+            if (File.Exists(source)) AtomicFile.WriteAllBytes(Path.Combine(directory, name), File.ReadAllBytes(source));
+        }
+    }
+
+    /// <summary>The special-token settings' file beside tokenizer.json.</summary>
+    public const string ConfigFileName = "tokenizer_config.json";
 
     /// <summary>Reads <paramref name="path"/>; an unsupported part is an <see cref="InvalidDataException"/> naming its key.</summary>
     public static HuggingFaceTokenizer FromFile(string path)

@@ -54,7 +54,7 @@ public sealed class TrainingCommandsTests : IDisposable
         string[] small = ["--layers", "2", "--heads", "4", "--embd", "16", "--block", "16", "--batch", "2", "--eval-every", "4", "--eval-iters", "2"];
         Assert.Equal(0, Run(["train", "--arch", "llama", "--data", corpus, "--out", model, "--iters", "6", .. small]));
         Assert.Contains("Llama-style 2L/4H/16C", _error.ToString());
-        var (config, _) = LoraRuntime.Layers.GptFiles.ReadConfig(model);
+        var (config, _, _) = LoraRuntime.Layers.GptFiles.ReadConfig(model);
         Assert.Equal(LoraRuntime.Cli.Training.Architectures.Apply(new LoraRuntime.Layers.GptConfig(config.Vocabulary, 2, 4, 16, 16), "llama"), config);
         Assert.Equal((LoraRuntime.Layers.NormKind.RmsNorm, LoraRuntime.Layers.MlpKind.GatedSilu, 2, 48), (config.Norm, config.Mlp, config.KvHeads, config.Hidden));
         Assert.Equal(0, Run("finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "3", "--batch", "2",

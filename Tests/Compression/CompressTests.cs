@@ -52,7 +52,7 @@ public sealed class CompressTests : IDisposable
             // It saves and loads as a model directory that records the factored layer.
             string dir = _f.Save(compressed, "compressed");
             Assert.Contains("\"factored_ranks\"", File.ReadAllText(Path.Combine(dir, GptFiles.ConfigFile)));
-            var (loaded, _) = GptFiles.Load(_f.Backend, dir, maxBatch: 2);
+            var (loaded, _, _) = GptFiles.Load(_f.Backend, dir, maxBatch: 2);
             using (loaded)
             {
                 Assert.Equal(3, loaded.Config.FactoredRanks["blocks.0.mlp.fc"]);

@@ -45,7 +45,7 @@ public sealed class ExtractTests : IDisposable
                 Assert.True(module.GetProperty("relative_error").GetDouble() <= 1e-5);
                 Assert.InRange(module.GetProperty("kept_energy").GetDouble(), 1 - 1e-5, 1);
             }
-        var (model, _) = GptFiles.Load(_f.Backend, _f.PathOf("base"), maxBatch: 2);
+        var (model, _, _) = GptFiles.Load(_f.Backend, _f.PathOf("base"), maxBatch: 2);
         using (model)
         using (var lora = new LoraModel(model))
         {

@@ -50,7 +50,7 @@ public sealed class MergeTests : IDisposable
                 }
         }
         Assert.Equal(0, _f.Run("merge", "--base", _f.PathOf("base"), "--adapter", _f.PathOf("adapter") + ":0.5", "--out", _f.PathOf("merged")));
-        var (result, _) = GptFiles.Load(_f.Backend, _f.PathOf("merged"), maxBatch: 2);
+        var (result, _, _) = GptFiles.Load(_f.Backend, _f.PathOf("merged"), maxBatch: 2);
         using (result)
         {
             foreach (var (name, weight) in merged)

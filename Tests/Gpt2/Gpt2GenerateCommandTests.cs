@@ -60,6 +60,14 @@ public sealed class Gpt2GenerateCommandTests : IDisposable
         Assert.Equal(0, Run("generate", "--base", baseDir, "--adapter", adapterDir + ":0.5", "--prompt", "héllo wörld", "--tokens", "8"));
         Assert.StartsWith("héllo wörld", _out.ToString());
 
+        // Compressed at full energy it is a model of ours that keeps GPT-2's BPE and takes GPT-2-named adapters: the same greedy token.
+        string compressed = Path.Combine(_files.Root, "compressed");
+        Assert.Equal(0, Run("compress", "--model", baseDir, "--energy", "1", "--out", compressed));
+        Assert.True(File.Exists(Path.Combine(compressed, BpeTokenizer.MergesFile)));
+        _out.GetStringBuilder().Clear();
+        Assert.Equal(0, Run("generate", "--base", compressed, "--adapter", adapterDir, "--prompt", prompt, "--tokens", "1", "--temperature", "0"));
+        Assert.Equal(prompt + tokenizer.Decode([argmax]), _out.ToString().TrimEnd('\r', '\n'));
+
         // Fine-tuning a GPT-2 base writes an adapter in PEFT's GPT-2 layout, which generate then loads.
         string corpus = Path.Combine(_files.Root, "corpus.txt"), tuned = Path.Combine(_files.Root, "tuned");
         File.WriteAllText(corpus, string.Concat(Enumerable.Repeat("hello world, hello again. ", 40)));

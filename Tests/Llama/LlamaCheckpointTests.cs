@@ -249,9 +249,44 @@ public sealed class LlamaCheckpointTests : IDisposable
             double gap = Reference.RelativeError(Logits(again), Reference.ToDouble(withAdapter));
             Assert.True(gap <= 1e-4, $"extracted adapter vs the original: {gap:E2}");
         }
-        // compress writes our layout only: a Hugging Face checkpoint is refused, naming it.
-        Assert.Equal(2, LoraRuntime.Cli.LoraApp.Run(["compress", "--model", dir, "--rank", "2", "--out", Path.Combine(_root, "compressed")], terminal));
-        Assert.Contains("Hugging Face Llama checkpoint", error.ToString());
+        // Compressed (every singular value kept), it is a model directory of ours that keeps the tokenizer and takes the
+        // checkpoint's adapters by their Llama names: with the adapter it gives the adapted logits, and it merges into ours.
+        string compressed = Path.Combine(_root, "compressed");
+        Assert.True(LoraRuntime.Cli.LoraApp.Run(["compress", "--model", dir, "--energy", "1", "--targets", "qkv,down", "--data", corpus, "--eval-iters", "1",
+            "--batch", "1", "--out", compressed], terminal) == 0, error.ToString());
+        Assert.Equal(ModelLayout.LoraRuntime, ModelDirectory.DetectLayout(compressed));
+        var (small, smallTokenizer, smallNames) = ModelDirectory.Load(_backend, compressed, maxBatch: 1);
+        using (small)
+        using (var lora = new LoraModel(small))
+        {
+            Assert.Equal(ModelLayout.Llama, smallNames);
+            Assert.True(small.Config.FactoredRanks.Count > 0);
+            Assert.Equal([15496, 995], Assert.IsType<LoraRuntime.Layers.Text.HuggingFaceTokenizer>(smallTokenizer).Encode("Hello world"));
+            double plain = Reference.RelativeError(Logits(small), Reference.ToDouble(bare));
+            Assert.True(plain <= 1e-4, $"compressed at full energy vs the checkpoint: {plain:E2}");
+            var loaded = PeftAdapterFiles.Load(lora, "a", adapter, smallNames);
+            loaded.Training = false;
+            foreach (var w in loaded.Modules) _backend.Scale(w.B.Value, w.B.Value, 200f);
+            double adapted = Reference.RelativeError(Logits(small), Reference.ToDouble(withAdapter));
+            Assert.True(adapted <= 1e-4, $"compressed with the adapter vs the checkpoint with it: {adapted:E2}");
+        }
+        Assert.True(LoraRuntime.Cli.LoraApp.Run(["generate", "--base", compressed, "--adapter", adapter, "--prompt", "Hello world", "--tokens", "3"], terminal) == 0,
+            error.ToString());
+        // A factored layer has no dense weight to merge into: refused, naming it; a layer left dense takes the merge.
+        Assert.Equal(2, LoraRuntime.Cli.LoraApp.Run(["merge", "--base", compressed, "--adapter", adapter, "--out", Path.Combine(_root, "refused")], terminal));
+        Assert.Contains("blocks.0.attn.qkv, which is factored", error.ToString());
+        string partly = Path.Combine(_root, "compressed-gate-up");
+        Assert.True(LoraRuntime.Cli.LoraApp.Run(["compress", "--model", dir, "--energy", "1", "--targets", "gate_up", "--out", partly], terminal) == 0, error.ToString());
+        string compressedMerged = Path.Combine(_root, "compressed-merged");
+        Assert.True(LoraRuntime.Cli.LoraApp.Run(["merge", "--base", partly, "--adapter", adapter + ":200", "--out", compressedMerged], terminal) == 0, error.ToString());
+        var (smallMerged, mergedTokenizer, mergedNames) = ModelDirectory.Load(_backend, compressedMerged, maxBatch: 1);
+        using (smallMerged)
+        {
+            Assert.Equal(ModelLayout.Llama, mergedNames);
+            Assert.NotNull(mergedTokenizer);
+            double gap = Reference.RelativeError(Logits(smallMerged), Reference.ToDouble(withAdapter));
+            Assert.True(gap <= 1e-4, $"compressed, merged vs the checkpoint with the adapter: {gap:E2}");
+        }
         // Without a readable tokenizer.json the text commands say why and stop.
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"Unigram\"}}");
         Assert.Equal(2, LoraRuntime.Cli.LoraApp.Run(["generate", "--base", dir, "--prompt", "Hi", "--tokens", "2"], terminal));

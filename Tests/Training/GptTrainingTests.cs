@@ -174,10 +174,11 @@ public sealed class GptTrainingTests : IDisposable
         model.Initialize(6);
         var tokenizer = new LoraRuntime.Layers.Text.CharTokenizer("abcdefg");
         GptFiles.Save(model, tokenizer, _dir);
-        var (loaded, loadedTokenizer) = GptFiles.Load(_cpu, _dir, maxBatch: 1);
+        var (loaded, loadedTokenizer, names) = GptFiles.Load(_cpu, _dir, maxBatch: 1);
         using (loaded)
         {
-            Assert.Equal("abcdefg", loadedTokenizer.Vocabulary);
+            Assert.Equal("abcdefg", Assert.IsType<LoraRuntime.Layers.Text.CharTokenizer>(loadedTokenizer).Vocabulary);
+            Assert.Equal(ModelLayout.LoraRuntime, names);
             using var ids = _cpu.Allocate(DType.I32, new Shape(1, 4));
             ids.CopyFrom([0, 3, 6, 2]);
             model.Forward(ids);
