@@ -52,8 +52,12 @@ internal sealed class Generator : IDisposable
     /// <summary>The most tokens one prefill step carries (longer prompts go in chunks): bounds the step's scratch.</summary>
     private const int MaxPrefillChunk = 256;
 
-    /// <summary>Appends <paramref name="count"/> tokens to <paramref name="prompt"/> (non-empty ids in [0, V)) and returns them.</summary>
-    public int[] Generate(ReadOnlySpan<int> prompt, int count, SamplingOptions sampling)
+    /// <summary>
+    /// Appends up to <paramref name="count"/> tokens to <paramref name="prompt"/> (non-empty ids in [0, V)) and returns
+    /// them: fewer when one of <paramref name="stopTokens"/> (the tokenizer's end of sequence) is drawn, which ends the
+    /// sequence and is left out.
+    /// </summary>
+    public int[] Generate(ReadOnlySpan<int> prompt, int count, SamplingOptions sampling, IReadOnlyList<int>? stopTokens = null)
     {
         TokenSampler.Validate(sampling, topP: 1f);
         if (prompt.IsEmpty) throw new ArgumentException("prompt: expected at least one token", nameof(prompt));
@@ -72,7 +76,9 @@ internal sealed class Generator : IDisposable
             for (int j = 0; j < t; j++) _window[j] = tokens[tokens.Count - t + j];
             // The window extends the cached one by a token (one decode step) until it slides (a prefill of the window).
             _forward.Run(_window.AsSpan(0, t), _logits, adapter: null, scale: 1f);
-            tokens.Add(_sampler.Sample(_logits, sampling, 1f, ref random));
+            int next = _sampler.Sample(_logits, sampling, 1f, ref random);
+            if (stopTokens is not null && stopTokens.Contains(next)) break;
+            tokens.Add(next);
         }
         return tokens.ToArray();
     }

@@ -55,7 +55,10 @@ internal static class GenerateCommand
                     foreach (var w in adapter.Modules) backend.Scale(w.B.Value, w.B.Value, scale);
             }
             using var generator = new Generator(model);
-            return tokenizer.Decode(generator.Generate(tokenizer.Encode(prompt), count, sampling));
+            // The prompt as the tokenizer frames it (Llama's begin-of-text first); generation ends at its end of sequence.
+            int[] ids = tokenizer.EncodePrompt(prompt);
+            int[] all = generator.Generate(ids, count, sampling, tokenizer.EndOfSequence);
+            return prompt + tokenizer.Decode(all.AsSpan(ids.Length));
         }
     }
 

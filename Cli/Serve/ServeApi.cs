@@ -69,7 +69,7 @@ internal static class ServeApi
         int[] prompt;
         try
         {
-            prompt = host.Tokenizer.Encode(body.Prompt);
+            prompt = host.Tokenizer.EncodePrompt(body.Prompt);
         }
         catch (ArgumentException e)
         {
@@ -83,6 +83,7 @@ internal static class ServeApi
             Sampling = new SamplingOptions(body.Temperature ?? 1f, body.TopK ?? 0, body.Seed ?? (ulong)Interlocked.Increment(ref _seeds)),
             TopP = body.TopP ?? 1f,
             Stop = Stops(body.Stop),
+            IgnoreEndOfSequence = body.IgnoreEos ?? false,
         };
         var result = await host.Scheduler.SubmitAsync(request, ctx.RequestAborted);
         var response = new CompletionResponse("cmpl-" + Interlocked.Increment(ref _ids), "text_completion", DateTimeOffset.UtcNow.ToUnixTimeSeconds(), model,

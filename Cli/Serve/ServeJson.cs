@@ -15,6 +15,8 @@ internal sealed class CompletionBody
     [JsonPropertyName("seed")] public ulong? Seed { get; set; }
     /// <summary>A string or an array of strings.</summary>
     [JsonPropertyName("stop")] public JsonElement? Stop { get; set; }
+    /// <summary>Generate past the end-of-sequence token (vLLM's extension).</summary>
+    [JsonPropertyName("ignore_eos")] public bool? IgnoreEos { get; set; }
 }
 
 /// <summary>The body of <c>POST /adapters</c>.</summary>

@@ -29,13 +29,19 @@ public sealed record GenerationOptions
 
     /// <summary>Up to 4 strings (1 to 64 characters) that end generation; the text returned stops before the first found.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>
+    /// Generate past the tokenizer's end-of-sequence tokens (a fixed length, for benchmarks). By default the first one
+    /// drawn ends the generation (finish reason "stop") and is not part of the result.
+    /// </summary>
+    public bool IgnoreEndOfSequence { get; init; }
 }
 
 /// <summary>What a generation produced, with its timings.</summary>
 /// <param name="Text">The generated text (cut before a stop string); empty for an engine without a tokenizer.</param>
 /// <param name="Tokens">The generated token ids.</param>
 /// <param name="PromptTokens">The prompt's length in tokens.</param>
-/// <param name="FinishReason">"stop" (a stop string) or "length" (max tokens or a full sequence).</param>
+/// <param name="FinishReason">"stop" (a stop string or the end of sequence) or "length" (max tokens or a full sequence).</param>
 /// <param name="Latency">From the call to the last token.</param>
 /// <param name="FirstTokenLatency">From the call to the first token: time queued plus the prompt's prefill.</param>
 public sealed record GenerationResult(string Text, int[] Tokens, int PromptTokens, string FinishReason, TimeSpan Latency, TimeSpan FirstTokenLatency)

@@ -243,21 +243,26 @@ public sealed class LoraEngine : IDisposable
         _forwardMetrics.RecordCompletion(Stopwatch.GetElapsedTime(started, ended));
     }
 
-    /// <summary>The logits [V] for the token after <paramref name="text"/> (see <see cref="Forward(ReadOnlySpan{int}, Span{float}, string?, float)"/>), in a new array.</summary>
+    /// <summary>
+    /// The logits [V] for the token after <paramref name="text"/>, encoded as a prompt (see
+    /// <see cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/> and
+    /// <see cref="Forward(ReadOnlySpan{int}, Span{float}, string?, float)"/>), in a new array.
+    /// </summary>
     public float[] Forward(string text, string? adapter = null, float scale = 1f)
     {
         var logits = new float[Vocabulary];
-        Forward(EncodeArgument(text, nameof(text)), logits, adapter, scale);
+        Forward(EncodeArgument(text, nameof(text), asPrompt: true), logits, adapter, scale);
         return logits;
     }
 
     /// <summary>
-    /// Generates a continuation of <paramref name="prompt"/> (encoded as <see cref="Encode"/> encodes it) as
+    /// Generates a continuation of <paramref name="prompt"/> (encoded as a prompt: <see cref="Encode"/>'s ids within the
+    /// special tokens the tokenizer puts around a text, such as Llama's begin-of-text) as
     /// <paramref name="options"/> say, batched with the other callers' generations. Cancelling
     /// <paramref name="cancellation"/> ends it (in the queue, or between steps) with an <see cref="OperationCanceledException"/>.
     /// </summary>
     public Task<GenerationResult> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellation = default) =>
-        GenerateAsync(EncodeArgument(prompt, nameof(prompt)), options, cancellation);
+        GenerateAsync(EncodeArgument(prompt, nameof(prompt), asPrompt: true), options, cancellation);
 
     /// <summary>Generates a continuation of the token ids <paramref name="prompt"/>; see <see cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/>.</summary>
     public async Task<GenerationResult> GenerateAsync(IReadOnlyList<int> prompt, GenerationOptions? options = null, CancellationToken cancellation = default)
@@ -282,6 +287,7 @@ public sealed class LoraEngine : IDisposable
             Sampling = new SamplingOptions(options.Temperature, options.TopK, options.Seed ?? (ulong)Interlocked.Increment(ref _seeds)),
             TopP = options.TopP,
             Stop = options.Stop,
+            IgnoreEndOfSequence = options.IgnoreEndOfSequence,
         };
         CompletionResult result;
         try
@@ -420,14 +426,14 @@ public sealed class LoraEngine : IDisposable
     private static InvalidOperationException NoTokenizer() =>
         new("this engine has no tokenizer (a random model has none): pass token ids, or load a model directory with its tokenizer");
 
-    private int[] EncodeArgument(string text, string name)
+    private int[] EncodeArgument(string text, string name, bool asPrompt = false)
     {
         ArgumentNullException.ThrowIfNull(text, name);
         if (Tokenizer is null) throw NoTokenizer();
         if (text.Length == 0) throw new ArgumentException($"{name}: expected a non-empty text", name);
         try
         {
-            return Tokenizer.Encode(text);
+            return asPrompt ? Tokenizer.EncodePrompt(text) : Tokenizer.Encode(text);
         }
         catch (ArgumentException e)
         {

@@ -15,8 +15,12 @@ internal sealed class ActiveSequence
     private int _textLength;
     private long _firstToken;
 
-    public ActiveSequence(PendingRequest pending, ServedAdapter? adapter, int slot, string[]? pieces)
+    private readonly IReadOnlyList<int> _endOfSequence;
+    private bool _ended;
+
+    public ActiveSequence(PendingRequest pending, ServedAdapter? adapter, int slot, string[]? pieces, IReadOnlyList<int> endOfSequence)
     {
+        _endOfSequence = endOfSequence;
         Pending = pending;
         Adapter = adapter;
         Slot = slot;
@@ -52,11 +56,17 @@ internal sealed class ActiveSequence
     /// <summary>The token at position <paramref name="i"/> of the sequence (prompt, then generated).</summary>
     public int TokenAt(int i) => i < Prompt.Length ? Prompt[i] : Generated[i - Prompt.Length];
 
-    /// <summary>Appends a generated token; returns true when it finishes the request (max tokens, a stop string, a full context).</summary>
+    /// <summary>
+    /// Appends a generated token; returns true when it finishes the request (max tokens, a stop string, a full context,
+    /// or an end-of-sequence token, which is not appended).
+    /// </summary>
     public bool Append(int token, int blockSize)
     {
+        if (GeneratedCount == 0) _firstToken = Stopwatch.GetTimestamp();
+        for (int i = 0; i < _endOfSequence.Count; i++) // an index loop: foreach over the interface would allocate an enumerator
+            if (_endOfSequence[i] == token)
+                return _ended = true;
         Generated[GeneratedCount++] = token;
-        if (GeneratedCount == 1) _firstToken = Stopwatch.GetTimestamp();
         if (_pieces is not null && FindStop(_pieces[token])) return true;
         return GeneratedCount == Generated.Length || Fed > blockSize;
     }
@@ -65,11 +75,11 @@ internal sealed class ActiveSequence
     public string Text(ITokenizer? tokenizer) =>
         StopAt >= 0 ? new string(_text, 0, StopAt) : tokenizer is null ? "" : DecodeKnown(tokenizer, Generated.AsSpan(0, GeneratedCount));
 
-    public string FinishReason => StopAt >= 0 ? "stop" : "length";
+    public string FinishReason => StopAt >= 0 || _ended ? "stop" : "length";
 
     public CompletionResult Result(ITokenizer? tokenizer) =>
         new(Request.Adapter, Generated[..GeneratedCount], Text(tokenizer), FinishReason, Prompt.Length, Stopwatch.GetElapsedTime(Pending.Submitted),
-            GeneratedCount > 0 ? Stopwatch.GetElapsedTime(Pending.Submitted, _firstToken) : TimeSpan.Zero);
+            _firstToken != 0 ? Stopwatch.GetElapsedTime(Pending.Submitted, _firstToken) : TimeSpan.Zero);
 
     /// <summary>
     /// The text of <paramref name="ids"/>, leaving out ids past the tokenizer's vocabulary (a model's V may be padded past

@@ -261,7 +261,7 @@ internal sealed class BatchScheduler : IDisposable
                 }
                 _pending.Dequeue();
             }
-            _slots[s] = new ActiveSequence(next, adapter, s, _pieces);
+            _slots[s] = new ActiveSequence(next, adapter, s, _pieces, next.Request.IgnoreEndOfSequence ? [] : _tokenizer?.EndOfSequence ?? []);
             Interlocked.Increment(ref _active);
         }
     }

@@ -26,13 +26,19 @@ internal sealed record CompletionRequest
 
     /// <summary>Strings that end generation when the generated text contains one (the text returned stops before it).</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>
+    /// Generate past the tokenizer's end-of-sequence tokens (as vLLM's ignore_eos: benchmarks of a fixed length); by
+    /// default one ends the generation, with finish reason "stop", and is not part of the result.
+    /// </summary>
+    public bool IgnoreEndOfSequence { get; init; }
 }
 
 /// <summary>What a request produced.</summary>
 /// <param name="Adapter">The adapter it ran with (null: the base).</param>
 /// <param name="Tokens">The generated ids.</param>
 /// <param name="Text">Their text (cut before a stop string), or empty without a tokenizer.</param>
-/// <param name="FinishReason">"stop" (a stop string) or "length" (max tokens or a full context).</param>
+/// <param name="FinishReason">"stop" (a stop string or the end of sequence) or "length" (max tokens or a full context).</param>
 /// <param name="PromptTokens">The prompt's length.</param>
 /// <param name="Latency">From submission to completion.</param>
 /// <param name="FirstTokenLatency">From submission to the first generated token (queueing and prefill included).</param>

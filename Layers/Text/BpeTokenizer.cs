@@ -1,18 +1,19 @@
-using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using LoraRuntime.IO;
+using Microsoft.ML.Tokenizers;
+using MlBpeTokenizer = Microsoft.ML.Tokenizers.BpeTokenizer;
 
 namespace LoraRuntime.Layers.Text;
 
 /// <summary>
 /// GPT-2's byte-level BPE tokenizer from <c>vocab.json</c> (token → id) and <c>merges.txt</c> (pairs, best first):
 /// text is cut by GPT-2's pre-tokenisation pattern, each piece's UTF-8 bytes become characters
-/// (<see cref="ByteLevel"/>), and adjacent symbols merge by rank until no ranked pair is left. The literal
-/// <see cref="EndOfText"/> in a text is its special token, as Hugging Face's GPT-2 tokenizer has it. Pieces are cached
-/// (a bounded cache); thread-safe.
+/// (<see cref="ByteLevel"/>), and adjacent symbols merge by rank until no ranked pair is left — the merging is
+/// Microsoft.ML.Tokenizers' BPE (with its cache); this class reads, checks and writes the files. The literal
+/// <see cref="EndOfText"/> in a text is its special token, as Hugging Face's GPT-2 tokenizer has it. Thread-safe.
 /// </summary>
 internal sealed partial class BpeTokenizer : ITokenizer
 {
@@ -25,13 +26,10 @@ internal sealed partial class BpeTokenizer : ITokenizer
     /// <summary>GPT-2's end-of-text token.</summary>
     public const string EndOfText = "<|endoftext|>";
 
-    private const int CacheLimit = 1 << 16;
-
     private readonly Dictionary<string, int> _ids;
     private readonly string[] _tokens;
-    private readonly Dictionary<(string Left, string Right), int> _ranks;
     private readonly (string Left, string Right)[] _merges;
-    private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly MlBpeTokenizer _bpe;
 
     /// <summary>
     /// A tokenizer over <paramref name="vocabulary"/> (ids exactly 0..V−1, each once, and a token for every byte) and
@@ -57,7 +55,6 @@ internal sealed partial class BpeTokenizer : ITokenizer
             if (!_ids.ContainsKey(ByteLevel.Char((byte)b).ToString()))
                 throw new ArgumentException($"vocabulary: no token for byte 0x{b:X2} ('{ByteLevel.Char((byte)b)}'); byte-level BPE needs all 256", nameof(vocabulary));
         _merges = new (string, string)[merges.Count];
-        _ranks = new Dictionary<(string, string), int>(merges.Count);
         for (int rank = 0; rank < merges.Count; rank++)
         {
             var (left, right) = merges[rank];
@@ -65,10 +62,16 @@ internal sealed partial class BpeTokenizer : ITokenizer
                 throw new ArgumentException($"merges: pair {rank} has an empty side", nameof(merges));
             if (!_ids.ContainsKey(left + right))
                 throw new ArgumentException($"merges: pair {rank} ('{left}', '{right}') makes '{left + right}', which is not in the vocabulary", nameof(merges));
+            if (left.Contains(' ') || right.Contains(' '))
+                throw new ArgumentException($"merges: pair {rank} ('{left}', '{right}') holds a space, which byte-level tokens never do", nameof(merges));
             _merges[rank] = (left, right);
-            _ranks.TryAdd((left, right), rank);
         }
         EndOfTextId = _ids.TryGetValue(EndOfText, out int eot) ? eot : null;
+        // Pieces reach the BPE already cut by GPT-2's pattern: its pre-tokenizer takes each whole.
+        _bpe = MlBpeTokenizer.Create(new BpeOptions(_ids)
+        {
+            Merges = _merges.Select(m => m.Left + " " + m.Right), ByteLevel = true, PreTokenizer = new RegexPreTokenizer(WholeText(), null),
+        });
     }
 
     /// <inheritdoc/>
@@ -76,6 +79,9 @@ internal sealed partial class BpeTokenizer : ITokenizer
 
     /// <summary>The id of <see cref="EndOfText"/>, when the vocabulary has it.</summary>
     public int? EndOfTextId { get; }
+
+    /// <summary>GPT-2 ends a sequence with <see cref="EndOfText"/> (its eos_token_id).</summary>
+    public IReadOnlyList<int> EndOfSequence => EndOfTextId is int eot ? [eot] : [];
 
     /// <summary>The merges, best first.</summary>
     public IReadOnlyList<(string Left, string Right)> Merges => _merges;
@@ -205,49 +211,12 @@ internal sealed partial class BpeTokenizer : ITokenizer
     [GeneratedRegex(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", RegexOptions.CultureInvariant)]
     private static partial Regex Pretokenizer();
 
+    [GeneratedRegex(@"[\s\S]+", RegexOptions.CultureInvariant)]
+    private static partial Regex WholeText();
+
     private void EncodeOrdinary(ReadOnlySpan<char> text, List<int> ids)
     {
         foreach (var match in Pretokenizer().EnumerateMatches(text))
-        {
-            string piece = text.Slice(match.Index, match.Length).ToString();
-            if (!_cache.TryGetValue(piece, out var pieceIds))
-            {
-                pieceIds = EncodePiece(piece);
-                if (_cache.Count >= CacheLimit) _cache.Clear();
-                _cache.TryAdd(piece, pieceIds);
-            }
-            ids.AddRange(pieceIds);
-        }
-    }
-
-    /// <summary>BPE over one piece: merge the best-ranked adjacent pair (every occurrence, left to right) until none is ranked.</summary>
-    private int[] EncodePiece(string piece)
-    {
-        string chars = ByteLevel.Encode(Encoding.UTF8.GetBytes(piece));
-        var symbols = new List<string>(chars.Length);
-        foreach (char c in chars) symbols.Add(c.ToString());
-        var merged = new List<string>(chars.Length);
-        while (symbols.Count > 1)
-        {
-            int best = int.MaxValue;
-            for (int i = 0; i + 1 < symbols.Count; i++)
-                if (_ranks.TryGetValue((symbols[i], symbols[i + 1]), out int rank) && rank < best) best = rank;
-            if (best == int.MaxValue) break;
-            var (left, right) = _merges[best];
-            merged.Clear();
-            for (int i = 0; i < symbols.Count; i++)
-            {
-                if (i + 1 < symbols.Count && symbols[i] == left && symbols[i + 1] == right)
-                {
-                    merged.Add(left + right);
-                    i++;
-                }
-                else merged.Add(symbols[i]);
-            }
-            (symbols, merged) = (merged, symbols);
-        }
-        var result = new int[symbols.Count];
-        for (int i = 0; i < result.Length; i++) result[i] = _ids[symbols[i]];
-        return result;
+            ids.AddRange(_bpe.EncodeToIds(text.Slice(match.Index, match.Length)));
     }
 }

@@ -35,6 +35,7 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
     private readonly string[] _tokenById;
     private readonly int[] _byteIds = new int[256];
     private readonly string _path;
+    private int[] _prefix = [], _suffix = []; // the post-processor's special tokens around a single text
 
     /// <summary>
     /// How the SentencePiece form marks spaces: "▁" for each, and one before each section of text (between added tokens),
@@ -86,7 +87,7 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         Directory.CreateDirectory(directory);
         string from = Path.GetDirectoryName(Path.GetFullPath(_path))!;
         if (string.Equals(from, Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar), StringComparison.Ordinal)) return;
-        foreach (string name in (string[])[FileName, ConfigFileName])
+        foreach (string name in (string[])[FileName, ConfigFileName, GenerationConfigFileName])
         {
             string source = Path.Combine(from, name);
             if (File.Exists(source)) AtomicFile.WriteAllBytes(Path.Combine(directory, name), File.ReadAllBytes(source));
@@ -96,14 +97,145 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
     /// <summary>The special-token settings' file beside tokenizer.json.</summary>
     public const string ConfigFileName = "tokenizer_config.json";
 
-    /// <summary>Reads <paramref name="path"/>; an unsupported part is an <see cref="InvalidDataException"/> naming its key.</summary>
+    /// <summary>The generation settings' file of a checkpoint (its eos_token_id, one id or several).</summary>
+    public const string GenerationConfigFileName = "generation_config.json";
+
+    /// <inheritdoc/>
+    public IReadOnlyList<int> EndOfSequence { get; private set; } = [];
+
+    /// <inheritdoc/>
+    public int[] EncodePrompt(string text)
+    {
+        int[] ids = Encode(text);
+        if (_prefix.Length == 0 && _suffix.Length == 0) return ids;
+        return [.. _prefix, .. ids, .. _suffix];
+    }
+
+    /// <summary>
+    /// Reads <paramref name="path"/>, with the end-of-sequence ids of the checkpoint beside it (generation_config.json's
+    /// eos_token_id, else tokenizer_config.json's eos_token); an unsupported part is an <see cref="InvalidDataException"/>
+    /// naming its key.
+    /// </summary>
     public static HuggingFaceTokenizer FromFile(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no tokenizer.json", path);
+        HuggingFaceTokenizer tokenizer;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            return Parse(doc.RootElement, path);
+            using (var doc = JsonDocument.Parse(File.ReadAllBytes(path)))
+            {
+                tokenizer = Parse(doc.RootElement, path);
+                if (doc.RootElement.TryGetProperty("post_processor", out var post))
+                    (tokenizer._prefix, tokenizer._suffix) = tokenizer.PostProcessor(post, path, "post_processor");
+            }
+            tokenizer.EndOfSequence = tokenizer.ReadEndOfSequence(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e);
+        }
+        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: not a tokenizer this runtime reads: {e.Message}", e);
+        }
+        return tokenizer;
+    }
+
+    /// <summary>
+    /// The special tokens a post-processor puts before and after a single text: TemplateProcessing's "single" template
+    /// (Llama 2 and 3's begin-of-text), in a Sequence or alone; ByteLevel and none add nothing. Others are refused.
+    /// </summary>
+    private (int[] Prefix, int[] Suffix) PostProcessor(JsonElement post, string path, string key)
+    {
+        if (post.ValueKind == JsonValueKind.Null) return ([], []);
+        string type = post.GetProperty("type").GetString() ?? "";
+        switch (type)
+        {
+            case "ByteLevel":
+                return ([], []);
+            case "Sequence":
+            {
+                var prefix = new List<int>();
+                var suffix = new List<int>();
+                int i = 0;
+                foreach (var step in post.GetProperty("processors").EnumerateArray())
+                {
+                    var (p, s) = PostProcessor(step, path, $"{key}.processors[{i++}]");
+                    if (p.Length + s.Length == 0) continue;
+                    if (prefix.Count + suffix.Count > 0) throw Unsupported(path, key, "two templates", "at most one TemplateProcessing");
+                    prefix.AddRange(p);
+                    suffix.AddRange(s);
+                }
+                return ([.. prefix], [.. suffix]);
+            }
+            case "TemplateProcessing":
+            {
+                var specials = post.GetProperty("special_tokens");
+                var before = new List<int>();
+                var after = new List<int>();
+                bool text = false;
+                foreach (var item in post.GetProperty("single").EnumerateArray())
+                {
+                    if (item.TryGetProperty("Sequence", out _))
+                    {
+                        if (text) throw Unsupported(path, key + ".single", "two sequences", "one");
+                        text = true;
+                        continue;
+                    }
+                    string name = item.GetProperty("SpecialToken").GetProperty("id").GetString() ?? "";
+                    if (!specials.TryGetProperty(name, out var special))
+                        throw new InvalidDataException($"{path}: {key}.single names '{name}', which {key}.special_tokens lacks");
+                    foreach (var id in special.GetProperty("ids").EnumerateArray())
+                    {
+                        int value = id.GetInt32();
+                        if ((uint)value >= (uint)VocabularySize)
+                            throw new InvalidDataException($"{path}: {key}.special_tokens.{name}: id {value} is outside the vocabulary [0, {VocabularySize})");
+                        (text ? after : before).Add(value);
+                    }
+                }
+                return ([.. before], [.. after]);
+            }
+            default:
+                throw Unsupported(path, key + ".type", type, "TemplateProcessing, ByteLevel, a Sequence of them, or null");
+        }
+    }
+
+    /// <summary>
+    /// generation_config.json's eos_token_id (one id or a list, as Llama 3's end of text and of turn), else
+    /// tokenizer_config.json's eos_token (a string or an object with its content) looked up among the tokens; none when
+    /// neither file names one.
+    /// </summary>
+    private int[] ReadEndOfSequence(string directory)
+    {
+        string generation = Path.Combine(directory, GenerationConfigFileName);
+        if (File.Exists(generation))
+        {
+            using var doc = ParseFile(generation);
+            if (doc.RootElement.TryGetProperty("eos_token_id", out var eos) && eos.ValueKind != JsonValueKind.Null)
+            {
+                var ids = eos.ValueKind == JsonValueKind.Array ? eos.EnumerateArray().Select(e => e.GetInt32()).ToArray() : [eos.GetInt32()];
+                foreach (int id in ids)
+                    if ((uint)id >= (uint)VocabularySize)
+                        throw new InvalidDataException($"{generation}: eos_token_id {id} is outside the vocabulary [0, {VocabularySize})");
+                return ids;
+            }
+        }
+        string config = Path.Combine(directory, ConfigFileName);
+        if (!File.Exists(config)) return [];
+        using (var doc = ParseFile(config))
+        {
+            if (!doc.RootElement.TryGetProperty("eos_token", out var eos) || eos.ValueKind == JsonValueKind.Null) return [];
+            string token = (eos.ValueKind == JsonValueKind.Object ? eos.GetProperty("content").GetString() : eos.GetString()) ?? "";
+            if (_special.TryGetValue(token, out int id) || _vocabulary.TryGetValue(token, out id)) return [id];
+            throw new InvalidDataException($"{config}: eos_token '{token}' is not a token of {FileName}");
+        }
+    }
+
+    private static JsonDocument ParseFile(string path)
+    {
+        try
+        {
+            return JsonDocument.Parse(File.ReadAllBytes(path));
         }
         catch (JsonException e)
         {

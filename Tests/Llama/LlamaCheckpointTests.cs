@@ -293,6 +293,70 @@ public sealed class LlamaCheckpointTests : IDisposable
         Assert.Contains("model.type", error.ToString());
     }
 
+    [Fact]
+    public async Task Generation_ends_at_the_checkpoints_end_of_sequence_in_the_engine_the_cli_and_the_server()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var shape = new LlamaShape(50257, 16, 24, 1, 2, 1, 8, 1e-5, false, false, false, true, 10000);
+        string dir = Write("eos", new Case("llama", shape, "\"rope_theta\": 10000", 1, SafetensorsDType.F32), RandomTensors(shape, 11));
+        File.Copy(Text.HuggingFaceTokenizerTests.Gpt2File.Value, Path.Combine(dir, "tokenizer.json"));
+        const string prompt = "Hello world";
+        var greedy = new LoraRuntime.Hosting.GenerationOptions { MaxTokens = 4, Temperature = 0 };
+        int[] free;
+        using (var engine = LoraRuntime.Hosting.LoraEngine.Load(dir))
+            free = (await engine.GenerateAsync(prompt, greedy, ct)).Tokens;
+        Assert.Equal(4, free.Length);
+        // The end of sequence: the first generated token not drawn before it (the first one when all are the same).
+        int k = Enumerable.Range(1, 3).FirstOrDefault(i => !free[..i].Contains(free[i]));
+        int[] expected = free[..k];
+        File.WriteAllText(Path.Combine(dir, "generation_config.json"), $"{{\"eos_token_id\": [{free[k]}, 50256]}}");
+        var tokenizer = Assert.IsType<LoraRuntime.Layers.Text.HuggingFaceTokenizer>(ModelDirectory.TryLoadTokenizer(dir, out _));
+        using (var engine = LoraRuntime.Hosting.LoraEngine.Load(dir))
+        {
+            var ended = await engine.GenerateAsync(prompt, greedy, ct);
+            Assert.Equal(expected, ended.Tokens);
+            Assert.Equal("stop", ended.FinishReason);
+            Assert.Equal(tokenizer.Decode(expected), ended.Text);
+            var past = await engine.GenerateAsync(prompt, greedy with { IgnoreEndOfSequence = true }, ct);
+            Assert.Equal(free, past.Tokens);
+            Assert.Equal("length", past.FinishReason);
+        }
+        var output = new StringWriter();
+        var error = new StringWriter();
+        Assert.True(LoraRuntime.Cli.LoraApp.Run(["generate", "--base", dir, "--prompt", prompt, "--tokens", "4", "--temperature", "0"],
+            LoraRuntime.Cli.Terminal.ForWriters(output, error)) == 0, error.ToString());
+        Assert.Equal(prompt + tokenizer.Decode(expected), output.ToString().TrimEnd('\r', '\n'));
+
+        // Served over HTTP with its text tokenizer: the same answer, and ignore_eos generates past it.
+        using var host = LoraRuntime.Cli.Serve.ServingHost.Open(_backend, dir, [], new LoraRuntime.Cli.Serve.ServeOptions(Slots: 2, MaxStepTokens: 16, MaxRank: 4));
+        await using var app = LoraRuntime.Cli.Serve.ServeApi.Build(host, "http://127.0.0.1:0");
+        await app.StartAsync(ct);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()), Timeout = TimeSpan.FromSeconds(30) };
+            async Task<JsonElement> Complete(string extra)
+            {
+                using var content = new StringContent($$"""{"model": "base", "prompt": "{{prompt}}", "max_tokens": 4, "temperature": 0{{extra}}}""",
+                    System.Text.Encoding.UTF8, "application/json");
+                using var response = await http.PostAsync("/v1/completions", content, ct);
+                string body = await response.Content.ReadAsStringAsync(ct);
+                Assert.True(response.IsSuccessStatusCode, body);
+                return JsonDocument.Parse(body).RootElement.Clone();
+            }
+            var answer = await Complete("");
+            Assert.Equal(tokenizer.Decode(expected), answer.GetProperty("choices")[0].GetProperty("text").GetString());
+            Assert.Equal("stop", answer.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+            Assert.Equal(tokenizer.EncodePrompt(prompt).Length, answer.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+            var longer = await Complete(", \"ignore_eos\": true");
+            Assert.Equal(tokenizer.Decode(free), longer.GetProperty("choices")[0].GetProperty("text").GetString());
+            Assert.Equal("length", longer.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        }
+        finally
+        {
+            await app.StopAsync(CancellationToken.None);
+        }
+    }
+
     /// <summary>Every tensor of <paramref name="shape"/> by Hugging Face name, random (norm weights about 1).</summary>
     private static Dictionary<string, (float[] Values, int[] Dims)> RandomTensors(LlamaShape shape, int seed)
     {

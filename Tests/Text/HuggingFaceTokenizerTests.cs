@@ -73,6 +73,80 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Texts))]
+    public void Prompts_get_the_post_processors_special_tokens_as_hugging_faces_do(string text)
+    {
+        // Llama 3 frames a text as Sequence [ByteLevel, TemplateProcessing "<bos> $A"]; Llama 2 as TemplateProcessing "<s> $A";
+        // a suffix as well checks the other side.
+        string Framed(string source, string bos, int id, bool sequence, string? eos = null)
+        {
+            var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(source))!;
+            var single = new System.Text.Json.Nodes.JsonArray(
+                new System.Text.Json.Nodes.JsonObject { ["SpecialToken"] = new System.Text.Json.Nodes.JsonObject { ["id"] = bos, ["type_id"] = 0 } },
+                new System.Text.Json.Nodes.JsonObject { ["Sequence"] = new System.Text.Json.Nodes.JsonObject { ["id"] = "A", ["type_id"] = 0 } });
+            var specials = new System.Text.Json.Nodes.JsonObject
+            {
+                [bos] = new System.Text.Json.Nodes.JsonObject { ["id"] = bos, ["ids"] = new System.Text.Json.Nodes.JsonArray(id), ["tokens"] = new System.Text.Json.Nodes.JsonArray(bos) },
+            };
+            if (eos is not null)
+            {
+                single.Add(new System.Text.Json.Nodes.JsonObject { ["SpecialToken"] = new System.Text.Json.Nodes.JsonObject { ["id"] = eos, ["type_id"] = 0 } });
+                specials[eos] = new System.Text.Json.Nodes.JsonObject { ["id"] = eos, ["ids"] = new System.Text.Json.Nodes.JsonArray(2), ["tokens"] = new System.Text.Json.Nodes.JsonArray(eos) };
+            }
+            var processor = new System.Text.Json.Nodes.JsonObject
+            {
+                ["type"] = "TemplateProcessing", ["single"] = single,
+                ["pair"] = System.Text.Json.Nodes.JsonNode.Parse("""[{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}]"""),
+                ["special_tokens"] = specials,
+            };
+            root["post_processor"] = sequence
+                ? new System.Text.Json.Nodes.JsonObject
+                {
+                    ["type"] = "Sequence",
+                    ["processors"] = new System.Text.Json.Nodes.JsonArray(
+                        System.Text.Json.Nodes.JsonNode.Parse("""{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}"""), processor),
+                }
+                : processor;
+            string path = Path.Combine(_dir, Guid.NewGuid().ToString("N") + ".json");
+            File.WriteAllText(path, root.ToJsonString());
+            return path;
+        }
+        foreach (string path in (string[])[Framed(Cl100kFile.Value, "<|fim_prefix|>", 100257, sequence: true), Framed(SentencePieceFile.Value.Llama2, "<s>", 1, sequence: false),
+            Framed(SentencePieceFile.Value.Llama2, "<s>", 1, sequence: false, eos: "</s>")])
+        {
+            var ours = HuggingFaceTokenizer.FromFile(path);
+            using var theirs = new Tokenizers.DotNet.Tokenizer(path);
+            Assert.Equal(theirs.Encode(text).Select(id => (int)id).ToArray(), ours.EncodePrompt(text));
+        }
+    }
+
+    [Fact]
+    public void The_end_of_sequence_comes_from_generation_config_else_tokenizer_config_and_is_saved_with_the_tokenizer()
+    {
+        string dir = Path.Combine(_dir, "checkpoint");
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, HuggingFaceTokenizer.FileName);
+        File.Copy(Cl100kFile.Value, path);
+        Assert.Empty(HuggingFaceTokenizer.FromFile(path).EndOfSequence);
+        File.WriteAllText(Path.Combine(dir, HuggingFaceTokenizer.ConfigFileName), """{"eos_token": {"content": "<|endoftext|>", "special": true}, "bos_token": null}""");
+        Assert.Equal([100256], HuggingFaceTokenizer.FromFile(path).EndOfSequence);
+        File.WriteAllText(Path.Combine(dir, HuggingFaceTokenizer.GenerationConfigFileName), """{"bos_token_id": 100257, "eos_token_id": [100256, 100257]}""");
+        var tokenizer = HuggingFaceTokenizer.FromFile(path);
+        Assert.Equal([100256, 100257], tokenizer.EndOfSequence);
+        string copy = Path.Combine(_dir, "copy");
+        tokenizer.Save(copy);
+        Assert.Equal([100256, 100257], HuggingFaceTokenizer.FromFile(Path.Combine(copy, HuggingFaceTokenizer.FileName)).EndOfSequence);
+        Assert.Equal(File.ReadAllBytes(path), File.ReadAllBytes(Path.Combine(copy, HuggingFaceTokenizer.FileName)));
+        // An id past the vocabulary, or an eos_token that is no token, is refused naming the file and key.
+        File.WriteAllText(Path.Combine(dir, HuggingFaceTokenizer.GenerationConfigFileName), """{"eos_token_id": 500000}""");
+        var e = Assert.Throws<InvalidDataException>(() => HuggingFaceTokenizer.FromFile(path));
+        Assert.Contains("generation_config.json: eos_token_id 500000", e.Message);
+        File.Delete(Path.Combine(dir, HuggingFaceTokenizer.GenerationConfigFileName));
+        File.WriteAllText(Path.Combine(dir, HuggingFaceTokenizer.ConfigFileName), """{"eos_token": "<|nowhere|>"}""");
+        Assert.Contains("eos_token '<|nowhere|>'", Assert.Throws<InvalidDataException>(() => HuggingFaceTokenizer.FromFile(path)).Message);
+    }
+
     [Fact]
     public void Unsupported_parts_are_refused_naming_the_key()
     {
