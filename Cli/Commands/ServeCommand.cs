@@ -12,7 +12,7 @@ internal static class ServeCommand
     /// <summary>The command.</summary>
     public static Command Create(Terminal terminal)
     {
-        var baseDir = new Option<string>("--base") { Description = "a model directory: written by lora train, or a Hugging Face GPT-2 checkpoint (with vocab.json and merges.txt)", Required = true };
+        var baseDir = new Option<string>("--base") { Description = "a model directory: written by lora train, or a Hugging Face GPT-2 or Llama-family checkpoint with its tokenizer", Required = true };
         var adapters = new Option<string[]>("--adapter")
         {
             Description = "a PEFT adapter to serve under a name (repeatable): NAME=DIR", HelpName = "NAME=DIR", AllowMultipleArgumentsPerToken = false,
@@ -24,16 +24,28 @@ internal static class ServeCommand
         var budget = new Option<int>("--adapter-budget-mb") { Description = "device memory for resident adapters (LRU eviction past it)", DefaultValueFactory = _ => 256 };
         var baseName = new Option<string>("--base-name") { Description = "the model name that selects the base model", DefaultValueFactory = _ => "base" };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
+        var apiKey = new Option<string?>("--api-key") { Description = "the key every request must bear (Authorization: Bearer KEY); default: $LORA_API_KEY, else none", HelpName = "KEY" };
+        var allowLoading = new Option<bool>("--allow-adapter-loading") { Description = "serve POST /adapters and DELETE /adapters/{name} (off by default)" };
+        var adapterRoot = new Option<string?>("--adapter-root") { Description = "the one folder adapters may be loaded from over HTTP (links resolved)", HelpName = "DIR" };
+        var maxQueue = new Option<int>("--max-queue") { Description = "requests that may wait for a slot; past it, 429 with Retry-After", DefaultValueFactory = _ => 256 };
+        var timeout = new Option<double>("--request-timeout") { Description = "seconds a request may take from its arrival; past it, it is cancelled (504)", DefaultValueFactory = _ => 600 };
         var command = new Command("serve", "Serve completions for a base model and many adapters at once (continuous batching, per-row adapters)")
         {
-            baseDir, adapters, urls, slots, stepTokens, maxRank, budget, baseName, device,
+            baseDir, adapters, urls, slots, stepTokens, maxRank, budget, baseName, device, apiKey, allowLoading, adapterRoot, maxQueue, timeout,
         };
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
+            double seconds = parse.GetValue(timeout);
+            if (!(seconds > 0) || !double.IsFinite(seconds)) throw new UsageException($"--request-timeout: expected a positive number of seconds; got {seconds}");
             var options = new ServeOptions(
                 BenchData.Positive(parse.GetValue(slots), "--slots"), BenchData.Positive(parse.GetValue(stepTokens), "--max-step-tokens"),
                 BenchData.Positive(parse.GetValue(maxRank), "--max-rank"), (long)BenchData.Positive(parse.GetValue(budget), "--adapter-budget-mb") << 20,
-                parse.GetValue(baseName) ?? "base");
+                parse.GetValue(baseName) ?? "base",
+                ApiKey: parse.GetValue(apiKey) ?? NonEmpty(Environment.GetEnvironmentVariable("LORA_API_KEY")),
+                AllowAdapterLoading: parse.GetValue(allowLoading), AdapterRoot: parse.GetValue(adapterRoot),
+                MaxQueue: parse.GetValue(maxQueue), RequestTimeout: TimeSpan.FromSeconds(seconds));
+            if (options.AdapterRoot is not null && !options.AllowAdapterLoading)
+                throw new UsageException("--adapter-root: has no effect without --allow-adapter-loading");
             if (options.MaxStepTokens < options.Slots) throw new UsageException($"--max-step-tokens: expected ≥ --slots = {options.Slots}; got {options.MaxStepTokens}");
             var named = (parse.GetValue(adapters) ?? []).Select(ParseAdapter).ToList();
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
@@ -50,7 +62,8 @@ internal static class ServeCommand
             {
                 var app = ServeApi.Build(host, parse.GetValue(urls)!);
                 app.Start();
-                terminal.ErrorWriter.WriteLine($"lora serve: {host.Model.Config} on {backend.Name}, adapters [{string.Join(", ", host.Bank.Names)}], listening on {string.Join(", ", app.Urls)}; Ctrl+C stops");
+                terminal.ErrorWriter.WriteLine($"lora serve: {host.Model.Config} on {backend.Name}, adapters [{string.Join(", ", host.Bank.Names)}], listening on {string.Join(", ", app.Urls)}"
+                    + $"{(options.ApiKey is null ? " without an API key" : ", API key required")}{(host.Root is { } root ? $", adapters loadable from {root.Directory}" : "")}; Ctrl+C stops");
                 app.WaitForShutdown();
                 app.DisposeAsync().AsTask().GetAwaiter().GetResult();
             }
@@ -58,6 +71,8 @@ internal static class ServeCommand
         }));
         return command;
     }
+
+    private static string? NonEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 
     private static (string Name, string Directory) ParseAdapter(string spec)
     {

@@ -1,4 +1,7 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Serving;
 using Microsoft.AspNetCore.Builder;
@@ -11,17 +14,18 @@ using Microsoft.Extensions.Logging;
 namespace LoraRuntime.Cli.Serve;
 
 /// <summary>
-/// The HTTP API of <c>lora serve</c> on ASP.NET Core's slim builder: OpenAI-style <c>POST /v1/completions</c> and
-/// <c>GET /v1/models</c>, <c>POST /adapters</c> and <c>DELETE /adapters/{name}</c>, <c>GET /health</c> and
-/// <c>GET /metrics</c>. Handlers are plain <see cref="RequestDelegate"/>s and bodies use source-generated JSON, so the
-/// server needs no reflection. Bad JSON, an unknown adapter or an oversize prompt get a 4xx with a JSON error body.
+/// The HTTP API of <c>lora serve</c> on ASP.NET Core's slim builder: OpenAI-style <c>POST /v1/completions</c> (whole, or
+/// streamed as server-sent events) and <c>GET /v1/models</c>, <c>POST /adapters</c> and <c>DELETE /adapters/{name}</c>
+/// (only with <see cref="ServeOptions.AllowAdapterLoading"/>, from inside the adapter root), <c>GET /health</c> and
+/// <c>GET /metrics</c>; with an API key, every endpoint asks for it. Handlers are plain <see cref="RequestDelegate"/>s and
+/// bodies use source-generated JSON, so the server needs no reflection. Bad JSON, an unknown adapter or an oversize
+/// prompt get a 4xx with a JSON error body; a full queue a 429 with Retry-After; a request past its deadline a 504.
 /// </summary>
 internal static class ServeApi
 {
     /// <summary>The largest request body accepted.</summary>
     public const long MaxBodyBytes = 1 << 20;
 
-    private static long _ids, _seeds;
 
     /// <summary>A server for <paramref name="host"/> listening on <paramref name="urls"/> (semicolon-separated), not started.</summary>
     public static WebApplication Build(ServingHost host, string urls)
@@ -32,8 +36,36 @@ internal static class ServeApi
         builder.Logging.ClearProviders();
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ServeJsonContext.Default));
         var app = builder.Build();
+        var stopping = app.Lifetime.ApplicationStopping;
+        byte[]? key = host.Options.ApiKey is { } k ? SHA256.HashData(Encoding.UTF8.GetBytes(k)) : null;
+        app.Use(async (ctx, next) =>
+        {
+            if (key is not null && !Authorized(ctx, key))
+            {
+                ctx.Response.Headers.WWWAuthenticate = "Bearer";
+                await Error(ctx, 401, "a valid API key is required: Authorization: Bearer KEY", "authentication_error", null);
+                return;
+            }
+            // Shutting down: the requests in flight finish (within the host's shutdown timeout); new ones are turned away.
+            if (stopping.IsCancellationRequested)
+            {
+                ctx.Response.Headers.RetryAfter = "1";
+                await Error(ctx, 503, "the server is shutting down", "server_unavailable", null);
+                return;
+            }
+            await next(ctx);
+        });
         Map(app, host);
         return app;
+    }
+
+    /// <summary>The bearer key, compared in constant time (as hashes, so the comparison does not tell the key's length).</summary>
+    private static bool Authorized(HttpContext ctx, byte[] keyHash)
+    {
+        string header = ctx.Request.Headers.Authorization.ToString();
+        const string scheme = "Bearer ";
+        string given = header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase) ? header[scheme.Length..].Trim() : "";
+        return CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given)), keyHash) & given.Length > 0;
     }
 
     /// <summary>The endpoints.</summary>
@@ -42,58 +74,46 @@ internal static class ServeApi
         app.MapGet("/health", ctx => Write(ctx, 200, new StatusResponse("ok"), ServeJsonContext.Default.StatusResponse));
         app.MapGet("/v1/models", ctx => Write(ctx, 200, Models(host), ServeJsonContext.Default.ModelList));
         app.MapGet("/metrics", ctx => Write(ctx, 200, Metrics(host), ServeJsonContext.Default.MetricsResponse));
-        app.MapPost("/v1/completions", ctx => Guarded(ctx, () => Complete(ctx, host)));
+        app.MapPost("/v1/completions", ctx => Guarded(ctx, () => ServeCompletions.Complete(ctx, host)));
         app.MapPost("/adapters", ctx => Guarded(ctx, () => LoadAdapter(ctx, host)));
-        app.MapDelete("/adapters/{name}", ctx => Guarded(ctx, () =>
-        {
-            string name = (string)ctx.Request.RouteValues["name"]!;
-            return host.Bank.Unload(name)
-                ? Write(ctx, 200, new StatusResponse("deleted"), ServeJsonContext.Default.StatusResponse)
-                : Error(ctx, 404, $"no adapter '{name}' is loaded", "not_found", "name");
-        }));
+        app.MapDelete("/adapters/{name}", ctx => Guarded(ctx, () => UnloadAdapter(ctx, host)));
     }
 
-    private static async Task Complete(HttpContext ctx, ServingHost host)
+    private static Task LoadingOff(HttpContext ctx) =>
+        Error(ctx, 403, "adapter loading over HTTP is off; start the server with --allow-adapter-loading --adapter-root DIR", "permission_error", null);
+
+    private static async Task UnloadAdapter(HttpContext ctx, ServingHost host)
     {
-        RequireJson(ctx);
-        var body = await ctx.Request.ReadFromJsonAsync(ServeJsonContext.Default.CompletionBody, ctx.RequestAborted);
-        if (body is null) throw new BadRequest("the body must be a JSON object", null);
-        string model = body.Model ?? throw new BadRequest("model: required (an adapter's name, or the base model's)", "model");
-        string? adapter = model == host.Options.BaseName ? null : model;
-        if (adapter is not null && !host.Bank.TryGet(adapter, out _))
+        if (host.Root is null)
         {
-            await Error(ctx, 404, $"model: no model '{model}'; GET /v1/models lists them", "not_found", "model");
+            await LoadingOff(ctx);
             return;
         }
-        if (string.IsNullOrEmpty(body.Prompt)) throw new BadRequest("prompt: required, a non-empty string", "prompt");
-        int[] prompt;
-        try
+        string name = (string)ctx.Request.RouteValues["name"]!;
+        bool force = ctx.Request.Query.TryGetValue("force", out var f) && f.ToString() is "true" or "1";
+        if (!host.Bank.TryGet(name, out _))
         {
-            prompt = host.Tokenizer.EncodePrompt(body.Prompt);
+            await Error(ctx, 404, $"no adapter '{name}' is loaded", "not_found", "name");
+            return;
         }
-        catch (ArgumentException e)
+        int users = host.Scheduler.RequestsUsing(name);
+        if (users > 0 && !force)
         {
-            throw new BadRequest("prompt: " + e.Message, "prompt");
+            await Error(ctx, 409, $"adapter '{name}' is used by {users} request(s); retry when they end, or DELETE /adapters/{name}?force=true (they finish with it)",
+                "conflict", "name");
+            return;
         }
-        var request = new CompletionRequest
-        {
-            Adapter = adapter,
-            Prompt = prompt,
-            MaxTokens = body.MaxTokens ?? 16,
-            Sampling = new SamplingOptions(body.Temperature ?? 1f, body.TopK ?? 0, body.Seed ?? (ulong)Interlocked.Increment(ref _seeds)),
-            TopP = body.TopP ?? 1f,
-            Stop = Stops(body.Stop),
-            IgnoreEndOfSequence = body.IgnoreEos ?? false,
-        };
-        var result = await host.Scheduler.SubmitAsync(request, ctx.RequestAborted);
-        var response = new CompletionResponse("cmpl-" + Interlocked.Increment(ref _ids), "text_completion", DateTimeOffset.UtcNow.ToUnixTimeSeconds(), model,
-            [new CompletionChoice(0, result.Text, result.FinishReason)],
-            new CompletionUsage(result.PromptTokens, result.Tokens.Length, result.PromptTokens + result.Tokens.Length));
-        await Write(ctx, 200, response, ServeJsonContext.Default.CompletionResponse);
+        if (host.Bank.Unload(name)) await Write(ctx, 200, new StatusResponse("deleted"), ServeJsonContext.Default.StatusResponse);
+        else await Error(ctx, 404, $"no adapter '{name}' is loaded", "not_found", "name");
     }
 
     private static async Task LoadAdapter(HttpContext ctx, ServingHost host)
     {
+        if (host.Root is null)
+        {
+            await LoadingOff(ctx);
+            return;
+        }
         RequireJson(ctx);
         var body = await ctx.Request.ReadFromJsonAsync(ServeJsonContext.Default.LoadAdapterBody, ctx.RequestAborted);
         if (body?.Name is not { } name) throw new BadRequest("name: required", "name");
@@ -104,10 +124,12 @@ internal static class ServeApi
             await Error(ctx, 409, $"name: an adapter called '{name}' is already loaded; DELETE /adapters/{name} first", "conflict", "name");
             return;
         }
+        // Loaded from the resolved path: what was checked is what is read. Outside the root, one answer whatever is there.
+        string directory = host.Root.TryResolve(path) ?? throw new BadRequest(AdapterRoot.Outside, "path");
         ServedAdapter adapter;
         try
         {
-            adapter = host.Bank.Load(name, path);
+            adapter = host.Bank.Load(name, directory);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {
@@ -116,13 +138,13 @@ internal static class ServeApi
         await Write(ctx, 201, new AdapterInfo(adapter.Name, adapter.ModuleCount, adapter.MaxRank, adapter.Bytes), ServeJsonContext.Default.AdapterInfo);
     }
 
-    private static void RequireJson(HttpContext ctx)
+    internal static void RequireJson(HttpContext ctx)
     {
         if (!ctx.Request.HasJsonContentType())
             throw new BadRequest($"the body must be JSON (Content-Type: application/json); got Content-Type '{ctx.Request.ContentType}'", null);
     }
 
-    private static string[] Stops(JsonElement? stop)
+    internal static string[] Stops(JsonElement? stop)
     {
         if (stop is not { } s || s.ValueKind == JsonValueKind.Null) return [];
         if (s.ValueKind == JsonValueKind.String) return [s.GetString()!];
@@ -133,9 +155,9 @@ internal static class ServeApi
 
     private static ModelList Models(ServingHost host)
     {
-        var entries = new List<ModelEntry> { new(host.Options.BaseName, "model", "lora-runtime", true) };
+        var entries = new List<ModelEntry> { new(host.Options.BaseName, "model", host.Started, "lora-runtime", true) };
         foreach (var name in host.Bank.Names)
-            if (host.Bank.TryGet(name, out var a)) entries.Add(new ModelEntry(name, "model", "lora-runtime", a.IsResident));
+            if (host.Bank.TryGet(name, out var a)) entries.Add(new ModelEntry(name, "model", host.Started, "lora-runtime", a.IsResident));
         return new ModelList("list", [.. entries]);
     }
 
@@ -151,7 +173,7 @@ internal static class ServeApi
     }
 
     /// <summary>Runs a handler and maps its failures to JSON errors: 400 for bad input, 404 for an adapter gone meanwhile, 500 otherwise.</summary>
-    private static async Task Guarded(HttpContext ctx, Func<Task> handler)
+    internal static async Task Guarded(HttpContext ctx, Func<Task> handler)
     {
         try
         {
@@ -169,6 +191,20 @@ internal static class ServeApi
         {
             await Error(ctx, e.StatusCode, e.Message, "invalid_request_error", null);
         }
+        catch (SchedulerFullException e)
+        {
+            ctx.Response.Headers.RetryAfter = "1";
+            await Error(ctx, 429, e.Message, "rate_limit_exceeded", null);
+        }
+        catch (ObjectDisposedException e) when (!ctx.Response.HasStarted)
+        {
+            ctx.Response.Headers.RetryAfter = "1";
+            await Error(ctx, 503, "the server is shutting down: " + e.Message, "server_unavailable", null);
+        }
+        catch (TimeoutException e) when (!ctx.Response.HasStarted)
+        {
+            await Error(ctx, 504, e.Message, "timeout", null);
+        }
         catch (ArgumentException e)
         {
             int status = e.ParamName == "model" ? 404 : 400;
@@ -184,17 +220,17 @@ internal static class ServeApi
         }
     }
 
-    private static Task Error(HttpContext ctx, int status, string message, string type, string? param) =>
+    internal static Task Error(HttpContext ctx, int status, string message, string type, string? param) =>
         Write(ctx, status, new ErrorResponse(new ErrorDetail(message, type, param)), ServeJsonContext.Default.ErrorResponse);
 
-    private static Task Write<T>(HttpContext ctx, int status, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
+    internal static Task Write<T>(HttpContext ctx, int status, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
     {
         ctx.Response.StatusCode = status;
         return ctx.Response.WriteAsJsonAsync(value, type, contentType: null, ctx.RequestAborted);
     }
 
     /// <summary>A request the client got wrong, with the field it names.</summary>
-    private sealed class BadRequest(string message, string? param) : Exception(message)
+    internal sealed class BadRequest(string message, string? param) : Exception(message)
     {
         public string? Param { get; } = param;
     }

@@ -17,6 +17,15 @@ internal sealed class CompletionBody
     [JsonPropertyName("stop")] public JsonElement? Stop { get; set; }
     /// <summary>Generate past the end-of-sequence token (vLLM's extension).</summary>
     [JsonPropertyName("ignore_eos")] public bool? IgnoreEos { get; set; }
+    /// <summary>Answer as server-sent events, a chunk per token, ending "data: [DONE]".</summary>
+    [JsonPropertyName("stream")] public bool? Stream { get; set; }
+    [JsonPropertyName("stream_options")] public StreamOptionsBody? StreamOptions { get; set; }
+}
+
+/// <summary>A streamed request's options: <c>include_usage</c> adds a last chunk with the usage and no choices.</summary>
+internal sealed class StreamOptionsBody
+{
+    [JsonPropertyName("include_usage")] public bool? IncludeUsage { get; set; }
 }
 
 /// <summary>The body of <c>POST /adapters</c>.</summary>
@@ -30,6 +39,20 @@ internal sealed record CompletionChoice(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("text")] string Text,
     [property: JsonPropertyName("finish_reason")] string FinishReason);
+
+/// <summary>A streamed chunk's choice: the text since the last chunk, the finish reason on the last.</summary>
+internal sealed record CompletionChunkChoice(
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("text")] string Text,
+    [property: JsonPropertyName("finish_reason")] string? FinishReason);
+
+internal sealed record CompletionChunk(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("choices")] CompletionChunkChoice[] Choices,
+    [property: JsonPropertyName("usage")] CompletionUsage? Usage);
 
 internal sealed record CompletionUsage(
     [property: JsonPropertyName("prompt_tokens")] int PromptTokens,
@@ -47,6 +70,7 @@ internal sealed record CompletionResponse(
 internal sealed record ModelEntry(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("owned_by")] string OwnedBy,
     [property: JsonPropertyName("resident")] bool Resident);
 
@@ -108,6 +132,7 @@ internal sealed record MetricsResponse(
 [JsonSerializable(typeof(CompletionBody))]
 [JsonSerializable(typeof(LoadAdapterBody))]
 [JsonSerializable(typeof(CompletionResponse))]
+[JsonSerializable(typeof(CompletionChunk))]
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(AdapterInfo))]
 [JsonSerializable(typeof(ErrorResponse))]

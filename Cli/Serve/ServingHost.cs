@@ -11,7 +11,13 @@ namespace LoraRuntime.Cli.Serve;
 /// <param name="MaxRank">The largest adapter rank served.</param>
 /// <param name="AdapterBudgetBytes">Device memory for resident adapters; past it the least recently used is evicted.</param>
 /// <param name="BaseName">The model name that selects the base model without an adapter.</param>
-internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int MaxRank = 64, long AdapterBudgetBytes = 256L << 20, string BaseName = "base");
+/// <param name="ApiKey">The key every request must bear (<c>Authorization: Bearer KEY</c>); null: no key asked for.</param>
+/// <param name="AllowAdapterLoading">Whether <c>POST /adapters</c> and <c>DELETE /adapters/{name}</c> are served.</param>
+/// <param name="AdapterRoot">The folder adapters loaded over HTTP must lie in (required with <paramref name="AllowAdapterLoading"/>).</param>
+/// <param name="MaxQueue">Requests that may wait for a slot; past it a request gets 429 with Retry-After.</param>
+/// <param name="RequestTimeout">A request's deadline from its arrival; past it, it is cancelled (504, or an error event when streaming).</param>
+internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int MaxRank = 64, long AdapterBudgetBytes = 256L << 20, string BaseName = "base",
+    string? ApiKey = null, bool AllowAdapterLoading = false, string? AdapterRoot = null, int MaxQueue = 256, TimeSpan? RequestTimeout = null);
 
 /// <summary>
 /// One served model: the base loaded once and the <see cref="LoraEngine"/> over it, whose adapter bank and scheduler
@@ -19,12 +25,19 @@ internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int
 /// </summary>
 internal sealed class ServingHost : IDisposable
 {
-    private ServingHost(GptModel model, LoraEngine engine, ServeOptions options)
+    private ServingHost(GptModel model, LoraEngine engine, ServeOptions options, AdapterRoot? root)
     {
         Model = model;
         Engine = engine;
         Options = options;
+        Root = root;
     }
+
+    /// <summary>When the server started, in Unix seconds (its models' "created").</summary>
+    public long Started { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    /// <summary>Where adapters loaded over HTTP must lie; null when loading over HTTP is off.</summary>
+    public AdapterRoot? Root { get; }
 
     public GptModel Model { get; }
     public LoraEngine Engine { get; }
@@ -40,6 +53,13 @@ internal sealed class ServingHost : IDisposable
     /// </summary>
     public static ServingHost Open(Backend backend, string baseDir, IEnumerable<(string Name, string Directory)> adapters, ServeOptions options)
     {
+        if (options.ApiKey is { Length: 0 }) throw new ArgumentException("--api-key: expected a non-empty key", nameof(options));
+        if (options.MaxQueue < 0) throw new ArgumentException($"--max-queue: expected ≥ 0; got {options.MaxQueue}", nameof(options));
+        if (options.RequestTimeout is { } timeout && timeout <= TimeSpan.Zero)
+            throw new ArgumentException($"--request-timeout: expected a positive number of seconds; got {timeout.TotalSeconds}", nameof(options));
+        if (options.AllowAdapterLoading && options.AdapterRoot is null)
+            throw new ArgumentException("--allow-adapter-loading: needs --adapter-root DIR, the one folder adapters may be loaded from", nameof(options));
+        var root = options.AllowAdapterLoading ? new AdapterRoot(options.AdapterRoot!) : null;
         var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
         LoraEngine? engine = null;
         try
@@ -53,7 +73,8 @@ internal sealed class ServingHost : IDisposable
                 if (name == options.BaseName) throw new ArgumentException($"--adapter: '{name}' is the base model's name; choose another", nameof(adapters));
                 engine.LoadAdapter(name, directory);
             }
-            return new ServingHost(model, engine, options);
+            engine.Scheduler.MaxPending = options.MaxQueue;
+            return new ServingHost(model, engine, options, root);
         }
         catch
         {

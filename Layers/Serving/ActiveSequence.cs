@@ -67,6 +67,7 @@ internal sealed class ActiveSequence
             if (_endOfSequence[i] == token)
                 return _ended = true;
         Generated[GeneratedCount++] = token;
+        Request.OnToken?.Invoke(token);
         if (_pieces is not null && FindStop(_pieces[token])) return true;
         return GeneratedCount == Generated.Length || Fed > blockSize;
     }
@@ -115,10 +116,25 @@ internal sealed class ActiveSequence
 }
 
 /// <summary>A submitted request waiting for a slot, with its completion.</summary>
-internal sealed class PendingRequest(CompletionRequest request, CancellationToken cancellation)
+internal sealed class PendingRequest
 {
-    public CompletionRequest Request { get; } = request;
-    public CancellationToken Cancellation { get; } = cancellation;
+    private readonly CancellationTokenRegistration _registration;
+
+    public PendingRequest(CompletionRequest request, CancellationToken cancellation)
+    {
+        Request = request;
+        Cancellation = cancellation;
+        // A cancelled request's caller hears at once, even while the scheduler is busy or the request still waits for a
+        // slot; the scheduler drops it at its next admission or step.
+        _registration = cancellation.Register(static state => ((PendingRequest)state!).CancelNow(), this);
+        Completion.Task.ContinueWith(static (_, state) => ((PendingRequest)state!)._registration.Dispose(), this, CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    public CompletionRequest Request { get; }
+    public CancellationToken Cancellation { get; }
     public long Submitted { get; } = Stopwatch.GetTimestamp();
     public TaskCompletionSource<CompletionResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private void CancelNow() => Completion.TrySetCanceled(Cancellation);
 }

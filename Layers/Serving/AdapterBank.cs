@@ -167,7 +167,7 @@ internal sealed class AdapterBank : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (!_byName.TryGetValue(name, out var adapter))
-                throw new ArgumentException($"model: no adapter '{name}' is loaded; loaded: {(_byName.Count == 0 ? "none" : string.Join(", ", _byName.Keys.Order()))}", nameof(name));
+                throw new ArgumentException($"model: no adapter '{name}' is loaded; loaded: {(_byName.Count == 0 ? "none" : string.Join(", ", _byName.Keys.Order()))}", "model");
             if (!adapter.IsResident && !MakeRoomLocked(adapter.Bytes)) return null;
             if (!adapter.IsResident)
             {

@@ -96,10 +96,32 @@ internal sealed class BatchScheduler : IDisposable
         }
     }
 
+    /// <summary>The most requests that may wait for a slot; past it <see cref="SubmitAsync"/> refuses (a server answers 429).</summary>
+    public int MaxPending
+    {
+        get => _maxPending;
+        set => _maxPending = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, $"MaxPending: expected ≥ 0; got {value}");
+    }
+
+    private int _maxPending = int.MaxValue;
+
+    /// <summary>Requests waiting for or holding a slot that run with the adapter <paramref name="name"/>.</summary>
+    public int RequestsUsing(string name)
+    {
+        int count = 0;
+        lock (_pending)
+            foreach (var p in _pending)
+                if (p.Request.Adapter == name) count++;
+        foreach (var seq in _slots) // read from another thread: a count for a decision, not a lock on the slots
+            if (seq is not null && seq.Request.Adapter == name) count++;
+        return count;
+    }
+
     /// <summary>
     /// Queues <paramref name="request"/>; the task completes with its result, or fails with an
     /// <see cref="ArgumentException"/> (bad request, unknown adapter), <see cref="OperationCanceledException"/> or
-    /// <see cref="ObjectDisposedException"/>. The request is checked here, before it is queued.
+    /// <see cref="ObjectDisposedException"/>. The request is checked here, before it is queued; a full queue
+    /// (<see cref="MaxPending"/>) throws <see cref="SchedulerFullException"/>.
     /// </summary>
     public Task<CompletionResult> SubmitAsync(CompletionRequest request, CancellationToken cancellation = default)
     {
@@ -108,6 +130,8 @@ internal sealed class BatchScheduler : IDisposable
         lock (_pending)
         {
             ObjectDisposedException.ThrowIf(_stopping, this);
+            if (_pending.Count >= _maxPending)
+                throw new SchedulerFullException($"the queue is full: {_pending.Count} requests wait for one of {_slots.Length} slots; retry later");
             _pending.Enqueue(pending);
         }
         _wake.Set();
@@ -292,3 +316,6 @@ internal sealed class BatchScheduler : IDisposable
         else seq.Pending.Completion.TrySetException(error);
     }
 }
+
+/// <summary>The scheduler's queue holds <see cref="BatchScheduler.MaxPending"/> requests already: retry later.</summary>
+internal sealed class SchedulerFullException(string message) : InvalidOperationException(message);

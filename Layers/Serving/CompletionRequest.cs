@@ -32,6 +32,12 @@ internal sealed record CompletionRequest
     /// default one ends the generation, with finish reason "stop", and is not part of the result.
     /// </summary>
     public bool IgnoreEndOfSequence { get; init; }
+
+    /// <summary>
+    /// Called on the scheduler's thread with each generated token as it is drawn (a streamed response); it must neither
+    /// block nor throw. An end-of-sequence token that ends the request is not passed.
+    /// </summary>
+    public Action<int>? OnToken { get; init; }
 }
 
 /// <summary>What a request produced.</summary>

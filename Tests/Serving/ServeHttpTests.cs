@@ -30,7 +30,7 @@ public sealed class ServeHttpTests : IAsyncLifetime
         string modelDir = Path.Combine(_f.Root, "model");
         GptFiles.Save(_f.Served, Tokenizer, modelDir);
         _host = ServingHost.Open(_f.Backend, modelDir, [("qv", _f.AdapterDirectory("qv")), ("all", _f.AdapterDirectory("all"))],
-            new ServeOptions(Slots: 4, MaxStepTokens: 32, MaxRank: 8, AdapterBudgetBytes: 1 << 20));
+            new ServeOptions(Slots: 4, MaxStepTokens: 32, MaxRank: 8, AdapterBudgetBytes: 1 << 20, AllowAdapterLoading: true, AdapterRoot: _f.Root));
         _app = ServeApi.Build(_host, "http://127.0.0.1:0");
         await _app.StartAsync(Ct);
         _http = new HttpClient { BaseAddress = new Uri(_app.Urls.Single()), Timeout = TimeSpan.FromSeconds(30) };
@@ -106,14 +106,16 @@ public sealed class ServeHttpTests : IAsyncLifetime
     {
         var (wrongType, _) = await Send(HttpMethod.Post, "/adapters", "name=x", "text/plain");
         Assert.Equal(HttpStatusCode.BadRequest, wrongType);
-        string path = JsonSerializer.Serialize(_f.AdapterDirectory("mlp"));
+        string path = JsonSerializer.Serialize("mlp"); // inside the adapter root
         var (created, info) = await Send(HttpMethod.Post, "/adapters", $"{{\"name\": \"mlp\", \"path\": {path}}}");
         Assert.Equal(HttpStatusCode.Created, created);
         Assert.Equal(3, info.GetProperty("max_rank").GetInt32());
         var (conflict, _) = await Send(HttpMethod.Post, "/adapters", $"{{\"name\": \"mlp\", \"path\": {path}}}");
         Assert.Equal(HttpStatusCode.Conflict, conflict);
-        var (missing, _) = await Send(HttpMethod.Post, "/adapters", "{\"name\": \"x\", \"path\": \"/nonexistent/adapter\"}");
+        var (missing, _) = await Send(HttpMethod.Post, "/adapters", "{\"name\": \"x\", \"path\": \"nonexistent/adapter\"}");
         Assert.Equal(HttpStatusCode.BadRequest, missing);
+        var (outside, _) = await Send(HttpMethod.Post, "/adapters", "{\"name\": \"x\", \"path\": \"/nonexistent/adapter\"}");
+        Assert.Equal(HttpStatusCode.BadRequest, outside);
         var (ok, _) = await Send(HttpMethod.Post, "/v1/completions", Completion("mlp", "m", 3));
         Assert.Equal(HttpStatusCode.OK, ok);
         var (deleted, _) = await Send(HttpMethod.Delete, "/adapters/mlp");
