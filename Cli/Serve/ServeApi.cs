@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Threading.Channels;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Serving;
 using Microsoft.AspNetCore.Builder;
@@ -10,14 +9,15 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
 
 namespace LoraRuntime.Cli.Serve;
 
 /// <summary>
 /// The HTTP API of <c>lora serve</c> on ASP.NET Core's slim builder: OpenAI-style <c>POST /v1/completions</c> (whole, or
 /// streamed as server-sent events) and <c>GET /v1/models</c>, <c>POST /adapters</c> and <c>DELETE /adapters/{name}</c>
-/// (only with <see cref="ServeOptions.AllowAdapterLoading"/>, from inside the adapter root), <c>GET /health</c> and
-/// <c>GET /metrics</c>; with an API key, every endpoint asks for it. Handlers are plain <see cref="RequestDelegate"/>s and
+/// (only with <see cref="ServeOptions.AllowAdapterLoading"/>, from inside the adapter root), <c>GET /health</c>,
+/// <c>GET /metrics</c> (Prometheus text) and <c>GET /stats</c> (JSON); with an API key, every endpoint asks for it. Handlers are plain <see cref="RequestDelegate"/>s and
 /// bodies use source-generated JSON, so the server needs no reflection. Bad JSON, an unknown adapter or an oversize
 /// prompt get a 4xx with a JSON error body; a full queue a 429 with Retry-After; a request past its deadline a 504.
 /// </summary>
@@ -35,6 +35,9 @@ internal static class ServeApi
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxBodyBytes);
         builder.Logging.ClearProviders();
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ServeJsonContext.Default));
+        // The scheduler's System.Diagnostics.Metrics instruments, scraped fresh each time (no response cache).
+        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(ServingMeter.Name)
+            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
         var app = builder.Build();
         var stopping = app.Lifetime.ApplicationStopping;
         byte[]? key = host.Options.ApiKey is { } k ? SHA256.HashData(Encoding.UTF8.GetBytes(k)) : null;
@@ -73,7 +76,8 @@ internal static class ServeApi
     {
         app.MapGet("/health", ctx => Write(ctx, 200, new StatusResponse("ok"), ServeJsonContext.Default.StatusResponse));
         app.MapGet("/v1/models", ctx => Write(ctx, 200, Models(host), ServeJsonContext.Default.ModelList));
-        app.MapGet("/metrics", ctx => Write(ctx, 200, Metrics(host), ServeJsonContext.Default.MetricsResponse));
+        app.MapGet("/stats", ctx => Write(ctx, 200, Metrics(host), ServeJsonContext.Default.MetricsResponse));
+        app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapPost("/v1/completions", ctx => Guarded(ctx, () => ServeCompletions.Complete(ctx, host)));
         app.MapPost("/adapters", ctx => Guarded(ctx, () => LoadAdapter(ctx, host)));
         app.MapDelete("/adapters/{name}", ctx => Guarded(ctx, () => UnloadAdapter(ctx, host)));

@@ -74,6 +74,7 @@ internal sealed class ServingHost : IDisposable
                 engine.LoadAdapter(name, directory);
             }
             engine.Scheduler.MaxPending = options.MaxQueue;
+            engine.Scheduler.BaseName = options.BaseName;
             return new ServingHost(model, engine, options, root);
         }
         catch

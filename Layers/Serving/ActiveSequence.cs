@@ -45,6 +45,9 @@ internal sealed class ActiveSequence
     /// <summary>Tokens already in the cache.</summary>
     public int Cached { get; set; }
 
+    /// <summary>When the last token was drawn (Stopwatch ticks): the inter-token latencies' start.</summary>
+    public long LastTokenTicks { get; set; }
+
     public TrainingRandom Random;
 
     /// <summary>Where the text stops: the index of the first stop string found, or −1.</summary>

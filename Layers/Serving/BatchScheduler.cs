@@ -51,6 +51,8 @@ internal sealed class BatchScheduler : IDisposable
         _decoder = decoder;
         _bank = bank;
         _tokenizer = tokenizer;
+        Meter = new ServingMeter(new ServingMeter.Gauges(() => PendingCount, () => ActiveCount, KvCacheUsage, () => _bank.Stats.Loaded,
+            () => _bank.BudgetBytes > 0 ? (double)_bank.Stats.ResidentBytes / _bank.BudgetBytes : 0));
         if (tokenizer is not null)
         {
             // One piece per model id; ids past the tokenizer's vocabulary (a padded V) have no text.
@@ -71,6 +73,12 @@ internal sealed class BatchScheduler : IDisposable
 
     /// <summary>Requests, tokens, step time and latencies.</summary>
     public ServingMetrics Metrics { get; } = new();
+
+    /// <summary>The instruments exporters read (the meter <see cref="ServingMeter.Name"/>).</summary>
+    internal ServingMeter Meter { get; }
+
+    /// <summary>The adapter tag of requests without an adapter (a server's name for its base model).</summary>
+    public string BaseName { get; set; } = "base";
 
     /// <summary>The decoder the requests run on.</summary>
     public KvCacheDecoder Decoder => _decoder;
@@ -201,6 +209,7 @@ internal sealed class BatchScheduler : IDisposable
         _decoder.Forward(_rows.AsSpan(0, count), _tokens.AsSpan(0, total), _logits);
         int generated = 0;
         int v = _decoder.Vocabulary;
+        long now = Stopwatch.GetTimestamp();
         for (int k = 0; k < count; k++)
         {
             var seq = _rowSequence[k];
@@ -209,7 +218,17 @@ internal sealed class BatchScheduler : IDisposable
             var request = seq.Request;
             int token = _sampler.Sample(_logits.AsSpan(k * v, v), request.Sampling, request.TopP, ref seq.Random);
             generated++;
-            if (seq.Append(token, _decoder.BlockSize)) Retire(seq, null);
+            int before = seq.GeneratedCount;
+            bool done = seq.Append(token, _decoder.BlockSize);
+            if (seq.GeneratedCount > before)
+            {
+                var adapter = ServingMeter.Adapter(request.Adapter ?? BaseName);
+                Meter.GeneratedTokens.Add(1, adapter);
+                if (before == 0) Meter.TimeToFirstToken.Record(Stopwatch.GetElapsedTime(seq.Pending.Submitted, now).TotalSeconds, adapter);
+                else Meter.InterTokenLatency.Record(Stopwatch.GetElapsedTime(seq.LastTokenTicks, now).TotalSeconds, adapter);
+            }
+            seq.LastTokenTicks = now;
+            if (done) Retire(seq, null);
         }
         Metrics.RecordStep(count, generated, Stopwatch.GetTimestamp() - started);
         return count;
@@ -230,6 +249,7 @@ internal sealed class BatchScheduler : IDisposable
             }
         foreach (var seq in _slots) if (seq is not null) Retire(seq, error);
         _wake.Dispose();
+        Meter.Dispose();
     }
 
     private void Loop()
@@ -267,6 +287,7 @@ internal sealed class BatchScheduler : IDisposable
                 {
                     _pending.Dequeue();
                     Metrics.RecordFailure();
+                    Ended(next.Request, "cancelled");
                     next.Completion.TrySetCanceled(next.Cancellation);
                     s--;
                     continue;
@@ -279,6 +300,7 @@ internal sealed class BatchScheduler : IDisposable
                 {
                     _pending.Dequeue();
                     Metrics.RecordFailure();
+                    Ended(next.Request, "failed");
                     next.Completion.TrySetException(e); // unloaded since it was submitted
                     s--;
                     continue;
@@ -304,6 +326,10 @@ internal sealed class BatchScheduler : IDisposable
         _slots[seq.Slot] = null;
         Interlocked.Decrement(ref _active);
         if (seq.Adapter is not null) _bank.Release(seq.Adapter);
+        var adapter = ServingMeter.Adapter(seq.Request.Adapter ?? BaseName);
+        Meter.PromptTokens.Add(seq.Prompt.Length, adapter);
+        Meter.RequestDuration.Record(Stopwatch.GetElapsedTime(seq.Pending.Submitted).TotalSeconds, adapter);
+        Ended(seq.Request, error is null ? "completed" : error is OperationCanceledException ? "cancelled" : "failed");
         if (error is null)
         {
             var result = seq.Result(_tokenizer);
@@ -314,6 +340,17 @@ internal sealed class BatchScheduler : IDisposable
         Metrics.RecordFailure();
         if (error is OperationCanceledException) seq.Pending.Completion.TrySetCanceled(seq.Pending.Cancellation);
         else seq.Pending.Completion.TrySetException(error);
+    }
+
+    private void Ended(CompletionRequest request, string outcome) =>
+        Meter.Requests.Add(1, ServingMeter.Adapter(request.Adapter ?? BaseName), ServingMeter.Outcome(outcome));
+
+    /// <summary>Tokens in the cache over its capacity (slots × context), read when an exporter collects.</summary>
+    private double KvCacheUsage()
+    {
+        long cached = 0;
+        foreach (var seq in _slots) if (seq is not null) cached += seq.Cached;
+        return (double)cached / ((long)_slots.Length * _decoder.BlockSize);
     }
 }
 

@@ -76,11 +76,34 @@ public sealed class ServeHttpTests : IAsyncLifetime
         string stop = direct.Text.Substring(2, 2);
         var (_, stopped) = await Send(HttpMethod.Post, "/v1/completions", Completion("qv", "abc", 6, stop: $"[\"{stop}\"]"));
         Assert.Equal(direct.Text[..direct.Text.IndexOf(stop, StringComparison.Ordinal)], stopped.GetProperty("choices")[0].GetProperty("text").GetString());
-        var (_, metrics) = await Send(HttpMethod.Get, "/metrics");
+        var (_, metrics) = await Send(HttpMethod.Get, "/stats");
         Assert.True(metrics.GetProperty("requests").GetInt64() >= 3);
         Assert.True(metrics.GetProperty("generated_tokens").GetInt64() > 0);
         Assert.True(metrics.GetProperty("pool").GetProperty("bytes_in_use").GetInt64() > 0);
         Assert.True(metrics.GetProperty("latency_ms").GetProperty("p99").GetDouble() > 0);
+
+        // /metrics is Prometheus' text format: requests and tokens by adapter, the latency histograms, the gauges.
+        using var scrape = await _http.GetAsync("/metrics", Ct);
+        Assert.Equal(HttpStatusCode.OK, scrape.StatusCode);
+        Assert.StartsWith("text/plain", scrape.Content.Headers.ContentType!.ToString());
+        string text = await scrape.Content.ReadAsStringAsync(Ct);
+        double Sample(string metric, params string[] labels)
+        {
+            var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(metric + "{", StringComparison.Ordinal) && labels.All(l.Contains));
+            Assert.True(line is not null, $"no series {metric} with {string.Join(", ", labels)} in:\n{text}");
+            return double.Parse(line[(line.LastIndexOf('}') + 2)..].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        Assert.Contains("# TYPE lora_requests_total counter", text);
+        const string qv = "adapter=\"qv\"";
+        Assert.True(Sample("lora_requests_total", qv, "outcome=\"completed\"") >= 3);
+        Assert.True(Sample("lora_generated_tokens_total", qv) >= 12);
+        Assert.True(Sample("lora_prompt_tokens_total", qv) >= 9);
+        Assert.True(Sample("lora_time_to_first_token_seconds_count", qv) >= 3);
+        Assert.True(Sample("lora_inter_token_latency_seconds_count", qv) >= 5);
+        Assert.True(Sample("lora_time_to_first_token_seconds_bucket", qv, "le=\"+Inf\"") >= 3);
+        Assert.True(Sample("lora_request_duration_seconds_bucket", qv, "le=\"60\"") >= 3);
+        foreach (string gauge in new[] { "lora_queue_depth", "lora_sequences_running", "lora_kv_cache_usage", "lora_adapters_loaded", "lora_adapter_bank_usage" })
+            Assert.Contains("# TYPE " + gauge, text);
     }
 
     [Theory]
@@ -170,7 +193,7 @@ public sealed class ServeHttpTests : IAsyncLifetime
         Assert.Equal(pool.BytesInUse, poolAfter.BytesInUse);
         Assert.Equal(pool.BytesReserved, poolAfter.BytesReserved);
         Assert.True(heapAfter - heap < 8 << 20, $"managed heap grew by {heapAfter - heap} bytes over {clients * perClient} requests");
-        var (_, metrics) = await Send(HttpMethod.Get, "/metrics");
+        var (_, metrics) = await Send(HttpMethod.Get, "/stats");
         Assert.Equal(0, metrics.GetProperty("failed").GetInt64());
         _output.WriteLine($"{clients} clients × {perClient} requests: p50 {ServingMetrics.Percentile(all, 0.5):0.0} ms, p99 {ServingMetrics.Percentile(all, 0.99):0.0} ms, " +
             $"heap Δ {heapAfter - heap} bytes, pool in use {poolAfter.BytesInUse} bytes (unchanged), mean batch {metrics.GetProperty("mean_batch_rows").GetDouble():0.00} rows");
