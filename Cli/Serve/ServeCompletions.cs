@@ -51,6 +51,7 @@ internal static class ServeCompletions
             TopP = body.TopP ?? 1f,
             Stop = ServeApi.Stops(body.Stop),
             IgnoreEndOfSequence = body.IgnoreEos ?? false,
+            Logprobs = body.Logprobs,
         };
         string id = "cmpl-" + Interlocked.Increment(ref _ids);
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -69,7 +70,8 @@ internal static class ServeCompletions
         {
             throw Expired(host);
         }
-        var response = new CompletionResponse(id, "text_completion", created, model, [new CompletionChoice(0, result.Text, result.FinishReason)],
+        var response = new CompletionResponse(id, "text_completion", created, model,
+            [new CompletionChoice(0, result.Text, result.FinishReason, Logprobs(host.Tokenizer, result.Tokens, result.Logprobs, 0, result.Text.Length))],
             new CompletionUsage(result.PromptTokens, result.Tokens.Length, result.PromptTokens + result.Tokens.Length));
         await ServeApi.Write(ctx, 200, response, ServeJsonContext.Default.CompletionResponse);
     }
@@ -88,7 +90,7 @@ internal static class ServeCompletions
     private static async Task Stream(HttpContext ctx, ServingHost host, CompletionRequest request, string id, long created, string model, bool usage,
         CancellationTokenSource deadline)
     {
-        var tokens = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var tokens = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Queued (or refused: a full queue is a 429) before the response starts.
         var task = host.Scheduler.SubmitAsync(request with { OnToken = t => tokens.Writer.TryWrite(t) }, deadline.Token);
         _ = task.ContinueWith(_ => tokens.Writer.TryComplete(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
@@ -101,8 +103,14 @@ internal static class ServeCompletions
         var text = new StreamedText(host.Tokenizer, request.Stop);
         try
         {
-            await foreach (int token in tokens.Reader.ReadAllAsync(ctx.RequestAborted))
-                await Event(ctx, Chunk(id, created, model, text.Add(token), null));
+            await foreach (var token in tokens.Reader.ReadAllAsync(ctx.RequestAborted))
+            {
+                int offset = text.Emitted;
+                string piece = text.Add(token.Id);
+                var logprobs = request.Logprobs is null ? null : Logprobs(host.Tokenizer, [token.Id],
+                    new TokenLogprobs([token.Logprob], token.TopIds.ToArray(), token.TopLogprobs.ToArray(), token.TopIds.Length), offset, int.MaxValue);
+                await Event(ctx, Chunk(id, created, model, piece, null, logprobs));
+            }
             var result = await task;
             await Event(ctx, Chunk(id, created, model, text.Finish(result.Text), result.FinishReason));
             if (usage)
@@ -123,8 +131,33 @@ internal static class ServeCompletions
         await response.Body.FlushAsync(ctx.RequestAborted);
     }
 
-    private static CompletionChunk Chunk(string id, long created, string model, string text, string? finish) =>
-        new(id, "text_completion", created, model, [new CompletionChunkChoice(0, text, finish)], null);
+    private static CompletionChunk Chunk(string id, long created, string model, string text, string? finish, CompletionLogprobs? logprobs = null) =>
+        new(id, "text_completion", created, model, [new CompletionChunkChoice(0, text, finish, logprobs)], null);
+
+    /// <summary>
+    /// The legacy format of <paramref name="logprobs"/> for <paramref name="ids"/>: each token's own text, its
+    /// log-probability, its alternatives by text (the likelier kept where two decode alike) and its offset in the answer
+    /// from <paramref name="start"/> (capped at <paramref name="end"/>, where a stop string cut the text).
+    /// </summary>
+    internal static CompletionLogprobs? Logprobs(ITokenizer tokenizer, int[] ids, TokenLogprobs? logprobs, int start, int end)
+    {
+        if (logprobs is null) return null;
+        int n = ids.Length, top = logprobs.TopCount;
+        var tokens = new string[n];
+        var alternatives = new Dictionary<string, float>[n];
+        var offsets = new int[n];
+        int at = start;
+        for (int i = 0; i < n; i++)
+        {
+            tokens[i] = ActiveSequence.DecodeKnown(tokenizer, ids.AsSpan(i, 1));
+            offsets[i] = Math.Min(at, end);
+            at += tokens[i].Length;
+            alternatives[i] = new Dictionary<string, float>(top, StringComparer.Ordinal);
+            for (int j = 0; j < top; j++)
+                alternatives[i].TryAdd(ActiveSequence.DecodeKnown(tokenizer, logprobs.TopIds.AsSpan(i * top + j, 1)), logprobs.TopLogprobs[i * top + j]);
+        }
+        return new CompletionLogprobs(tokens, logprobs.Chosen[..n], alternatives, offsets);
+    }
 
     private static async Task Event(HttpContext ctx, CompletionChunk chunk)
     {
@@ -152,6 +185,9 @@ internal sealed class StreamedText(ITokenizer tokenizer, IReadOnlyList<string> s
     private readonly List<int> _ids = [];
     private readonly int _holdBack = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
     private int _emitted;
+
+    /// <summary>Characters given so far.</summary>
+    public int Emitted => _emitted;
 
     /// <summary>The new certain text after <paramref name="token"/> (possibly empty).</summary>
     public string Add(int token)

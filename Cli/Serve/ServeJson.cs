@@ -20,6 +20,8 @@ internal sealed class CompletionBody
     /// <summary>Answer as server-sent events, a chunk per token, ending "data: [DONE]".</summary>
     [JsonPropertyName("stream")] public bool? Stream { get; set; }
     [JsonPropertyName("stream_options")] public StreamOptionsBody? StreamOptions { get; set; }
+    /// <summary>Report each token's log-probability and this many alternatives (0 to 20).</summary>
+    [JsonPropertyName("logprobs")] public int? Logprobs { get; set; }
 }
 
 /// <summary>A streamed request's options: <c>include_usage</c> adds a last chunk with the usage and no choices.</summary>
@@ -38,13 +40,22 @@ internal sealed class LoadAdapterBody
 internal sealed record CompletionChoice(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("text")] string Text,
-    [property: JsonPropertyName("finish_reason")] string FinishReason);
+    [property: JsonPropertyName("finish_reason")] string FinishReason,
+    [property: JsonPropertyName("logprobs")] CompletionLogprobs? Logprobs = null);
+
+/// <summary>The legacy completions' log-probabilities: per token its text, log-probability, alternatives and offset in the text.</summary>
+internal sealed record CompletionLogprobs(
+    [property: JsonPropertyName("tokens")] string[] Tokens,
+    [property: JsonPropertyName("token_logprobs")] float[] TokenLogprobs,
+    [property: JsonPropertyName("top_logprobs")] Dictionary<string, float>[] TopLogprobs,
+    [property: JsonPropertyName("text_offset")] int[] TextOffset);
 
 /// <summary>A streamed chunk's choice: the text since the last chunk, the finish reason on the last.</summary>
 internal sealed record CompletionChunkChoice(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("text")] string Text,
-    [property: JsonPropertyName("finish_reason")] string? FinishReason);
+    [property: JsonPropertyName("finish_reason")] string? FinishReason,
+    [property: JsonPropertyName("logprobs")] CompletionLogprobs? Logprobs = null);
 
 internal sealed record CompletionChunk(
     [property: JsonPropertyName("id")] string Id,

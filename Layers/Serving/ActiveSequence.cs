@@ -27,6 +27,8 @@ internal sealed class ActiveSequence
         var request = pending.Request;
         Prompt = [.. request.Prompt];
         Generated = new int[request.MaxTokens];
+        if (request.Logprobs is int top)
+            Logprobs = new TokenLogprobs(new float[request.MaxTokens], new int[request.MaxTokens * top], new float[request.MaxTokens * top], top);
         Random = new TrainingRandom(request.Sampling.Seed);
         _pieces = request.Stop.Count > 0 ? pieces : null;
         int longest = 0;
@@ -41,6 +43,9 @@ internal sealed class ActiveSequence
     public int[] Prompt { get; }
     public int[] Generated { get; }
     public int GeneratedCount { get; private set; }
+
+    /// <summary>The generated tokens' log-probabilities (filled by the scheduler before each append), when asked for.</summary>
+    public TokenLogprobs? Logprobs { get; }
 
     /// <summary>Tokens already in the cache.</summary>
     public int Cached { get; set; }
@@ -69,8 +74,12 @@ internal sealed class ActiveSequence
         for (int i = 0; i < _endOfSequence.Count; i++) // an index loop: foreach over the interface would allocate an enumerator
             if (_endOfSequence[i] == token)
                 return _ended = true;
+        int index = GeneratedCount;
         Generated[GeneratedCount++] = token;
-        Request.OnToken?.Invoke(token);
+        if (Request.OnToken is { } onToken)
+            onToken(Logprobs is { } lp
+                ? new GeneratedToken(token, lp.Chosen[index], lp.TopIds.AsMemory(index * lp.TopCount, lp.TopCount), lp.TopLogprobs.AsMemory(index * lp.TopCount, lp.TopCount))
+                : new GeneratedToken(token, 0, default, default));
         if (_pieces is not null && FindStop(_pieces[token])) return true;
         return GeneratedCount == Generated.Length || Fed > blockSize;
     }
@@ -83,7 +92,8 @@ internal sealed class ActiveSequence
 
     public CompletionResult Result(ITokenizer? tokenizer) =>
         new(Request.Adapter, Generated[..GeneratedCount], Text(tokenizer), FinishReason, Prompt.Length, Stopwatch.GetElapsedTime(Pending.Submitted),
-            _firstToken != 0 ? Stopwatch.GetElapsedTime(Pending.Submitted, _firstToken) : TimeSpan.Zero);
+            _firstToken != 0 ? Stopwatch.GetElapsedTime(Pending.Submitted, _firstToken) : TimeSpan.Zero,
+            Logprobs is { } lp ? new TokenLogprobs(lp.Chosen[..GeneratedCount], lp.TopIds[..(GeneratedCount * lp.TopCount)], lp.TopLogprobs[..(GeneratedCount * lp.TopCount)], lp.TopCount) : null);
 
     /// <summary>
     /// The text of <paramref name="ids"/>, leaving out ids past the tokenizer's vocabulary (a model's V may be padded past

@@ -166,6 +166,8 @@ internal sealed class BatchScheduler : IDisposable
         if (request.Stop.Count > 0 && _tokenizer is null) throw new ArgumentException("stop: stop strings need a tokenizer", "stop");
         if (request.Stop.Count > 4 || request.Stop.Any(s => string.IsNullOrEmpty(s) || s.Length > 64))
             throw new ArgumentException("stop: expected at most 4 non-empty strings of at most 64 characters", "stop");
+        if (request.Logprobs is { } top && (top < 0 || top > Math.Min(TokenLogprobs.MaxTop, v)))
+            throw new ArgumentException($"logprobs: expected 0 to {Math.Min(TokenLogprobs.MaxTop, v)} alternatives; got {top}", "logprobs");
         if (request.Adapter is { } name && !_bank.TryGet(name, out _))
             throw new ArgumentException($"model: no adapter '{name}' is loaded; loaded: {string.Join(", ", _bank.Names)}", "model");
     }
@@ -216,7 +218,13 @@ internal sealed class BatchScheduler : IDisposable
             seq.Cached += _rows[k].Count;
             if (seq.Cached < seq.Fed) continue; // a prompt chunk that is not the last
             var request = seq.Request;
-            int token = _sampler.Sample(_logits.AsSpan(k * v, v), request.Sampling, request.TopP, ref seq.Random);
+            var logits = _logits.AsSpan(k * v, v);
+            int token = _sampler.Sample(logits, request.Sampling, request.TopP, ref seq.Random);
+            if (seq.Logprobs is { } lp && seq.GeneratedCount < lp.Chosen.Length)
+            {
+                int at = seq.GeneratedCount, top = lp.TopCount;
+                lp.Chosen[at] = TokenLogprobs.Compute(logits, token, lp.TopIds.AsSpan(at * top, top), lp.TopLogprobs.AsSpan(at * top, top));
+            }
             generated++;
             int before = seq.GeneratedCount;
             bool done = seq.Append(token, _decoder.BlockSize);

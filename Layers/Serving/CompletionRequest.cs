@@ -34,10 +34,16 @@ internal sealed record CompletionRequest
     public bool IgnoreEndOfSequence { get; init; }
 
     /// <summary>
+    /// Report each generated token's log-probability and this many most likely alternatives (0 to
+    /// <see cref="TokenLogprobs.MaxTop"/>); null: none.
+    /// </summary>
+    public int? Logprobs { get; init; }
+
+    /// <summary>
     /// Called on the scheduler's thread with each generated token as it is drawn (a streamed response); it must neither
     /// block nor throw. An end-of-sequence token that ends the request is not passed.
     /// </summary>
-    public Action<int>? OnToken { get; init; }
+    public Action<GeneratedToken>? OnToken { get; init; }
 }
 
 /// <summary>What a request produced.</summary>
@@ -48,5 +54,6 @@ internal sealed record CompletionRequest
 /// <param name="PromptTokens">The prompt's length.</param>
 /// <param name="Latency">From submission to completion.</param>
 /// <param name="FirstTokenLatency">From submission to the first generated token (queueing and prefill included).</param>
+/// <param name="Logprobs">The tokens' log-probabilities, when the request asked for them.</param>
 internal sealed record CompletionResult(string? Adapter, int[] Tokens, string Text, string FinishReason, int PromptTokens, TimeSpan Latency,
-    TimeSpan FirstTokenLatency = default);
+    TimeSpan FirstTokenLatency = default, TokenLogprobs? Logprobs = null);

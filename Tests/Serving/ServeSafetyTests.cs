@@ -299,4 +299,45 @@ public sealed class ServeSafetyTests : IDisposable
         Assert.Equal(5, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
         await stopped;
     }
+
+    [Fact]
+    public async Task Logprobs_are_the_models_log_softmax_whole_and_streamed()
+    {
+        await using var server = await Start(new ServeOptions(Slots: 2, MaxStepTokens: 32, MaxRank: 8));
+        string body = """{"model": "qv", "prompt": "bad", "max_tokens": 6, "temperature": 0, "logprobs": 3}""";
+        var (status, whole, _) = await server.Send(HttpMethod.Post, "/v1/completions", body);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = whole.GetProperty("choices")[0];
+        var logprobs = choice.GetProperty("logprobs");
+        string[] tokens = logprobs.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToArray();
+        float[] chosen = logprobs.GetProperty("token_logprobs").EnumerateArray().Select(t => t.GetSingle()).ToArray();
+        Assert.Equal(6, tokens.Length);
+        Assert.Equal(choice.GetProperty("text").GetString(), string.Concat(tokens));
+        Assert.Equal(Enumerable.Range(0, 6).Select(i => string.Concat(tokens[..i]).Length), logprobs.GetProperty("text_offset").EnumerateArray().Select(o => o.GetInt32()));
+        // The first token's: the log-softmax, in float64, of the logits a plain forward pass gives after the prompt.
+        var logits = new float[Tokenizer.VocabularySize];
+        server.Host.Engine.Forward(Tokenizer.Encode("bad"), logits, "qv");
+        double max = logits.Max(), logSum = max + Math.Log(logits.Sum(l => Math.Exp(l - max)));
+        var expected = logits.Select((l, id) => (Id: id, Logprob: l - logSum)).OrderByDescending(e => e.Logprob).Take(3).ToArray();
+        var top = logprobs.GetProperty("top_logprobs")[0].EnumerateObject().ToArray();
+        Assert.Equal(expected.Select(e => Tokenizer.Decode([e.Id])), top.Select(p => p.Name));
+        for (int i = 0; i < 3; i++) Assert.Equal(expected[i].Logprob, top[i].Value.GetDouble(), 1e-4);
+        Assert.Equal(expected[0].Logprob, chosen[0], 1e-4); // greedy: the most likely token
+        // Streamed: each chunk carries its token's, and they are the whole answer's.
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = new StringContent(body.Replace("\"logprobs\": 3", "\"logprobs\": 3, \"stream\": true"), Encoding.UTF8, "application/json"),
+        };
+        using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, Ct);
+        string events = await response.Content.ReadAsStringAsync(Ct);
+        var streamed = events.Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal))
+            .Select(l => JsonDocument.Parse(l[6..]).RootElement.GetProperty("choices")[0])
+            .Where(c => c.GetProperty("logprobs").ValueKind == JsonValueKind.Object)
+            .Select(c => c.GetProperty("logprobs").GetProperty("token_logprobs")[0].GetSingle()).ToArray();
+        Assert.Equal(chosen, streamed);
+        // Out of range: a 400 naming the field.
+        var (bad, error, _) = await server.Send(HttpMethod.Post, "/v1/completions", body.Replace("\"logprobs\": 3", "\"logprobs\": 21"));
+        Assert.Equal(HttpStatusCode.BadRequest, bad);
+        Assert.Equal("logprobs", error.GetProperty("error").GetProperty("param").GetString());
+    }
 }
