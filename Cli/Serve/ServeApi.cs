@@ -79,6 +79,7 @@ internal static class ServeApi
         app.MapGet("/stats", ctx => Write(ctx, 200, Metrics(host), ServeJsonContext.Default.MetricsResponse));
         app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapPost("/v1/completions", ctx => Guarded(ctx, () => ServeCompletions.Complete(ctx, host)));
+        app.MapPost("/v1/chat/completions", ctx => Guarded(ctx, () => ServeChat.Complete(ctx, host)));
         app.MapPost("/adapters", ctx => Guarded(ctx, () => LoadAdapter(ctx, host)));
         app.MapDelete("/adapters/{name}", ctx => Guarded(ctx, () => UnloadAdapter(ctx, host)));
     }
@@ -107,7 +108,7 @@ internal static class ServeApi
                 "conflict", "name");
             return;
         }
-        if (host.Bank.Unload(name)) await Write(ctx, 200, new StatusResponse("deleted"), ServeJsonContext.Default.StatusResponse);
+        if (host.UnloadAdapter(name)) await Write(ctx, 200, new StatusResponse("deleted"), ServeJsonContext.Default.StatusResponse);
         else await Error(ctx, 404, $"no adapter '{name}' is loaded", "not_found", "name");
     }
 
@@ -133,7 +134,7 @@ internal static class ServeApi
         ServedAdapter adapter;
         try
         {
-            adapter = host.Bank.Load(name, directory);
+            adapter = host.LoadAdapter(name, directory);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {

@@ -22,6 +22,8 @@ internal sealed class CompletionBody
     [JsonPropertyName("stream_options")] public StreamOptionsBody? StreamOptions { get; set; }
     /// <summary>Report each token's log-probability and this many alternatives (0 to 20).</summary>
     [JsonPropertyName("logprobs")] public int? Logprobs { get; set; }
+    /// <summary>Choices to generate (each with the next seed).</summary>
+    [JsonPropertyName("n")] public int? N { get; set; }
 }
 
 /// <summary>A streamed request's options: <c>include_usage</c> adds a last chunk with the usage and no choices.</summary>
@@ -29,6 +31,78 @@ internal sealed class StreamOptionsBody
 {
     [JsonPropertyName("include_usage")] public bool? IncludeUsage { get; set; }
 }
+
+/// <summary>The body of <c>POST /v1/chat/completions</c> (OpenAI's chat completions, the fields LoraRuntime serves).</summary>
+internal sealed class ChatBody
+{
+    [JsonPropertyName("model")] public string? Model { get; set; }
+    /// <summary>An array of {role, content}: content a string, an array of text parts, or null.</summary>
+    [JsonPropertyName("messages")] public JsonElement? Messages { get; set; }
+    [JsonPropertyName("max_tokens")] public int? MaxTokens { get; set; }
+    [JsonPropertyName("max_completion_tokens")] public int? MaxCompletionTokens { get; set; }
+    [JsonPropertyName("temperature")] public float? Temperature { get; set; }
+    [JsonPropertyName("top_k")] public int? TopK { get; set; }
+    [JsonPropertyName("top_p")] public float? TopP { get; set; }
+    [JsonPropertyName("seed")] public ulong? Seed { get; set; }
+    [JsonPropertyName("stop")] public JsonElement? Stop { get; set; }
+    [JsonPropertyName("n")] public int? N { get; set; }
+    [JsonPropertyName("stream")] public bool? Stream { get; set; }
+    [JsonPropertyName("stream_options")] public StreamOptionsBody? StreamOptions { get; set; }
+    [JsonPropertyName("logprobs")] public bool? Logprobs { get; set; }
+    [JsonPropertyName("top_logprobs")] public int? TopLogprobs { get; set; }
+    [JsonPropertyName("ignore_eos")] public bool? IgnoreEos { get; set; }
+}
+
+internal sealed record ChatMessageOut(
+    [property: JsonPropertyName("role")] string Role,
+    [property: JsonPropertyName("content")] string Content);
+
+/// <summary>A token's log-probability in the chat format, with its UTF-8 bytes.</summary>
+internal sealed record ChatTokenLogprob(
+    [property: JsonPropertyName("token")] string Token,
+    [property: JsonPropertyName("logprob")] float Logprob,
+    [property: JsonPropertyName("bytes")] int[] Bytes);
+
+internal sealed record ChatContentLogprob(
+    [property: JsonPropertyName("token")] string Token,
+    [property: JsonPropertyName("logprob")] float Logprob,
+    [property: JsonPropertyName("bytes")] int[] Bytes,
+    [property: JsonPropertyName("top_logprobs")] ChatTokenLogprob[] TopLogprobs);
+
+internal sealed record ChatLogprobs([property: JsonPropertyName("content")] ChatContentLogprob[] Content);
+
+internal sealed record ChatChoice(
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("message")] ChatMessageOut Message,
+    [property: JsonPropertyName("finish_reason")] string FinishReason,
+    [property: JsonPropertyName("logprobs")] ChatLogprobs? Logprobs);
+
+internal sealed record ChatResponse(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("choices")] ChatChoice[] Choices,
+    [property: JsonPropertyName("usage")] CompletionUsage Usage);
+
+/// <summary>A streamed chunk's change to the message: the role first, then the content piece by piece.</summary>
+internal sealed record ChatDelta(
+    [property: JsonPropertyName("role"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
+    [property: JsonPropertyName("content"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+
+internal sealed record ChatChunkChoice(
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("delta")] ChatDelta Delta,
+    [property: JsonPropertyName("finish_reason")] string? FinishReason,
+    [property: JsonPropertyName("logprobs")] ChatLogprobs? Logprobs);
+
+internal sealed record ChatChunk(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("choices")] ChatChunkChoice[] Choices,
+    [property: JsonPropertyName("usage")] CompletionUsage? Usage);
 
 /// <summary>The body of <c>POST /adapters</c>.</summary>
 internal sealed class LoadAdapterBody
@@ -144,6 +218,9 @@ internal sealed record MetricsResponse(
 [JsonSerializable(typeof(LoadAdapterBody))]
 [JsonSerializable(typeof(CompletionResponse))]
 [JsonSerializable(typeof(CompletionChunk))]
+[JsonSerializable(typeof(ChatBody))]
+[JsonSerializable(typeof(ChatResponse))]
+[JsonSerializable(typeof(ChatChunk))]
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(AdapterInfo))]
 [JsonSerializable(typeof(ErrorResponse))]
