@@ -131,7 +131,7 @@ internal static class ServeApi
         }
         // Loaded from the resolved path: what was checked is what is read. Outside the root, one answer whatever is there.
         string directory = host.Root.TryResolve(path) ?? throw new BadRequest(AdapterRoot.Outside, "path");
-        ServedAdapter adapter;
+        LoraRuntime.Hosting.AdapterInfo adapter;
         try
         {
             adapter = host.LoadAdapter(name, directory);
@@ -140,7 +140,7 @@ internal static class ServeApi
         {
             throw new BadRequest("path: " + e.Message, "path");
         }
-        await Write(ctx, 201, new AdapterInfo(adapter.Name, adapter.ModuleCount, adapter.MaxRank, adapter.Bytes), ServeJsonContext.Default.AdapterInfo);
+        await Write(ctx, 201, new AdapterInfo(adapter.Name, adapter.Modules, adapter.MaxRank, adapter.Bytes), ServeJsonContext.Default.AdapterInfo);
     }
 
     internal static void RequireJson(HttpContext ctx)

@@ -10,7 +10,7 @@ namespace LoraRuntime.Cli.Serve;
 
 /// <summary>
 /// <c>POST /v1/chat/completions</c>: the messages rendered by the chat template (the adapter's own when it carries one,
-/// else the model's from its tokenizer_config.json, else <see cref="ChatTemplates.Plain"/>) with the generation prompt,
+/// else the model's from its tokenizer_config.json, else <see cref="ChatTemplate.Plain"/>) with the generation prompt,
 /// tokenized as Hugging Face's apply_chat_template does (the template writes the special tokens; none are added), and
 /// generated until the end of sequence (the end of the turn for chat models), a stop string or the token budget.
 /// Whole or streamed (<c>chat.completion.chunk</c>s: the role, then the content piece by piece, then the finish
@@ -39,7 +39,7 @@ internal static class ServeChat
         string text;
         try
         {
-            text = host.TemplateFor(adapter).Render(messages, addGenerationPrompt: true);
+            text = host.Engine.ChatTemplateFor(adapter).Render(messages, addGenerationPrompt: true);
         }
         catch (JinjaRaisedException e)
         {
@@ -174,25 +174,5 @@ internal static class ServeChat
             content[i] = new ChatContentLogprob(chosen.Token, chosen.Logprob, chosen.Bytes, alternatives);
         }
         return new ChatLogprobs(content);
-    }
-}
-
-/// <summary>Where a served model's chat templates come from.</summary>
-internal static class ChatTemplates
-{
-    /// <summary>
-    /// The template of a model or adapter without one (our character and GPT-2 models): each message as
-    /// "role: content" on its line, and "assistant:" to prompt the reply.
-    /// </summary>
-    public static readonly ChatTemplate Plain = ChatTemplate.Parse(
-        "{% for message in messages %}{{ message['role'] + ': ' + message['content'] + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}");
-
-    /// <summary>The template a directory carries: its tokenizer_config.json's chat_template, or a chat_template.jinja; null when none.</summary>
-    public static ChatTemplate? Of(string directory)
-    {
-        string config = Path.Combine(directory, HuggingFaceTokenizer.ConfigFileName);
-        if (File.Exists(config)) return ChatTemplate.FromTokenizerConfig(config);
-        string jinja = Path.Combine(directory, ChatTemplate.JinjaFileName);
-        return File.Exists(jinja) ? ChatTemplate.Parse(File.ReadAllText(jinja)) : null;
     }
 }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using LoraRuntime.Hosting;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Serving;
@@ -26,39 +25,19 @@ internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int
 /// </summary>
 internal sealed class ServingHost : IDisposable
 {
-    private readonly ConcurrentDictionary<string, ChatTemplate> _adapterTemplates = new(StringComparer.Ordinal);
-
-    private ServingHost(GptModel model, LoraEngine engine, ServeOptions options, AdapterRoot? root, ChatTemplate? template)
+    private ServingHost(GptModel model, LoraEngine engine, ServeOptions options, AdapterRoot? root)
     {
         Model = model;
         Engine = engine;
         Options = options;
         Root = root;
-        Template = template;
     }
-
-    /// <summary>The base model's chat template (its tokenizer_config.json's), or null: <see cref="ChatTemplates.Plain"/> is used.</summary>
-    public ChatTemplate? Template { get; }
-
-    /// <summary>The chat template for a request: the adapter's own when it carries one, else the model's, else the plain one.</summary>
-    public ChatTemplate TemplateFor(string? adapter) =>
-        (adapter is not null && _adapterTemplates.TryGetValue(adapter, out var own) ? own : null) ?? Template ?? ChatTemplates.Plain;
 
     /// <summary>Loads adapter <paramref name="name"/> from <paramref name="directory"/> with the chat template it carries, if any.</summary>
-    public ServedAdapter LoadAdapter(string name, string directory)
-    {
-        var template = ChatTemplates.Of(directory); // read first: a broken template refuses the adapter
-        var adapter = Bank.Load(name, directory);
-        if (template is not null) _adapterTemplates[name] = template;
-        return adapter;
-    }
+    public LoraRuntime.Hosting.AdapterInfo LoadAdapter(string name, string directory) => Engine.LoadAdapter(name, directory);
 
     /// <summary>Unloads adapter <paramref name="name"/> and forgets its template; false when it is not loaded.</summary>
-    public bool UnloadAdapter(string name)
-    {
-        _adapterTemplates.TryRemove(name, out _);
-        return Bank.Unload(name);
-    }
+    public bool UnloadAdapter(string name) => Engine.UnloadAdapter(name);
 
     /// <summary>When the server started, in Unix seconds (its models' "created").</summary>
     public long Started { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -97,7 +76,8 @@ internal sealed class ServingHost : IDisposable
             }, layout);
             engine.Scheduler.MaxPending = options.MaxQueue;
             engine.Scheduler.BaseName = options.BaseName;
-            var host = new ServingHost(model, engine, options, root, ChatTemplates.Of(baseDir));
+            engine.ChatTemplate = ChatTemplate.Of(baseDir);
+            var host = new ServingHost(model, engine, options, root);
             foreach (var (name, directory) in adapters)
             {
                 if (name == options.BaseName) throw new ArgumentException($"--adapter: '{name}' is the base model's name; choose another", nameof(adapters));

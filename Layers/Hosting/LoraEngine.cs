@@ -1,4 +1,7 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Serving;
 using LoraRuntime.Layers.Text;
@@ -34,6 +37,7 @@ public sealed class LoraEngine : IDisposable
     private readonly BatchScheduler _scheduler;
     private readonly PrefixForward _forward;
     private readonly ServingMetrics _forwardMetrics = new();
+    private readonly ConcurrentDictionary<string, ChatTemplate> _adapterTemplates = new(StringComparer.Ordinal);
     private long _seeds;
     private volatile bool _disposed;
 
@@ -79,8 +83,25 @@ public sealed class LoraEngine : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelDirectory);
         options ??= new EngineOptions();
-        return Own(options, backend => ModelDirectory.Load(backend, modelDirectory, maxBatch: 1), "loading the model");
+        var template = ChatTemplate.Of(modelDirectory); // read first: a broken template fails before memory is reserved
+        var engine = Own(options, backend => ModelDirectory.Load(backend, modelDirectory, maxBatch: 1), "loading the model");
+        engine.ChatTemplate = template;
+        return engine;
     }
+
+    /// <summary>The model's chat template (from its tokenizer_config.json), or null: <see cref="ChatTemplate.Plain"/> is used.</summary>
+    internal ChatTemplate? ChatTemplate { get; set; }
+
+    /// <summary>The chat template for <paramref name="adapter"/>: its own when it carries one, else the model's, else the plain one.</summary>
+    internal ChatTemplate ChatTemplateFor(string? adapter) =>
+        (adapter is not null && _adapterTemplates.TryGetValue(adapter, out var own) ? own : null) ?? ChatTemplate ?? Layers.Text.ChatTemplate.Plain;
+
+    /// <summary>
+    /// This engine as a Microsoft.Extensions.AI chat client: messages rendered by the chat template of the adapter
+    /// (<see cref="Microsoft.Extensions.AI.ChatOptions.ModelId"/>; null or <paramref name="baseName"/>: the base model) or
+    /// of the model, generated until the end of the turn. See <see cref="LoraChatClient"/>.
+    /// </summary>
+    public LoraChatClient AsChatClient(string baseName = LoraChatClient.DefaultBaseName) => new(this, baseName);
 
     /// <summary>
     /// Creates a backend for <see cref="EngineOptions.Device"/> and a model of shape <paramref name="config"/> with random
@@ -194,7 +215,10 @@ public sealed class LoraEngine : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        var template = Directory.Exists(directory) ? Layers.Text.ChatTemplate.Of(directory) : null; // the chat template it carries, if any
         var adapter = _bank.Load(name, directory);
+        if (template is not null) _adapterTemplates[name] = template;
+        else _adapterTemplates.TryRemove(name, out _);
         return new AdapterInfo(adapter.Name, adapter.ModuleCount, adapter.MaxRank, adapter.Bytes);
     }
 
@@ -206,7 +230,9 @@ public sealed class LoraEngine : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(name);
-        return _bank.Unload(name);
+        bool unloaded = _bank.Unload(name);
+        if (unloaded) _adapterTemplates.TryRemove(name, out _);
+        return unloaded;
     }
 
     /// <summary>
@@ -267,6 +293,22 @@ public sealed class LoraEngine : IDisposable
     /// <summary>Generates a continuation of the token ids <paramref name="prompt"/>; see <see cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/>.</summary>
     public async Task<GenerationResult> GenerateAsync(IReadOnlyList<int> prompt, GenerationOptions? options = null, CancellationToken cancellation = default)
     {
+        var request = Request(prompt, options);
+        CompletionResult result;
+        try
+        {
+            result = await _scheduler.SubmitAsync(request, cancellation).ConfigureAwait(false);
+        }
+        catch (Exception e) when (LoraDeviceException.IsDeviceFailure(e))
+        {
+            throw new LoraDeviceException($"generation on {Device} failed: {e.Message}", e);
+        }
+        return new GenerationResult(result.Text, result.Tokens, result.PromptTokens, result.FinishReason, result.Latency, result.FirstTokenLatency);
+    }
+
+    /// <summary>The scheduler's request for a generation of <paramref name="prompt"/>, every option checked.</summary>
+    private CompletionRequest Request(IReadOnlyList<int> prompt, GenerationOptions? options)
+    {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(prompt);
         options ??= new GenerationOptions();
@@ -278,7 +320,7 @@ public sealed class LoraEngine : IDisposable
         if (options.Adapter is { } name && !_bank.TryGet(name, out _)) throw UnknownAdapter(name, nameof(options));
         if (options.Stop.Count > 0 && Tokenizer is null)
             throw new ArgumentException("options.Stop: stop strings need a tokenizer; this engine takes token ids only", nameof(options));
-        var request = new CompletionRequest
+        return new CompletionRequest
         {
             Adapter = options.Adapter,
             Scale = options.Scale,
@@ -289,16 +331,38 @@ public sealed class LoraEngine : IDisposable
             Stop = options.Stop,
             IgnoreEndOfSequence = options.IgnoreEndOfSequence,
         };
-        CompletionResult result;
+    }
+
+    /// <summary>
+    /// Generates a continuation of the token ids <paramref name="prompt"/> as <see cref="GenerateAsync(IReadOnlyList{int}, GenerationOptions?, CancellationToken)"/>
+    /// does, giving its text piece by piece as tokens are drawn (text that could still be part of a stop string, or half
+    /// a character, waits for the next), then the result. The pieces join to the result's text.
+    /// </summary>
+    internal async IAsyncEnumerable<(string Text, GenerationResult? Result)> StreamAsync(IReadOnlyList<int> prompt, GenerationOptions? options,
+        [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        var tokenizer = Tokenizer ?? throw NoTokenizer();
+        var tokens = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var request = Request(prompt, options) with { OnToken = t => tokens.Writer.TryWrite(t.Id) };
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        var task = _scheduler.SubmitAsync(request, linked.Token);
+        _ = task.ContinueWith(_ => tokens.Writer.TryComplete(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        var text = new StreamedText(tokenizer, request.Stop);
         try
         {
-            result = await _scheduler.SubmitAsync(request, cancellation).ConfigureAwait(false);
+            await foreach (int token in tokens.Reader.ReadAllAsync(cancellation).ConfigureAwait(false))
+            {
+                string piece = text.Add(token);
+                if (piece.Length > 0) yield return (piece, null);
+            }
         }
-        catch (Exception e) when (LoraDeviceException.IsDeviceFailure(e))
+        finally
         {
-            throw new LoraDeviceException($"generation on {Device} failed: {e.Message}", e);
+            linked.Cancel(); // a caller that stops reading ends the generation
         }
-        return new GenerationResult(result.Text, result.Tokens, result.PromptTokens, result.FinishReason, result.Latency, result.FirstTokenLatency);
+        var result = await task.ConfigureAwait(false);
+        string rest = text.Finish(result.Text);
+        yield return (rest, new GenerationResult(result.Text, result.Tokens, result.PromptTokens, result.FinishReason, result.Latency, result.FirstTokenLatency));
     }
 
     /// <summary>

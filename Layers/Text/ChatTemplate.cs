@@ -36,6 +36,42 @@ internal sealed class ChatTemplate
     /// </summary>
     public IReadOnlyDictionary<string, string> SpecialTokens { get; }
 
+    /// <summary>
+    /// The template of a model or adapter without one (our character and GPT-2 models): each message as
+    /// "role: content" on its line, and "assistant:" to prompt the reply.
+    /// </summary>
+    public static ChatTemplate Plain { get; } = Parse(
+        "{% for message in messages %}{{ message['role'] + ': ' + message['content'] + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}");
+
+    /// <summary>
+    /// The template a model or adapter directory carries: its tokenizer_config.json's chat_template, or a
+    /// chat_template.jinja; null when it has neither.
+    /// </summary>
+    public static ChatTemplate? Of(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        string config = Path.Combine(directory, HuggingFaceTokenizer.ConfigFileName);
+        if (File.Exists(config))
+            try
+            {
+                return FromTokenizerConfig(config);
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{config}: not valid JSON: {e.Message}", e);
+            }
+        string jinja = Path.Combine(directory, JinjaFileName);
+        if (!File.Exists(jinja)) return null;
+        try
+        {
+            return Parse(File.ReadAllText(jinja));
+        }
+        catch (JinjaSyntaxException e)
+        {
+            throw new InvalidDataException($"{jinja}: the chat template does not parse: {e.Message}", e);
+        }
+    }
+
     /// <summary>Parses a template's text; a <see cref="JinjaSyntaxException"/> names the line and column it cannot read.</summary>
     public static ChatTemplate Parse(string source) => new(JinjaTemplate.Parse(source), new Dictionary<string, string>());
 

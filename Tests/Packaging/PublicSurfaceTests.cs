@@ -22,6 +22,7 @@ public sealed class PublicSurfaceTests
         "LoraRuntime.Hosting.GenerationOptions",
         "LoraRuntime.Hosting.GenerationResult",
         "LoraRuntime.Hosting.LatencyStats",
+        "LoraRuntime.Hosting.LoraChatClient",
         "LoraRuntime.Hosting.LoraEngine",
         "LoraRuntime.Layers.GptConfig",
         "LoraRuntime.Layers.MlpKind",
@@ -31,6 +32,7 @@ public sealed class PublicSurfaceTests
         "LoraRuntime.Layers.RotaryOptions",
         "LoraRuntime.Layers.Serving.AdapterBankStats",
         "LoraRuntime.Layers.Serving.MetricsSnapshot",
+        "Microsoft.Extensions.DependencyInjection.LoraRuntimeServiceCollectionExtensions",
     ];
 
     [Fact]

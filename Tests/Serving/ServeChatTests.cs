@@ -40,31 +40,10 @@ public sealed class ServeChatTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        // The tokenizer's files: GPT-2's tokenizer.json, SmolLM2's template, end of sequence <|endoftext|>.
-        string source = Path.Combine(_root, "tokenizer");
-        Directory.CreateDirectory(source);
-        File.Copy(Text.HuggingFaceTokenizerTests.Gpt2File.Value, Path.Combine(source, HuggingFaceTokenizer.FileName));
-        string smol = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Text", "Templates", "smollm2-instruct.jinja"));
-        File.WriteAllText(Path.Combine(source, HuggingFaceTokenizer.ConfigFileName),
-            JsonSerializer.Serialize(new Dictionary<string, object> { ["chat_template"] = smol, ["eos_token"] = "<|endoftext|>", ["bos_token"] = "<|endoftext|>" }));
-        _tokenizer = HuggingFaceTokenizer.FromFile(Path.Combine(source, HuggingFaceTokenizer.FileName));
-        _template = ChatTemplate.Parse(smol);
-        // A small Llama-style model in our layout, carrying that tokenizer.
-        var config = LoraRuntime.Cli.Training.Architectures.Apply(new GptConfig(50257, 1, 2, 16, 160), "llama");
-        string modelDir = Path.Combine(_root, "model");
-        using (var model = new GptModel(_backend, config, maxBatch: 1, training: false, trainParameters: false))
-        {
-            model.Initialize(3);
-            GptFiles.Save(model, _tokenizer, modelDir);
-            // An adapter on q and v, and a copy of it that carries its own template.
-            using var lora = new LoraModel(model);
-            var loraConfig = new LoraConfig { TargetModules = ["q", "v"], Defaults = new LoraOptions { Rank = 2, Alpha = 4, Init = LoraInit.Random, Seed = 4 } };
-            var adapter = lora.AddAdapter("a", loraConfig);
-            PeftAdapterFiles.Save(adapter, loraConfig, Path.Combine(_root, "adapter"), "tiny");
-            PeftAdapterFiles.Save(adapter, loraConfig, Path.Combine(_root, "templated"), "tiny");
-            File.WriteAllText(Path.Combine(_root, "templated", ChatTemplate.JinjaFileName), "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant]");
-        }
-        _host = ServingHost.Open(_backend, modelDir, [("tuned", Path.Combine(_root, "adapter")), ("templated", Path.Combine(_root, "templated"))],
+        var files = ChatModel.Write(_backend, _root);
+        (_tokenizer, _template) = (files.Tokenizer, files.Template);
+        string modelDir = files.Model;
+        _host = ServingHost.Open(_backend, modelDir, [("tuned", files.Adapter), ("templated", files.Templated)],
             new ServeOptions(Slots: 4, MaxStepTokens: 64, MaxRank: 4, ApiKey: Key));
         _app = ServeApi.Build(_host, "http://127.0.0.1:0");
         await _app.StartAsync(Ct);
