@@ -29,4 +29,5 @@ internal sealed record BenchRecord(
 [JsonSerializable(typeof(BenchRecord[]))]
 [JsonSerializable(typeof(SvdBenchRecord[]))]
 [JsonSerializable(typeof(LatencyRecord[]))]
+[JsonSerializable(typeof(HttpBenchRecord[]))]
 internal sealed partial class BenchJsonContext : JsonSerializerContext;

@@ -17,5 +17,6 @@ internal static class BenchCommand
             BenchServeCommand.Create(terminal),
             BenchLatencyCommand.Create(terminal),
             BenchFinetuneCommand.Create(terminal),
+            BenchHttpCommand.Create(terminal),
         };
 }
