@@ -119,9 +119,8 @@ internal static class ServeApi
             await LoadingOff(ctx);
             return;
         }
-        RequireJson(ctx);
-        var body = await ctx.Request.ReadFromJsonAsync(ServeJsonContext.Default.LoadAdapterBody, ctx.RequestAborted);
-        if (body?.Name is not { } name) throw new BadRequest("name: required", "name");
+        var body = await ReadBody(ctx, ServeJsonContext.Default.LoadAdapterBody);
+        if (body.Name is not { } name) throw new BadRequest("name: required", "name");
         if (body.Path is not { } path) throw new BadRequest("path: required, a PEFT adapter directory on the server", "path");
         if (name == host.Options.BaseName) throw new BadRequest($"name: '{name}' is the base model's name", "name");
         if (host.Bank.TryGet(name, out _))
@@ -141,6 +140,22 @@ internal static class ServeApi
             throw new BadRequest("path: " + e.Message, "path");
         }
         await Write(ctx, 201, new AdapterInfo(adapter.Name, adapter.Modules, adapter.MaxRank, adapter.Bytes), ServeJsonContext.Default.AdapterInfo);
+    }
+
+    /// <summary>The request's JSON body as <typeparamref name="T"/>: a body that is not JSON, or not an object, is a 400.</summary>
+    internal static async Task<T> ReadBody<T>(HttpContext ctx, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
+    {
+        RequireJson(ctx);
+        return await ctx.Request.ReadFromJsonAsync(type, ctx.RequestAborted) ?? throw new BadRequest("the body must be a JSON object", null);
+    }
+
+    /// <summary>The model a request names: the base (adapter null) or a loaded adapter; missing is a 400, unknown a 404.</summary>
+    internal static (string Model, string? Adapter) Model(ServingHost host, string? model)
+    {
+        if (model is null) throw new BadRequest("model: required (an adapter's name, or the base model's)", "model");
+        string? adapter = model == host.Options.BaseName ? null : model;
+        if (adapter is not null && !host.Bank.TryGet(adapter, out _)) throw new NotFound($"model: no model '{model}'; GET /v1/models lists them", "model");
+        return (model, adapter);
     }
 
     internal static void RequireJson(HttpContext ctx)
@@ -187,6 +202,10 @@ internal static class ServeApi
         catch (BadRequest e)
         {
             await Error(ctx, 400, e.Message, "invalid_request_error", e.Param);
+        }
+        catch (NotFound e)
+        {
+            await Error(ctx, 404, e.Message, "not_found", e.Param);
         }
         catch (JsonException e)
         {
@@ -236,6 +255,12 @@ internal static class ServeApi
 
     /// <summary>A request the client got wrong, with the field it names.</summary>
     internal sealed class BadRequest(string message, string? param) : Exception(message)
+    {
+        public string? Param { get; } = param;
+    }
+
+    /// <summary>A request for something the server does not have, with the field that names it.</summary>
+    internal sealed class NotFound(string message, string? param) : Exception(message)
     {
         public string? Param { get; } = param;
     }

@@ -22,16 +22,8 @@ internal static class ServeChat
 
     public static async Task Complete(HttpContext ctx, ServingHost host)
     {
-        ServeApi.RequireJson(ctx);
-        var body = await ctx.Request.ReadFromJsonAsync(ServeJsonContext.Default.ChatBody, ctx.RequestAborted);
-        if (body is null) throw new ServeApi.BadRequest("the body must be a JSON object", null);
-        string model = body.Model ?? throw new ServeApi.BadRequest("model: required (an adapter's name, or the base model's)", "model");
-        string? adapter = model == host.Options.BaseName ? null : model;
-        if (adapter is not null && !host.Bank.TryGet(adapter, out _))
-        {
-            await ServeApi.Error(ctx, 404, $"model: no model '{model}'; GET /v1/models lists them", "not_found", "model");
-            return;
-        }
+        var body = await ServeApi.ReadBody(ctx, ServeJsonContext.Default.ChatBody);
+        var (model, adapter) = ServeApi.Model(host, body.Model);
         var messages = Messages(body.Messages);
         int n = ServeGeneration.Choices(body.N);
         if (body.TopLogprobs is not null && body.Logprobs != true)
