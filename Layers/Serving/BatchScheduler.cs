@@ -138,6 +138,7 @@ internal sealed class BatchScheduler : IDisposable
         lock (_pending)
         {
             ObjectDisposedException.ThrowIf(_stopping, this);
+            if (_pending.Count >= _maxPending) DropCancelled();
             if (_pending.Count >= _maxPending)
                 throw new SchedulerFullException($"the queue is full: {_pending.Count} requests wait for one of {_slots.Length} slots; retry later");
             _pending.Enqueue(pending);
@@ -348,6 +349,27 @@ internal sealed class BatchScheduler : IDisposable
         Metrics.RecordFailure();
         if (error is OperationCanceledException) seq.Pending.Completion.TrySetCanceled(seq.Pending.Cancellation);
         else seq.Pending.Completion.TrySetException(error);
+    }
+
+    /// <summary>
+    /// Removes the waiting requests whose callers have cancelled them (their tasks have ended already), so that they no
+    /// longer count against <see cref="MaxPending"/>. Under the queue's lock; only when the queue is full.
+    /// </summary>
+    private void DropCancelled()
+    {
+        int count = _pending.Count;
+        for (int i = 0; i < count; i++)
+        {
+            var p = _pending.Dequeue();
+            if (!p.Cancellation.IsCancellationRequested)
+            {
+                _pending.Enqueue(p);
+                continue;
+            }
+            Metrics.RecordFailure();
+            Ended(p.Request, "cancelled");
+            p.Completion.TrySetCanceled(p.Cancellation);
+        }
     }
 
     private void Ended(CompletionRequest request, string outcome) =>
