@@ -26,7 +26,7 @@ internal static class Gpt2Checkpoint
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a model directory: {GptFiles.ConfigFile} is missing", path);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(path));
             return Gpt2Config.Parse(doc.RootElement, path);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
@@ -83,6 +83,7 @@ internal static class Gpt2Checkpoint
             int n = checked((int)p.Shape.Length);
             if (buffer.Length < n) buffer = new float[n];
             reader.ReadFloat32(key, buffer.AsSpan(0, n));
+            FiniteWeights.Require(buffer.AsSpan(0, n), key, path);
             if (!conv1D)
             {
                 p.Value.CopyFrom(buffer.AsSpan(0, n));

@@ -166,5 +166,40 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
         if (Rotary is { } r) RotaryTables.Validate(r, HeadDim, BlockSize);
         foreach (var (layer, rank) in FactoredRanks)
             if (rank < 1) throw new ArgumentException($"{nameof(FactoredRanks)}: the rank K of {layer} must be ≥ 1; got {rank}", nameof(FactoredRanks));
+        // Every weight matrix is indexed with int: each must hold fewer than 2³¹ elements (sizes in double: no overflow).
+        double q = (double)Heads * HeadDim, kv = (double)KvHeads * HeadDim;
+        foreach (var (name, elements) in new[]
+        {
+            ($"{nameof(Vocabulary)} × {nameof(Channels)} (the embedding)", (double)Vocabulary * Channels),
+            ($"{nameof(BlockSize)} × {nameof(Channels)} (the position table)", (double)BlockSize * Channels),
+            ($"{nameof(Channels)} × (q + 2 kv) (the attention projection)", Channels * (q + 2 * kv)),
+            ($"{nameof(Channels)} × {nameof(IntermediateSize)} × 2 (the MLP)", 2.0 * Channels * Hidden),
+        })
+            if (elements >= int.MaxValue)
+                throw new ArgumentException($"{name} = {elements:0} elements: a weight matrix may hold at most {int.MaxValue:N0}", name.Split(' ')[0]);
+    }
+
+    /// <summary>The number of weights, in double (no overflow for any field values).</summary>
+    internal double ParameterCount()
+    {
+        double c = Channels, q = (double)Heads * HeadDim, kv = (double)KvHeads * HeadDim, hidden = Hidden, v = Vocabulary;
+        double mlp = (Mlp == MlpKind.GatedSilu ? 3 : 2) * c * hidden;
+        double block = c * (q + 2 * kv) + q * c + mlp + 4 * c;
+        return v * c * (TiedHead ? 1 : 2) + (Rotary is null ? (double)BlockSize * c : 0) + Layers * block + 2 * c;
+    }
+
+    /// <summary>
+    /// About how many bytes a model of this shape takes with <paramref name="maxBatch"/> sequences: its weights (with
+    /// gradients and Adam's two moments when <paramref name="trainParameters"/>), their packed inference copy, and the
+    /// activations (every layer's when <paramref name="training"/>, one layer's otherwise) — an estimate to refuse
+    /// what cannot fit before anything is allocated, not an exact count.
+    /// </summary>
+    internal double EstimateBytes(int maxBatch, bool training, bool trainParameters)
+    {
+        double weights = ParameterCount() * (trainParameters ? 4 : 2);
+        double c = Channels, t = BlockSize, rows = (double)maxBatch * t;
+        double perLayer = rows * (12 * c + 3 * Hidden) + (double)maxBatch * Heads * t * t * 2;
+        double activations = perLayer * (training ? Layers : 1) + rows * Vocabulary * (training ? 2 : 1);
+        return 4 * (weights + activations);
     }
 }

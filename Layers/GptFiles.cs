@@ -76,7 +76,7 @@ internal static class GptFiles
         {
             if (!reader.TryGetEntry(p.Name, out _))
                 throw new InvalidDataException($"{path}: no tensor '{p.Name}' (expected {p.Shape})");
-            reader.LoadInto(p.Name, p.Value);
+            FiniteWeights.LoadInto(reader, p.Name, p.Value, path);
         }
     }
 
@@ -88,7 +88,7 @@ internal static class GptFiles
             throw new FileNotFoundException($"{directory} is not a model directory: {ConfigFile} is missing", path);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(path));
             var root = doc.RootElement;
             var config = new GptConfig(
                 root.GetProperty("vocab_size").GetInt32(), root.GetProperty("n_layer").GetInt32(), root.GetProperty("n_head").GetInt32(),

@@ -33,6 +33,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         Guard.Positive(maxBatch, nameof(maxBatch));
+        ModelMemory.Check(backend, config, maxBatch, training, trainParameters);
         if (trainParameters && !training)
             throw new ArgumentException("trainParameters needs training: parameter gradients need the activation gradients", nameof(trainParameters));
         Config = config;

@@ -24,7 +24,7 @@ internal static class LlamaCheckpoint
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a model directory: {GptFiles.ConfigFile} is missing", path);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(path));
             return LlamaConfig.Parse(doc.RootElement, path, context);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
@@ -111,6 +111,7 @@ internal static class LlamaCheckpoint
                 int n = checked(rows * width);
                 if (buffer.Length < n) buffer = new float[n];
                 reader.ReadFloat32(key, buffer.AsSpan(0, n));
+                FiniteWeights.Require(buffer.AsSpan(0, n), key, reader.Path);
                 using var slice = p.Value.View((long)row * width, p.Shape.Rank == 1 ? new Shape(rows) : new Shape(rows, width));
                 slice.CopyFrom(buffer.AsSpan(0, n));
             }
@@ -183,7 +184,7 @@ internal static class LlamaCheckpoint
                 readers.Add(GptFiles.ModelFile, SafetensorsReader.Open(single));
                 return readers;
             }
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
+            using var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(index));
             if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"{index}: weight_map: expected an object of tensor name → shard file");
             foreach (var entry in map.EnumerateObject())

@@ -37,7 +37,7 @@ internal static class ModelDirectory
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a model directory: {GptFiles.ConfigFile} is missing", path);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(path));
             var root = doc.RootElement;
             if (LlamaConfig.IsLlamaFamily(root)) return ModelLayout.Llama;
             if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("model_type", out var type)

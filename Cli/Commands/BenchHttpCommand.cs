@@ -21,7 +21,7 @@ internal static class BenchHttpCommand
         var layers = new Option<int>("--layers") { Description = "L", DefaultValueFactory = _ => 4 };
         var heads = new Option<int>("--heads") { Description = "NH", DefaultValueFactory = _ => 12 };
         var channels = new Option<int>("--channels") { Description = "C", DefaultValueFactory = _ => 768 };
-        var vocabulary = new Option<int>("--vocab") { Description = "V (a character vocabulary, at most 60000)", DefaultValueFactory = _ => 512 };
+        var vocabulary = new Option<int>("--vocab") { Description = "V (a character vocabulary, at most 50000)", DefaultValueFactory = _ => 512 };
         var context = new Option<int>("--context") { Description = "T, the context", DefaultValueFactory = _ => 256 };
         var adapters = new Option<int>("--adapters") { Description = "adapters served beside the base", DefaultValueFactory = _ => 4 };
         var rank = new Option<int>("--rank") { Description = "R of every adapter (q, k, v, o)", DefaultValueFactory = _ => 16 };
@@ -41,7 +41,7 @@ internal static class BenchHttpCommand
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
             int v = BenchData.Positive(parse.GetValue(vocabulary), "--vocab");
-            if (v > 60000) throw new UsageException($"--vocab: expected at most 60000 (a character vocabulary); got {v}");
+            if (v > 50000) throw new UsageException($"--vocab: expected at most 50000 (a character vocabulary); got {v}");
             var config = new GptConfig(v, BenchData.Positive(parse.GetValue(layers), "--layers"), BenchData.Positive(parse.GetValue(heads), "--heads"),
                 BenchData.Positive(parse.GetValue(channels), "--channels"), BenchData.Positive(parse.GetValue(context), "--context"));
             Training.TrainingOptions.Check(config.Validate, "--layers/--heads/--channels");

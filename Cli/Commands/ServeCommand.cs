@@ -29,9 +29,12 @@ internal static class ServeCommand
         var adapterRoot = new Option<string?>("--adapter-root") { Description = "the one folder adapters may be loaded from over HTTP (links resolved)", HelpName = "DIR" };
         var maxQueue = new Option<int>("--max-queue") { Description = "requests that may wait for a slot; past it, 429 with Retry-After", DefaultValueFactory = _ => 256 };
         var timeout = new Option<double>("--request-timeout") { Description = "seconds a request may take from its arrival; past it, it is cancelled (504)", DefaultValueFactory = _ => 600 };
+        var maxAdapters = new Option<int>("--max-adapters") { Description = "adapters held at once; a load past it is refused", DefaultValueFactory = _ => 64 };
+        var adapterMemory = new Option<int>("--adapter-memory-mb") { Description = "host memory for the loaded adapters; a load past it is refused", DefaultValueFactory = _ => 1024 };
         var command = new Command("serve", "Serve completions for a base model and many adapters at once (continuous batching, per-row adapters)")
         {
             baseDir, adapters, urls, slots, stepTokens, maxRank, budget, baseName, device, apiKey, allowLoading, adapterRoot, maxQueue, timeout,
+            maxAdapters, adapterMemory,
         };
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
@@ -43,7 +46,9 @@ internal static class ServeCommand
                 parse.GetValue(baseName) ?? "base",
                 ApiKey: parse.GetValue(apiKey) ?? NonEmpty(Environment.GetEnvironmentVariable("LORA_API_KEY")),
                 AllowAdapterLoading: parse.GetValue(allowLoading), AdapterRoot: parse.GetValue(adapterRoot),
-                MaxQueue: parse.GetValue(maxQueue), RequestTimeout: TimeSpan.FromSeconds(seconds));
+                MaxQueue: parse.GetValue(maxQueue), RequestTimeout: TimeSpan.FromSeconds(seconds),
+                MaxAdapters: BenchData.Positive(parse.GetValue(maxAdapters), "--max-adapters"),
+                AdapterHostBytes: (long)BenchData.Positive(parse.GetValue(adapterMemory), "--adapter-memory-mb") << 20);
             if (options.AdapterRoot is not null && !options.AllowAdapterLoading)
                 throw new UsageException("--adapter-root: has no effect without --allow-adapter-loading");
             if (options.MaxStepTokens < options.Slots) throw new UsageException($"--max-step-tokens: expected ≥ --slots = {options.Slots}; got {options.MaxStepTokens}");
@@ -60,8 +65,17 @@ internal static class ServeCommand
             }
             using (host)
             {
-                var app = ServeApi.Build(host, parse.GetValue(urls)!);
-                app.Start();
+                string where = parse.GetValue(urls)!;
+                var app = ServeApi.Build(host, where);
+                try
+                {
+                    app.Start();
+                }
+                catch (Exception e) when (e is IOException or FormatException or InvalidOperationException or ArgumentException
+                    or System.Net.Sockets.SocketException)
+                {
+                    throw new UsageException($"--urls: cannot listen on '{where}': {e.Message}");
+                }
                 terminal.ErrorWriter.WriteLine($"lora serve: {host.Model.Config} on {backend.Name}, adapters [{string.Join(", ", host.Bank.Names)}], listening on {string.Join(", ", app.Urls)}"
                     + $"{(options.ApiKey is null ? " without an API key" : ", API key required")}{(host.Root is { } root ? $", adapters loadable from {root.Directory}" : "")}; Ctrl+C stops");
                 app.WaitForShutdown();

@@ -215,6 +215,10 @@ internal static class ServeApi
         {
             await Error(ctx, e.StatusCode, e.Message, "invalid_request_error", null);
         }
+        catch (AdapterBankFullException e)
+        {
+            await Error(ctx, 409, e.Message, "conflict", "name");
+        }
         catch (SchedulerFullException e)
         {
             ctx.Response.Headers.RetryAfter = "1";

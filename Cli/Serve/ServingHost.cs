@@ -16,8 +16,11 @@ namespace LoraRuntime.Cli.Serve;
 /// <param name="AdapterRoot">The folder adapters loaded over HTTP must lie in (required with <paramref name="AllowAdapterLoading"/>).</param>
 /// <param name="MaxQueue">Requests that may wait for a slot; past it a request gets 429 with Retry-After.</param>
 /// <param name="RequestTimeout">A request's deadline from its arrival; past it, it is cancelled (504, or an error event when streaming).</param>
+/// <param name="MaxAdapters">Adapters the server holds at once; a load past it is refused.</param>
+/// <param name="AdapterHostBytes">Host memory for the loaded adapters; a load past it is refused.</param>
 internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int MaxRank = 64, long AdapterBudgetBytes = 256L << 20, string BaseName = "base",
-    string? ApiKey = null, bool AllowAdapterLoading = false, string? AdapterRoot = null, int MaxQueue = 256, TimeSpan? RequestTimeout = null);
+    string? ApiKey = null, bool AllowAdapterLoading = false, string? AdapterRoot = null, int MaxQueue = 256, TimeSpan? RequestTimeout = null,
+    int MaxAdapters = 64, long AdapterHostBytes = 1L << 30);
 
 /// <summary>
 /// One served model: the base loaded once and the <see cref="LoraEngine"/> over it, whose adapter bank and scheduler
@@ -73,6 +76,7 @@ internal sealed class ServingHost : IDisposable
             engine = LoraEngine.Create(model, tokenizer, new EngineOptions
             {
                 MaxBatch = options.Slots, MaxStepTokens = options.MaxStepTokens, MaxRank = options.MaxRank, AdapterBudgetBytes = options.AdapterBudgetBytes,
+                MaxAdapters = options.MaxAdapters, AdapterHostBytes = options.AdapterHostBytes,
             }, layout);
             engine.Scheduler.MaxPending = options.MaxQueue;
             engine.Scheduler.BaseName = options.BaseName;

@@ -1,3 +1,5 @@
+using LoraRuntime.Layers;
+using System.Text;
 using System.CommandLine;
 using LoraRuntime.Layers.Training;
 using Spectre.Console;
@@ -46,6 +48,13 @@ internal sealed class TrainingOptions
                 _ => throw new UsageException($"--on-nonfinite: expected stop or skip; got '{policy}'"),
             },
         };
+        // Each number named by its option, before the run's own checks (which name the fields, not the flags).
+        if (!(options.LearningRate > 0) || !double.IsFinite(options.LearningRate)) throw new UsageException($"--lr: expected a finite value > 0; got {options.LearningRate}");
+        if (!(options.MinLearningRate >= 0) || !double.IsFinite(options.MinLearningRate))
+            throw new UsageException($"--min-lr: expected a finite value ≥ 0; got {options.MinLearningRate}");
+        if (!(options.WeightDecay >= 0) || !float.IsFinite(options.WeightDecay))
+            throw new UsageException($"--weight-decay: expected a finite value ≥ 0; got {options.WeightDecay}");
+        if (!(options.Clip >= 0) || !float.IsFinite(options.Clip)) throw new UsageException($"--clip: expected a finite value ≥ 0; got {options.Clip}");
         Check(options.Validate, "training options");
         return options;
     }
@@ -63,10 +72,34 @@ internal sealed class TrainingOptions
         }
     }
 
+    /// <summary>The largest corpus read into memory: its text and its token ids take about 6 bytes a byte of file.</summary>
+    public const long MaxCorpusBytes = 1L << 30;
+
+    /// <summary>
+    /// The text of a corpus file: a regular file (not a device, pipe or folder) of at most <see cref="MaxCorpusBytes"/>,
+    /// in UTF-8 (a byte-order mark allowed); bytes that are not UTF-8 are refused with their offset, never replaced.
+    /// </summary>
     public static string ReadCorpus(string path, string option)
     {
+        if (Directory.Exists(path)) throw new UsageException($"{option}: '{path}' is a folder; expected a text file");
         if (!File.Exists(path)) throw new UsageException($"{option}: no file '{path}'");
-        string text = File.ReadAllText(path);
+        // A device, pipe or socket reports a length of 0 (so does /proc): refused before it is opened, which could block.
+        long length = InputFiles.LengthOf(path);
+        if (length == 0) throw new UsageException($"{option}: '{path}' is empty, or not a regular file (a device, pipe or socket); expected a text file");
+        if (length > MaxCorpusBytes)
+            throw new UsageException($"{option}: '{path}' is {length:N0} bytes; at most {MaxCorpusBytes:N0} are read into memory");
+        byte[] bytes = File.ReadAllBytes(path);
+        string text;
+        try
+        {
+            text = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true).GetString(bytes);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new UsageException($"{option}: '{path}' is not UTF-8: byte 0x{(e.BytesUnknown is [var b, ..] ? b : 0):X2} at offset {e.Index:N0} is not valid " +
+                "(convert the file, e.g. iconv -f latin1 -t utf-8)");
+        }
+        if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
         if (text.Length < 1000) throw new UsageException($"{option}: '{path}' holds {text.Length} characters; a corpus needs at least 1000");
         return text;
     }

@@ -62,7 +62,7 @@ internal static class PeftAdapterFiles
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a PEFT adapter: {ConfigFile} is missing", path);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(path));
             return PeftAdapterConfig.Parse(doc.RootElement, path);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
@@ -127,9 +127,9 @@ internal static class PeftAdapterFiles
         foreach (var w in adapter.Modules)
         {
             string key = keyOf(w.Module.Path);
-            reader.LoadInto(key + ".lora_A.weight", w.A.Value);
-            reader.LoadInto(key + ".lora_B.weight", w.B.Value);
-            if (w.Magnitude is not null) reader.LoadInto(key + ".lora_magnitude_vector", w.Magnitude.Value);
+            FiniteWeights.LoadInto(reader, key + ".lora_A.weight", w.A.Value, reader.Path);
+            FiniteWeights.LoadInto(reader, key + ".lora_B.weight", w.B.Value, reader.Path);
+            if (w.Magnitude is not null) FiniteWeights.LoadInto(reader, key + ".lora_magnitude_vector", w.Magnitude.Value, reader.Path);
         }
         foreach (var w in adapter.Modules) w.Dora?.Refresh();
         return adapter;

@@ -32,7 +32,7 @@ internal static class PeftAdapterTensors
         var config = PeftAdapterFiles.ReadConfig(directory);
         string configPath = Path.Combine(directory, PeftAdapterFiles.ConfigFile), path = Path.Combine(directory, PeftAdapterFiles.WeightsFile);
         string baseModel;
-        using (var doc = JsonDocument.Parse(File.ReadAllBytes(configPath)))
+        using (var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(configPath)))
             baseModel = doc.RootElement.TryGetProperty("base_model_name_or_path", out var b) && b.ValueKind == JsonValueKind.String ? b.GetString()! : "";
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a PEFT adapter: {PeftAdapterFiles.WeightsFile} is missing", path);
         using var reader = SafetensorsReader.Open(path);
@@ -52,6 +52,8 @@ internal static class PeftAdapterTensors
             var bValues = new float[outFeatures * rank];
             reader.ReadFloat32(entry.Name, a);
             reader.ReadFloat32(bName, bValues);
+            FiniteWeights.Require(a, entry.Name, path);
+            FiniteWeights.Require(bValues, bName, path);
             modules.Add(new AdapterModuleTensors(module, rank, inFeatures, outFeatures, a, bValues));
         }
         foreach (var entry in reader.Entries)

@@ -30,6 +30,12 @@ public sealed record EngineOptions
     /// <summary>Device memory for resident adapters; past it the least recently used idle adapter is evicted. &gt; 0.</summary>
     public long AdapterBudgetBytes { get; init; } = 256L << 20;
 
+    /// <summary>The most adapters loaded at once (resident or not); a load past it is refused. ≥ 1.</summary>
+    public int MaxAdapters { get; init; } = 256;
+
+    /// <summary>Host memory for the loaded adapters' copies, resident or not; a load past it is refused. &gt; 0.</summary>
+    public long AdapterHostBytes { get; init; } = 4L << 30;
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first bad field; <paramref name="blockSize"/> is the model's context.</summary>
     internal void Validate(int blockSize)
     {
@@ -41,5 +47,8 @@ public sealed record EngineOptions
         if (MaxRank < 1) throw new ArgumentOutOfRangeException(name, MaxRank, $"options.MaxRank: expected ≥ 1; got {MaxRank}");
         if (AdapterBudgetBytes < 1)
             throw new ArgumentOutOfRangeException(name, AdapterBudgetBytes, $"options.AdapterBudgetBytes: expected > 0; got {AdapterBudgetBytes}");
+        if (MaxAdapters < 1) throw new ArgumentOutOfRangeException(name, MaxAdapters, $"options.MaxAdapters: expected ≥ 1; got {MaxAdapters}");
+        if (AdapterHostBytes < 1)
+            throw new ArgumentOutOfRangeException(name, AdapterHostBytes, $"options.AdapterHostBytes: expected > 0; got {AdapterHostBytes}");
     }
 }

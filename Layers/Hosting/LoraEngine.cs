@@ -52,7 +52,7 @@ public sealed class LoraEngine : IDisposable
         Options = options;
         _layout = new ServingLayout(model, layout);
         int slots = options.MaxBatch + 1; // the last slot is the forward pass's
-        _bank = new AdapterBank(_layout, options.AdapterBudgetBytes, options.MaxRank);
+        _bank = new AdapterBank(_layout, options.AdapterBudgetBytes, options.MaxRank) { MaxAdapters = options.MaxAdapters, MaxHostBytes = options.AdapterHostBytes };
         try
         {
             _decoder = new KvCacheDecoder(_layout, slots, Math.Max(options.MaxStepTokens, slots), options.MaxRank, options.MaxSequence);

@@ -36,6 +36,24 @@ internal sealed class AdapterBank : IDisposable
         MaxRank = maxRank;
     }
 
+    /// <summary>The most adapters loaded at once (resident or not); past it a load is refused (<see cref="AdapterBankFullException"/>).</summary>
+    public int MaxAdapters
+    {
+        get => _maxAdapters;
+        init => _maxAdapters = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, $"MaxAdapters: expected ≥ 1; got {value}");
+    }
+
+    /// <summary>The most bytes the loaded adapters' host copies may take together (the budget caps only the resident ones).</summary>
+    public long MaxHostBytes
+    {
+        get => _maxHostBytes;
+        init => _maxHostBytes = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, $"MaxHostBytes: expected ≥ 1; got {value}");
+    }
+
+    private readonly int _maxAdapters = int.MaxValue;
+    private readonly long _maxHostBytes = long.MaxValue;
+    private long _hostBytes;
+
     /// <summary>The model's layout the adapters are laid out for.</summary>
     public ServingLayout Layout { get; }
 
@@ -69,6 +87,7 @@ internal sealed class AdapterBank : IDisposable
     public ServedAdapter Load(string name, string directory)
     {
         CheckName(name);
+        lock (_lock) CheckRoomLocked(0); // before the files are read
         return Add(name, AdapterWeights.ReadPeft(Layout, directory), directory);
     }
 
@@ -132,8 +151,10 @@ internal sealed class AdapterBank : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_byName.ContainsKey(name)) throw new ArgumentException($"name: an adapter called '{name}' is already loaded; unload it first", nameof(name));
+            CheckRoomLocked(length * sizeof(float));
             var adapter = new ServedAdapter(name, ++_nextId, source, host, table, firstModule);
             _byName.Add(name, adapter);
+            _hostBytes += length * sizeof(float);
             return adapter;
         }
     }
@@ -144,6 +165,7 @@ internal sealed class AdapterBank : IDisposable
         lock (_lock)
         {
             if (!_byName.Remove(name, out var adapter)) return false;
+            _hostBytes -= adapter.Host.Length * (long)sizeof(float);
             adapter.Unloaded = true;
             if (adapter.Pins == 0) DropLocked(adapter);
             return true;
@@ -235,9 +257,37 @@ internal sealed class AdapterBank : IDisposable
     private static bool Overlap(LinearTarget a, LinearTarget b) =>
         a.OutputOffset < b.OutputOffset + b.OutputFeatures && b.OutputOffset < a.OutputOffset + a.OutputFeatures;
 
+    private void CheckRoomLocked(long bytes)
+    {
+        if (_byName.Count >= _maxAdapters)
+            throw new AdapterBankFullException($"the bank holds its maximum of {_maxAdapters} adapters; unload one first");
+        if (_hostBytes + bytes > _maxHostBytes)
+            throw new AdapterBankFullException(
+                $"the adapter's {bytes:N0} bytes would take the loaded adapters past their limit of {_maxHostBytes:N0} bytes ({_hostBytes:N0} in use); unload one first");
+    }
+
+    /// <summary>
+    /// A name is 1 to 64 of A–Z, a–z, 0–9, '.', '_', '-' and ':', starting with a letter or a digit: it travels in URLs
+    /// and logs, so no path separators, dot names, spaces, controls or look-alike and direction-changing characters.
+    /// </summary>
     private static void CheckName(string name)
     {
-        if (string.IsNullOrWhiteSpace(name) || name.Length > 128 || name.Any(c => char.IsControl(c) || c == '/'))
-            throw new ArgumentException($"name: expected 1 to 128 printable characters without '/'; got '{name}'", nameof(name));
+        ArgumentNullException.ThrowIfNull(name, nameof(name));
+        bool ok = name.Length is >= 1 and <= 64 && char.IsAsciiLetterOrDigit(name[0])
+            && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':');
+        if (!ok)
+            throw new ArgumentException(
+                $"name: expected 1 to 64 of A-Z, a-z, 0-9, '.', '_', '-', ':' starting with a letter or digit; got \"{Printable(name)}\"", nameof(name));
+    }
+
+    /// <summary>The name as it can be shown: controls and non-ASCII as \uXXXX, at most 80 characters.</summary>
+    private static string Printable(string name)
+    {
+        var sb = new System.Text.StringBuilder();
+        foreach (char c in name.Length > 80 ? name[..80] : name) sb.Append(c is >= ' ' and <= '~' ? c.ToString() : $"\\u{(int)c:X4}");
+        return name.Length > 80 ? sb + "…" : sb.ToString();
     }
 }
+
+/// <summary>The bank holds as many adapters, or as many bytes of them, as it may: unload one first.</summary>
+internal sealed class AdapterBankFullException(string message) : InvalidOperationException(message);

@@ -76,6 +76,7 @@ internal static class AdapterWeights
             throw new InvalidDataException($"{file}: tensor '{key}' is [{string.Join(", ", entry.Shape)}]; expected [{rows}, {cols}]");
         var values = new float[rows * cols];
         reader.ReadFloat32(key, values);
+        FiniteWeights.Require(values, key, file);
         return values;
     }
 }

@@ -108,7 +108,7 @@ internal sealed partial class BpeTokenizer : ITokenizer
         var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(vocabularyPath));
+            using var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(vocabularyPath, InputFiles.TokenizerBytes));
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"{vocabularyPath}: expected a JSON object of token → id; got a {doc.RootElement.ValueKind}");
             foreach (var p in doc.RootElement.EnumerateObject())

@@ -3,22 +3,30 @@ using System.Text;
 namespace LoraRuntime.Layers.Text;
 
 /// <summary>
-/// A character-level tokenizer: the vocabulary is the sorted set of distinct characters of a corpus (as
-/// nanoGPT's Shakespeare recipe builds it), so ids are stable for a given corpus and can be saved as a string.
+/// A character-level tokenizer: the vocabulary is the sorted set of distinct characters of a corpus (as nanoGPT's
+/// Shakespeare recipe builds it), so ids are stable for a given corpus and can be saved as a string. A character is a
+/// Unicode scalar value (an emoji is one token, never two halves of a surrogate pair); text holding an unpaired
+/// surrogate is refused.
 /// </summary>
 internal sealed class CharTokenizer : ITokenizer
 {
-    private readonly Dictionary<char, int> _ids;
+    private readonly Dictionary<int, int> _ids;
+    private readonly string[] _characters;
 
-    /// <summary>A tokenizer over exactly these characters, in this order (id = position).</summary>
+    /// <summary>A tokenizer over exactly these characters, in this order (id = position among the characters).</summary>
     public CharTokenizer(string vocabulary)
     {
         ArgumentNullException.ThrowIfNull(vocabulary);
         if (vocabulary.Length == 0) throw new ArgumentException("the vocabulary must hold at least one character", nameof(vocabulary));
-        _ids = new Dictionary<char, int>(vocabulary.Length);
-        for (int i = 0; i < vocabulary.Length; i++)
-            if (!_ids.TryAdd(vocabulary[i], i))
-                throw new ArgumentException($"the vocabulary repeats '{Escape(vocabulary[i])}' at positions {_ids[vocabulary[i]]} and {i}", nameof(vocabulary));
+        _ids = [];
+        var characters = new List<string>();
+        foreach (var rune in Runes(vocabulary, nameof(vocabulary)))
+        {
+            if (!_ids.TryAdd(rune.Value, characters.Count))
+                throw new ArgumentException($"the vocabulary repeats '{Escape(rune)}' at positions {_ids[rune.Value]} and {characters.Count}", nameof(vocabulary));
+            characters.Add(rune.ToString());
+        }
+        _characters = [.. characters];
         Vocabulary = vocabulary;
     }
 
@@ -26,7 +34,7 @@ internal sealed class CharTokenizer : ITokenizer
     public string Vocabulary { get; }
 
     /// <summary>Number of ids.</summary>
-    public int Size => Vocabulary.Length;
+    public int Size => _characters.Length;
 
     /// <inheritdoc/>
     public int VocabularySize => Size;
@@ -35,28 +43,39 @@ internal sealed class CharTokenizer : ITokenizer
     public static CharTokenizer FromCorpus(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var set = new SortedSet<char>(text);
+        var set = new SortedSet<int>();
+        foreach (var rune in Runes(text, nameof(text))) set.Add(rune.Value);
         if (set.Count == 0) throw new ArgumentException("the corpus is empty", nameof(text));
         var sb = new StringBuilder(set.Count);
-        foreach (char c in set) sb.Append(c);
+        foreach (int c in set) sb.Append(new Rune(c).ToString());
         return new CharTokenizer(sb.ToString());
     }
 
     /// <summary>True when every character of <paramref name="text"/> has an id.</summary>
-    public bool CanEncode(string text) => text.All(_ids.ContainsKey);
+    public bool CanEncode(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        for (int i = 0; i < text.Length;)
+        {
+            if (Rune.DecodeFromUtf16(text.AsSpan(i), out var rune, out int used) != System.Buffers.OperationStatus.Done || !_ids.ContainsKey(rune.Value))
+                return false;
+            i += used;
+        }
+        return true;
+    }
 
     /// <summary>Ids of <paramref name="text"/>; a character outside the vocabulary is an error naming it and its position.</summary>
     public int[] Encode(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var ids = new int[text.Length];
-        for (int i = 0; i < text.Length; i++)
+        var ids = new List<int>(text.Length);
+        foreach (var rune in Runes(text, nameof(text)))
         {
-            if (!_ids.TryGetValue(text[i], out ids[i]))
-                throw new ArgumentException(
-                    $"character '{Escape(text[i])}' at position {i} is not in the {Size}-character vocabulary", nameof(text));
+            if (!_ids.TryGetValue(rune.Value, out int id))
+                throw new ArgumentException($"character '{Escape(rune)}' at position {ids.Count} is not in the {Size}-character vocabulary", nameof(text));
+            ids.Add(id);
         }
-        return ids;
+        return [.. ids];
     }
 
     /// <summary>The text of <paramref name="ids"/>; an id outside [0, Size) is an error.</summary>
@@ -67,10 +86,22 @@ internal sealed class CharTokenizer : ITokenizer
         {
             if ((uint)ids[i] >= (uint)Size)
                 throw new ArgumentOutOfRangeException(nameof(ids), $"id {ids[i]} at position {i} is outside [0, {Size})");
-            sb.Append(Vocabulary[ids[i]]);
+            sb.Append(_characters[ids[i]]);
         }
         return sb.ToString();
     }
 
-    private static string Escape(char c) => c switch { '\n' => "\\n", '\t' => "\\t", '\r' => "\\r", _ => c.ToString() };
+    /// <summary>The characters of <paramref name="text"/>; an unpaired surrogate is an error naming its position.</summary>
+    private static IEnumerable<Rune> Runes(string text, string name)
+    {
+        for (int i = 0; i < text.Length;)
+        {
+            if (Rune.DecodeFromUtf16(text.AsSpan(i), out var rune, out int used) != System.Buffers.OperationStatus.Done)
+                throw new ArgumentException($"{name}: an unpaired UTF-16 surrogate (U+{(int)text[i]:X4}) at index {i} is not a character", name);
+            yield return rune;
+            i += used;
+        }
+    }
+
+    private static string Escape(Rune c) => c.Value switch { '\n' => "\\n", '\t' => "\\t", '\r' => "\\r", _ => c.ToString() };
 }

@@ -64,7 +64,7 @@ internal sealed class ChatTemplate
         if (!File.Exists(jinja)) return null;
         try
         {
-            return Parse(File.ReadAllText(jinja));
+            return Parse(InputFiles.ReadAllText(jinja));
         }
         catch (JinjaSyntaxException e)
         {
@@ -118,7 +118,7 @@ internal sealed class ChatTemplate
     public static ChatTemplate? FromTokenizerConfig(string tokenizerConfigPath)
     {
         ArgumentNullException.ThrowIfNull(tokenizerConfigPath);
-        using var document = JsonDocument.Parse(File.ReadAllText(tokenizerConfigPath));
+        using var document = JsonDocument.Parse(InputFiles.ReadAllBytes(tokenizerConfigPath));
         var root = document.RootElement;
         if (root.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{tokenizerConfigPath}: expected a JSON object, found {root.ValueKind}");
@@ -136,7 +136,7 @@ internal sealed class ChatTemplate
             string beside = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tokenizerConfigPath))!, JinjaFileName);
             if (File.Exists(beside))
             {
-                source = File.ReadAllText(beside);
+                source = InputFiles.ReadAllText(beside);
                 origin = beside;
             }
         }

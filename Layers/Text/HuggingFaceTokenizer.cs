@@ -122,7 +122,7 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         HuggingFaceTokenizer tokenizer;
         try
         {
-            using (var doc = JsonDocument.Parse(File.ReadAllBytes(path)))
+            using (var doc = JsonDocument.Parse(InputFiles.ReadAllBytes(path, InputFiles.TokenizerBytes)))
             {
                 tokenizer = Parse(doc.RootElement, path);
                 if (doc.RootElement.TryGetProperty("post_processor", out var post))
@@ -235,7 +235,7 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
     {
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path));
+            return JsonDocument.Parse(InputFiles.ReadAllBytes(path));
         }
         catch (JsonException e)
         {
