@@ -30,7 +30,8 @@ internal static class CombineCommand
                 var other => throw new UsageException($"--method: expected linear, cat or svd; got '{other}'"),
             };
             string outDir = parse.GetValue(output)!;
-            LowRankArgs.CheckOutputDirectory(outDir, "--out");
+            LowRankArgs.CheckOutputDirectory(outDir, "--out",
+                [.. (parse.GetValue(adapters) ?? []).Select(spec => ((string?)GenerateCommand.ParseAdapter(spec).Dir, "--adapter"))]);
             var inputs = new List<(AdapterTensors, float)>();
             foreach (string spec in parse.GetValue(adapters) ?? [])
             {

@@ -41,7 +41,7 @@ internal static class CompressCommand
         {
             var choice = Choice(parse.GetValue(rank), parse.GetValue(energy));
             string outDir = parse.GetValue(output)!, source = parse.GetValue(modelDir)!;
-            LowRankArgs.CheckOutputDirectory(outDir, "--out");
+            LowRankArgs.CheckOutputDirectory(outDir, "--out", (source, "--model"));
             string? jsonPath = parse.GetValue(json), dataPath = parse.GetValue(data);
             if (jsonPath is not null) OutputPath.CheckWritable(jsonPath, "--json");
             int evalBatch = parse.GetValue(batch), iters = parse.GetValue(evalIters);

@@ -31,7 +31,7 @@ internal static class ExtractCommand
             int r = parse.GetValue(rank);
             if (r < 1) throw new UsageException($"--rank: expected R ≥ 1; got {r}");
             string outDir = parse.GetValue(output)!, baseModel = parse.GetValue(baseDir)!, tunedModel = parse.GetValue(tunedDir)!;
-            LowRankArgs.CheckOutputDirectory(outDir, "--out");
+            LowRankArgs.CheckOutputDirectory(outDir, "--out", (baseModel, "--base"), (tunedModel, "--tuned"));
             string? jsonPath = parse.GetValue(json);
             if (jsonPath is not null) OutputPath.CheckWritable(jsonPath, "--json");
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));

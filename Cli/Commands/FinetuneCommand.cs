@@ -22,6 +22,7 @@ internal static class FinetuneCommand
         training.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
+            LowRankArgs.CheckOutputDirectory(parse.GetValue(output)!, "--out", (parse.GetValue(baseDir), "--base"));
             string text = TrainingOptions.ReadCorpus(parse.GetValue(data)!, "--data");
             var options = training.Read(parse);
             var config = adapter.Read(parse, options.Seed);

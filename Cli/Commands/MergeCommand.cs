@@ -23,10 +23,9 @@ internal static class MergeCommand
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
             var (dir, scale) = GenerateCommand.ParseAdapter(parse.GetValue(adapterArg)!);
-            string outDir = parse.GetValue(output)!;
-            LowRankArgs.CheckOutputDirectory(outDir, "--out");
+            string outDir = parse.GetValue(output)!, source = parse.GetValue(baseDir)!;
+            LowRankArgs.CheckOutputDirectory(outDir, "--out", (source, "--base"), (dir, "--adapter"));
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
-            string source = parse.GetValue(baseDir)!;
             var (model, tokenizer, layout) = LowRankArgs.LoadAnyModel(backend, source, "--base", maxBatch: 1);
             using (model)
             using (var lora = new LoraModel(model))

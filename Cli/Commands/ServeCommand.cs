@@ -76,7 +76,8 @@ internal static class ServeCommand
                 {
                     throw new UsageException($"--urls: cannot listen on '{where}': {e.Message}");
                 }
-                terminal.ErrorWriter.WriteLine($"lora serve: {host.Model.Config} on {backend.Name}, adapters [{string.Join(", ", host.Bank.Names)}], listening on {string.Join(", ", app.Urls)}"
+                var c = host.Model.Config;
+                terminal.ErrorWriter.WriteLine($"lora serve: L {c.Layers}, C {c.Channels}, V {c.Vocabulary}, T {c.BlockSize} on {backend.Name}, adapters [{string.Join(", ", host.Bank.Names)}], listening on {string.Join(", ", app.Urls)}"
                     + $"{(options.ApiKey is null ? " without an API key" : ", API key required")}{(host.Root is { } root ? $", adapters loadable from {root.Directory}" : "")}; Ctrl+C stops");
                 app.WaitForShutdown();
                 app.DisposeAsync().AsTask().GetAwaiter().GetResult();

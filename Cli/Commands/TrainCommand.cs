@@ -32,6 +32,7 @@ internal static class TrainCommand
         common.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
+            LowRankArgs.CheckOutputDirectory(parse.GetValue(output)!, "--out");
             string text = TrainingOptions.ReadCorpus(parse.GetValue(data)!, "--data");
             var tokenizer = CharTokenizer.FromCorpus(text);
             var config = Architectures.Apply(new GptConfig(tokenizer.Size, parse.GetValue(layers), parse.GetValue(heads), parse.GetValue(embd), parse.GetValue(block)),

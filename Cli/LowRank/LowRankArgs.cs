@@ -7,19 +7,31 @@ namespace LoraRuntime.Cli;
 /// <summary>Loading and checks shared by merge, compress, extract and combine, with errors that name the option.</summary>
 internal static class LowRankArgs
 {
-    /// <summary>Refuses an output directory that is (or lies under) a file, before any work is done; creates nothing.</summary>
-    public static void CheckOutputDirectory(string path, string option)
+    /// <summary>
+    /// Refuses an output directory, before any work is done and creating nothing: one that is (or lies under) a file,
+    /// the file system's root, or one of the command's inputs (<paramref name="inputs"/>: a base model, an adapter), or
+    /// a folder inside one — a run must never write over what it reads.
+    /// </summary>
+    public static void CheckOutputDirectory(string path, string option, params (string? Path, string Option)[] inputs)
     {
         string full;
         try
         {
-            full = Path.GetFullPath(path);
+            full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
         }
         catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
         {
             throw new UsageException($"{option}: '{path}' is not a valid directory path ({e.Message})");
         }
-        // Nothing is created here: a command that fails on its inputs leaves no trace.
+        if (Path.GetPathRoot(full) is { } root && string.Equals(Path.TrimEndingDirectorySeparator(root), full, StringComparison.Ordinal))
+            throw new UsageException($"{option}: '{path}' is the root of the file system; choose a folder for the output");
+        foreach (var (input, inputOption) in inputs)
+        {
+            if (input is null) continue;
+            string source = Path.TrimEndingDirectorySeparator(Path.GetFullPath(input));
+            if (full == source || full.StartsWith(source + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                throw new UsageException($"{option}: '{path}' is {(full == source ? "" : "inside ")}the {inputOption} directory '{input}'; write the output elsewhere");
+        }
         for (string? at = full; at is not null; at = Path.GetDirectoryName(at))
         {
             if (File.Exists(at)) throw new UsageException($"{option}: '{at}' is a file; expected '{path}' to be a directory");

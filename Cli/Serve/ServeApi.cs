@@ -186,7 +186,7 @@ internal static class ServeApi
         var m = host.Scheduler.Metrics.Snapshot();
         var p = host.Backend.Pool.Stats;
         var b = host.Bank.Stats;
-        return new MetricsResponse(m.Requests, m.Failed, host.Scheduler.ActiveCount, host.Scheduler.PendingCount, m.GeneratedTokens, m.Steps,
+        return new MetricsResponse(m.Requests, m.Failed, m.Cancelled, host.Scheduler.ActiveCount, host.Scheduler.PendingCount, m.GeneratedTokens, m.Steps,
             m.TokensPerSecond, m.MeanBatchRows, new LatencyMetrics(m.LatencyP50Ms, m.LatencyP90Ms, m.LatencyP99Ms),
             new PoolMetrics(p.BytesInUse, p.BytesReserved, p.PeakBytesInUse, p.CacheHits, p.CacheMisses),
             new AdapterMetrics(b.Loaded, b.Resident, b.ResidentBytes, b.BudgetBytes, b.Uploads, b.Evictions), GC.GetTotalMemory(false));
@@ -209,7 +209,12 @@ internal static class ServeApi
         }
         catch (JsonException e)
         {
-            await Error(ctx, 400, "the body is not valid JSON for this endpoint: " + e.Message, "invalid_request_error", null);
+            // In the client's terms: where in the body, not which .NET type could not be filled.
+            string field = e.Path is { Length: > 1 } path ? path.TrimStart('$', '.') : "";
+            string message = field.Length > 0 && e.LineNumber is not null && e.Message.Contains("could not be converted", StringComparison.Ordinal)
+                ? $"{field}: a value of the wrong type, or out of range"
+                : $"the body is not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1})";
+            await Error(ctx, 400, message, "invalid_request_error", field.Length > 0 ? field : null);
         }
         catch (BadHttpRequestException e)
         {
@@ -236,7 +241,11 @@ internal static class ServeApi
         catch (ArgumentException e)
         {
             int status = e.ParamName == "model" ? 404 : 400;
-            await Error(ctx, status, e.Message, status == 404 ? "not_found" : "invalid_request_error", e.ParamName);
+            string? param = ClientField(e.ParamName);
+            // The message in the request's terms: no ".NET" parameter suffix, no "Actual value was" line.
+            string message = e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+            if (e is ArgumentOutOfRangeException { ActualValue: { } actual }) message = message.Replace($"{Environment.NewLine}Actual value was {actual}.", "", StringComparison.Ordinal);
+            await Error(ctx, status, message.ReplaceLineEndings(" ").Trim(), status == 404 ? "not_found" : "invalid_request_error", param);
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
@@ -244,9 +253,21 @@ internal static class ServeApi
         }
         catch (Exception e) when (!ctx.Response.HasStarted)
         {
+            // Unexpected: logged for the operator (the client gets the message, not the trace).
+            Console.Error.WriteLine($"lora serve: 500 on {ctx.Request.Method} {ctx.Request.Path}: {e}");
             await Error(ctx, 500, e.Message, "server_error", null);
         }
     }
+
+    /// <summary>The request field an argument of the runtime stands for (its own names are C# names).</summary>
+    private static string? ClientField(string? name) => name switch
+    {
+        "topP" or "TopP" => "top_p",
+        "TopK" or "topK" => "top_k",
+        "Temperature" or "temperature" => "temperature",
+        "MaxTokens" or "maxTokens" => "max_tokens",
+        _ => name,
+    };
 
     internal static Task Error(HttpContext ctx, int status, string message, string type, string? param) =>
         Write(ctx, status, new ErrorResponse(new ErrorDetail(message, type, param)), ServeJsonContext.Default.ErrorResponse);

@@ -201,6 +201,7 @@ internal sealed record AdapterMetrics(
 internal sealed record MetricsResponse(
     [property: JsonPropertyName("requests")] long Requests,
     [property: JsonPropertyName("failed")] long Failed,
+    [property: JsonPropertyName("cancelled")] long Cancelled,
     [property: JsonPropertyName("active")] int Active,
     [property: JsonPropertyName("pending")] int Pending,
     [property: JsonPropertyName("generated_tokens")] long GeneratedTokens,

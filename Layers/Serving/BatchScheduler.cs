@@ -295,7 +295,7 @@ internal sealed class BatchScheduler : IDisposable
                 if (next.Cancellation.IsCancellationRequested)
                 {
                     _pending.Dequeue();
-                    Metrics.RecordFailure();
+                    Metrics.RecordCancellation();
                     Ended(next.Request, "cancelled");
                     next.Completion.TrySetCanceled(next.Cancellation);
                     s--;
@@ -346,7 +346,8 @@ internal sealed class BatchScheduler : IDisposable
             seq.Pending.Completion.TrySetResult(result);
             return;
         }
-        Metrics.RecordFailure();
+        if (error is OperationCanceledException) Metrics.RecordCancellation();
+        else Metrics.RecordFailure();
         if (error is OperationCanceledException) seq.Pending.Completion.TrySetCanceled(seq.Pending.Cancellation);
         else seq.Pending.Completion.TrySetException(error);
     }
@@ -366,7 +367,7 @@ internal sealed class BatchScheduler : IDisposable
                 _pending.Enqueue(p);
                 continue;
             }
-            Metrics.RecordFailure();
+            Metrics.RecordCancellation();
             Ended(p.Request, "cancelled");
             p.Completion.TrySetCanceled(p.Cancellation);
         }

@@ -263,4 +263,71 @@ public sealed class HardeningTests : IDisposable
         Assert.Equal(2, Run("serve", "--base", model, "--urls", "garbage"));
         Assert.Contains("--urls", OneLine());
     }
+
+    [Fact]
+    public void Output_locations_are_checked_before_the_work_and_never_overwrite_an_input()
+    {
+        string corpus = Corpus("c.txt", LoraRuntime.Cli.Commands.DemoCommand.ReadCorpus()[..5000]);
+        string model = Path.Combine(_root, "m");
+        Assert.Equal(0, Run(["train", "--data", corpus, "--out", model, .. Small]));
+        string adapter = Path.Combine(_root, "a");
+        Assert.Equal(0, Run(["finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "2", "--rank", "2", "--batch", "2", "--eval-every", "2",
+            "--eval-iters", "1"]));
+        string file = Path.Combine(_root, "a-file");
+        File.WriteAllText(file, "keep me");
+        var before = Directory.GetFileSystemEntries(_root, "*", SearchOption.AllDirectories).Select(p => (p, File.Exists(p) ? File.GetLastWriteTimeUtc(p) : default))
+            .ToHashSet();
+        foreach (var (args, expected) in new (string[], string)[]
+        {
+            (["train", "--data", corpus, "--out", file, .. Small], "is a file"),
+            (["train", "--data", corpus, "--out", Path.Combine(file, "below"), .. Small], "is a file"),
+            (["train", "--data", corpus, "--out", "/", .. Small], "root of the file system"),
+            (["finetune", "--base", model, "--data", corpus, "--out", model, "--iters", "2"], "the --base directory"),
+            (["finetune", "--base", model, "--data", corpus, "--out", Path.Combine(model, "checkpoints"), "--iters", "2"], "inside the --base directory"),
+            (["merge", "--base", model, "--adapter", adapter, "--out", model], "the --base directory"),
+            (["merge", "--base", model, "--adapter", adapter, "--out", adapter], "the --adapter directory"),
+            (["compress", "--model", model, "--rank", "2", "--out", model], "the --model directory"),
+            (["extract", "--base", model, "--tuned", model, "--rank", "2", "--out", Path.Combine(model, "x")], "inside the --base directory"),
+            (["combine", "--adapter", adapter, "--adapter", adapter, "--out", adapter], "the --adapter directory"),
+        })
+        {
+            Assert.True(Run(args) == 2, $"{string.Join(' ', args)}: {_error}");
+            string line = OneLine();
+            Assert.Contains("--out", line);
+            Assert.Contains(expected, line);
+        }
+        var after = Directory.GetFileSystemEntries(_root, "*", SearchOption.AllDirectories).Select(p => (p, File.Exists(p) ? File.GetLastWriteTimeUtc(p) : default))
+            .ToHashSet();
+        Assert.Equal(before, after); // nothing written, nothing touched
+        Assert.Equal("keep me", File.ReadAllText(file));
+    }
+
+    [Fact]
+    public async Task Server_errors_speak_of_the_request_not_of_dotnet_types()
+    {
+        using var f = new ServingFixture();
+        string modelDir = Path.Combine(f.Root, "model");
+        GptFiles.Save(f.Served, new CharTokenizer("abcdefghijklm"), modelDir);
+        using var host = ServingHost.Open(f.Backend, modelDir, [], new ServeOptions(Slots: 1, MaxStepTokens: 8, MaxRank: 8));
+        await using var app = ServeApi.Build(host, "http://127.0.0.1:0");
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+        foreach (var (body, expected) in new[]
+        {
+            ("""{"model": "base", "prompt": "abc", "max_tokens": "many"}""", "max_tokens: a value of the wrong type"),
+            ("""{"model": "base", "prompt": "abc", "seed": -3}""", "seed: a value of the wrong type"),
+            ("""{"model": "base", "prompt": "abc", "top_k": -1}""", "\"param\":\"top_k\""),
+            ("""{"model": "base", "prompt": "abc", "temperature": -1}""", "\"param\":\"temperature\""),
+            ("""{"model": "base", "prompt": """, "not valid JSON"),
+        })
+        {
+            using var content = new StringContent(body, Encoding.UTF8, "application/json");
+            using var response = await http.PostAsync("/v1/completions", content, TestContext.Current.CancellationToken);
+            string text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains(expected, text);
+            Assert.DoesNotContain("System.", text);
+            Assert.DoesNotContain("LoraRuntime.", text);
+        }
+    }
 }

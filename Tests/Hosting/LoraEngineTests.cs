@@ -209,7 +209,8 @@ public sealed class LoraEngineTests : IDisposable
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => engine.GenerateAsync("abc", new GenerationOptions { MaxTokens = 20 }, cancelled.Token));
         var again = await engine.GenerateAsync("abc", new GenerationOptions { Adapter = "all", MaxTokens = 5 }, Ct);
         Assert.Equal(expected.Tokens, again.Tokens);
-        Assert.Equal(1, engine.Stats.Generation.Failed);
+        Assert.Equal(0, engine.Stats.Generation.Failed); // a cancellation is not a failure
+        Assert.Equal(1, engine.Stats.Generation.Cancelled);
     }
 
     [Fact]

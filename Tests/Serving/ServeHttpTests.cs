@@ -113,7 +113,7 @@ public sealed class ServeHttpTests : IAsyncLifetime
     [InlineData("{\"model\": \"base\", \"prompt\": \"abcdefghijklmabcdefghijklm\"}", HttpStatusCode.BadRequest, "prompt")]
     [InlineData("{\"model\": \"base\", \"prompt\": \"xyz\"}", HttpStatusCode.BadRequest, "prompt")]
     [InlineData("{\"model\": \"base\", \"prompt\": \"abc\", \"max_tokens\": 0}", HttpStatusCode.BadRequest, "max_tokens")]
-    [InlineData("{\"model\": \"base\", \"prompt\": \"abc\", \"top_p\": 1.5}", HttpStatusCode.BadRequest, "topP")]
+    [InlineData("{\"model\": \"base\", \"prompt\": \"abc\", \"top_p\": 1.5}", HttpStatusCode.BadRequest, "top_p")]
     [InlineData("{\"model\": \"base\", \"prompt\": \"abc\", \"stop\": 3}", HttpStatusCode.BadRequest, "stop")]
     [InlineData("{\"prompt\": \"abc\"}", HttpStatusCode.BadRequest, "model")]
     public async Task Bad_completion_requests_get_a_4xx_with_a_json_error(string body, HttpStatusCode expected, string? param)
