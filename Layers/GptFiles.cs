@@ -48,15 +48,17 @@ internal static class GptFiles
             HuggingFaceTokenizer => HuggingFaceTokenizer.FileName,
             _ => throw new ArgumentException($"tokenizer: a {tokenizer.GetType().Name} cannot be saved in a model directory", nameof(tokenizer)),
         };
-        Directory.CreateDirectory(directory);
-        SaveParameters(model.Parameters, Path.Combine(directory, ModelFile), "lora-runtime-gpt");
-        switch (tokenizer)
+        ModelFolder.Write(directory, folder =>
         {
-            case BpeTokenizer bpe: bpe.Save(directory); break;
-            case HuggingFaceTokenizer hf: hf.Save(directory); break;
-        }
-        // config.json last: a directory is a model only once everything it names is in place.
-        AtomicFile.WriteAllBytes(Path.Combine(directory, ConfigFile), ConfigJson(model.Config, kind, (tokenizer as CharTokenizer)?.Vocabulary, names));
+            SaveParameters(model.Parameters, Path.Combine(folder, ModelFile), "lora-runtime-gpt");
+            switch (tokenizer)
+            {
+                case BpeTokenizer bpe: bpe.Save(folder); break;
+                case HuggingFaceTokenizer hf: hf.Save(folder); break;
+            }
+            // config.json last: in an existing folder, a directory is a model only once everything it names is in place.
+            AtomicFile.WriteAllBytes(Path.Combine(folder, ConfigFile), ConfigJson(model.Config, kind, (tokenizer as CharTokenizer)?.Vocabulary, names));
+        });
     }
 
     /// <summary>Writes every parameter of <paramref name="parameters"/> to a safetensors file.</summary>

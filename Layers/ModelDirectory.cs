@@ -90,19 +90,23 @@ internal static class ModelDirectory
     /// </summary>
     public static void SaveLike(GptModel model, ITokenizer? tokenizer, ModelLayout names, string source, string directory)
     {
-        switch (DetectLayout(source))
+        var layout = DetectLayout(source);
+        ModelFolder.Write(directory, folder =>
         {
-            case ModelLayout.LoraRuntime:
-                GptFiles.Save(model, tokenizer, directory, names);
-                break;
-            case ModelLayout.Gpt2:
-                Gpt2Checkpoint.Save(model, directory);
-                ((BpeTokenizer)tokenizer!).Save(directory);
-                break;
-            case ModelLayout.Llama:
-                LlamaCheckpoint.Save(model, source, directory);
-                break;
-        }
+            switch (layout)
+            {
+                case ModelLayout.LoraRuntime:
+                    GptFiles.Save(model, tokenizer, folder, names);
+                    break;
+                case ModelLayout.Gpt2:
+                    Gpt2Checkpoint.Save(model, folder);
+                    ((BpeTokenizer)tokenizer!).Save(folder);
+                    break;
+                case ModelLayout.Llama:
+                    LlamaCheckpoint.Save(model, source, folder);
+                    break;
+            }
+        });
     }
 
     /// <summary>

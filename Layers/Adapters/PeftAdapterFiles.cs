@@ -31,7 +31,6 @@ internal static class PeftAdapterFiles
         ArgumentNullException.ThrowIfNull(adapter);
         ArgumentNullException.ThrowIfNull(config);
         var peft = PeftTargets.ForAdapter(adapter, config, layout, baseModel);
-        Directory.CreateDirectory(directory);
         var writer = new SafetensorsWriter();
         foreach (var w in adapter.Modules)
         {
@@ -41,8 +40,11 @@ internal static class PeftAdapterFiles
             if (w.Magnitude is not null) writer.Add(key + ".lora_magnitude_vector", w.Magnitude.Value);
         }
         writer.AddMetadata("format", "pt");
-        writer.Save(Path.Combine(directory, WeightsFile));
-        SaveConfig(peft, directory);
+        ModelFolder.Write(directory, folder =>
+        {
+            writer.Save(Path.Combine(folder, WeightsFile));
+            SaveConfig(peft, folder);
+        });
     }
 
     /// <summary>Writes <paramref name="config"/> as the adapter_config.json of <paramref name="directory"/>, atomically.</summary>

@@ -67,7 +67,6 @@ internal static class PeftAdapterTensors
     public static void Write(AdapterTensors adapter, string directory)
     {
         ArgumentNullException.ThrowIfNull(adapter);
-        Directory.CreateDirectory(directory);
         var writer = new SafetensorsWriter();
         foreach (var m in adapter.Modules)
         {
@@ -75,7 +74,10 @@ internal static class PeftAdapterTensors
             writer.Add(Prefix + m.Path + BKey, m.B, m.OutFeatures, m.Rank);
         }
         writer.AddMetadata("format", "pt");
-        writer.Save(Path.Combine(directory, PeftAdapterFiles.WeightsFile));
-        PeftAdapterFiles.SaveConfig(PeftTargets.ForConfig(adapter.Config, adapter.BaseModel), directory);
+        ModelFolder.Write(directory, folder =>
+        {
+            writer.Save(Path.Combine(folder, PeftAdapterFiles.WeightsFile));
+            PeftAdapterFiles.SaveConfig(PeftTargets.ForConfig(adapter.Config, adapter.BaseModel), folder);
+        });
     }
 }

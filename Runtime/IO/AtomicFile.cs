@@ -27,6 +27,7 @@ public static class AtomicFile
         string full = Path.GetFullPath(path);
         string folder = Path.GetDirectoryName(full) ?? throw new IOException($"{path}: not a file path");
         Directory.CreateDirectory(folder);
+        RemoveAbandoned(folder, Path.GetFileName(full));
         string temp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
@@ -41,6 +42,40 @@ public static class AtomicFile
         {
             File.Delete(temp); // a no-op when it was never created
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Deletes the temporary files of earlier writes of <paramref name="name"/> whose process is gone (killed before it
+    /// could clean up): their names carry the writer's process id, so a write in progress elsewhere is left alone.
+    /// </summary>
+    private static void RemoveAbandoned(string folder, string name)
+    {
+        try
+        {
+            foreach (string temp in Directory.EnumerateFiles(folder, $".{name}.*.tmp"))
+            {
+                string[] parts = Path.GetFileName(temp)[(name.Length + 2)..].Split('.');
+                if (parts.Length != 3 || !int.TryParse(parts[0], out int pid) || pid == Environment.ProcessId || IsRunning(pid)) continue;
+                File.Delete(temp);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Cleaning up is a courtesy: a folder that cannot be listed or a file that cannot be removed stays.
+        }
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
         }
     }
 }

@@ -330,4 +330,49 @@ public sealed class HardeningTests : IDisposable
             Assert.DoesNotContain("LoraRuntime.", text);
         }
     }
+
+    [Fact]
+    public async Task A_merge_killed_at_any_point_leaves_a_whole_model_or_none_and_the_next_run_cleans_up()
+    {
+        string corpus = Corpus("c.txt", LoraRuntime.Cli.Commands.DemoCommand.ReadCorpus()[..5000]);
+        string model = Path.Combine(_root, "m"), adapter = Path.Combine(_root, "a");
+        // Wide enough that writing it takes a while (≈ 25 MB).
+        Assert.Equal(0, Run(["train", "--data", corpus, "--out", model, "--iters", "1", "--layers", "6", "--embd", "384", "--heads", "6", "--block", "16",
+            "--batch", "2", "--eval-every", "1", "--eval-iters", "1"]));
+        Assert.Equal(0, Run(["finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "1", "--rank", "2", "--batch", "2", "--eval-every", "1",
+            "--eval-iters", "1"]));
+        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
+        string lora = Path.Combine(AppContext.BaseDirectory, "lora.dll");
+        var random = new Random(7);
+        int whole = 0, none = 0;
+        for (int trial = 0; trial < 8; trial++)
+        {
+            string output = Path.Combine(_root, "merged-" + trial);
+            var start = new System.Diagnostics.ProcessStartInfo(dotnet) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string arg in new[] { lora, "merge", "--base", model, "--adapter", adapter, "--out", output, "--device", "cpu" }) start.ArgumentList.Add(arg);
+            using var process = System.Diagnostics.Process.Start(start)!;
+            await Task.Delay(random.Next(40, 400), TestContext.Current.CancellationToken); // the whole merge takes about 0.3 s
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+            if (!Directory.Exists(output))
+            {
+                none++;
+                continue;
+            }
+            whole++;
+            using var backend = new LoraRuntime.Cpu.CpuBackend();
+            var (loaded, _, _) = ModelDirectory.Load(backend, output, maxBatch: 1); // a partial model would not load
+            loaded.Dispose();
+        }
+        Assert.True(whole + none == 8 && none > 0, $"{whole} whole, {none} none: no kill landed before the end");
+        // What killed runs left (temporary folders and files) goes at the next write to the same places.
+        for (int trial = 0; trial < 8; trial++)
+        {
+            string output = Path.Combine(_root, "merged-" + trial);
+            if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+            Assert.Equal(0, Run("merge", "--base", model, "--adapter", adapter, "--out", output));
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(_root, "*.partial"));
+        Assert.Empty(Directory.GetFiles(_root, "*.tmp", SearchOption.AllDirectories));
+    }
 }
