@@ -375,4 +375,37 @@ public sealed class HardeningTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(_root, "*.partial"));
         Assert.Empty(Directory.GetFiles(_root, "*.tmp", SearchOption.AllDirectories));
     }
+
+    [Fact]
+    public void A_full_disk_fails_the_run_in_one_line_and_leaves_no_partial_model()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Skip("needs Linux's tmpfs");
+        string corpus = Corpus("c.txt", LoraRuntime.Cli.Commands.DemoCommand.ReadCorpus()[..5000]);
+        string model = Path.Combine(_root, "m"), adapter = Path.Combine(_root, "a");
+        Assert.Equal(0, Run(["train", "--data", corpus, "--out", model, "--iters", "1", "--layers", "2", "--embd", "64", "--heads", "2", "--block", "16",
+            "--batch", "2", "--eval-every", "1", "--eval-iters", "1"]));
+        Assert.Equal(0, Run(["finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "1", "--rank", "2", "--batch", "2", "--eval-every", "1",
+            "--eval-iters", "1"]));
+        // A small disk: 128 KiB, less than the model's weights.
+        string disk = Path.Combine(_root, "disk");
+        Directory.CreateDirectory(disk);
+        using (var mount = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("mount", ["-t", "tmpfs", "-o", "size=128k", "tmpfs", disk])
+            { RedirectStandardError = true })!)
+        {
+            mount.WaitForExit();
+            if (mount.ExitCode != 0) Assert.Skip($"cannot mount a small tmpfs here ({mount.StandardError.ReadToEnd().Trim()}): needs root with CAP_SYS_ADMIN");
+        }
+        try
+        {
+            string output = Path.Combine(disk, "merged");
+            Assert.Equal(1, Run("merge", "--base", model, "--adapter", adapter, "--out", output));
+            Assert.Contains("the disk is full", OneLine());
+            Assert.Empty(Directory.GetFileSystemEntries(disk)); // no model, no temporary folder or file
+        }
+        finally
+        {
+            using var umount = System.Diagnostics.Process.Start("umount", [disk]);
+            umount.WaitForExit();
+        }
+    }
 }
