@@ -7,6 +7,24 @@ namespace LoraRuntime.Layers;
 /// </summary>
 internal static class ModelMemory
 {
+    /// <summary>
+    /// The same for a decoder's reservations (<c>lora serve</c>'s --slots, --max-step-tokens, --max-rank; an engine's
+    /// options): the KV cache of every slot and a step's scratch, refused with the options that make it too large.
+    /// </summary>
+    public static void CheckDecoder(Backend backend, GptConfig config, int slots, int maxStepTokens, int maxRank, int maxSequence)
+    {
+        double kv = (double)slots * config.Layers * maxSequence * 2 * config.KvHeads * config.HeadDim;
+        double c = config.Channels, rows = maxStepTokens;
+        double step = rows * (12 * c + 3 * config.Hidden + config.Vocabulary) + rows * maxRank * 8 + rows * config.Heads * maxSequence;
+        double needed = 4 * (kv + step);
+        long available = backend.IsHostMemory ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : long.MaxValue;
+        if (needed > available)
+            throw new InsufficientMemoryException(
+                $"serving {slots} sequences of up to {maxSequence} tokens, {maxStepTokens} tokens a step and adapters up to rank {maxRank} on a model of " +
+                $"L = {config.Layers}, C = {config.Channels}, V = {config.Vocabulary} reserves about {needed / (1L << 30):N1} GiB (KV cache {4 * kv / (1L << 30):N1} GiB); " +
+                $"this machine has {available / (double)(1L << 30):N1} GiB: lower the slots, the step's tokens or the rank");
+    }
+
     /// <summary>Throws an <see cref="InsufficientMemoryException"/> naming the shape when it cannot fit.</summary>
     public static void Check(Backend backend, GptConfig config, int maxBatch, bool training, bool trainParameters)
     {

@@ -55,9 +55,19 @@ internal static class TrainCommand
         model.Initialize(options.Seed);
         using var trainer = new Trainer(model, model.Parameters, train, validation, options);
         string checkpoints = Path.Combine(outDir, "checkpoints");
+        if (!resume && Directory.Exists(checkpoints) && Directory.EnumerateFileSystemEntries(checkpoints).Any())
+            throw new UsageException($"--out: '{outDir}' holds the checkpoints of an earlier run; pass --resume to continue it, or write to another folder");
         if (resume)
         {
-            trainer.ResumeFrom(checkpoints);
+            try
+            {
+                trainer.ResumeFrom(checkpoints);
+            }
+            catch (Exception e) when (e is InvalidDataException or ArgumentException or KeyNotFoundException)
+            {
+                string why = e is ArgumentException { ParamName: { } p } ? e.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : e.Message;
+                throw new UsageException($"--resume: the checkpoint in '{checkpoints}' does not fit this run (another architecture or corpus?): {why}");
+            }
             terminal.Error.MarkupLine($"[grey]resumed at step {trainer.Step} from {Markup.Escape(checkpoints)}[/]");
         }
         terminal.Error.MarkupLine(

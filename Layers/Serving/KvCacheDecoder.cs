@@ -45,6 +45,7 @@ internal sealed class KvCacheDecoder : IDisposable
         int blockSize = layout.Model.Config.BlockSize;
         if (maxSequence is { } m && (m < 1 || m > blockSize))
             throw new ArgumentOutOfRangeException(nameof(maxSequence), m, $"maxSequence: expected 1 to the model's block size {blockSize}; got {m}");
+        ModelMemory.CheckDecoder(layout.Model.Parameters.Backend, layout.Model.Config, slots, maxStepTokens, maxRank, maxSequence ?? blockSize);
         Layout = layout;
         _model = layout.Model;
         var config = _model.Config;

@@ -408,4 +408,23 @@ public sealed class HardeningTests : IDisposable
             umount.WaitForExit();
         }
     }
+
+    [Fact]
+    public void Reservations_and_earlier_runs_are_checked_before_the_work()
+    {
+        string corpus = Corpus("c.txt", LoraRuntime.Cli.Commands.DemoCommand.ReadCorpus()[..5000]);
+        string model = Path.Combine(_root, "m");
+        Assert.Equal(0, Run(["train", "--data", corpus, "--out", model, .. Small]));
+        // Serving reservations past the machine: refused with the options to lower, before the server starts.
+        Assert.Equal(2, Run("serve", "--base", model, "--max-rank", "10000000", "--urls", "http://127.0.0.1:0"));
+        Assert.Contains("lower the slots, the step's tokens or the rank", OneLine());
+        // Training again into a folder with an earlier run's checkpoints needs --resume; a checkpoint of another shape is refused.
+        Assert.Equal(2, Run(["train", "--data", corpus, "--out", model, .. Small]));
+        Assert.Contains("pass --resume", OneLine());
+        Assert.Equal(2, Run(["train", "--data", corpus, "--out", model, "--resume", "--iters", "2", "--layers", "1", "--embd", "32", "--heads", "2", "--block", "16",
+            "--batch", "2"]));
+        string line = OneLine();
+        Assert.Contains("--resume: the checkpoint", line);
+        Assert.DoesNotContain("(Parameter", line);
+    }
 }
