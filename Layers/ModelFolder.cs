@@ -4,7 +4,7 @@ namespace LoraRuntime.Layers;
 /// Writes a model or adapter directory as a whole: a new directory is filled under a temporary name beside it and
 /// renamed into place only when every file is written, so a failure (a full disk) or a kill leaves either no directory
 /// or a complete one, never a model.safetensors without its config.json. Into an existing directory (a training run's,
-/// with its checkpoints) each file is replaced atomically, the configuration last. Temporary directories of runs that
+/// with its checkpoints) the files are filled beside it the same way, then renamed in, the configuration last. Temporary directories of runs that
 /// were killed are removed by the next write to the same place.
 /// </summary>
 internal static class ModelFolder
@@ -15,25 +15,42 @@ internal static class ModelFolder
         ArgumentNullException.ThrowIfNull(fill);
         string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
         string parent = Path.GetDirectoryName(full) ?? throw new IOException($"{directory}: not a folder path");
-        Directory.CreateDirectory(parent);
-        RemoveAbandoned(parent, Path.GetFileName(full));
-        if (Directory.Exists(full))
+        if (full.EndsWith(".partial", StringComparison.Ordinal) && Directory.Exists(full))
         {
-            fill(full);
+            fill(full); // already one of ours being filled (a save inside a save): no second level
             return;
         }
+        Directory.CreateDirectory(parent);
+        RemoveAbandoned(parent, Path.GetFileName(full));
         string temp = Path.Combine(parent, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.partial");
         Directory.CreateDirectory(temp);
         try
         {
             fill(temp);
-            Directory.Move(temp, full);
+            if (!Directory.Exists(full)) Directory.Move(temp, full);
+            else
+            {
+                // Into an existing folder (a training run's, with its checkpoints): renames only, which take no space,
+                // the configuration files last — a reader that finds one finds everything it names.
+                var entries = Directory.GetFileSystemEntries(temp).OrderBy(e => e.EndsWith("config.json", StringComparison.Ordinal)).ToList();
+                foreach (string entry in entries)
+                {
+                    string target = Path.Combine(full, Path.GetFileName(entry));
+                    if (File.Exists(entry)) File.Move(entry, target, overwrite: true);
+                    else
+                    {
+                        if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
+                        Directory.Move(entry, target);
+                    }
+                }
+                Directory.Delete(temp, recursive: true);
+            }
         }
         catch
         {
             try
             {
-                Directory.Delete(temp, recursive: true);
+                if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -53,6 +53,7 @@ internal static class CompressCommand
             // Any layout in; ours out (a factored layer has no Hugging Face layout), keeping the tokenizer and the module
             // names the source's PEFT adapters use.
             var (model, tokenizer, names) = LowRankArgs.LoadAnyModel(backend, source, "--model", evalBatch);
+            OutputPath.CheckFreeSpace(outDir, model.Parameters.Count * sizeof(float), "--out"); // at most the dense model
             using (model)
             {
                 TokenBatches? validation = null;

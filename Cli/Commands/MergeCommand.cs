@@ -27,6 +27,7 @@ internal static class MergeCommand
             LowRankArgs.CheckOutputDirectory(outDir, "--out", (source, "--base"), (dir, "--adapter"));
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
             var (model, tokenizer, layout) = LowRankArgs.LoadAnyModel(backend, source, "--base", maxBatch: 1);
+            OutputPath.CheckFreeSpace(outDir, model.Parameters.Count * sizeof(float), "--out");
             using (model)
             using (var lora = new LoraModel(model))
             {

@@ -51,6 +51,9 @@ internal static class TrainCommand
     {
         var (train, validation) = TrainingOptions.Split(tokenizer.Encode(text), config.BlockSize);
         using var backend = BenchOptions.CreateBackend(device);
+        // Memory first, then the disk: the model and a checkpoint of it with Adam's moments, known before the run.
+        ModelMemory.Check(backend, config, options.Batch, training: true, trainParameters: true);
+        OutputPath.CheckFreeSpace(outDir, (long)(config.ParameterCount() * 4 * 4), "--out");
         using var model = new GptModel(backend, config, options.Batch);
         model.Initialize(options.Seed);
         using var trainer = new Trainer(model, model.Parameters, train, validation, options);
@@ -68,7 +71,9 @@ internal static class TrainCommand
                 string why = e is ArgumentException { ParamName: { } p } ? e.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : e.Message;
                 throw new UsageException($"--resume: the checkpoint in '{checkpoints}' does not fit this run (another architecture or corpus?): {why}");
             }
-            terminal.Error.MarkupLine($"[grey]resumed at step {trainer.Step} from {Markup.Escape(checkpoints)}[/]");
+            if (trainer.Step >= options.Iterations)
+                throw new UsageException($"--iters: the checkpoint is at step {trainer.Step}, already past --iters {options.Iterations} (the run's total); give a larger --iters to train further");
+            terminal.Error.MarkupLine($"[grey]resumed at step {trainer.Step} of {options.Iterations} from {Markup.Escape(checkpoints)}[/]");
         }
         terminal.Error.MarkupLine(
             $"[grey]{(config.Mlp == MlpKind.GatedSilu ? "Llama-style" : "GPT")} {config.Layers}L/{config.Heads}H/{config.Channels}C, T = {config.BlockSize}, V = {config.Vocabulary}: {model.Parameters.Count:N0} parameters on {backend.Name}; {train.Length:N0} training tokens[/]");

@@ -377,7 +377,7 @@ public sealed class HardeningTests : IDisposable
     }
 
     [Fact]
-    public void A_full_disk_fails_the_run_in_one_line_and_leaves_no_partial_model()
+    public void A_full_disk_is_refused_before_the_work_or_fails_it_in_one_line_leaving_no_partial_model()
     {
         if (!OperatingSystem.IsLinux()) Assert.Skip("needs Linux's tmpfs");
         string corpus = Corpus("c.txt", LoraRuntime.Cli.Commands.DemoCommand.ReadCorpus()[..5000]);
@@ -386,10 +386,10 @@ public sealed class HardeningTests : IDisposable
             "--batch", "2", "--eval-every", "1", "--eval-iters", "1"]));
         Assert.Equal(0, Run(["finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "1", "--rank", "2", "--batch", "2", "--eval-every", "1",
             "--eval-iters", "1"]));
-        // A small disk: 128 KiB, less than the model's weights.
+        // A small disk: 32 KiB, less than the model's weights (≈ 400 KiB) and than a loss plot.
         string disk = Path.Combine(_root, "disk");
         Directory.CreateDirectory(disk);
-        using (var mount = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("mount", ["-t", "tmpfs", "-o", "size=128k", "tmpfs", disk])
+        using (var mount = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("mount", ["-t", "tmpfs", "-o", "size=32k", "tmpfs", disk])
             { RedirectStandardError = true })!)
         {
             mount.WaitForExit();
@@ -397,10 +397,20 @@ public sealed class HardeningTests : IDisposable
         }
         try
         {
+            // What a merge writes is known: refused before the work, naming the space.
             string output = Path.Combine(disk, "merged");
-            Assert.Equal(1, Run("merge", "--base", model, "--adapter", adapter, "--out", output));
+            Assert.Equal(2, Run("merge", "--base", model, "--adapter", adapter, "--out", output));
+            Assert.Contains("its file system has", OneLine());
+            Assert.Empty(Directory.GetFileSystemEntries(disk));
+            // A fine-tuning run's checkpoints and plot are not known in advance: the disk fills during the run, which ends in
+            // one line, exit 1, and leaves no weights without their configuration (and no temporary folder).
+            string tuned = Path.Combine(disk, "tuned");
+            Assert.Equal(1, Run(["finetune", "--base", model, "--data", corpus, "--out", tuned, "--iters", "4", "--rank", "2", "--batch", "2", "--eval-every", "1",
+                "--eval-iters", "1"]));
             Assert.Contains("the disk is full", OneLine());
-            Assert.Empty(Directory.GetFileSystemEntries(disk)); // no model, no temporary folder or file
+            Assert.False(File.Exists(Path.Combine(tuned, "adapter_model.safetensors")) && !File.Exists(Path.Combine(tuned, "adapter_config.json")));
+            Assert.Empty(Directory.GetFileSystemEntries(disk, "*.partial"));
+            Assert.Empty(Directory.GetFiles(disk, "*.tmp", SearchOption.AllDirectories));
         }
         finally
         {
