@@ -262,6 +262,28 @@ public sealed class HardeningTests : IDisposable
         Assert.Equal(0, Run(["train", "--data", corpus, "--out", model, .. Small]));
         Assert.Equal(2, Run("serve", "--base", model, "--urls", "garbage"));
         Assert.Contains("--urls", OneLine());
+        // A port in use.
+        var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        try
+        {
+            int port = ((IPEndPoint)taken.LocalEndpoint).Port;
+            Assert.Equal(2, Run("serve", "--base", model, "--urls", $"http://127.0.0.1:{port}"));
+            Assert.Contains("address already in use", OneLine());
+        }
+        finally
+        {
+            taken.Stop();
+        }
+        // A step of 10⁸ tokens: refused by the reservation check, not by an exhausted machine.
+        Assert.Equal(2, Run("serve", "--base", model, "--max-step-tokens", "100000000", "--urls", "http://127.0.0.1:0"));
+        Assert.Contains("lower the slots", OneLine());
+        // Resuming a run past its --iters says so instead of reporting steps it did not take.
+        string run = Path.Combine(_root, "run");
+        Assert.Equal(0, Run(["train", "--data", corpus, "--out", run, .. Small[..^2], "--eval-iters", "1"]));
+        Assert.Equal(2, Run(["train", "--data", corpus, "--out", run, "--resume", "--iters", "1", "--layers", "1", "--embd", "16", "--heads", "2", "--block", "16",
+            "--batch", "2"]));
+        Assert.Contains("already past --iters 1", OneLine());
     }
 
     [Fact]
