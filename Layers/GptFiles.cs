@@ -48,7 +48,7 @@ internal static class GptFiles
             HuggingFaceTokenizer => HuggingFaceTokenizer.FileName,
             _ => throw new ArgumentException($"tokenizer: a {tokenizer.GetType().Name} cannot be saved in a model directory", nameof(tokenizer)),
         };
-        ModelFolder.Write(directory, folder =>
+        AtomicDirectory.Write(directory, folder =>
         {
             SaveParameters(model.Parameters, Path.Combine(folder, ModelFile), "lora-runtime-gpt");
             switch (tokenizer)

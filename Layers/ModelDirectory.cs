@@ -1,3 +1,4 @@
+using LoraRuntime.IO;
 using System.Text.Json;
 using LoraRuntime.Layers.Text;
 
@@ -91,7 +92,7 @@ internal static class ModelDirectory
     public static void SaveLike(GptModel model, ITokenizer? tokenizer, ModelLayout names, string source, string directory)
     {
         var layout = DetectLayout(source);
-        ModelFolder.Write(directory, folder =>
+        AtomicDirectory.Write(directory, folder =>
         {
             switch (layout)
             {

@@ -40,7 +40,7 @@ internal static class PeftAdapterFiles
             if (w.Magnitude is not null) writer.Add(key + ".lora_magnitude_vector", w.Magnitude.Value);
         }
         writer.AddMetadata("format", "pt");
-        ModelFolder.Write(directory, folder =>
+        AtomicDirectory.Write(directory, folder =>
         {
             writer.Save(Path.Combine(folder, WeightsFile));
             SaveConfig(peft, folder);

@@ -74,7 +74,7 @@ internal static class PeftAdapterTensors
             writer.Add(Prefix + m.Path + BKey, m.B, m.OutFeatures, m.Rank);
         }
         writer.AddMetadata("format", "pt");
-        ModelFolder.Write(directory, folder =>
+        AtomicDirectory.Write(directory, folder =>
         {
             writer.Save(Path.Combine(folder, PeftAdapterFiles.WeightsFile));
             PeftAdapterFiles.SaveConfig(PeftTargets.ForConfig(adapter.Config, adapter.BaseModel), folder);

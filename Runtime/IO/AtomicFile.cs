@@ -45,37 +45,17 @@ public static class AtomicFile
         }
     }
 
-    /// <summary>
-    /// Deletes the temporary files of earlier writes of <paramref name="name"/> whose process is gone (killed before it
-    /// could clean up): their names carry the writer's process id, so a write in progress elsewhere is left alone.
-    /// </summary>
+    /// <summary>Deletes the temporary files of earlier writes of <paramref name="name"/> whose process is gone (a killed run).</summary>
     private static void RemoveAbandoned(string folder, string name)
     {
         try
         {
             foreach (string temp in Directory.EnumerateFiles(folder, $".{name}.*.tmp"))
-            {
-                string[] parts = Path.GetFileName(temp)[(name.Length + 2)..].Split('.');
-                if (parts.Length != 3 || !int.TryParse(parts[0], out int pid) || pid == Environment.ProcessId || IsRunning(pid)) continue;
-                File.Delete(temp);
-            }
+                if (Temporaries.IsAbandoned(Path.GetFileName(temp), name)) File.Delete(temp);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // Cleaning up is a courtesy: a folder that cannot be listed or a file that cannot be removed stays.
-        }
-    }
-
-    private static bool IsRunning(int pid)
-    {
-        try
-        {
-            using var process = System.Diagnostics.Process.GetProcessById(pid);
-            return !process.HasExited;
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-        {
-            return false;
         }
     }
 }

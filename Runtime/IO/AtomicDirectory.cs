@@ -1,4 +1,4 @@
-namespace LoraRuntime.Layers;
+namespace LoraRuntime.IO;
 
 /// <summary>
 /// Writes a model or adapter directory as a whole: a new directory is filled under a temporary name beside it and
@@ -7,9 +7,13 @@ namespace LoraRuntime.Layers;
 /// with its checkpoints) the files are filled beside it the same way, then renamed in, the configuration last. Temporary directories of runs that
 /// were killed are removed by the next write to the same place.
 /// </summary>
-internal static class ModelFolder
+public static class AtomicDirectory
 {
-    /// <summary>Runs <paramref name="fill"/> on the folder to write into, then makes it <paramref name="directory"/>.</summary>
+    /// <summary>
+    /// Runs <paramref name="fill"/> on a new folder beside <paramref name="directory"/>, then makes its content
+    /// <paramref name="directory"/>'s: by renaming the folder when there was none, else by renaming its entries in (files
+    /// whose names end in config.json last). A failure removes the new folder and leaves <paramref name="directory"/> as it was.
+    /// </summary>
     public static void Write(string directory, Action<string> fill)
     {
         ArgumentNullException.ThrowIfNull(fill);
@@ -65,16 +69,25 @@ internal static class ModelFolder
         try
         {
             foreach (string temp in Directory.EnumerateDirectories(parent, $".{name}.*.partial"))
-            {
-                string[] parts = Path.GetFileName(temp)[(name.Length + 2)..].Split('.');
-                if (parts.Length != 3 || !int.TryParse(parts[0], out int pid) || pid == Environment.ProcessId || IsRunning(pid)) continue;
-                Directory.Delete(temp, recursive: true);
-            }
+                if (Temporaries.IsAbandoned(Path.GetFileName(temp), name)) Directory.Delete(temp, recursive: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // Cleaning up is a courtesy.
         }
+    }
+}
+
+/// <summary>
+/// The temporary files and folders of atomic writes are named ".{name}.{process id}.{guid}.{suffix}": one whose
+/// process is gone was abandoned by a killed run and may be removed; one of a running process is being written.
+/// </summary>
+internal static class Temporaries
+{
+    public static bool IsAbandoned(string temporary, string name)
+    {
+        string[] parts = temporary[(name.Length + 2)..].Split('.');
+        return parts.Length == 3 && int.TryParse(parts[0], out int pid) && pid != Environment.ProcessId && !IsRunning(pid);
     }
 
     private static bool IsRunning(int pid)
