@@ -1,5 +1,5 @@
-using LoraRuntime.IO;
 using System.Text.Json;
+using LoraRuntime.IO;
 using LoraRuntime.Layers.Text;
 
 namespace LoraRuntime.Layers;

@@ -17,7 +17,7 @@ internal static class ModelMemory
         double c = config.Channels, rows = maxStepTokens;
         double step = rows * (12 * c + 3 * config.Hidden + config.Vocabulary) + rows * maxRank * 8 + rows * config.Heads * maxSequence;
         double needed = 4 * (kv + step);
-        long available = backend.IsHostMemory ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : long.MaxValue;
+        long available = Available(backend);
         if (needed > available)
             throw new InsufficientMemoryException(
                 $"serving {slots} sequences of up to {maxSequence} tokens, {maxStepTokens} tokens a step and adapters up to rank {maxRank} on a model of " +
@@ -29,12 +29,16 @@ internal static class ModelMemory
     public static void Check(Backend backend, GptConfig config, int maxBatch, bool training, bool trainParameters)
     {
         double needed = config.EstimateBytes(maxBatch, training, trainParameters);
-        // Host memory: what the runtime may use (a container's limit where there is one). A device's own memory is
-        // the device's to refuse; the host still holds the file's staging and the tokenizer.
-        long available = backend.IsHostMemory ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : long.MaxValue;
+        long available = Available(backend);
         if (needed > available)
             throw new InsufficientMemoryException(
                 $"a model of L = {config.Layers} layers, C = {config.Channels}, V = {config.Vocabulary}, T = {config.BlockSize}, {config.ParameterCount():N0} weights" +
                 $"{(training ? ", for training" : "")} with a batch of {maxBatch} needs about {needed / (1L << 30):N1} GiB; this machine has {available / (double)(1L << 30):N1} GiB");
     }
+
+    /// <summary>
+    /// Host memory the runtime may use (a container's limit where there is one); a device's own memory is the device's
+    /// to refuse (the host still holds the file's staging and the tokenizer).
+    /// </summary>
+    private static long Available(Backend backend) => backend.IsHostMemory ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : long.MaxValue;
 }

@@ -132,9 +132,6 @@ internal static class ServeChat
 
         public Task Usage(CompletionResult[] results) => Chunk([], ServeGeneration.Usage(results));
 
-        public Task Error(string message, string type) =>
-            ServeGeneration.Event(ctx, new ErrorResponse(new ErrorDetail(message, type, null)), ServeJsonContext.Default.ErrorResponse);
-
         /// <summary>A choice's first delta names the role, as OpenAI's do.</summary>
         private ChatDelta Delta(int choice, string? content)
         {

@@ -68,9 +68,6 @@ internal static class ServeCompletions
 
         public Task Usage(CompletionResult[] results) => Chunk([], ServeGeneration.Usage(results));
 
-        public Task Error(string message, string type) =>
-            ServeGeneration.Event(ctx, new ErrorResponse(new ErrorDetail(message, type, null)), ServeJsonContext.Default.ErrorResponse);
-
         private Task Chunk(CompletionChunkChoice[] choices, CompletionUsage? usage) =>
             ServeGeneration.Event(ctx, new CompletionChunk(id, "text_completion", created, model, choices, usage), ServeJsonContext.Default.CompletionChunk);
     }

@@ -62,13 +62,12 @@ internal static class ServeGeneration
         }
     }
 
-    /// <summary>What a stream's events say: a token's text (with the token), a choice's end, the usage.</summary>
+    /// <summary>What a stream's events say, in the endpoint's format: a token's text (with the token), a choice's end, the usage.</summary>
     public interface IEvents
     {
         Task Token(int choice, string text, GeneratedToken token, int offset);
         Task End(int choice, string rest, CompletionResult result);
         Task Usage(CompletionResult[] results);
-        Task Error(string message, string type);
     }
 
     /// <summary>
@@ -123,7 +122,8 @@ internal static class ServeGeneration
             // The status is sent already: the failure is the stream's last event, as OpenAI's streams end on an error.
             deadline.Cancel();
             bool late = e is OperationCanceledException;
-            await events.Error(late ? Expired(host).Message : e.Message, late ? "timeout" : "server_error");
+            var error = new ErrorResponse(new ErrorDetail(late ? Expired(host).Message : e.Message, late ? "timeout" : "server_error", null));
+            await Event(ctx, error, ServeJsonContext.Default.ErrorResponse);
         }
         await response.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted);
         await response.Body.FlushAsync(ctx.RequestAborted);

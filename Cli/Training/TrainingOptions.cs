@@ -1,6 +1,7 @@
-using LoraRuntime.Layers;
-using System.Text;
 using System.CommandLine;
+using System.Text;
+using LoraRuntime.IO;
+using LoraRuntime.Layers;
 using LoraRuntime.Layers.Training;
 using Spectre.Console;
 

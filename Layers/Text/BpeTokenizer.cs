@@ -67,6 +67,7 @@ internal sealed partial class BpeTokenizer : ITokenizer
             _merges[rank] = (left, right);
         }
         EndOfTextId = _ids.TryGetValue(EndOfText, out int eot) ? eot : null;
+        EndOfSequence = EndOfTextId is int end ? [end] : [];
         // Pieces reach the BPE already cut by GPT-2's pattern: its pre-tokenizer takes each whole.
         _bpe = MlBpeTokenizer.Create(new BpeOptions(_ids)
         {
@@ -81,7 +82,7 @@ internal sealed partial class BpeTokenizer : ITokenizer
     public int? EndOfTextId { get; }
 
     /// <summary>GPT-2 ends a sequence with <see cref="EndOfText"/> (its eos_token_id).</summary>
-    public IReadOnlyList<int> EndOfSequence => EndOfTextId is int eot ? [eot] : [];
+    public IReadOnlyList<int> EndOfSequence { get; }
 
     /// <summary>The merges, best first.</summary>
     public IReadOnlyList<(string Left, string Right)> Merges => _merges;

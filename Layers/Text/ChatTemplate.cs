@@ -1,4 +1,5 @@
 using System.Text.Json;
+using LoraRuntime.IO;
 using LoraRuntime.Layers.Text.Jinja;
 
 namespace LoraRuntime.Layers.Text;

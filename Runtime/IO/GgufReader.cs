@@ -64,10 +64,8 @@ public sealed class GgufReader : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("GGUF reading assumes a little-endian host");
-        var info = new FileInfo(path);
-        if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
-        if (!info.Exists) throw new FileNotFoundException($"{path}: no such file", path);
-        if (info.Length == 0) throw Bad(path, 0, "the file is empty, or not a regular file (a device, pipe or socket)");
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
+        if (InputFiles.LengthOf(path) == 0) throw Bad(path, 0, "the file is empty, or not a regular file (a device, pipe or socket)");
         var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         try
         {

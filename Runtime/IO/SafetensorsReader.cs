@@ -59,7 +59,7 @@ public sealed unsafe class SafetensorsReader : IDisposable
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors reading assumes a little-endian host");
         // A device or a pipe reports no length: refused before it is opened (opening a FIFO would block).
-        if (File.Exists(path) && LengthThroughLinks(path) == 0)
+        if (File.Exists(path) && InputFiles.LengthOf(path) == 0)
             throw SafetensorsHeader.Bad(path, "the file is empty, or not a regular file (a device, pipe or socket)");
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
         MemoryMappedFile? map = null;
@@ -173,13 +173,6 @@ public sealed unsafe class SafetensorsReader : IDisposable
             throw new ArgumentException(
                 $"{nameof(destination)}: expected a {dtype} tensor of shape {shape} for {Describe(entry)}; got {destination}", nameof(destination));
         LoadCore(entry, destination);
-    }
-
-    private static long LengthThroughLinks(string path)
-    {
-        var info = new FileInfo(path);
-        if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
-        return info.Exists ? info.Length : 0;
     }
 
     /// <summary>Unmaps the file. Spans from <see cref="TryGetFloat32Span"/> must not be used afterwards.</summary>

@@ -1,11 +1,11 @@
-namespace LoraRuntime.Layers;
+namespace LoraRuntime.IO;
 
 /// <summary>
 /// Reading the small files of a model or adapter directory (configurations, tokenizers, templates) with a bound: a file
 /// larger than it is refused before it is read, and one that reports no length — empty, or not a regular file (a device,
 /// a pipe: /dev/zero, a FIFO) — is refused before it is opened, which for a pipe would block.
 /// </summary>
-internal static class InputFiles
+public static class InputFiles
 {
     /// <summary>The bound of a configuration file (config.json, adapter_config.json, tokenizer_config.json, an index).</summary>
     public const long ConfigBytes = 16L << 20;
