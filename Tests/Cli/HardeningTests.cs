@@ -7,7 +7,6 @@ using LoraRuntime.Layers;
 using LoraRuntime.Layers.Adapters;
 using LoraRuntime.Layers.Text;
 using LoraRuntime.Tests.Serving;
-using Microsoft.AspNetCore.Builder;
 using Xunit;
 
 namespace LoraRuntime.Tests.Cli;
@@ -204,11 +203,9 @@ public sealed class HardeningTests : IDisposable
         using var f = new ServingFixture();
         string modelDir = Path.Combine(f.Root, "model");
         GptFiles.Save(f.Served, new CharTokenizer("abcdefghijklm"), modelDir);
-        using var host = ServingHost.Open(f.Backend, modelDir, [], new ServeOptions(Slots: 1, MaxStepTokens: 8, MaxRank: 8, AllowAdapterLoading: true,
-            AdapterRoot: f.Root, MaxAdapters: 2));
-        await using var app = ServeApi.Build(host, "http://127.0.0.1:0");
-        await app.StartAsync(TestContext.Current.CancellationToken);
-        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+        await using var server = await TestServer.StartAsync(ServingHost.Open(f.Backend, modelDir, [], new ServeOptions(Slots: 1, MaxStepTokens: 8, MaxRank: 8,
+            AllowAdapterLoading: true, AdapterRoot: f.Root, MaxAdapters: 2)));
+        var (host, http) = (server.Host, server.Http);
         async Task<(HttpStatusCode, string)> Load(string n, string path)
         {
             using var content = new StringContent(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string> { ["name"] = n, ["path"] = path }),
@@ -330,10 +327,8 @@ public sealed class HardeningTests : IDisposable
         using var f = new ServingFixture();
         string modelDir = Path.Combine(f.Root, "model");
         GptFiles.Save(f.Served, new CharTokenizer("abcdefghijklm"), modelDir);
-        using var host = ServingHost.Open(f.Backend, modelDir, [], new ServeOptions(Slots: 1, MaxStepTokens: 8, MaxRank: 8));
-        await using var app = ServeApi.Build(host, "http://127.0.0.1:0");
-        await app.StartAsync(TestContext.Current.CancellationToken);
-        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+        await using var server = await TestServer.StartAsync(ServingHost.Open(f.Backend, modelDir, [], new ServeOptions(Slots: 1, MaxStepTokens: 8, MaxRank: 8)));
+        var http = server.Http;
         foreach (var (body, expected) in new[]
         {
             ("""{"model": "base", "prompt": "abc", "max_tokens": "many"}""", "max_tokens: a value of the wrong type"),

@@ -328,33 +328,25 @@ public sealed class LlamaCheckpointTests : IDisposable
         Assert.Equal(prompt + tokenizer.Decode(expected), output.ToString().TrimEnd('\r', '\n'));
 
         // Served over HTTP with its text tokenizer: the same answer, and ignore_eos generates past it.
-        using var host = LoraRuntime.Cli.Serve.ServingHost.Open(_backend, dir, [], new LoraRuntime.Cli.Serve.ServeOptions(Slots: 2, MaxStepTokens: 16, MaxRank: 4));
-        await using var app = LoraRuntime.Cli.Serve.ServeApi.Build(host, "http://127.0.0.1:0");
-        await app.StartAsync(ct);
-        try
+        await using var server = await Serving.TestServer.StartAsync(
+            LoraRuntime.Cli.Serve.ServingHost.Open(_backend, dir, [], new LoraRuntime.Cli.Serve.ServeOptions(Slots: 2, MaxStepTokens: 16, MaxRank: 4)));
+        var http = server.Http;
+        async Task<JsonElement> Complete(string extra)
         {
-            using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()), Timeout = TimeSpan.FromSeconds(30) };
-            async Task<JsonElement> Complete(string extra)
-            {
-                using var content = new StringContent($$"""{"model": "base", "prompt": "{{prompt}}", "max_tokens": 4, "temperature": 0{{extra}}}""",
-                    System.Text.Encoding.UTF8, "application/json");
-                using var response = await http.PostAsync("/v1/completions", content, ct);
-                string body = await response.Content.ReadAsStringAsync(ct);
-                Assert.True(response.IsSuccessStatusCode, body);
-                return JsonDocument.Parse(body).RootElement.Clone();
-            }
-            var answer = await Complete("");
-            Assert.Equal(tokenizer.Decode(expected), answer.GetProperty("choices")[0].GetProperty("text").GetString());
-            Assert.Equal("stop", answer.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
-            Assert.Equal(tokenizer.EncodePrompt(prompt).Length, answer.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
-            var longer = await Complete(", \"ignore_eos\": true");
-            Assert.Equal(tokenizer.Decode(free), longer.GetProperty("choices")[0].GetProperty("text").GetString());
-            Assert.Equal("length", longer.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+            using var content = new StringContent($$"""{"model": "base", "prompt": "{{prompt}}", "max_tokens": 4, "temperature": 0{{extra}}}""",
+                System.Text.Encoding.UTF8, "application/json");
+            using var response = await http.PostAsync("/v1/completions", content, ct);
+            string body = await response.Content.ReadAsStringAsync(ct);
+            Assert.True(response.IsSuccessStatusCode, body);
+            return JsonDocument.Parse(body).RootElement.Clone();
         }
-        finally
-        {
-            await app.StopAsync(CancellationToken.None);
-        }
+        var answer = await Complete("");
+        Assert.Equal(tokenizer.Decode(expected), answer.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.Equal("stop", answer.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal(tokenizer.EncodePrompt(prompt).Length, answer.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        var longer = await Complete(", \"ignore_eos\": true");
+        Assert.Equal(tokenizer.Decode(free), longer.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.Equal("length", longer.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
     }
 
     /// <summary>Every tensor of <paramref name="shape"/> by Hugging Face name, random (norm weights about 1).</summary>

@@ -4,7 +4,6 @@ using System.Text.Json;
 using LoraRuntime.Cli.Serve;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Text;
-using Microsoft.AspNetCore.Builder;
 using Xunit;
 
 namespace LoraRuntime.Tests.Serving;
@@ -18,9 +17,7 @@ public sealed class ServeFuzzTests : IAsyncLifetime
 {
     private static readonly CharTokenizer Tokenizer = new("abcdefghijklm :\n");
     private readonly ServingFixture _f = new();
-    private ServingHost _host = null!;
-    private WebApplication _app = null!;
-    private HttpClient _http = null!;
+    private TestServer _server = null!;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -34,18 +31,13 @@ public sealed class ServeFuzzTests : IAsyncLifetime
             model.Initialize(9);
             GptFiles.Save(model, Tokenizer, modelDir);
         }
-        _host = ServingHost.Open(_f.Backend, modelDir, [], new ServeOptions(Slots: 4, MaxStepTokens: 32, MaxRank: 8, AllowAdapterLoading: true, AdapterRoot: _f.Root));
-        _app = ServeApi.Build(_host, "http://127.0.0.1:0");
-        await _app.StartAsync(Ct);
-        _http = new HttpClient { BaseAddress = new Uri(_app.Urls.Single()), Timeout = TimeSpan.FromSeconds(20) };
+        _server = await TestServer.StartAsync(
+            ServingHost.Open(_f.Backend, modelDir, [], new ServeOptions(Slots: 4, MaxStepTokens: 32, MaxRank: 8, AllowAdapterLoading: true, AdapterRoot: _f.Root)), 20);
     }
 
     public async ValueTask DisposeAsync()
     {
-        _http.Dispose();
-        await _app.StopAsync(CancellationToken.None);
-        await _app.DisposeAsync();
-        _host.Dispose();
+        await _server.DisposeAsync();
         _f.Dispose();
     }
 
@@ -83,7 +75,7 @@ public sealed class ServeFuzzTests : IAsyncLifetime
                 case 7: request.Headers.TryAddWithoutValidation("X-Padding", new string('x', 8000)); break;
                 case 8: request.Content.Headers.TryAddWithoutValidation("Content-Encoding", "gzip"); break;
             }
-            using var response = await _http.SendAsync(request, Ct);
+            using var response = await _server.Http.SendAsync(request, Ct);
             int status = (int)response.StatusCode;
             statuses[status] = statuses.GetValueOrDefault(status) + 1;
             string text = await response.Content.ReadAsStringAsync(Ct);
@@ -99,8 +91,8 @@ public sealed class ServeFuzzTests : IAsyncLifetime
         Assert.True(statuses.ContainsKey(200) || statuses.ContainsKey(201), "no mutation stayed valid: the seeds themselves are wrong");
         // And the server still answers.
         using var ok = new StringContent("""{"model": "base", "prompt": "abc", "max_tokens": 2}""", Encoding.UTF8, "application/json");
-        Assert.Equal(HttpStatusCode.OK, (await _http.PostAsync("/v1/completions", ok, Ct)).StatusCode);
-        Assert.Equal(0, _host.Scheduler.ActiveCount);
+        Assert.Equal(HttpStatusCode.OK, (await _server.Http.PostAsync("/v1/completions", ok, Ct)).StatusCode);
+        Assert.Equal(0, _server.Host.Scheduler.ActiveCount);
     }
 
     /// <summary>One of five mutations of a valid body: as is, truncated, bytes flipped, a value replaced, a fragment spliced.</summary>

@@ -11,7 +11,12 @@ using Xunit;
 
 namespace LoraRuntime.Tests.Serving;
 
+/// <summary>Runs alone: the load test measures the managed heap, which is process-wide, and other tests allocate.</summary>
+[CollectionDefinition(nameof(ServeHttpCollection), DisableParallelization = true)]
+public sealed class ServeHttpCollection;
+
 /// <summary><c>lora serve</c>'s HTTP API in process on a free loopback port: endpoints, errors, and a bounded load test.</summary>
+[Collection(nameof(ServeHttpCollection))]
 public sealed class ServeHttpTests : IAsyncLifetime
 {
     private static readonly CharTokenizer Tokenizer = new("abcdefghijklm");

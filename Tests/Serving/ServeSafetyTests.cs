@@ -1,12 +1,10 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using LoraRuntime.Cli.Serve;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Serving;
 using LoraRuntime.Layers.Text;
-using Microsoft.AspNetCore.Builder;
 using Xunit;
 
 namespace LoraRuntime.Tests.Serving;
@@ -53,40 +51,8 @@ public sealed class ServeSafetyTests : IDisposable
         foreach (string file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
     }
 
-    /// <summary>A running server over the fixture's model, and a client for it.</summary>
-    private sealed class Server : IAsyncDisposable
-    {
-        public required ServingHost Host { get; init; }
-        public required WebApplication App { get; init; }
-        public required HttpClient Http { get; init; }
-
-        public async ValueTask DisposeAsync()
-        {
-            Http.Dispose();
-            await App.StopAsync(CancellationToken.None);
-            await App.DisposeAsync();
-            Host.Dispose();
-        }
-
-        public async Task<(HttpStatusCode Status, JsonElement Body, HttpResponseMessage Response)> Send(HttpMethod method, string path, string? json = null,
-            string? key = null)
-        {
-            using var request = new HttpRequestMessage(method, path);
-            if (json is not null) request.Content = new StringContent(json, Encoding.UTF8, "application/json");
-            if (key is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
-            var response = await Http.SendAsync(request, Ct);
-            string text = await response.Content.ReadAsStringAsync(Ct);
-            return (response.StatusCode, text.Length > 0 ? JsonDocument.Parse(text).RootElement.Clone() : default, response);
-        }
-    }
-
-    private async Task<Server> Start(ServeOptions options)
-    {
-        var host = ServingHost.Open(_f.Backend, _modelDir, [("qv", _f.AdapterDirectory("qv"))], options);
-        var app = ServeApi.Build(host, "http://127.0.0.1:0");
-        await app.StartAsync(Ct);
-        return new Server { Host = host, App = app, Http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()), Timeout = TimeSpan.FromSeconds(30) } };
-    }
+    private Task<TestServer> Start(ServeOptions options) =>
+        TestServer.StartAsync(ServingHost.Open(_f.Backend, _modelDir, [("qv", _f.AdapterDirectory("qv"))], options));
 
     private static string Completion(string model, string prompt, int maxTokens, bool stream = false, string extra = "") =>
         $$"""{"model": "{{model}}", "prompt": "{{prompt}}", "max_tokens": {{maxTokens}}, "temperature": 0.8, "seed": 7, "stream": {{(stream ? "true" : "false")}}{{extra}}}""";
@@ -189,7 +155,7 @@ public sealed class ServeSafetyTests : IDisposable
     public async Task Unloading_an_adapter_in_use_is_refused_unless_forced()
     {
         await using var server = await Start(new ServeOptions(Slots: 2, MaxStepTokens: 32, MaxRank: 8, AllowAdapterLoading: true, AdapterRoot: _f.Root));
-        Task<(HttpStatusCode, JsonElement, HttpResponseMessage)> waiting;
+        Task<(HttpStatusCode Status, JsonElement Body, HttpResponseMessage Response)> waiting;
         using (Pause(server.Host))
         {
             waiting = server.Send(HttpMethod.Post, "/v1/completions", Completion("qv", "abc", 4));
@@ -284,7 +250,7 @@ public sealed class ServeSafetyTests : IDisposable
     public async Task Shutting_down_finishes_the_requests_in_flight()
     {
         await using var server = await Start(new ServeOptions(Slots: 1, MaxStepTokens: 32, MaxRank: 8));
-        Task<(HttpStatusCode, JsonElement, HttpResponseMessage)> inFlight;
+        Task<(HttpStatusCode Status, JsonElement Body, HttpResponseMessage Response)> inFlight;
         Task stopped;
         using (Pause(server.Host))
         {
