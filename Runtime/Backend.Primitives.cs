@@ -155,7 +155,7 @@ public abstract partial class Backend
         if (output.Length > 0) EmbeddingForwardCore(output, ids, table);
     }
 
-    /// <summary>dTable[ids[n]] += dOutput[n] for every n (repeated ids accumulate). Shapes as in <see cref="EmbeddingForward"/>.</summary>
+    /// <summary>dTable[ids[n]] += dOutput[n] for every n (repeated ids accumulate). Shapes as in <see cref="EmbeddingForward(Tensor, Tensor, Tensor)"/>.</summary>
     public void EmbeddingBackward(Tensor dTable, Tensor dOutput, Tensor ids)
     {
         Check.Tensors(this, DType.F32, [dTable, dOutput], [nameof(dTable), nameof(dOutput)]);
@@ -308,7 +308,7 @@ public abstract partial class Backend
     /// <summary>Validated, non-empty <see cref="CrossEntropyBackward"/> (every target &lt; V).</summary>
     protected abstract void CrossEntropyBackwardCore(Tensor dLogits, Tensor dLosses, Tensor probs, Tensor targets);
 
-    /// <summary>Validated, non-empty <see cref="EmbeddingForward"/> (every id in range).</summary>
+    /// <summary>Validated, non-empty <see cref="EmbeddingForward(Tensor, Tensor, Tensor)"/> (every id in range).</summary>
     protected abstract void EmbeddingForwardCore(Tensor output, Tensor ids, Tensor table);
 
     /// <summary>Validated, non-empty <see cref="EmbeddingBackward"/> (every id in range).</summary>

@@ -7,6 +7,8 @@ public enum DType
     F32,
     /// <summary>32-bit signed integer (token ids, targets).</summary>
     I32,
+    /// <summary>Raw bytes: the blocks of a <see cref="QuantizedMatrix"/>.</summary>
+    U8,
 }
 
 /// <summary>Sizes of the element types.</summary>
@@ -16,6 +18,7 @@ public static class DTypeExtensions
     public static int SizeInBytes(this DType dtype) => dtype switch
     {
         DType.F32 or DType.I32 => 4,
+        DType.U8 => 1,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
     };
 }

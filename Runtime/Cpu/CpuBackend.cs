@@ -11,6 +11,7 @@ namespace LoraRuntime.Cpu;
 public sealed unsafe partial class CpuBackend : Backend
 {
     private readonly SgemmDriver _gemm;
+    private readonly Quantized.QuantizedGemm _quantized;
     private readonly Linalg.DgemmKernel _dgemmKernel;
 
     /// <summary>A CPU backend over the shared worker pool.</summary>
@@ -24,6 +25,7 @@ public sealed unsafe partial class CpuBackend : Backend
     {
         Workers = workers;
         _gemm = new SgemmDriver(workers, gemmKernel);
+        _quantized = new Quantized.QuantizedGemm(this, _gemm, workers);
         _dgemmKernel = Linalg.DgemmKernel.For(gemmKernel);
     }
 
@@ -103,6 +105,7 @@ public sealed unsafe partial class CpuBackend : Backend
     /// <inheritdoc/>
     public override void Dispose()
     {
+        _quantized.Dispose();
         _gemm.Dispose();
         base.Dispose();
     }

@@ -50,3 +50,12 @@ public sealed class CudaLinalgConformance : Linalg.LinalgConformance
     public CudaLinalgConformance() => CudaTestDevice.SkipUnlessUsable();
     protected override Backend CreateBackend() => new CudaBackend(0);
 }
+
+/// <summary>The stored-weight products on the CUDA backend.</summary>
+public sealed class CudaQuantizedGemmConformance : Quantization.QuantizedGemmConformance
+{
+    private static readonly Lazy<CudaBackend> s_backend = new(() => new CudaBackend(0));
+
+    public CudaQuantizedGemmConformance() => CudaTestDevice.SkipUnlessUsable();
+    protected override Backend Backend => s_backend.Value;
+}

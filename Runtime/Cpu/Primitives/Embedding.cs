@@ -36,3 +36,20 @@ internal unsafe struct EmbeddingBackwardOp : IRangeOp
         }
     }
 }
+
+/// <summary>output[n] = table[ids[n]] for a stored table: each row decoded from its format.</summary>
+internal unsafe struct QuantizedEmbeddingOp : IRangeOp
+{
+    public float* Output;
+    public byte* Table;
+    public long RowBytes;
+    public int* Ids;
+    public int Channels;
+    public WeightFormat Format;
+
+    public readonly void Run(long start, long end)
+    {
+        for (long n = start; n < end; n++)
+            Quantization.WeightRows.Decode(Format, Table + Ids[n] * RowBytes, Output + n * Channels, Channels);
+    }
+}

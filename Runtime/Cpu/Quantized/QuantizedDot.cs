@@ -1,0 +1,225 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using LoraRuntime.Quantization;
+
+namespace LoraRuntime.Cpu.Quantized;
+
+/// <summary>
+/// Activation rows quantized to Q8_0 as llama.cpp's CPU path quantizes them for a Q8_0 or Q4_0 weight: per block of
+/// 32, d = max|x| / 127 and q = round(x / d), kept as int8 quants, scales rounded to F16 as llama.cpp stores them and, for Q4_0's offset of 8, 8·d·Σq.
+/// </summary>
+internal unsafe struct Q8Activations
+{
+    public sbyte* Quants;   // [rows, K]
+    public float* Scales;   // [rows, K / 32]
+    public float* Offsets;  // [rows, K / 32]: 8 · d · Σ q
+    public int Blocks;      // K / 32
+
+    public static long BytesFor(int rows, int k) => (long)rows * k + 2L * rows * (k / QuantBlocks.BlockSize) * sizeof(float);
+
+    /// <summary>Quantizes <paramref name="rows"/> rows of K at <paramref name="x"/> (row stride <paramref name="ldx"/>) into <paramref name="memory"/>.</summary>
+    public static Q8Activations Quantize(float* x, int ldx, int rows, int k, byte* memory)
+    {
+        int blocks = k / QuantBlocks.BlockSize;
+        var q = new Q8Activations { Quants = (sbyte*)memory, Scales = (float*)(memory + (long)rows * k), Blocks = blocks };
+        q.Offsets = q.Scales + (long)rows * blocks;
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < blocks; b++)
+            {
+                float* v = x + (long)r * ldx + b * QuantBlocks.BlockSize;
+                sbyte* dst = q.Quants + (long)r * k + b * QuantBlocks.BlockSize;
+                float amax = TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(v, QuantBlocks.BlockSize));
+                amax = Math.Abs(amax);
+                float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+                int sum = 0;
+                for (int i = 0; i < QuantBlocks.BlockSize; i++)
+                {
+                    int value = (int)MathF.Round(v[i] * id, MidpointRounding.ToEven);
+                    dst[i] = (sbyte)value;
+                    sum += value;
+                }
+                // llama.cpp keeps an activation block's scale as F16, as the weights'.
+                float stored = (float)(Half)d;
+                q.Scales[(long)r * blocks + b] = stored;
+                q.Offsets[(long)r * blocks + b] = 8f * stored * sum;
+            }
+        return q;
+    }
+}
+
+/// <summary>
+/// Dot products of one stored weight row with a few activation rows, the weight read once for all of them: Q8_0 and
+/// Q4_0 against <see cref="Q8Activations"/> with integer products summed exactly per block (AVX-VNNI where the CPU has
+/// it, else AVX2's multiply-add of bytes, else scalar), BF16 converted in registers, the other formats decoded into a
+/// row buffer first.
+/// </summary>
+internal static unsafe class QuantizedDot
+{
+    /// <summary>The most activation rows one call handles.</summary>
+    public const int MaxRows = 4;
+
+    private static readonly bool s_vnni = AvxVnni.IsSupported;
+    private static readonly bool s_avx2 = Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>sums[i] = Σ_k W[row, k]·x_i[k] for <paramref name="rows"/> ≤ <see cref="MaxRows"/> activation rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Row(WeightFormat format, byte* w, int k, float* x, int ldx, in Q8Activations q, int rows, float* decoded, float* sums)
+    {
+        switch (format)
+        {
+            case WeightFormat.Q8_0: Q8(w, q, rows, sums); break;
+            case WeightFormat.Q4_0: Q4(w, q, rows, sums); break;
+            case WeightFormat.BF16 when Avx512F.IsSupported: BFloat16(w, k, x, ldx, rows, sums); break;
+            default:
+                WeightRows.Decode(format, w, decoded, k);
+                var row = new ReadOnlySpan<float>(decoded, k);
+                for (int i = 0; i < rows; i++) sums[i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x + (long)i * ldx, k), row);
+                break;
+        }
+    }
+
+    private static void Q8(byte* w, in Q8Activations q, int rows, float* sums)
+    {
+        const int size = 2 + QuantBlocks.BlockSize;
+        int blocks = q.Blocks, k = blocks * QuantBlocks.BlockSize;
+        if (!s_avx2)
+        {
+            for (int i = 0; i < rows; i++)
+            {
+                float total = 0;
+                for (int b = 0; b < blocks; b++)
+                {
+                    sbyte* wq = (sbyte*)(w + b * size + 2);
+                    sbyte* aq = q.Quants + (long)i * k + b * QuantBlocks.BlockSize;
+                    int s = 0;
+                    for (int j = 0; j < QuantBlocks.BlockSize; j++) s += wq[j] * aq[j];
+                    total += Scale(w + b * size) * q.Scales[(long)i * blocks + b] * s;
+                }
+                sums[i] = total;
+            }
+            return;
+        }
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        var ones = Vector256.Create((short)1);
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* block = w + b * size;
+            float d = Scale(block);
+            var wq = Vector256.Load((sbyte*)(block + 2));
+            var ax = Avx2.Abs(wq); // |w| as unsigned bytes; the sign moves to the activations
+            for (int i = 0; i < rows; i++)
+            {
+                var aq = Vector256.Load(q.Quants + (long)i * k + b * QuantBlocks.BlockSize);
+                var products = Products(ax, Avx2.Sign(aq, wq), ones);
+                var scale = Vector256.Create(d * q.Scales[(long)i * blocks + b]);
+                switch (i)
+                {
+                    case 0: acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc0); break;
+                    case 1: acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc1); break;
+                    case 2: acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc2); break;
+                    default: acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc3); break;
+                }
+            }
+        }
+        Store(sums, rows, acc0, acc1, acc2, acc3);
+    }
+
+    private static void Q4(byte* w, in Q8Activations q, int rows, float* sums)
+    {
+        const int size = 2 + QuantBlocks.BlockSize / 2;
+        int blocks = q.Blocks, k = blocks * QuantBlocks.BlockSize;
+        if (!s_avx2)
+        {
+            for (int i = 0; i < rows; i++)
+            {
+                float total = 0;
+                for (int b = 0; b < blocks; b++)
+                {
+                    byte* wq = w + b * size + 2;
+                    sbyte* aq = q.Quants + (long)i * k + b * QuantBlocks.BlockSize;
+                    int s = 0;
+                    for (int j = 0; j < QuantBlocks.BlockSize / 2; j++)
+                        s += ((wq[j] & 0x0F) - 8) * aq[j] + ((wq[j] >> 4) - 8) * aq[j + QuantBlocks.BlockSize / 2];
+                    total += Scale(w + b * size) * q.Scales[(long)i * blocks + b] * s;
+                }
+                sums[i] = total;
+            }
+            return;
+        }
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        float c0 = 0, c1 = 0, c2 = 0, c3 = 0; // Σ d_w · 8·d_a·Σq_a: the offset of 8, taken out of the integer products
+        var ones = Vector256.Create((short)1);
+        var low = Vector128.Create((byte)0x0F);
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* block = w + b * size;
+            float d = Scale(block);
+            var packed = Vector128.Load(block + 2);
+            // Low nibbles are weights 0–15, high nibbles 16–31: as unsigned bytes in activation order.
+            var wq = Vector256.Create(packed & low, Vector128.ShiftRightLogical(packed, 4) & low);
+            for (int i = 0; i < rows; i++)
+            {
+                long at = (long)i * blocks + b;
+                var aq = Vector256.Load(q.Quants + (long)i * k + b * QuantBlocks.BlockSize);
+                var products = Products(wq, aq, ones);
+                var scale = Vector256.Create(d * q.Scales[at]);
+                float offset = d * q.Offsets[at];
+                switch (i)
+                {
+                    case 0: acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc0); c0 += offset; break;
+                    case 1: acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc1); c1 += offset; break;
+                    case 2: acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc2); c2 += offset; break;
+                    default: acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc3); c3 += offset; break;
+                }
+            }
+        }
+        Store(sums, rows, acc0, acc1, acc2, acc3);
+        sums[0] -= c0;
+        if (rows > 1) sums[1] -= c1;
+        if (rows > 2) sums[2] -= c2;
+        if (rows > 3) sums[3] -= c3;
+    }
+
+    /// <summary>8 int32 sums of 4 adjacent u8·s8 products each (|u| ≤ 127 keeps AVX2's 16-bit pair sums exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Products(Vector256<byte> u, Vector256<sbyte> s, Vector256<short> ones) =>
+        s_vnni ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, s)
+               : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), ones);
+
+    private static void BFloat16(byte* w, int k, float* x, int ldx, int rows, float* sums)
+    {
+        ushort* src = (ushort*)w;
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        int j = 0;
+        for (; j + 16 <= k; j += 16)
+        {
+            var wf = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(src + j)), 16).AsSingle();
+            acc0 = Avx512F.FusedMultiplyAdd(wf, Vector512.Load(x + j), acc0);
+            if (rows > 1) acc1 = Avx512F.FusedMultiplyAdd(wf, Vector512.Load(x + ldx + j), acc1);
+            if (rows > 2) acc2 = Avx512F.FusedMultiplyAdd(wf, Vector512.Load(x + 2L * ldx + j), acc2);
+            if (rows > 3) acc3 = Avx512F.FusedMultiplyAdd(wf, Vector512.Load(x + 3L * ldx + j), acc3);
+        }
+        sums[0] = Vector512.Sum(acc0);
+        if (rows > 1) sums[1] = Vector512.Sum(acc1);
+        if (rows > 2) sums[2] = Vector512.Sum(acc2);
+        if (rows > 3) sums[3] = Vector512.Sum(acc3);
+        for (; j < k; j++)
+        {
+            float v = BitConverter.UInt32BitsToSingle((uint)src[j] << 16);
+            for (int i = 0; i < rows; i++) sums[i] += v * x[(long)i * ldx + j];
+        }
+    }
+
+    private static void Store(float* sums, int rows, Vector256<float> acc0, Vector256<float> acc1, Vector256<float> acc2, Vector256<float> acc3)
+    {
+        sums[0] = Vector256.Sum(acc0);
+        if (rows > 1) sums[1] = Vector256.Sum(acc1);
+        if (rows > 2) sums[2] = Vector256.Sum(acc2);
+        if (rows > 3) sums[3] = Vector256.Sum(acc3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Scale(byte* block) => (float)Unsafe.ReadUnaligned<Half>(block);
+}

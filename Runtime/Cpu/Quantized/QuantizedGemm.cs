@@ -1,0 +1,250 @@
+using System.Runtime.InteropServices;
+using LoraRuntime.Cpu.Gemm;
+using LoraRuntime.Quantization;
+
+namespace LoraRuntime.Cpu.Quantized;
+
+/// <summary>
+/// The CPU's products with a stored weight (<see cref="Backend.GemmQuantized"/>). A few rows (decode) take each weight
+/// row once through <see cref="QuantizedDot"/>, in parallel over the weight's rows: the weight streams from memory in
+/// its stored bytes, which is what sets a decode step's speed. More rows decode the weight a chunk at a time into a
+/// float32 buffer that stays in cache and run the packed float32 GEMM on it, so the conversion is paid once per chunk
+/// however many rows share it. Scratch is pooled per concurrent caller and kept: a warm call allocates nothing.
+/// </summary>
+internal sealed unsafe class QuantizedGemm : IDisposable
+{
+    /// <summary>Products of at most this many rows use the row kernels; more decode chunks for the float GEMM.</summary>
+    internal const int RowKernelMaxRows = 8;
+
+    /// <summary>Floats of one decoded chunk (2 MiB: it stays in L2/L3 while the GEMM reads it).</summary>
+    private const long ChunkFloats = 1L << 19;
+
+    private readonly CpuBackend _backend;
+    private readonly SgemmDriver _sgemm;
+    private readonly CpuWorkerPool _workers;
+    private readonly Lock _lock = new();
+    private readonly Stack<Scratch> _idle = new();
+    private readonly List<Scratch> _all = [];
+
+    public QuantizedGemm(CpuBackend backend, SgemmDriver sgemm, CpuWorkerPool workers)
+    {
+        _backend = backend;
+        _sgemm = sgemm;
+        _workers = workers;
+    }
+
+    /// <summary>C = α·A·op(W) + β·C, validated (m ≥ 1).</summary>
+    public void Run(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta, Tensor c, long offsetC, int ldc)
+    {
+        var scratch = Rent();
+        try
+        {
+            if (opW == Transpose.Yes && m <= RowKernelMaxRows) scratch.RowProduct(m, alpha, (float*)a.Pointer + offsetA, lda, w, beta, (float*)c.Pointer + offsetC, ldc);
+            else scratch.ChunkProduct(opW, m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
+        }
+        finally
+        {
+            lock (_lock) _idle.Push(scratch);
+        }
+    }
+
+    /// <summary>Rows <paramref name="firstRow"/>… of <paramref name="w"/> decoded into <paramref name="destination"/>, in parallel.</summary>
+    public void Decode(float* destination, QuantizedMatrix w, int firstRow, int rows)
+    {
+        var scratch = Rent();
+        try
+        {
+            scratch.DecodeRows(destination, w, firstRow, rows);
+        }
+        finally
+        {
+            lock (_lock) _idle.Push(scratch);
+        }
+    }
+
+    private Scratch Rent()
+    {
+        lock (_lock)
+        {
+            if (_idle.Count > 0) return _idle.Pop();
+            var scratch = new Scratch(this);
+            _all.Add(scratch);
+            return scratch;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var s in _all) s.Dispose();
+            _all.Clear();
+            _idle.Clear();
+        }
+    }
+
+    /// <summary>One caller's buffers and parallel work items.</summary>
+    private sealed class Scratch : IParallelWork, IDisposable
+    {
+        private readonly QuantizedGemm _owner;
+        private readonly float*[] _rowBuffer; // per worker: one decoded weight row
+        private readonly int[] _rowBufferFloats;
+        private byte* _activations;
+        private long _activationBytes;
+        private Tensor? _chunk;
+        private readonly GemmProblem[] _problem = new GemmProblem[1];
+
+        // The current parallel job.
+        private bool _decoding;
+        private WeightFormat _format;
+        private byte* _w;
+        private long _rowBytes;
+        private int _k, _rows, _m, _ldx, _ldc, _tasks;
+        private float* _x, _c, _decodeTo;
+        private float _alpha, _beta;
+        private Q8Activations _q;
+
+        public Scratch(QuantizedGemm owner)
+        {
+            _owner = owner;
+            _rowBuffer = new float*[owner._workers.ThreadCount];
+            _rowBufferFloats = new int[owner._workers.ThreadCount];
+        }
+
+        /// <summary>C [m, N] = α·A [m, K]·Wᵀ + β·C for m ≤ <see cref="RowKernelMaxRows"/>: parallel over W's rows.</summary>
+        public void RowProduct(int m, float alpha, float* a, int lda, QuantizedMatrix w, float beta, float* c, int ldc)
+        {
+            Prepare(w);
+            _x = a;
+            _c = c;
+            (_m, _ldx, _ldc, _alpha, _beta, _decoding) = (m, lda, ldc, alpha, beta, false);
+            if (w.Format is WeightFormat.Q8_0 or WeightFormat.Q4_0)
+            {
+                long need = Q8Activations.BytesFor(m, _k);
+                if (need > _activationBytes)
+                {
+                    if (_activations != null) NativeMemory.AlignedFree(_activations);
+                    _activations = (byte*)NativeMemory.AlignedAlloc((nuint)need, 64);
+                    _activationBytes = need;
+                }
+                _q = Q8Activations.Quantize(a, lda, m, _k, _activations);
+            }
+            // A few tasks per thread, each a run of rows; tiny products stay on the calling thread.
+            long work = (long)m * _rows * _k;
+            int threads = _owner._workers.ThreadCount;
+            _tasks = work < Workspace.MinParallelFlops / 2 ? 1 : Math.Min(_rows, 4 * threads);
+            _owner._workers.Run(this, _tasks);
+        }
+
+        /// <summary>
+        /// C = α·A·op(W) + β·C a chunk of W's rows at a time: decode the chunk (in parallel), then the float GEMM with it
+        /// (C's columns of the chunk for op = Yes; for No the chunk is a slice of the depth, accumulated into C).
+        /// </summary>
+        public void ChunkProduct(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta,
+            Tensor c, long offsetC, int ldc)
+        {
+            int k = w.Columns;
+            int chunkRows = (int)Math.Clamp(ChunkFloats / k, 1, w.Rows);
+            if (_chunk is null || _chunk.Length < (long)chunkRows * k)
+            {
+                _chunk?.Dispose();
+                _chunk = _owner._backend.Allocate(DType.F32, new Shape(chunkRows, k));
+            }
+            for (int r0 = 0; r0 < w.Rows; r0 += chunkRows)
+            {
+                int rows = Math.Min(chunkRows, w.Rows - r0);
+                DecodeRows((float*)_chunk.Pointer, w, r0, rows);
+                _problem[0] = opW == Transpose.Yes
+                    // C[:, r0..] (m × rows) = α·A (m × K) · chunkᵀ + β·C
+                    ? new GemmProblem
+                    {
+                        TransA = Transpose.No, TransB = Transpose.Yes, M = m, N = rows, K = k, Alpha = alpha, Beta = beta,
+                        A = a, OffsetA = offsetA, Lda = lda, B = _chunk, OffsetB = 0, Ldb = k, C = c, OffsetC = offsetC + r0, Ldc = ldc,
+                    }
+                    // C (m × K) = α·A[:, r0..] (m × rows) · chunk (rows × K) + (β first, then 1)·C
+                    : new GemmProblem
+                    {
+                        TransA = Transpose.No, TransB = Transpose.No, M = m, N = k, K = rows, Alpha = alpha, Beta = r0 == 0 ? beta : 1f,
+                        A = a, OffsetA = offsetA + r0, Lda = lda, B = _chunk, OffsetB = 0, Ldb = k, C = c, OffsetC = offsetC, Ldc = ldc,
+                    };
+                _owner._sgemm.Run(_problem, 1, 0, 0, 0);
+            }
+            _problem[0] = default; // no tensor kept alive past the call
+        }
+
+        /// <summary>Decodes rows of W into a contiguous float block, in parallel over the rows.</summary>
+        public void DecodeRows(float* destination, QuantizedMatrix w, int firstRow, int rows)
+        {
+            Prepare(w);
+            _w += firstRow * _rowBytes;
+            _decodeTo = destination;
+            (_rows, _decoding) = (rows, true);
+            long floats = (long)rows * _k;
+            _tasks = floats < Primitives.ParallelPlan.MinParallelElements ? 1 : Math.Min(rows, 4 * _owner._workers.ThreadCount);
+            _owner._workers.Run(this, _tasks);
+        }
+
+        private void Prepare(QuantizedMatrix w)
+        {
+            _w = (byte*)w.Storage.Pointer;
+            (_format, _rowBytes, _k, _rows) = (w.Format, w.RowBytes, w.Columns, w.Rows);
+        }
+
+        public void Execute(int task, int worker)
+        {
+            int start = (int)((long)_rows * task / _tasks), end = (int)((long)_rows * (task + 1) / _tasks);
+            if (_decoding)
+            {
+                for (int r = start; r < end; r++) WeightRows.Decode(_format, _w + r * _rowBytes, _decodeTo + (long)r * _k, _k);
+                return;
+            }
+            float* buffer = RowBuffer(worker);
+            float* sums = stackalloc float[QuantizedDot.MaxRows];
+            for (int j = start; j < end; j++)
+            {
+                byte* row = _w + j * _rowBytes;
+                for (int i0 = 0; i0 < _m; i0 += QuantizedDot.MaxRows)
+                {
+                    int rows = Math.Min(QuantizedDot.MaxRows, _m - i0);
+                    var q = _q;
+                    if (_format is WeightFormat.Q8_0 or WeightFormat.Q4_0)
+                    {
+                        q.Quants += (long)i0 * _k;
+                        q.Scales += (long)i0 * q.Blocks;
+                        q.Offsets += (long)i0 * q.Blocks;
+                    }
+                    QuantizedDot.Row(_format, row, _k, _x + (long)i0 * _ldx, _ldx, q, rows, buffer, sums);
+                    for (int i = 0; i < rows; i++)
+                    {
+                        float* y = _c + (long)(i0 + i) * _ldc + j;
+                        *y = _beta == 0f ? _alpha * sums[i] : _alpha * sums[i] + _beta * *y;
+                    }
+                }
+            }
+        }
+
+        private float* RowBuffer(int worker)
+        {
+            if (_rowBufferFloats[worker] < _k)
+            {
+                if (_rowBuffer[worker] != null) NativeMemory.AlignedFree(_rowBuffer[worker]);
+                _rowBuffer[worker] = (float*)NativeMemory.AlignedAlloc((nuint)_k * sizeof(float), 64);
+                _rowBufferFloats[worker] = _k;
+            }
+            return _rowBuffer[worker];
+        }
+
+        public void Dispose()
+        {
+            for (int i = 0; i < _rowBuffer.Length; i++)
+            {
+                if (_rowBuffer[i] != null) NativeMemory.AlignedFree(_rowBuffer[i]);
+                _rowBuffer[i] = null;
+            }
+            if (_activations != null) NativeMemory.AlignedFree(_activations);
+            _activations = null;
+            _chunk?.Dispose();
+            _chunk = null;
+        }
+    }
+}
