@@ -36,10 +36,10 @@ internal static class Gpt2Checkpoint
     }
 
     /// <summary>Loads a GPT-2 directory for inference (or, with <paramref name="training"/>, for LoRA fine-tuning with the base frozen).</summary>
-    public static GptModel Load(Backend backend, string directory, int maxBatch, bool training = false)
+    public static GptModel Load(Backend backend, string directory, int maxBatch, bool training = false, WeightStorage? storage = null)
     {
         var config = ReadConfig(directory);
-        var model = new GptModel(backend, config, maxBatch, training, trainParameters: false);
+        var model = new GptModel(backend, config, maxBatch, training, trainParameters: false, StorageOf(Path.Combine(directory, GptFiles.ModelFile), storage));
         try
         {
             LoadParameters(model, Path.Combine(directory, GptFiles.ModelFile));
@@ -50,6 +50,22 @@ internal static class Gpt2Checkpoint
             throw;
         }
         return model;
+    }
+
+    /// <summary>Each weight's format under <paramref name="storage"/>: the file's type of its tensor where kept as stored.</summary>
+    private static Func<string, int, WeightFormat>? StorageOf(string path, WeightStorage? storage)
+    {
+        if (storage is null || storage == WeightStorage.Float32) return null;
+        var types = new Dictionary<string, WeightFormat>(StringComparer.Ordinal);
+        if (File.Exists(path))
+        {
+            using var reader = SafetensorsReader.Open(path);
+            string prefix = reader.TryGetEntry(TransformerPrefix + "wte.weight", out _) ? TransformerPrefix : "";
+            foreach (var entry in reader.Entries)
+                if (entry.Name.StartsWith(prefix, StringComparison.Ordinal)) types[entry.Name[prefix.Length..]] = CheckpointRows.FormatOf(entry.DType);
+        }
+        return (name, columns) => storage.Resolve(columns,
+            Gpt2Names.ToGpt2(name) is { } key && types.TryGetValue(key, out var stored) ? stored : WeightFormat.F32);
     }
 
     /// <summary>Reads every parameter of <paramref name="model"/> from a GPT-2 safetensors file.</summary>
@@ -66,13 +82,13 @@ internal static class Gpt2Checkpoint
         string prefix = reader.TryGetEntry(TransformerPrefix + "wte.weight", out _) ? TransformerPrefix : "";
         var used = new HashSet<string>(StringComparer.Ordinal);
         float[] buffer = [], transposed = [];
-        foreach (var p in model.Parameters.Parameters)
+        foreach (var (name, shape) in model.Parameters.Weights)
         {
-            string key = prefix + (Gpt2Names.ToGpt2(p.Name) ?? throw new InvalidOperationException($"{p.Name} has no GPT-2 name"));
-            bool conv1D = Gpt2Names.IsConv1DWeight(p.Name);
-            long[] expected = conv1D ? [p.Shape[1], p.Shape[0]] : Dims(p.Shape);
+            string key = prefix + (Gpt2Names.ToGpt2(name) ?? throw new InvalidOperationException($"{name} has no GPT-2 name"));
+            bool conv1D = Gpt2Names.IsConv1DWeight(name);
+            long[] expected = conv1D ? [shape[1], shape[0]] : Dims(shape);
             if (!reader.TryGetEntry(key, out var entry))
-                throw new InvalidDataException($"{path}: missing tensor '{key}' (expected [{string.Join(", ", expected)}] for {p.Name})");
+                throw new InvalidDataException($"{path}: missing tensor '{key}' (expected [{string.Join(", ", expected)}] for {name})");
             if (!IsFloat(entry.DType))
                 throw new InvalidDataException($"{path}: tensor '{key}' is {entry.DType}; expected F32, F16 or BF16");
             if (!entry.Shape.SequenceEqual(expected))
@@ -80,21 +96,21 @@ internal static class Gpt2Checkpoint
                     $"{path}: tensor '{key}' has shape [{string.Join(", ", entry.Shape)}]; expected [{string.Join(", ", expected)}]" +
                     (conv1D ? " (a Conv1D weight, stored [in, out])" : ""));
             used.Add(key);
-            int n = checked((int)p.Shape.Length);
+            if (!conv1D)
+            {
+                CheckpointRows.Load(reader, key, model.Parameters, name, 0, shape.Rank == 1 ? shape[0] : shape[0], shape.Rank == 1 ? 1 : shape[1], ref buffer);
+                continue;
+            }
+            int n = checked((int)shape.Length);
             if (buffer.Length < n) buffer = new float[n];
             reader.ReadFloat32(key, buffer.AsSpan(0, n));
             FiniteWeights.Require(buffer.AsSpan(0, n), key, path);
-            if (!conv1D)
-            {
-                p.Value.CopyFrom(buffer.AsSpan(0, n));
-                continue;
-            }
             // [in, out] → [out, in].
             if (transposed.Length < n) transposed = new float[n];
-            int rows = p.Shape[0], cols = p.Shape[1];
+            int rows = shape[0], cols = shape[1];
             for (int i = 0; i < cols; i++)
                 for (int o = 0; o < rows; o++) transposed[o * cols + i] = buffer[i * rows + o];
-            p.Value.CopyFrom(transposed.AsSpan(0, n));
+            model.Parameters.WriteRows(name, 0, transposed.AsSpan(0, n));
         }
         foreach (var entry in reader.Entries)
         {
@@ -151,17 +167,25 @@ internal static class Gpt2Checkpoint
 
     private static void CheckTiedHead(SafetensorsReader reader, SafetensorsEntry head, GptModel model, string path)
     {
-        var wte = model.TokenEmbedding.Table;
-        if (!head.Shape.SequenceEqual(Dims(wte.Shape)))
-            throw new InvalidDataException($"{path}: tensor '{HeadKey}' has shape [{string.Join(", ", head.Shape)}]; expected [{string.Join(", ", Dims(wte.Shape))}], tied to wte.weight");
+        int v = model.Config.Vocabulary, c = model.Config.Channels;
+        if (!head.Shape.SequenceEqual([(long)v, c]))
+            throw new InvalidDataException($"{path}: tensor '{HeadKey}' has shape [{string.Join(", ", head.Shape)}]; expected [{v}, {c}], tied to wte.weight");
         if (!IsFloat(head.DType)) throw new InvalidDataException($"{path}: tensor '{HeadKey}' is {head.DType}; expected F32, F16 or BF16");
-        var values = new float[wte.Shape.Length];
-        reader.ReadFloat32(HeadKey, values);
-        var table = wte.Value.ToArray();
-        for (int i = 0; i < values.Length; i++)
-            if (values[i] != table[i])
-                throw new InvalidDataException(
-                    $"{path}: '{HeadKey}' differs from wte.weight (first at element {i}: {values[i]} vs {table[i]}); an untied LM head is not supported");
+        // Compared in the file, piece by piece: the model's table may be kept in a stored format.
+        string table = reader.TryGetEntry(TransformerPrefix + "wte.weight", out _) ? TransformerPrefix + "wte.weight" : "wte.weight";
+        int piece = Math.Max(1, (1 << 18) / c);
+        var a = new float[piece * c];
+        var b = new float[piece * c];
+        for (int r = 0; r < v; r += piece)
+        {
+            int n = Math.Min(piece, v - r) * c;
+            reader.ReadFloat32(HeadKey, (long)r * c, a.AsSpan(0, n));
+            reader.ReadFloat32(table, (long)r * c, b.AsSpan(0, n));
+            for (int i = 0; i < n; i++)
+                if (a[i] != b[i])
+                    throw new InvalidDataException(
+                        $"{path}: '{HeadKey}' differs from wte.weight (first at element {(long)r * c + i}: {a[i]} vs {b[i]}); an untied LM head is not supported");
+        }
     }
 
     private static long[] Dims(Shape shape)

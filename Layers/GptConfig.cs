@@ -194,9 +194,11 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
     /// activations (every layer's when <paramref name="training"/>, one layer's otherwise) — an estimate to refuse
     /// what cannot fit before anything is allocated, not an exact count.
     /// </summary>
-    internal double EstimateBytes(int maxBatch, bool training, bool trainParameters)
+    internal double EstimateBytes(int maxBatch, bool training, bool trainParameters, bool stored = false)
     {
-        double weights = ParameterCount() * (trainParameters ? 4 : 2);
+        // In floats: values, gradients and two moments when trained; values and the packed snapshot when frozen; a
+        // stored base at most 2 bytes a weight.
+        double weights = ParameterCount() * (trainParameters ? 4 : stored ? 0.5 : 2);
         double c = Channels, t = BlockSize, rows = (double)maxBatch * t;
         double perLayer = rows * (12 * c + 3 * Hidden) + (double)maxBatch * Heads * t * t * 2;
         double activations = perLayer * (training ? Layers : 1) + rows * Vocabulary * (training ? 2 : 1);

@@ -70,16 +70,39 @@ internal static class GptFiles
         writer.Save(path);
     }
 
-    /// <summary>Reads every parameter of <paramref name="parameters"/> from a safetensors file (names and shapes must match).</summary>
+    /// <summary>Reads every parameter (and stored weight) of <paramref name="parameters"/> from a safetensors file (names and shapes must match).</summary>
     public static void LoadParameters(ParameterSet parameters, string path)
     {
         using var reader = SafetensorsReader.Open(path);
+        float[] buffer = [];
         foreach (var p in parameters.Parameters)
         {
             if (!reader.TryGetEntry(p.Name, out _))
                 throw new InvalidDataException($"{path}: no tensor '{p.Name}' (expected {p.Shape})");
             FiniteWeights.LoadInto(reader, p.Name, p.Value, path);
         }
+        foreach (var (name, matrix) in parameters.Stored)
+        {
+            if (!reader.TryGetEntry(name, out var entry))
+                throw new InvalidDataException($"{path}: no tensor '{name}' (expected [{matrix.Rows}, {matrix.Columns}])");
+            if (!entry.Shape.SequenceEqual([(long)matrix.Rows, matrix.Columns]) || entry.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
+                throw new InvalidDataException(
+                    $"{path}: tensor '{name}' is {entry.DType} [{string.Join(", ", entry.Shape)}]; expected a float [{matrix.Rows}, {matrix.Columns}]");
+            CheckpointRows.Load(reader, name, parameters, name, 0, matrix.Rows, matrix.Columns, ref buffer);
+        }
+    }
+
+    /// <summary>Each weight's format under <paramref name="storage"/>: the file's type of the tensor of that name where kept as stored.</summary>
+    private static Func<string, int, WeightFormat>? StorageOf(string path, WeightStorage? storage)
+    {
+        if (storage is null || storage == WeightStorage.Float32) return null;
+        var types = new Dictionary<string, WeightFormat>(StringComparer.Ordinal);
+        if (File.Exists(path))
+        {
+            using var reader = SafetensorsReader.Open(path);
+            foreach (var entry in reader.Entries) types[entry.Name] = CheckpointRows.FormatOf(entry.DType);
+        }
+        return (name, columns) => storage.Resolve(columns, types.TryGetValue(name, out var stored) ? stored : WeightFormat.F32);
     }
 
     /// <summary>The architecture, tokenizer (null: token ids only) and adapter module names of a model directory.</summary>
@@ -141,10 +164,11 @@ internal static class GptFiles
     }
 
     /// <summary>Loads a model directory for inference (or, with <paramref name="training"/>, for LoRA fine-tuning with the base frozen).</summary>
-    public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Names) Load(Backend backend, string directory, int maxBatch, bool training = false)
+    public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Names) Load(Backend backend, string directory, int maxBatch, bool training = false,
+        WeightStorage? storage = null)
     {
         var (config, tokenizer, names) = ReadConfig(directory);
-        var model = new GptModel(backend, config, maxBatch, training, trainParameters: false);
+        var model = new GptModel(backend, config, maxBatch, training, trainParameters: false, StorageOf(Path.Combine(directory, ModelFile), storage));
         try
         {
             LoadParameters(model.Parameters, Path.Combine(directory, ModelFile));

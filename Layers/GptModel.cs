@@ -27,28 +27,44 @@ internal sealed class GptModel : ILinearHost, IDisposable
     /// <paramref name="trainParameters"/> the parameters get gradients (pre-training); without, they are frozen
     /// (inference, or LoRA fine-tuning when <paramref name="training"/> keeps the activation gradients).
     /// </summary>
-    public GptModel(Backend backend, GptConfig config, int maxBatch, bool training = true, bool trainParameters = true)
+    /// <remarks>
+    /// <paramref name="storage"/> gives each projection's, the token embedding's and an untied head's weight its
+    /// format (by parameter name and columns); weights in a stored format are frozen, so it needs
+    /// <paramref name="trainParameters"/> off.
+    /// </remarks>
+    public GptModel(Backend backend, GptConfig config, int maxBatch, bool training = true, bool trainParameters = true,
+        Func<string, int, WeightFormat>? storage = null)
     {
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         Guard.Positive(maxBatch, nameof(maxBatch));
-        ModelMemory.Check(backend, config, maxBatch, training, trainParameters);
+        ModelMemory.Check(backend, config, maxBatch, training, trainParameters, storage);
         if (trainParameters && !training)
             throw new ArgumentException("trainParameters needs training: parameter gradients need the activation gradients", nameof(trainParameters));
         Config = config;
         int c = config.Channels, v = config.Vocabulary;
-        Parameters = new ParameterSet(backend, "gpt") { FactoredRanks = config.FactoredRanks };
+        Parameters = new ParameterSet(backend, "gpt") { FactoredRanks = config.FactoredRanks, Storage = storage };
         Activations = new Activations(backend, maxBatch, config.BlockSize, training);
         try
         {
             _positions = new TrainingPositions(backend, maxBatch, config.BlockSize);
-            TokenEmbedding = new Embedding(Parameters, "wte", v, c);
+            TokenEmbedding = new Embedding(Parameters, "wte", v, c, storable: true);
             if (config.Rotary is { } rotary) _rotary = new RotaryTables(backend, rotary, config.HeadDim, config.BlockSize, _positions);
             else PositionEmbedding = new Embedding(Parameters, "wpe", config.BlockSize, c);
             Stack = new TransformerStack(Parameters, Activations, config, _rotary);
             FinalNorm = INorm.Create(config.Norm, Parameters, Activations, "ln_f", c, config.LayerNormEpsilon);
-            HeadWeight = config.TiedHead ? TokenEmbedding.Table : Parameters.Add("lm_head.weight", v, c);
+            if (config.TiedHead)
+            {
+                StoredHead = TokenEmbedding.Stored;
+                if (StoredHead is null) _headWeight = TokenEmbedding.Table;
+            }
+            else if (Parameters.FormatOf("lm_head.weight", c) is var head && head != WeightFormat.F32)
+                StoredHead = Parameters.AddStored("lm_head.weight", head, v, c);
+            else _headWeight = Parameters.Add("lm_head.weight", v, c);
+            if (trainParameters && Parameters.Stored.Count > 0)
+                throw new ArgumentException(
+                    $"storage: {Parameters.Stored.Count} weights are kept in a stored format ({Parameters.Stored.First().Value.Format}, …), which are frozen; trained parameters must be float32", nameof(storage));
             foreach (string layer in config.FactoredRanks.Keys)
                 if (!Stack.LinearTargets.Any(t => t.Path == layer && !t.IsSlice))
                     throw new ArgumentException(
@@ -98,8 +114,14 @@ internal sealed class GptModel : ILinearHost, IDisposable
     /// <summary>The learned position embedding [BlockSize, C]; null with rotary positions.</summary>
     public Embedding? PositionEmbedding { get; }
 
-    /// <summary>The output head [V, C]: the token embedding's table when tied, else "lm_head.weight".</summary>
-    public Parameter HeadWeight { get; }
+    private readonly Parameter? _headWeight;
+
+    /// <summary>The output head [V, C] in float32: the token embedding's table when tied, else "lm_head.weight".</summary>
+    public Parameter HeadWeight => _headWeight ?? throw new InvalidOperationException(
+        $"the head is kept as {StoredHead!.Format} (a frozen low-precision base): it has no float32 weight");
+
+    /// <summary>The output head kept in a stored format (the token embedding's when tied); null for a float32 head.</summary>
+    public QuantizedMatrix? StoredHead { get; }
 
     /// <summary>The transformer blocks.</summary>
     public TransformerStack Stack { get; }
@@ -127,8 +149,11 @@ internal sealed class GptModel : ILinearHost, IDisposable
     {
         Stack.Initialize(seed, scaleResidual);
         FinalNorm.InitializeDefaults();
-        foreach (var table in new[] { TokenEmbedding.Table, PositionEmbedding?.Table, Config.TiedHead ? null : HeadWeight })
-            table?.Value.CopyFrom(CounterRandom.Normal(CounterRandom.Seed(seed, table.Name), table.Shape.Length, 0.02));
+        var tables = new List<string> { "wte.weight" };
+        if (PositionEmbedding is not null) tables.Add("wpe.weight");
+        if (!Config.TiedHead) tables.Add("lm_head.weight");
+        foreach (string table in tables)
+            Parameters.WriteRows(table, 0, CounterRandom.Normal(CounterRandom.Seed(seed, table), Parameters.ShapeOf(table).Length, 0.02));
     }
 
     /// <summary>
@@ -158,7 +183,8 @@ internal sealed class GptModel : ILinearHost, IDisposable
         Tensor h = _h.For(batch, time), ln = _ln.For(batch, time), logits = _logits.For(batch, time);
         Stack.Forward(h, x0);
         FinalNorm.Forward(ln, h);
-        backend.MatMul(logits, ln, HeadWeight.Value, transB: Transpose.Yes);
+        if (StoredHead is not null) backend.MatMulQuantized(logits, ln, StoredHead);
+        else backend.MatMul(logits, ln, HeadWeight.Value, transB: Transpose.Yes);
         _lastIds = ids;
         _lastTargets = targets;
         if (targets is null) return float.NaN;
@@ -195,16 +221,17 @@ internal sealed class GptModel : ILinearHost, IDisposable
         // The head: logits = ln · Wᵀ (W the token embedding's table when tied).
         Tensor ln = _ln.For(batch, time), dLn = _dLn.For(batch, time);
         int rows = batch * time, vocab = Config.Vocabulary, channels = Config.Channels, count = 0;
-        _headGradients[count++] = new GemmProblem(dLn, dLogits, HeadWeight.Value, rows, channels, vocab);
-        if (HeadWeight.HasGradient)
+        if (StoredHead is not null) backend.MatMulQuantized(dLn, dLogits, StoredHead, Transpose.No);
+        else _headGradients[count++] = new GemmProblem(dLn, dLogits, HeadWeight.Value, rows, channels, vocab);
+        if (_headWeight?.HasGradient == true)
             _headGradients[count++] = new GemmProblem(HeadWeight.Gradient, dLogits, ln, vocab, channels, rows, Transpose.Yes, beta: 1f);
-        backend.GemmGrouped(_headGradients.AsSpan(0, count));
+        if (count > 0) backend.GemmGrouped(_headGradients.AsSpan(0, count));
         _headGradients.AsSpan().Clear(); // no tensor kept alive past the call
         Tensor dH = _dH.For(batch, time);
         backend.Fill(dH, 0f);
         FinalNorm.Backward(dH, dLn, _h.For(batch, time));
         // Frozen embeddings (LoRA fine-tuning) need no input gradient: the first block skips computing it, as autograd would.
-        if (!TokenEmbedding.Table.HasGradient && PositionEmbedding?.Table.HasGradient != true)
+        if (!TokenEmbedding.HasGradient && PositionEmbedding?.HasGradient != true)
         {
             Stack.Backward(null, dH, _x0.For(batch, time));
             return;
@@ -225,6 +252,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
     public void PrepareInference()
     {
         foreach (var linear in Linears) linear.PackForInference();
+        if (StoredHead is not null) return; // computed against as stored
         if (_head is null) _head = Backend.PackMatrix(HeadWeight.Value, Transpose.Yes);
         else Backend.Repack(_head, HeadWeight.Value, Transpose.Yes);
     }
@@ -241,11 +269,11 @@ internal sealed class GptModel : ILinearHost, IDisposable
     public void Infer(InferenceStep step, Span<float> logits)
     {
         ArgumentNullException.ThrowIfNull(step);
-        if (_head is null) throw new InvalidOperationException("Infer needs the inference snapshot: call PrepareInference first");
+        if (_head is null && StoredHead is null) throw new InvalidOperationException("Infer needs the inference snapshot: call PrepareInference first");
         var backend = Backend;
         int n = step.Tokens, m = step.SequenceCount, c = Config.Channels, v = Config.Vocabulary;
         Tensor x = step.X.Rows(n), positions = step.Embedded.Rows(n);
-        backend.EmbeddingForward(x, step.Ids.Rows(n), TokenEmbedding.Table.Value);
+        TokenEmbedding.Lookup(x, step.Ids.Rows(n));
         if (PositionEmbedding is not null)
         {
             backend.EmbeddingForward(positions, step.Positions.Rows(n), PositionEmbedding.Table.Value);
@@ -256,7 +284,8 @@ internal sealed class GptModel : ILinearHost, IDisposable
         foreach (var s in step.Sequences)
             backend.CopyRows(step.Last.Block, (long)s.OutputRow * c, c, step.X.Block, (long)(s.TokenStart + s.Count - 1) * c, c, 1, c);
         FinalNorm.Infer(step, step.LastNormed, step.Last, m);
-        backend.GemmPacked(m, 1f, step.LastNormed.Block, 0, c, _head, 0f, step.Logits.Block, 0, v);
+        if (StoredHead is not null) backend.GemmQuantized(Transpose.Yes, m, 1f, step.LastNormed.Block, 0, c, StoredHead, 0f, step.Logits.Block, 0, v);
+        else backend.GemmPacked(m, 1f, step.LastNormed.Block, 0, c, _head!, 0f, step.Logits.Block, 0, v);
         backend.Download(step.Logits.Rows(m), logits[..(m * v)]);
     }
 

@@ -17,6 +17,7 @@ internal sealed class Linear
 {
     private readonly List<LoraLinear> _adapters = [];
     private readonly Parameter? _weight;
+    private readonly QuantizedMatrix? _stored; // a frozen weight kept in its stored format (F16, BF16, Q8_0, Q4_0, NF4)
     private readonly LinearFactors? _factors;
     private readonly GemmProblem[] _gradients = new GemmProblem[2]; // dInput and dW, run as one grouped call
     private readonly BasePass _basePass;
@@ -47,6 +48,8 @@ internal sealed class Linear
                 throw new ArgumentException($"activations: {name} is factored (rank {rank}) and needs activations for its [B, T, K] intermediate", nameof(activations));
             _factors = new LinearFactors(parameters, activations, name, inFeatures, outFeatures, rank);
         }
+        else if (parameters.FormatOf(name + ".weight", inFeatures) is var format && format != WeightFormat.F32)
+            _stored = parameters.AddStored(name + ".weight", format, outFeatures, inFeatures);
         else _weight = parameters.Add(name + ".weight", outFeatures, inFeatures);
         Bias = bias ? parameters.Add(name + ".bias", outFeatures) : null;
         _basePass = new BasePass(this);
@@ -64,9 +67,27 @@ internal sealed class Linear
     /// <summary>OC, the output width.</summary>
     public int OutFeatures { get; }
 
-    /// <summary>W [OC, C]; a factored layer has none (see <see cref="IsFactored"/>).</summary>
-    public Parameter Weight => _weight ?? throw new InvalidOperationException(
-        $"{Name} is factored into U [{OutFeatures}, {FactoredRank}] · V [{FactoredRank}, {InFeatures}] (a compressed model): it has no dense weight");
+    /// <summary>W [OC, C] in float32; a factored layer or a stored weight has none (see <see cref="IsFactored"/>, <see cref="StoredWeight"/>).</summary>
+    public Parameter Weight => _weight ?? throw new InvalidOperationException(_stored is not null
+        ? $"{Name} keeps its weight as {_stored.Format} (a frozen low-precision base): it has no float32 weight; load the model in float32 to change it"
+        : $"{Name} is factored into U [{OutFeatures}, {FactoredRank}] · V [{FactoredRank}, {InFeatures}] (a compressed model): it has no dense weight");
+
+    /// <summary>W [OC, C] kept in its stored format, frozen (null for a float32 or factored layer).</summary>
+    public QuantizedMatrix? StoredWeight => _stored;
+
+    /// <summary>
+    /// W′ = W + the rows' adapters, decoded: <paramref name="destination"/> [rows, C] = rows <paramref name="firstRow"/>…
+    /// of the weight in float32, whichever way it is kept (a copy of the parameter, or the stored rows decoded).
+    /// </summary>
+    internal void DenseRows(Tensor destination, int firstRow)
+    {
+        if (_stored is not null) Backend.Dequantize(destination, _stored, firstRow);
+        else
+        {
+            using var rows = Weight.Value.View((long)firstRow * InFeatures, destination.Shape);
+            Backend.Copy(destination, rows);
+        }
+    }
 
     /// <summary>True when the layer holds W ≈ U·V (two rank-K factors) instead of W.</summary>
     public bool IsFactored => _factors is not null;
@@ -133,6 +154,12 @@ internal sealed class Linear
     /// </summary>
     internal void BaseForward(Tensor output, Tensor input, bool withBias)
     {
+        if (_stored is not null)
+        {
+            Backend.MatMulQuantized(output, input, _stored);
+            if (withBias && Bias is not null) Backend.AddBias(output, output, Bias.Value);
+            return;
+        }
         if (_factors is null)
         {
             ProductForward(output, input, Weight.Value, withBias);
@@ -161,6 +188,11 @@ internal sealed class Linear
             if (!IsFrozen && Bias is not null) Backend.BiasBackward(Bias.Gradient, dOutput);
             return;
         }
+        if (_stored is not null)
+        {
+            if (dInput is not null) Backend.MatMulQuantized(dInput, dOutput, _stored, Transpose.No, beta);
+            return;
+        }
         if (IsFrozen)
         {
             if (dInput is not null) Backend.MatMul(dInput, dOutput, Weight.Value, beta: beta);
@@ -184,9 +216,15 @@ internal sealed class Linear
     /// </summary>
     public void Infer(InferenceStep step, RowBuffer output, RowBuffer input)
     {
-        if (_packed is null) throw new InvalidOperationException($"{Name}: no inference snapshot; call PrepareInference on the model first");
         int n = step.Tokens, c = InFeatures, oc = OutFeatures;
-        if (_packedU is null) Backend.GemmPacked(n, 1f, input.Block, 0, c, _packed, 0f, output.Block, 0, oc);
+        if (_stored is not null)
+        {
+            // The stored weight is the snapshot: adapters applied to the model add their deltas unmerged.
+            Backend.GemmQuantized(Transpose.Yes, n, 1f, input.Block, 0, c, _stored, 0f, output.Block, 0, oc);
+            AddAppliedDeltas(output.Rows(n), input.Rows(n));
+        }
+        else if (_packed is null) throw new InvalidOperationException($"{Name}: no inference snapshot; call PrepareInference on the model first");
+        else if (_packedU is null) Backend.GemmPacked(n, 1f, input.Block, 0, c, _packed, 0f, output.Block, 0, oc);
         else
         {
             // h [N, K′] = x · Vᵀ, y = h · Uᵀ, with the adapters' A (scaled) and B side by side with V and U.
@@ -211,6 +249,7 @@ internal sealed class Linear
     /// </summary>
     internal void PackForInference()
     {
+        if (_stored is not null) return; // computed against as stored; applied adapters join unmerged (see Infer)
         if (_factors is null)
         {
             var applied = AnyApplied();
@@ -262,6 +301,15 @@ internal sealed class Linear
         Pack(ref _packedU, u);
     }
 
+    /// <summary>Each applied adapter's delta on a serving step's rows, unmerged (over a stored weight, which is never rewritten).</summary>
+    private void AddAppliedDeltas(Tensor output, Tensor input)
+    {
+        if (!AnyApplied()) return;
+        using var x = input.View(0, new Shape(1, input.Shape[0], InFeatures));
+        using var y = output.View(0, new Shape(1, output.Shape[0], OutFeatures));
+        for (int i = 0; i < _adapters.Count; i++) _adapters[i].Applied?.Forward(y, x);
+    }
+
     /// <summary>Packs Wᵀ of <paramref name="weight"/> [rows, cols] into <paramref name="packed"/> (made at the first call).</summary>
     private void Pack(ref PackedMatrix? packed, Tensor weight)
     {
@@ -298,5 +346,6 @@ internal sealed class Linear
     internal void Detach(LoraLinear adapter) => _adapters.Remove(adapter);
 
     /// <inheritdoc/>
-    public override string ToString() => $"Linear {Name} [{OutFeatures}, {InFeatures}]{(IsFactored ? $" (factored, K = {FactoredRank})" : "")}";
+    public override string ToString() =>
+        $"Linear {Name} [{OutFeatures}, {InFeatures}]{(IsFactored ? $" (factored, K = {FactoredRank})" : _stored is not null ? $" ({_stored.Format})" : "")}";
 }

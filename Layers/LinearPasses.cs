@@ -70,13 +70,13 @@ internal sealed class FoldedPass(Linear layer) : LinearPass(layer)
     private Tensor? _buffer;
 
     /// <summary>
-    /// True when folding pays and is exact for this pass: a frozen dense weight, every applied adapter plain LoRA
+    /// True when folding pays and is exact for this pass: a frozen dense float32 weight, every applied adapter plain LoRA
     /// without dropout in use (<see cref="LoraWeights.Foldable"/>), and rows·(C + OC) ≥ 2·C·OC (the fold's copy and
     /// update cost no more than the expands they replace).
     /// </summary>
     public static bool Applies(Linear layer, int rows)
     {
-        if (layer.IsFactored || !layer.IsFrozen || (long)rows * (layer.InFeatures + layer.OutFeatures) < 2L * layer.InFeatures * layer.OutFeatures)
+        if (layer.IsFactored || layer.StoredWeight is not null || !layer.IsFrozen || (long)rows * (layer.InFeatures + layer.OutFeatures) < 2L * layer.InFeatures * layer.OutFeatures)
             return false;
         var modules = layer.Adapters;
         for (int i = 0; i < modules.Count; i++)

@@ -33,29 +33,57 @@ internal static class LlamaCheckpoint
         }
     }
 
-    /// <summary>Loads a Llama-family directory for inference (or, with <paramref name="training"/>, for LoRA fine-tuning with the base frozen).</summary>
-    public static GptModel Load(Backend backend, string directory, int maxBatch, bool training = false, int? context = null)
+    /// <summary>
+    /// Loads a Llama-family directory for inference (or, with <paramref name="training"/>, for LoRA fine-tuning with the
+    /// base frozen), its projection and embedding weights kept as <paramref name="storage"/> says (float32 by default).
+    /// </summary>
+    public static GptModel Load(Backend backend, string directory, int maxBatch, bool training = false, int? context = null,
+        WeightStorage? storage = null)
     {
-        var model = new GptModel(backend, ReadConfig(directory, context), maxBatch, training, trainParameters: false);
+        var config = ReadConfig(directory, context);
+        var readers = OpenShards(directory);
         try
         {
-            LoadParameters(model, directory);
+            var model = new GptModel(backend, config, maxBatch, training, trainParameters: false, StorageOf(readers, config, storage));
+            try
+            {
+                LoadParameters(model, directory, readers);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+            return model;
         }
-        catch
+        finally
         {
-            model.Dispose();
-            throw;
+            foreach (var reader in readers.Values) reader.Dispose();
         }
-        return model;
+    }
+
+    /// <summary>Each weight's format under <paramref name="storage"/>: the file's type of its (first) tensor where kept as stored.</summary>
+    private static Func<string, int, WeightFormat>? StorageOf(Dictionary<string, SafetensorsReader> readers, GptConfig config, WeightStorage? storage)
+    {
+        if (storage is null || storage == WeightStorage.Float32) return null;
+        var keys = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (ours, key, _, _) in Pieces(config)) keys.TryAdd(ours, key);
+        return (name, columns) =>
+        {
+            var stored = keys.TryGetValue(name, out var key) && Find(readers, key) is { } found ? CheckpointRows.FormatOf(found.Entry.DType) : WeightFormat.F32;
+            return storage.Resolve(columns, stored);
+        };
     }
 
     /// <summary>
     /// Where each of our parameters comes from: (our name, Hugging Face key, first row, rows) — the fused projections take
     /// several keys' rows.
     /// </summary>
-    public static IEnumerable<(string Ours, string Key, int Row, int Rows)> Pieces(GptModel model)
+    public static IEnumerable<(string Ours, string Key, int Row, int Rows)> Pieces(GptModel model) => Pieces(model.Config);
+
+    /// <summary>The pieces of a model of <paramref name="config"/>.</summary>
+    private static IEnumerable<(string Ours, string Key, int Row, int Rows)> Pieces(GptConfig config)
     {
-        var config = model.Config;
         int q = config.Heads * config.HeadDim, kv = config.KvHeads * config.HeadDim, hidden = config.Hidden;
         yield return ("wte.weight", "model.embed_tokens.weight", 0, config.Vocabulary);
         for (int l = 0; l < config.Layers; l++)
@@ -94,44 +122,44 @@ internal static class LlamaCheckpoint
         var readers = OpenShards(directory);
         try
         {
-            var used = new HashSet<string>(StringComparer.Ordinal);
-            float[] buffer = [];
-            foreach (var (ours, key, row, rows) in Pieces(model))
-            {
-                var p = model.Parameters[ours];
-                int width = p.Shape.Rank == 1 ? 1 : p.Shape[1];
-                long[] expected = p.Shape.Rank == 1 ? [rows] : [rows, width];
-                var (reader, entry) = Find(readers, key)
-                    ?? throw new InvalidDataException($"{directory}: missing tensor '{key}' (expected [{string.Join(", ", expected)}] for {ours})");
-                if (entry.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
-                    throw new InvalidDataException($"{reader.Path}: tensor '{key}' is {entry.DType}; expected F32, F16 or BF16");
-                if (!entry.Shape.SequenceEqual(expected))
-                    throw new InvalidDataException($"{reader.Path}: tensor '{key}' has shape [{string.Join(", ", entry.Shape)}]; expected [{string.Join(", ", expected)}]");
-                used.Add(key);
-                int n = checked(rows * width);
-                if (buffer.Length < n) buffer = new float[n];
-                reader.ReadFloat32(key, buffer.AsSpan(0, n));
-                FiniteWeights.Require(buffer.AsSpan(0, n), key, reader.Path);
-                using var slice = p.Value.View((long)row * width, p.Shape.Rank == 1 ? new Shape(rows) : new Shape(rows, width));
-                slice.CopyFrom(buffer.AsSpan(0, n));
-            }
-            foreach (var reader in readers.Values)
-                foreach (var entry in reader.Entries)
-                {
-                    if (used.Contains(entry.Name) || entry.Name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
-                    if (entry.Name == "lm_head.weight" && model.Config.TiedHead)
-                    {
-                        CheckTiedHead(reader, entry, model);
-                        continue;
-                    }
-                    throw new InvalidDataException(
-                        $"{reader.Path}: tensor '{entry.Name}' [{string.Join(", ", entry.Shape)}] has no place in the model (keys are model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, …)");
-                }
+            LoadParameters(model, directory, readers);
         }
         finally
         {
             foreach (var reader in readers.Values) reader.Dispose();
         }
+    }
+
+    private static void LoadParameters(GptModel model, string directory, Dictionary<string, SafetensorsReader> readers)
+    {
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        float[] buffer = [];
+        foreach (var (ours, key, row, rows) in Pieces(model))
+        {
+            var shape = model.Parameters.ShapeOf(ours);
+            int width = shape.Rank == 1 ? 1 : shape[1];
+            long[] expected = shape.Rank == 1 ? [rows] : [rows, width];
+            var (reader, entry) = Find(readers, key)
+                ?? throw new InvalidDataException($"{directory}: missing tensor '{key}' (expected [{string.Join(", ", expected)}] for {ours})");
+            if (entry.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
+                throw new InvalidDataException($"{reader.Path}: tensor '{key}' is {entry.DType}; expected F32, F16 or BF16");
+            if (!entry.Shape.SequenceEqual(expected))
+                throw new InvalidDataException($"{reader.Path}: tensor '{key}' has shape [{string.Join(", ", entry.Shape)}]; expected [{string.Join(", ", expected)}]");
+            used.Add(key);
+            CheckpointRows.Load(reader, key, model.Parameters, ours, row, shape.Rank == 1 ? rows : rows, width, ref buffer);
+        }
+        foreach (var reader in readers.Values)
+            foreach (var entry in reader.Entries)
+            {
+                if (used.Contains(entry.Name) || entry.Name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
+                if (entry.Name == "lm_head.weight" && model.Config.TiedHead)
+                {
+                    CheckTiedHead(readers, reader, entry, model);
+                    continue;
+                }
+                throw new InvalidDataException(
+                    $"{reader.Path}: tensor '{entry.Name}' [{string.Join(", ", entry.Shape)}] has no place in the model (keys are model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, …)");
+            }
     }
 
     /// <summary>Files beside a checkpoint's weights that a copy of it keeps: its configuration and tokenizer.</summary>
@@ -219,14 +247,23 @@ internal static class LlamaCheckpoint
         return null;
     }
 
-    private static void CheckTiedHead(SafetensorsReader reader, SafetensorsEntry head, GptModel model)
+    /// <summary>A tied model's file may hold lm_head.weight too, equal to the embedding it is tied to (compared in the file, piece by piece).</summary>
+    private static void CheckTiedHead(Dictionary<string, SafetensorsReader> readers, SafetensorsReader reader, SafetensorsEntry head, GptModel model)
     {
-        var table = model.TokenEmbedding.Table;
-        if (!head.Shape.SequenceEqual([(long)table.Shape[0], table.Shape[1]]))
-            throw new InvalidDataException($"{reader.Path}: tensor 'lm_head.weight' has shape [{string.Join(", ", head.Shape)}]; expected [{table.Shape[0]}, {table.Shape[1]}], tied to the embedding");
-        var values = new float[table.Shape.Length];
-        reader.ReadFloat32(head.Name, values);
-        if (!values.AsSpan().SequenceEqual(table.Value.ToArray()))
-            throw new InvalidDataException($"{reader.Path}: lm_head.weight differs from model.embed_tokens.weight, but tie_word_embeddings is true (set it false for an untied head)");
+        int v = model.Config.Vocabulary, c = model.Config.Channels;
+        if (!head.Shape.SequenceEqual([(long)v, c]))
+            throw new InvalidDataException($"{reader.Path}: tensor 'lm_head.weight' has shape [{string.Join(", ", head.Shape)}]; expected [{v}, {c}], tied to the embedding");
+        var (tableReader, _) = Find(readers, "model.embed_tokens.weight")!.Value;
+        int piece = Math.Max(1, (1 << 18) / c);
+        var a = new float[piece * c];
+        var b = new float[piece * c];
+        for (int r = 0; r < v; r += piece)
+        {
+            int n = Math.Min(piece, v - r) * c;
+            reader.ReadFloat32(head.Name, (long)r * c, a.AsSpan(0, n));
+            tableReader.ReadFloat32("model.embed_tokens.weight", (long)r * c, b.AsSpan(0, n));
+            if (!a.AsSpan(0, n).SequenceEqual(b.AsSpan(0, n)))
+                throw new InvalidDataException($"{reader.Path}: lm_head.weight differs from model.embed_tokens.weight, but tie_word_embeddings is true (set it false for an untied head)");
+        }
     }
 }

@@ -58,12 +58,14 @@ internal static class ModelDirectory
     /// fine-tuning with the base frozen) and its tokenizer (null for a Llama-family checkpoint whose tokenizer.json is
     /// missing or of a kind not read yet).
     /// </summary>
-    public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) Load(Backend backend, string directory, int maxBatch, bool training = false)
+    /// <remarks><paramref name="storage"/> says how the frozen weights are kept (float32 when null).</remarks>
+    public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) Load(Backend backend, string directory, int maxBatch, bool training = false,
+        WeightStorage? storage = null)
     {
         var layout = DetectLayout(directory);
         if (layout == ModelLayout.Llama)
         {
-            var model = LlamaCheckpoint.Load(backend, directory, maxBatch, training);
+            var model = LlamaCheckpoint.Load(backend, directory, maxBatch, training, storage: storage);
             var hf = TryLoadTokenizer(directory, out _);
             if (hf is not null && hf.VocabularySize > model.Config.Vocabulary)
             {
@@ -74,13 +76,13 @@ internal static class ModelDirectory
         }
         if (layout == ModelLayout.LoraRuntime)
             // Ours: the layout returned is the one its adapters are named in (a model compressed from a checkpoint keeps its names).
-            return GptFiles.Load(backend, directory, maxBatch, training);
+            return GptFiles.Load(backend, directory, maxBatch, training, storage);
         var tokenizer = BpeTokenizer.FromDirectory(directory);
         var config = Gpt2Checkpoint.ReadConfig(directory);
         if (tokenizer.VocabularySize > config.Vocabulary)
             throw new InvalidDataException(
                 $"{directory}: the tokenizer has {tokenizer.VocabularySize} tokens but the model's vocab_size is {config.Vocabulary}");
-        return (Gpt2Checkpoint.Load(backend, directory, maxBatch, training), tokenizer, layout);
+        return (Gpt2Checkpoint.Load(backend, directory, maxBatch, training, storage), tokenizer, layout);
     }
 
     /// <summary>

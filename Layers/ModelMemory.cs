@@ -26,9 +26,12 @@ internal static class ModelMemory
     }
 
     /// <summary>Throws an <see cref="InsufficientMemoryException"/> naming the shape when it cannot fit.</summary>
-    public static void Check(Backend backend, GptConfig config, int maxBatch, bool training, bool trainParameters)
+    public static void Check(Backend backend, GptConfig config, int maxBatch, bool training, bool trainParameters,
+        Func<string, int, WeightFormat>? storage = null)
     {
-        double needed = config.EstimateBytes(maxBatch, training, trainParameters);
+        // A stored base (its token embedding as the sample) takes at most 2 bytes a weight and no packed copy.
+        bool stored = storage is not null && storage("wte.weight", config.Channels) != WeightFormat.F32;
+        double needed = config.EstimateBytes(maxBatch, training, trainParameters, stored);
         long available = Available(backend);
         if (needed > available)
             throw new InsufficientMemoryException(

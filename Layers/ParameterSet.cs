@@ -10,6 +10,7 @@ namespace LoraRuntime.Layers;
 internal sealed class ParameterSet : IDisposable
 {
     private readonly List<Tensor> _scratch = [];
+    private readonly Dictionary<string, QuantizedMatrix> _stored = new(StringComparer.Ordinal);
     private readonly Reservation _values;
     private readonly List<Parameter> _parameters = [];
     private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
@@ -32,6 +33,56 @@ internal sealed class ParameterSet : IDisposable
     /// weight, with their K: how a compressed model is built. Set at construction, before any layer is declared.
     /// </summary>
     public IReadOnlyDictionary<string, int> FactoredRanks { get; init; } = new Dictionary<string, int>();
+
+    /// <summary>
+    /// The format each frozen weight keeps (by parameter name, "blocks.0.mlp.fc.weight", and its columns), asked by the
+    /// layers that can hold a stored weight (projections, the token embedding, an untied head) as they declare it;
+    /// null keeps every weight float32. Set at construction, before any layer is declared.
+    /// </summary>
+    public Func<string, int, WeightFormat>? Storage { get; init; }
+
+    /// <summary>The weights kept in a stored format, by parameter name: frozen, outside the float32 values' block.</summary>
+    public IReadOnlyDictionary<string, QuantizedMatrix> Stored => _stored;
+
+    /// <summary>Bytes of the stored weights.</summary>
+    public long StoredBytes => _stored.Values.Sum(m => m.Bytes);
+
+    /// <summary>The format <see cref="Storage"/> gives the weight <paramref name="name"/> of <paramref name="columns"/> (F32 without one).</summary>
+    public WeightFormat FormatOf(string name, int columns) => Storage?.Invoke(name, columns) ?? WeightFormat.F32;
+
+    /// <summary>The shape of a declared parameter or stored weight.</summary>
+    public Shape ShapeOf(string name) => _stored.TryGetValue(name, out var stored) ? new Shape(stored.Rows, stored.Columns) : this[name].Shape;
+
+    /// <summary>Every declared weight, float32 parameters first, then the stored ones: (name, shape).</summary>
+    public IEnumerable<(string Name, Shape Shape)> Weights =>
+        _parameters.Select(p => (p.Name, p.Shape)).Concat(_stored.Select(s => (s.Key, new Shape(s.Value.Rows, s.Value.Columns))));
+
+    /// <summary>Declares a weight kept in <paramref name="format"/>: its storage is taken now; it is frozen.</summary>
+    public QuantizedMatrix AddStored(string name, WeightFormat format, int rows, int columns)
+    {
+        if (_byName.ContainsKey(name) || _stored.ContainsKey(name))
+            throw new ArgumentException($"name: {Name} already declares '{name}'", nameof(name));
+        var matrix = Backend.CreateQuantized(format, rows, columns);
+        _stored.Add(name, matrix);
+        return matrix;
+    }
+
+    /// <summary>
+    /// Writes float32 <paramref name="values"/> (whole rows) into the weight <paramref name="name"/> from row
+    /// <paramref name="firstRow"/>: a float32 parameter's rows, or a stored weight's rows encoded in its format.
+    /// </summary>
+    public void WriteRows(string name, int firstRow, ReadOnlySpan<float> values)
+    {
+        if (_stored.TryGetValue(name, out var stored))
+        {
+            Backend.QuantizeRows(stored, firstRow, values);
+            return;
+        }
+        var p = this[name];
+        int width = p.Shape.Rank == 1 ? 1 : p.Shape.Last;
+        using var slice = p.Value.View((long)firstRow * width, p.Shape.Rank == 1 ? new Shape(values.Length) : new Shape(values.Length / width, width));
+        slice.CopyFrom(values);
+    }
 
     /// <summary>The parameters in declaration order.</summary>
     public IReadOnlyList<Parameter> Parameters => _parameters;
@@ -111,6 +162,8 @@ internal sealed class ParameterSet : IDisposable
         _gradients?.Dispose();
         foreach (var t in _scratch) t.Dispose();
         _scratch.Clear();
+        foreach (var m in _stored.Values) m.Dispose();
+        _stored.Clear();
     }
 
     private InvalidOperationException Frozen() => new(IsReserved

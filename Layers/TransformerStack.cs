@@ -61,9 +61,10 @@ internal sealed class TransformerStack : ILinearHost
             foreach (var linear in block.Linears)
             {
                 bool residual = residuals.Contains(linear);
-                var weight = CounterRandom.Normal(CounterRandom.Seed(seed, linear.Weight.Name), linear.Weight.Shape.Length, residual ? residualStd : 0.02);
-                linear.Weight.Value.CopyFrom(weight);
-                if (linear.Bias is not null) linear.Weight.Owner.Backend.Fill(linear.Bias.Value, 0f);
+                string name = linear.Name + ".weight";
+                var weight = CounterRandom.Normal(CounterRandom.Seed(seed, name), (long)linear.OutFeatures * linear.InFeatures, residual ? residualStd : 0.02);
+                linear.Owner.WriteRows(name, 0, weight); // a float32 weight, or a stored one encoded in its format
+                if (linear.Bias is not null) linear.Owner.Backend.Fill(linear.Bias.Value, 0f);
             }
         }
     }

@@ -87,8 +87,8 @@ public abstract partial class Backend
         Check.Finite(alpha, nameof(alpha));
         Check.Finite(beta, nameof(beta));
         int k = opW == Transpose.Yes ? w.Columns : w.Rows, n = opW == Transpose.Yes ? w.Rows : w.Columns;
-        var (a0, aBytes) = QuantizedOperand(a, nameof(a), offsetA, lda, m, k, $"A·op(W) with W {w} (op {opW}) reads {k} columns");
-        var (c0, cBytes) = QuantizedOperand(c, nameof(c), offsetC, ldc, m, n, $"A·op(W) with W {w} (op {opW}) writes {n} columns");
+        var (a0, aBytes) = QuantizedOperand(a, nameof(a), offsetA, lda, m, k, w, opW, "reads");
+        var (c0, cBytes) = QuantizedOperand(c, nameof(c), offsetC, ldc, m, n, w, opW, "writes");
         if (Check.Overlaps(c0, cBytes, a0, aBytes))
             throw new ArgumentException($"c: C [{m}×{n}] must not share memory with a ({a.Shape})", nameof(c));
         if (m == 0) return;
@@ -194,16 +194,18 @@ public abstract partial class Backend
     }
 
     /// <summary>Checks a float32 operand of m rows of <paramref name="cols"/> at a stride; returns its byte extent.</summary>
-    private (nint Start, long Bytes) QuantizedOperand(Tensor t, string name, long offset, int ld, int rows, int cols, string what)
+    private (nint Start, long Bytes) QuantizedOperand(Tensor t, string name, long offset, int ld, int rows, int cols, QuantizedMatrix w,
+        Transpose opW, string verb)
     {
+        string What() => $"A·op(W) with W {w} (op {opW}) {verb} {cols} columns"; // built only for a message
         Check.Tensor(this, t, DType.F32, name);
         if (ld < Math.Max(1, cols))
-            throw new ArgumentException($"ld{name}: leading dimension must be ≥ {Math.Max(1, cols)} ({what}); got {ld}", name);
+            throw new ArgumentException($"ld{name}: leading dimension must be ≥ {Math.Max(1, cols)} ({What()}); got {ld}", name);
         if (offset < 0) throw new ArgumentOutOfRangeException(name, offset, $"offset{name.ToUpperInvariant()}: must be ≥ 0");
         if (rows == 0) return (0, 0);
         long end = offset + (long)(rows - 1) * ld + cols;
         if (end > t.Length)
-            throw new ArgumentException($"{name}: {rows} rows of {cols} at ld={ld} from offset {offset} need {end} elements ({what}); {name} {t.Shape} has {t.Length}", name);
+            throw new ArgumentException($"{name}: {rows} rows of {cols} at ld={ld} from offset {offset} need {end} elements ({What()}); {name} {t.Shape} has {t.Length}", name);
         return (t.Pointer + (nint)(offset * 4), (end - offset) * 4);
     }
 }

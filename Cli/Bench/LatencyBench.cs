@@ -89,12 +89,15 @@ internal static class LatencyBench
     /// up with <paramref name="warmup"/> calls and for at least <paramref name="warmupSeconds"/> (the JIT compiles hot
     /// methods again, optimised, a while after their first calls, on a thread of its own).
     /// </summary>
-    public static IReadOnlyList<LatencyRecord> Run(Backend backend, LatencyModel model, LatencyBenchShape shape, int warmup, double warmupSeconds, int? reps)
+    public static IReadOnlyList<LatencyRecord> Run(Backend backend, LatencyModel model, LatencyBenchShape shape, int warmup, double warmupSeconds, int? reps,
+        WeightStorage? storage = null)
     {
         var config = model.Config;
         int prompt = Math.Min(shape.PromptTokens, config.BlockSize), context = Math.Min(shape.Context, config.BlockSize - 1);
         if (context < 1) throw new UsageException($"--models: {model.Name} has a context of {config.BlockSize}; a decode step needs at least 2");
-        using var gpt = new GptModel(backend, config, 1, training: false, trainParameters: false);
+        // Random float32 weights encoded in the format asked for, as a checkpoint loaded with --quantize holds them.
+        Func<string, int, WeightFormat>? formats = storage is null || storage == WeightStorage.Float32 ? null : (_, columns) => storage.Resolve(columns, WeightFormat.F32);
+        using var gpt = new GptModel(backend, config, 1, training: false, trainParameters: false, formats);
         gpt.Initialize(7, scaleResidual: true);
         string adapterDir = Path.Combine(Path.GetTempPath(), "lora-latency-" + Guid.NewGuid().ToString("N"));
         try

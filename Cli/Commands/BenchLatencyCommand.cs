@@ -29,12 +29,17 @@ internal static class BenchLatencyCommand
         };
         var rank = new Option<int>("--rank") { Description = "R of the adapter", DefaultValueFactory = _ => 16 };
         var targets = new Option<string>("--targets") { Description = "the projections adapted (PEFT target_modules)", DefaultValueFactory = _ => "q,k,v,o" };
+        var quantize = new Option<string>("--quantize")
+        {
+            Description = "the base's weights as f32, f16, bf16, q8_0, q4_0 or nf4 (the model's name gets \":FORMAT\")", DefaultValueFactory = _ => "f32",
+            HelpName = "FORMAT",
+        };
         var common = new BenchOptions();
         common.Warmup.DefaultValueFactory = _ => DefaultWarmup;
         var command = new Command("latency",
             "Time an embedded single-request forward and decode step (p50/p99/p999), base and with an adapter, counting garbage collections")
         {
-            models, prompt, context, gpt2Context, rank, targets, warmupSeconds,
+            models, prompt, context, gpt2Context, rank, targets, warmupSeconds, quantize,
         };
         common.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () =>
@@ -43,17 +48,21 @@ internal static class BenchLatencyCommand
             var list = (parse.GetValue(models) ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
                 .Select(m => LatencyModel.Parse(m, gpt2)).ToList();
             if (list.Count == 0) throw new UsageException("--models: expected at least one model");
+            var storage = QuantizeOption.Read(parse.GetValue(quantize), backend: null);
+            if (storage.Format is { } format && format != WeightFormat.F32)
+                list = list.Select(m => m with { Name = $"{m.Name}:{format.Name()}" }).ToList();
             var names = (parse.GetValue(targets) ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             var shape = new LatencyBenchShape(BenchData.Positive(parse.GetValue(prompt), "--prompt-tokens"), BenchData.Positive(parse.GetValue(context), "--context"),
                 BenchData.Positive(parse.GetValue(rank), "--rank"), names);
             double seconds = parse.GetValue(warmupSeconds);
             if (!(seconds >= 0) || !double.IsFinite(seconds)) throw new UsageException($"--warmup-seconds: expected a finite value ≥ 0; got {seconds}");
-            return Execute(terminal, list, shape, common.Read(parse), seconds);
+            return Execute(terminal, list, shape, common.Read(parse), seconds, storage);
         }));
         return command;
     }
 
-    private static int Execute(Terminal terminal, IReadOnlyList<LatencyModel> models, LatencyBenchShape shape, BenchSettings settings, double warmupSeconds)
+    private static int Execute(Terminal terminal, IReadOnlyList<LatencyModel> models, LatencyBenchShape shape, BenchSettings settings, double warmupSeconds,
+        Layers.WeightStorage storage)
     {
         using var backend = BenchOptions.CreateBackend(settings.Device);
         var records = new List<LatencyRecord>();
@@ -65,7 +74,7 @@ internal static class BenchLatencyCommand
             terminal.Error.MarkupLine($"[grey]{Markup.Escape(line)}[/]");
             try
             {
-                records.AddRange(LatencyBench.Run(backend, model, shape, settings.Warmup, warmupSeconds, settings.Reps));
+                records.AddRange(LatencyBench.Run(backend, model, shape, settings.Warmup, warmupSeconds, settings.Reps, storage));
             }
             catch (ArgumentException e)
             {

@@ -17,7 +17,11 @@ internal static class FinetuneCommand
         var json = new Option<string?>("--json") { Description = "write the run's summary to FILE", HelpName = "FILE" };
         var training = new TrainingOptions(iterations: 500);
         var adapter = new AdapterArgs();
-        var command = new Command("finetune", "Train a LoRA adapter on a saved model (base frozen); save it in PEFT's layout") { baseDir, data, output, device, json };
+        var quantize = QuantizeOption.Create();
+        var command = new Command("finetune", "Train a LoRA adapter on a saved model (base frozen; QLoRA with --quantize nf4); save it in PEFT's layout")
+        {
+            baseDir, data, output, device, json, quantize,
+        };
         adapter.AddTo(command);
         training.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () =>
@@ -30,7 +34,8 @@ internal static class FinetuneCommand
             if (jsonPath is not null) OutputPath.CheckWritable(jsonPath, "--json");
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
             string outDir = parse.GetValue(output)!;
-            var (summary, log, _, _) = FinetuneRun.Run(terminal, backend, parse.GetValue(baseDir)!, text, config, options, outDir);
+            var (summary, log, _, _) = FinetuneRun.Run(terminal, backend, parse.GetValue(baseDir)!, text, config, options, outDir,
+                QuantizeOption.Read(parse.GetValue(quantize), backend));
             if (jsonPath is not null) TrainingRun.WriteJson(jsonPath, summary, backend.Name, log);
             TrainingOptions.Report(terminal, summary, outDir, "adapter_config.json, adapter_model.safetensors, loss.png, checkpoints/");
             return ExitCodes.Success;

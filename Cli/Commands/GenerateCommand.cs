@@ -20,9 +20,10 @@ internal static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "sample among the K most likely tokens (0: all)", DefaultValueFactory = _ => 0 };
         var seed = new Option<ulong>("--seed") { Description = "seed of the draws", DefaultValueFactory = _ => 1337UL };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
+        var quantize = QuantizeOption.Create();
         var command = new Command("generate", "Generate text with a saved model and, optionally, a LoRA adapter")
         {
-            baseDir, adapterArg, prompt, tokens, temperature, topK, seed, device,
+            baseDir, adapterArg, prompt, tokens, temperature, topK, seed, device, quantize,
         };
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
@@ -31,16 +32,17 @@ internal static class GenerateCommand
             if (parse.GetValue(tokens) < 0) throw new UsageException($"--tokens: expected ≥ 0; got {parse.GetValue(tokens)}");
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
             terminal.OutWriter.WriteLine(Generate(backend, parse.GetValue(baseDir)!, parse.GetValue(adapterArg), parse.GetValue(prompt) ?? "",
-                parse.GetValue(tokens), sampling));
+                parse.GetValue(tokens), sampling, QuantizeOption.Read(parse.GetValue(quantize), backend)));
             return ExitCodes.Success;
         }));
         return command;
     }
 
     /// <summary>The prompt and its continuation.</summary>
-    public static string Generate(Backend backend, string baseDir, string? adapterSpec, string prompt, int count, SamplingOptions sampling)
+    public static string Generate(Backend backend, string baseDir, string? adapterSpec, string prompt, int count, SamplingOptions sampling,
+        WeightStorage? storage = null)
     {
-        var (model, maybeTokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
+        var (model, maybeTokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1, storage: storage);
         using (model)
         {
             var tokenizer = ModelDirectory.RequireTokenizer(maybeTokenizer, baseDir, layout);

@@ -31,10 +31,11 @@ internal static class ServeCommand
         var timeout = new Option<double>("--request-timeout") { Description = "seconds a request may take from its arrival; past it, it is cancelled (504)", DefaultValueFactory = _ => 600 };
         var maxAdapters = new Option<int>("--max-adapters") { Description = "adapters held at once; a load past it is refused", DefaultValueFactory = _ => 64 };
         var adapterMemory = new Option<int>("--adapter-memory-mb") { Description = "host memory for the loaded adapters; a load past it is refused", DefaultValueFactory = _ => 1024 };
+        var quantize = QuantizeOption.Create();
         var command = new Command("serve", "Serve completions for a base model and many adapters at once (continuous batching, per-row adapters)")
         {
             baseDir, adapters, urls, slots, stepTokens, maxRank, budget, baseName, device, apiKey, allowLoading, adapterRoot, maxQueue, timeout,
-            maxAdapters, adapterMemory,
+            maxAdapters, adapterMemory, quantize,
         };
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
@@ -54,6 +55,7 @@ internal static class ServeCommand
             if (options.MaxStepTokens < options.Slots) throw new UsageException($"--max-step-tokens: expected ≥ --slots = {options.Slots}; got {options.MaxStepTokens}");
             var named = (parse.GetValue(adapters) ?? []).Select(ParseAdapter).ToList();
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
+            options = options with { Storage = QuantizeOption.Read(parse.GetValue(quantize), backend) };
             ServingHost host;
             try
             {

@@ -18,9 +18,10 @@ namespace LoraRuntime.Cli.Serve;
 /// <param name="RequestTimeout">A request's deadline from its arrival; past it, it is cancelled (504, or an error event when streaming).</param>
 /// <param name="MaxAdapters">Adapters the server holds at once; a load past it is refused.</param>
 /// <param name="AdapterHostBytes">Host memory for the loaded adapters; a load past it is refused.</param>
+/// <param name="Storage">How the base keeps its weights (null: <see cref="WeightStorage.DefaultFor"/>).</param>
 internal sealed record ServeOptions(int Slots = 32, int MaxStepTokens = 256, int MaxRank = 64, long AdapterBudgetBytes = 256L << 20, string BaseName = "base",
     string? ApiKey = null, bool AllowAdapterLoading = false, string? AdapterRoot = null, int MaxQueue = 256, TimeSpan? RequestTimeout = null,
-    int MaxAdapters = 64, long AdapterHostBytes = 1L << 30);
+    int MaxAdapters = 64, long AdapterHostBytes = 1L << 30, WeightStorage? Storage = null);
 
 /// <summary>
 /// One served model: the base loaded once and the <see cref="LoraEngine"/> over it, whose adapter bank and scheduler
@@ -69,7 +70,7 @@ internal sealed class ServingHost : IDisposable
         if (options.AllowAdapterLoading && options.AdapterRoot is null)
             throw new ArgumentException("--allow-adapter-loading: needs --adapter-root DIR, the one folder adapters may be loaded from", nameof(options));
         var root = options.AllowAdapterLoading ? new AdapterRoot(options.AdapterRoot!) : null;
-        var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1);
+        var (model, tokenizer, layout) = ModelDirectory.Load(backend, baseDir, maxBatch: 1, storage: options.Storage ?? WeightStorage.DefaultFor(backend));
         LoraEngine? engine = null;
         try
         {

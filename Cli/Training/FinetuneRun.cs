@@ -10,9 +10,10 @@ internal static class FinetuneRun
 {
     /// <summary>Trains adapter "default" on <paramref name="text"/>; returns the run's summary and its log.</summary>
     public static (TrainingSummary Summary, TrainingLog Log, long AdapterParameters, long BaseParameters) Run(
-        Terminal terminal, Backend backend, string baseDir, string text, LoraConfig config, TrainOptions options, string outDir)
+        Terminal terminal, Backend backend, string baseDir, string text, LoraConfig config, TrainOptions options, string outDir,
+        WeightStorage? storage = null)
     {
-        var (model, maybeTokenizer, layout) = ModelDirectory.Load(backend, baseDir, options.Batch, training: true);
+        var (model, maybeTokenizer, layout) = ModelDirectory.Load(backend, baseDir, options.Batch, training: true, storage);
         using (model)
         {
             var tokenizer = ModelDirectory.RequireTokenizer(maybeTokenizer, baseDir, layout);

@@ -101,8 +101,12 @@ internal sealed class DoraMagnitude
         var module = _weights.Module;
         var shape = new Shape(module.OutFeatures, module.InFeatures);
         _direction ??= _directionScratch.For(1, 1).View(0, shape);
-        _baseRows ??= module.Base.Weight.Value.View((long)module.OutputOffset * module.InFeatures, shape);
-        Backend.Copy(_direction, _baseRows);
+        if (module.Base.StoredWeight is { } stored) Backend.Dequantize(_direction, stored, module.OutputOffset);
+        else
+        {
+            _baseRows ??= module.Base.Weight.Value.View((long)module.OutputOffset * module.InFeatures, shape);
+            Backend.Copy(_direction, _baseRows);
+        }
         _weights.AddDelta(_direction, 1f);
         return _direction;
     }

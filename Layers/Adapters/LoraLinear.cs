@@ -102,6 +102,9 @@ internal sealed class LoraLinear
     {
         var weights = adapterName is null ? _active ?? throw new InvalidOperationException($"{Path}: no adapter to merge") : this[adapterName];
         if (weights.IsMerged) return;
+        if (Base.StoredWeight is { } stored)
+            throw new InvalidOperationException(
+                $"{Path}: the base weight is kept as {stored.Format}; merging into it is explicit: load the base in float32 (dequantized), merge, and save in the type wanted");
         var backend = Base.Weight.Owner.Backend;
         using var rows = Base.Weight.Value.View((long)OutputOffset * InFeatures, new Shape(OutFeatures, InFeatures));
         if (!safe) weights.MergeInto(rows);

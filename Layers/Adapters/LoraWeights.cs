@@ -89,6 +89,9 @@ internal sealed class LoraWeights
             case LoraInit.Pissa:
             case LoraInit.PissaRandomized:
             case LoraInit.Olora:
+                if (Module.Base.StoredWeight is { } stored)
+                    throw new InvalidOperationException(
+                        $"{Module.Path}: {Options.Init} initialisation moves part of the base weight into the adapter, but the base is kept as {stored.Format}; load it in float32 (--quantize f32)");
                 WeightInitialization.Initialize(this, Module.Base.Weight.Value.View(
                     (long)Module.OutputOffset * inFeatures, new Shape(Module.OutFeatures, inFeatures)), _seed);
                 break;

@@ -1,3 +1,5 @@
+using LoraRuntime.Layers;
+
 namespace LoraRuntime.Hosting;
 
 /// <summary>
@@ -14,6 +16,12 @@ public sealed record EngineOptions
     /// <see cref="LoraEngine.Load"/> and <see cref="LoraEngine.CreateRandom"/> make the engine's backend.
     /// </summary>
     public string? Device { get; init; }
+
+    /// <summary>
+    /// How the base keeps its projection and embedding weights (float32, F16, BF16, Q8_0, Q4_0, NF4); null: as the
+    /// checkpoint stores them on the CPU, float32 elsewhere (<see cref="WeightStorage.DefaultFor"/>).
+    /// </summary>
+    public WeightStorage? Storage { get; init; }
 
     /// <summary>Generations decoded together (continuous batching); more wait in a queue. ≥ 1.</summary>
     public int MaxBatch { get; init; } = 8;

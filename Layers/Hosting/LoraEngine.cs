@@ -84,7 +84,8 @@ public sealed class LoraEngine : IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(modelDirectory);
         options ??= new EngineOptions();
         var template = ChatTemplate.Of(modelDirectory); // read first: a broken template fails before memory is reserved
-        var engine = Own(options, backend => ModelDirectory.Load(backend, modelDirectory, maxBatch: 1), "loading the model");
+        var engine = Own(options, backend => ModelDirectory.Load(backend, modelDirectory, maxBatch: 1,
+            storage: options.Storage ?? WeightStorage.DefaultFor(backend)), "loading the model");
         engine.ChatTemplate = template;
         return engine;
     }

@@ -15,7 +15,7 @@ namespace LoraRuntime.IO;
 /// Reads may run concurrently; <see cref="Dispose"/> must not. Spans from <see cref="TryGetFloat32Span"/> point into
 /// the mapping and are valid until <see cref="Dispose"/>. The file must not be truncated while it is open.
 /// </remarks>
-public sealed unsafe class SafetensorsReader : IDisposable
+public sealed unsafe partial class SafetensorsReader : IDisposable
 {
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
@@ -105,7 +105,7 @@ public sealed unsafe class SafetensorsReader : IDisposable
     /// <summary>
     /// The elements of an F32 tensor in place, without a copy, when its data is 4-byte aligned in the file (always
     /// for files from <see cref="SafetensorsWriter"/>). False for another dtype or a misaligned tensor: read those
-    /// with <see cref="ReadFloat32"/>. The span is valid until <see cref="Dispose"/>.
+    /// with <see cref="ReadFloat32(string, Span{float})"/>. The span is valid until <see cref="Dispose"/>.
     /// </summary>
     public bool TryGetFloat32Span(string name, out ReadOnlySpan<float> values)
     {
@@ -123,6 +123,43 @@ public sealed unsafe class SafetensorsReader : IDisposable
         CheckLength(entry, destination.Length, nameof(destination));
         CopyFloat32(entry, destination);
     }
+
+    /// <summary>
+    /// Reads elements [<paramref name="firstElement"/>, + destination's length) of an F32, F16 or BF16 tensor as
+    /// float32 (row-major order), then lets the system drop the file pages just read from this process's resident memory
+    /// (they stay in the page cache): a loader that streams a large checkpoint in pieces stays at the pieces' size.
+    /// </summary>
+    public void ReadFloat32(string name, long firstElement, Span<float> destination)
+    {
+        var entry = Find(name);
+        RequireFloat(entry);
+        if (firstElement < 0 || firstElement + destination.Length > entry.ElementCount)
+            throw new ArgumentOutOfRangeException(nameof(firstElement), firstElement,
+                $"firstElement: elements {firstElement}..{firstElement + destination.Length} lie outside {Describe(entry)}, which has {entry.ElementCount}");
+        int size = entry.DType == SafetensorsDType.F32 ? 4 : 2;
+        byte* source = Source(entry) + firstElement * size;
+        switch (entry.DType)
+        {
+            case SafetensorsDType.F32: ElementConversion.Float32ToSingle(source, destination); break;
+            case SafetensorsDType.F16: ElementConversion.Float16ToSingle(source, destination); break;
+            default: ElementConversion.BFloat16ToSingle(source, destination); break;
+        }
+        DropPages(source, (long)destination.Length * size);
+    }
+
+    /// <summary>madvise(MADV_DONTNEED) over the whole pages inside a read range of the read-only mapping (Linux; elsewhere nothing).</summary>
+    private static void DropPages(byte* start, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || bytes <= 0) return;
+        long page = Environment.SystemPageSize;
+        long first = ((long)start + page - 1) / page * page, end = ((long)start + bytes) / page * page;
+        if (end > first) _ = Madvise((nint)first, (nuint)(end - first), DontNeed);
+    }
+
+    private const int DontNeed = 4; // MADV_DONTNEED
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(nint address, nuint length, int advice);
 
     /// <summary>
     /// Reads an I32 or I64 tensor as int into <paramref name="destination"/>, which must hold exactly its elements. An

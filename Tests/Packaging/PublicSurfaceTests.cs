@@ -32,6 +32,7 @@ public sealed class PublicSurfaceTests
         "LoraRuntime.Layers.RotaryOptions",
         "LoraRuntime.Layers.Serving.AdapterBankStats",
         "LoraRuntime.Layers.Serving.MetricsSnapshot",
+        "LoraRuntime.Layers.WeightStorage",
         "Microsoft.Extensions.DependencyInjection.LoraRuntimeServiceCollectionExtensions",
     ];
 
