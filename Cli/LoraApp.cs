@@ -13,6 +13,7 @@ internal static class LoraApp
         root.Add(InfoCommand.Create(terminal));
         root.Add(BenchCommand.Create(terminal));
         root.Add(InspectCommand.Create(terminal));
+        root.Add(QuantizeCommand.Create(terminal));
         root.Add(TrainCommand.Create(terminal));
         root.Add(FinetuneCommand.Create(terminal));
         root.Add(GenerateCommand.Create(terminal));

@@ -62,6 +62,9 @@ internal static class ModelDirectory
     public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) Load(Backend backend, string directory, int maxBatch, bool training = false,
         WeightStorage? storage = null)
     {
+        if (GgufCheckpoint.IsGguf(directory))
+            // A GGUF file: a Llama-family base whose adapters use PEFT's Llama names; its tokenizer is not read yet.
+            return (GgufCheckpoint.Load(backend, directory, maxBatch, training, storage), null, ModelLayout.Llama);
         var layout = DetectLayout(directory);
         if (layout == ModelLayout.Llama)
         {
@@ -140,6 +143,9 @@ internal static class ModelDirectory
     public static ITokenizer RequireTokenizer(ITokenizer? tokenizer, string directory, ModelLayout layout)
     {
         if (tokenizer is not null) return tokenizer;
+        if (GgufCheckpoint.IsGguf(directory))
+            throw new InvalidDataException(
+                $"{directory}: the tokenizer of a GGUF file is not read yet; its model runs on token ids (LoraEngine.Load, lora bench), or load the Hugging Face checkpoint with its tokenizer.json");
         TryLoadTokenizer(directory, out string? reason);
         throw new InvalidDataException(
             $"{directory}: no tokenizer for this {layout} checkpoint ({reason}); its model runs on token ids (LoraEngine.Load, lora bench)");

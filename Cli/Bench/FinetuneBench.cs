@@ -13,12 +13,14 @@ namespace LoraRuntime.Cli.Bench;
 /// </summary>
 internal static class FinetuneBench
 {
-    public static BenchRecord Run(Backend backend, LatencyModel model, int batch, int time, int rank, IReadOnlyList<string> targets, int warmup, int? reps)
+    public static BenchRecord Run(Backend backend, LatencyModel model, int batch, int time, int rank, IReadOnlyList<string> targets, int warmup, int? reps,
+        WeightStorage? storage = null)
     {
         var config = model.Config;
         if (time > config.BlockSize) throw new UsageException($"--time: T = {time} is longer than {model.Name}'s context {config.BlockSize}");
         long before = backend.Pool.Stats.BytesInUse;
-        using var gpt = new GptModel(backend, config with { BlockSize = time }, batch, training: true, trainParameters: false);
+        Func<string, int, WeightFormat>? formats = storage is null || storage == WeightStorage.Float32 ? null : (_, columns) => storage.Resolve(columns, WeightFormat.F32);
+        using var gpt = new GptModel(backend, config with { BlockSize = time }, batch, training: true, trainParameters: false, formats);
         gpt.Initialize(7, scaleResidual: true);
         using var lora = new LoraModel(gpt);
         LoraAdapter adapter;

@@ -157,11 +157,20 @@ public sealed class GgufReader : IDisposable
     public void ReadBytes(GgufTensorInfo tensor, Span<byte> destination)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        if (!_byName.TryGetValue(tensor.Name, out var own) || own != tensor)
-            throw new ArgumentException($"tensor: '{tensor.Name}' is not a tensor of {Path}", nameof(tensor));
         if (destination.Length != tensor.Bytes)
             throw new ArgumentException($"destination: expected {tensor.Bytes} bytes for '{tensor.Name}'; got {destination.Length}", nameof(destination));
-        long at = DataStart + tensor.Offset;
+        ReadBytes(tensor, 0, destination);
+    }
+
+    /// <summary>Bytes [<paramref name="start"/>, + destination's length) of <paramref name="tensor"/>: a piece of a large tensor.</summary>
+    public void ReadBytes(GgufTensorInfo tensor, long start, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (!_byName.TryGetValue(tensor.Name, out var own) || own != tensor)
+            throw new ArgumentException($"tensor: '{tensor.Name}' is not a tensor of {Path}", nameof(tensor));
+        if (start < 0 || start + destination.Length > tensor.Bytes)
+            throw new ArgumentOutOfRangeException(nameof(start), start, $"start: bytes {start}..{start + destination.Length} lie outside '{tensor.Name}' ({tensor.Bytes} bytes)");
+        long at = DataStart + tensor.Offset + start;
         while (!destination.IsEmpty)
         {
             int read = RandomAccess.Read(_file, destination, at);

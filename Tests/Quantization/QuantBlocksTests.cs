@@ -132,3 +132,17 @@ public sealed class QuantBlocksTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 }
+
+public sealed class HalfConversionTests
+{
+    [Fact]
+    public void Every_finite_half_converts_exactly()
+    {
+        for (int bits = 0; bits < 0x10000; bits++)
+        {
+            var h = BitConverter.UInt16BitsToHalf((ushort)bits);
+            if (!Half.IsFinite(h)) continue;
+            Assert.Equal(BitConverter.SingleToUInt32Bits((float)h), BitConverter.SingleToUInt32Bits(LoraRuntime.Quantization.WeightRows.HalfToSingle((ushort)bits)));
+        }
+    }
+}

@@ -52,8 +52,8 @@ internal unsafe struct Q8Activations
 /// <summary>
 /// Dot products of one stored weight row with a few activation rows, the weight read once for all of them: Q8_0 and
 /// Q4_0 against <see cref="Q8Activations"/> with integer products summed exactly per block (AVX-VNNI where the CPU has
-/// it, else AVX2's multiply-add of bytes, else scalar), BF16 converted in registers, the other formats decoded into a
-/// row buffer first.
+/// it, else AVX2's multiply-add of bytes, else scalar), BF16 and F16 converted in registers, NF4 decoded into a row
+/// buffer first.
 /// </summary>
 internal static unsafe class QuantizedDot
 {
@@ -71,7 +71,8 @@ internal static unsafe class QuantizedDot
         {
             case WeightFormat.Q8_0: Q8(w, q, rows, sums); break;
             case WeightFormat.Q4_0: Q4(w, q, rows, sums); break;
-            case WeightFormat.BF16 when Avx512F.IsSupported: BFloat16(w, k, x, ldx, rows, sums); break;
+            case WeightFormat.BF16 when Avx512F.IsSupported: SixteenBit(w, k, x, ldx, rows, sums, half: false); break;
+            case WeightFormat.F16 when Avx512F.IsSupported: SixteenBit(w, k, x, ldx, rows, sums, half: true); break;
             default:
                 WeightRows.Decode(format, w, decoded, k);
                 var row = new ReadOnlySpan<float>(decoded, k);
@@ -188,14 +189,19 @@ internal static unsafe class QuantizedDot
         s_vnni ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, s)
                : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), ones);
 
-    private static void BFloat16(byte* w, int k, float* x, int ldx, int rows, float* sums)
+    /// <summary>A BF16 or F16 (<paramref name="half"/>) row, widened to float32 in registers, against up to four rows.</summary>
+    private static void SixteenBit(byte* w, int k, float* x, int ldx, int rows, float* sums, bool half)
     {
         ushort* src = (ushort*)w;
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        var magnitude = Vector512.Create(0x7FFFu);
+        var sign = Vector512.Create(0x8000u);
+        var scale = Vector512.Create(5.192296858534828e33f);
         int j = 0;
         for (; j + 16 <= k; j += 16)
         {
-            var wf = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(src + j)), 16).AsSingle();
+            var bits = Avx512F.ConvertToVector512UInt32(Vector256.Load(src + j));
+            var wf = half ? WeightRows.HalfToSingle(bits, magnitude, sign, scale) : Avx512F.ShiftLeftLogical(bits, 16).AsSingle();
             acc0 = Avx512F.FusedMultiplyAdd(wf, Vector512.Load(x + j), acc0);
             if (rows > 1) acc1 = Avx512F.FusedMultiplyAdd(wf, Vector512.Load(x + ldx + j), acc1);
             if (rows > 2) acc2 = Avx512F.FusedMultiplyAdd(wf, Vector512.Load(x + 2L * ldx + j), acc2);
@@ -207,7 +213,7 @@ internal static unsafe class QuantizedDot
         if (rows > 3) sums[3] = Vector512.Sum(acc3);
         for (; j < k; j++)
         {
-            float v = BitConverter.UInt32BitsToSingle((uint)src[j] << 16);
+            float v = half ? WeightRows.HalfToSingle(src[j]) : BitConverter.UInt32BitsToSingle((uint)src[j] << 16);
             for (int i = 0; i < rows; i++) sums[i] += v * x[(long)i * ldx + j];
         }
     }
@@ -221,5 +227,5 @@ internal static unsafe class QuantizedDot
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Scale(byte* block) => (float)Unsafe.ReadUnaligned<Half>(block);
+    private static float Scale(byte* block) => WeightRows.HalfToSingle(Unsafe.ReadUnaligned<ushort>(block));
 }

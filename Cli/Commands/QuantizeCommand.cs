@@ -1,0 +1,69 @@
+using System.CommandLine;
+using LoraRuntime.Cli.Bench;
+using LoraRuntime.Layers;
+using Spectre.Console;
+
+namespace LoraRuntime.Cli.Commands;
+
+/// <summary><c>lora quantize</c>: a Llama-family model, its weights in a chosen format, written as a GGUF file llama.cpp loads.</summary>
+internal static class QuantizeCommand
+{
+    /// <summary>The command.</summary>
+    public static Command Create(Terminal terminal)
+    {
+        var baseDir = new Option<string?>("--base") { Description = "a Llama-family model directory (a Hugging Face checkpoint, or ours with --arch llama)" };
+        var preset = new Option<string?>("--model")
+        {
+            Description = $"instead of --base, random weights in a preset's shape (the weights lora bench latency runs): {LatencyModel.Presets}",
+            HelpName = "PRESET",
+        };
+        var context = new Option<int>("--context") { Description = "the context a preset model is written with", DefaultValueFactory = _ => 512 };
+        var format = new Option<string>("--format") { Description = "the weights' type: f32, f16, bf16, q8_0 or q4_0", DefaultValueFactory = _ => "q8_0", HelpName = "FORMAT" };
+        var output = new Option<string>("--out") { Description = "the GGUF file to write", Required = true, HelpName = "FILE" };
+        var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
+        var command = new Command("quantize", "Write a Llama-family model as a GGUF file, its weights in F32, F16, BF16, Q8_0 or Q4_0")
+        {
+            baseDir, preset, context, format, output, device,
+        };
+        command.SetAction(parse => CliAction.Run(terminal, () =>
+        {
+            string? dir = parse.GetValue(baseDir), model = parse.GetValue(preset);
+            if ((dir is null) == (model is null)) throw new UsageException("--base/--model: give one of them");
+            var storage = QuantizeOption.Read(parse.GetValue(format), backend: null);
+            if (storage.Format == WeightFormat.NF4) throw new UsageException("--format: GGUF has no NF4 type; expected f32, f16, bf16, q8_0 or q4_0");
+            string path = parse.GetValue(output)!;
+            OutputPath.CheckWritable(path, "--out");
+            using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
+            GptModel gpt;
+            string name;
+            if (dir is not null)
+            {
+                (gpt, _, _) = ModelDirectory.Load(backend, dir, maxBatch: 1, storage: storage);
+                name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
+            }
+            else
+            {
+                var config = LatencyModel.LlamaPreset(model!, BenchData.Positive(parse.GetValue(context), "--context"))
+                    ?? throw new UsageException($"--model: expected a Llama-family preset (smollm2-135m, qwen2.5-0.5b, llama3.2-1b); got '{model}'");
+                gpt = new GptModel(backend, config, 1, training: false, trainParameters: false,
+                    storage == WeightStorage.Float32 ? null : (_, columns) => storage.Resolve(columns, WeightFormat.F32));
+                gpt.Initialize(7, scaleResidual: true); // the seed lora bench latency uses: the same weights
+                name = model!;
+            }
+            using (gpt)
+            {
+                try
+                {
+                    GgufModelFile.Write(gpt, path, name);
+                }
+                catch (ArgumentException e)
+                {
+                    throw new UsageException($"--base: {e.Message}");
+                }
+            }
+            terminal.Error.MarkupLine($"[grey]wrote {Markup.Escape(Path.GetFullPath(path))} ({new FileInfo(path).Length / 1048576.0:0.0} MiB, {storage})[/]");
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+}

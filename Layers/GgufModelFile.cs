@@ -1,0 +1,175 @@
+using LoraRuntime.IO;
+using LoraRuntime.Quantization;
+
+namespace LoraRuntime.Layers;
+
+/// <summary>
+/// Writes a Llama-family model as a GGUF file llama.cpp loads (architecture "llama", or "qwen2" for a model with q/k/v
+/// biases): its hyper-parameters under the architecture's keys, the tensors under llama.cpp's names
+/// (token_embd, blk.N.attn_q …, output_norm, output when untied) in the format each weight is kept in (F32, F16, BF16,
+/// Q8_0, Q4_0; norms and biases F32), q and k rows reordered from Hugging Face's rotate-half layout to llama.cpp's
+/// interleaved one for "llama" (as its converter does), and a byte-level BPE vocabulary of the model's size (256 byte
+/// tokens, then placeholders) so that the file loads and runs on token ids.
+/// </summary>
+internal static class GgufModelFile
+{
+    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> (atomically), named <paramref name="name"/>.</summary>
+    public static void Write(GptModel model, string path, string name)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var c = model.Config;
+        if (c.Norm != NormKind.RmsNorm || c.Mlp != MlpKind.GatedSilu || c.Rotary is not { } rotary)
+            throw new ArgumentException("model: GGUF export writes Llama-family models (RMSNorm, gated SiLU MLP, rotary positions)", nameof(model));
+        if (rotary.Scaling != RopeScaling.None || rotary.PartialFactor != 1 || c.QkNorm || c.OutputBias || c.MlpBias || c.FactoredRanks.Count > 0)
+            throw new ArgumentException(
+                "model: GGUF export writes the plain Llama and Qwen2 blocks (no rope scaling, partial rotary, q/k norm, output or MLP biases, factored layers)", nameof(model));
+        string arch = c.QkvBias ? "qwen2" : "llama";
+        var formats = model.Parameters.Stored.Values.Select(m => m.Format).Distinct().ToList();
+        var main = formats.Count == 0 ? WeightFormat.F32 : formats.OrderByDescending(f => model.Parameters.Stored.Values.Count(m => m.Format == f)).First();
+        var gguf = new GgufWriter();
+        void U32(string key, long value) => gguf.Add(key, new GgufValue(GgufValueType.UInt32, checked((uint)value)));
+        void F32(string key, double value) => gguf.Add(key, new GgufValue(GgufValueType.Float32, (float)value));
+        gguf.Add("general.architecture", new GgufValue(GgufValueType.String, arch));
+        gguf.Add("general.name", new GgufValue(GgufValueType.String, name));
+        U32("general.file_type", FileType(main));
+        U32("general.quantization_version", 2);
+        U32(arch + ".context_length", c.BlockSize);
+        U32(arch + ".embedding_length", c.Channels);
+        U32(arch + ".block_count", c.Layers);
+        U32(arch + ".feed_forward_length", c.Hidden);
+        U32(arch + ".attention.head_count", c.Heads);
+        U32(arch + ".attention.head_count_kv", c.KvHeads);
+        U32(arch + ".attention.key_length", c.HeadDim);
+        U32(arch + ".attention.value_length", c.HeadDim);
+        U32(arch + ".rope.dimension_count", c.HeadDim);
+        U32(arch + ".vocab_size", c.Vocabulary);
+        F32(arch + ".rope.freq_base", rotary.Theta);
+        F32(arch + ".attention.layer_norm_rms_epsilon", c.LayerNormEpsilon);
+        AddVocabulary(gguf, c.Vocabulary);
+
+        var set = model.Parameters;
+        int q = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim;
+        bool permute = arch == "llama";
+        gguf.AddTensor("token_embd.weight", Type(set, "wte.weight"), [c.Channels, c.Vocabulary], Rows(set, "wte.weight", 0, c.Vocabulary));
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string o = $"blocks.{l}.", g = $"blk.{l}.";
+            gguf.AddTensor(g + "attn_norm.weight", GgmlType.F32, [c.Channels], Rows(set, o + "ln1.weight", 0, c.Channels));
+            gguf.AddTensor(g + "ffn_norm.weight", GgmlType.F32, [c.Channels], Rows(set, o + "ln2.weight", 0, c.Channels));
+            string qkv = o + "attn.qkv.weight";
+            var type = Type(set, qkv);
+            byte[] wq = Rows(set, qkv, 0, q), wk = Rows(set, qkv, q, kv);
+            if (permute)
+            {
+                wq = Interleave(wq, c.Heads, c.HeadDim);
+                wk = Interleave(wk, c.KvHeads, c.HeadDim);
+            }
+            gguf.AddTensor(g + "attn_q.weight", type, [c.Channels, q], wq);
+            gguf.AddTensor(g + "attn_k.weight", type, [c.Channels, kv], wk);
+            gguf.AddTensor(g + "attn_v.weight", type, [c.Channels, kv], Rows(set, qkv, q + kv, kv));
+            if (c.QkvBias)
+            {
+                string bias = o + "attn.qkv.bias";
+                gguf.AddTensor(g + "attn_q.bias", GgmlType.F32, [q], Rows(set, bias, 0, q));
+                gguf.AddTensor(g + "attn_k.bias", GgmlType.F32, [kv], Rows(set, bias, q, kv));
+                gguf.AddTensor(g + "attn_v.bias", GgmlType.F32, [kv], Rows(set, bias, q + kv, kv));
+            }
+            gguf.AddTensor(g + "attn_output.weight", Type(set, o + "attn.o.weight"), [q, c.Channels], Rows(set, o + "attn.o.weight", 0, c.Channels));
+            string gateUp = o + "mlp.gate_up.weight";
+            gguf.AddTensor(g + "ffn_gate.weight", Type(set, gateUp), [c.Channels, c.Hidden], Rows(set, gateUp, 0, c.Hidden));
+            gguf.AddTensor(g + "ffn_up.weight", Type(set, gateUp), [c.Channels, c.Hidden], Rows(set, gateUp, c.Hidden, c.Hidden));
+            gguf.AddTensor(g + "ffn_down.weight", Type(set, o + "mlp.down.weight"), [c.Hidden, c.Channels], Rows(set, o + "mlp.down.weight", 0, c.Channels));
+        }
+        gguf.AddTensor("output_norm.weight", GgmlType.F32, [c.Channels], Rows(set, "ln_f.weight", 0, c.Channels));
+        if (!c.TiedHead) gguf.AddTensor("output.weight", Type(set, "lm_head.weight"), [c.Channels, c.Vocabulary], Rows(set, "lm_head.weight", 0, c.Vocabulary));
+        gguf.Save(path);
+    }
+
+    /// <summary>llama.cpp's LLAMA_FTYPE of a model mostly in <paramref name="format"/>.</summary>
+    private static uint FileType(WeightFormat format) => format switch
+    {
+        WeightFormat.F32 => 0,
+        WeightFormat.F16 => 1,
+        WeightFormat.Q4_0 => 2,
+        WeightFormat.Q8_0 => 7,
+        WeightFormat.BF16 => 32,
+        _ => throw new ArgumentException($"format: {format} has no GGUF type; write F32, F16, BF16, Q8_0 or Q4_0", nameof(format)),
+    };
+
+    private static GgmlType Type(ParameterSet set, string name) => set.Stored.TryGetValue(name, out var m)
+        ? m.Format switch
+        {
+            WeightFormat.F16 => GgmlType.F16,
+            WeightFormat.BF16 => GgmlType.BF16,
+            WeightFormat.Q8_0 => GgmlType.Q8_0,
+            WeightFormat.Q4_0 => GgmlType.Q4_0,
+            _ => throw new ArgumentException($"model: {name} is kept as {m.Format}, which GGUF has no type for; write F32, F16, BF16, Q8_0 or Q4_0", "model"),
+        }
+        : GgmlType.F32;
+
+    /// <summary>Rows of a weight as its GGUF tensor holds them: a stored weight's encoded rows, a float32 parameter's bytes.</summary>
+    private static byte[] Rows(ParameterSet set, string name, int firstRow, int rows)
+    {
+        if (set.Stored.TryGetValue(name, out var m))
+        {
+            var bytes = new byte[rows * m.RowBytes];
+            set.Backend.ReadEncodedRows(m, firstRow, bytes);
+            return bytes;
+        }
+        var p = set[name];
+        int width = p.Shape.Rank == 1 ? 1 : p.Shape.Last;
+        using var view = p.Value.View((long)firstRow * width, new Shape(rows * width));
+        var values = view.ToArray();
+        var result = new byte[values.Length * sizeof(float)];
+        Buffer.BlockCopy(values, 0, result, 0, result.Length);
+        return result;
+    }
+
+    /// <summary>
+    /// Each head's rows from Hugging Face's rotate-half order (the first half of the rotary pairs, then the second) to
+    /// llama.cpp's interleaved order (pair by pair), as its converter permutes q and k: new row 2j + s = old row s·HS/2 + j.
+    /// </summary>
+    private static byte[] Interleave(byte[] rows, int heads, int headDim)
+    {
+        int rowBytes = rows.Length / (heads * headDim), half = headDim / 2;
+        var result = new byte[rows.Length];
+        for (int h = 0; h < heads; h++)
+            for (int j = 0; j < half; j++)
+                for (int s = 0; s < 2; s++)
+                    Buffer.BlockCopy(rows, (h * headDim + s * half + j) * rowBytes, result, (h * headDim + 2 * j + s) * rowBytes, rowBytes);
+        return result;
+    }
+
+    /// <summary>A byte-level BPE vocabulary of <paramref name="size"/> tokens: GPT-2's 256 byte characters, then placeholders; no merges.</summary>
+    private static void AddVocabulary(GgufWriter gguf, int size)
+    {
+        var tokens = new string[size];
+        var types = new object[size];
+        var bytes = ByteCharacters();
+        for (int i = 0; i < size; i++)
+        {
+            tokens[i] = i < 256 ? bytes[i].ToString() : $"<|t{i}|>";
+            types[i] = i < 256 ? 1 : 4; // normal, user-defined
+        }
+        gguf.Add("tokenizer.ggml.model", new GgufValue(GgufValueType.String, "gpt2"));
+        gguf.Add("tokenizer.ggml.pre", new GgufValue(GgufValueType.String, "default"));
+        gguf.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, tokens, GgufValueType.String));
+        gguf.Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, types, GgufValueType.Int32));
+        gguf.Add("tokenizer.ggml.merges", new GgufValue(GgufValueType.Array, Array.Empty<string>(), GgufValueType.String));
+        gguf.Add("tokenizer.ggml.bos_token_id", new GgufValue(GgufValueType.UInt32, 0u));
+        gguf.Add("tokenizer.ggml.eos_token_id", new GgufValue(GgufValueType.UInt32, (uint)Math.Min(size - 1, 256)));
+    }
+
+    /// <summary>GPT-2's byte-to-character table: printable bytes map to themselves, the rest to U+0100 onwards.</summary>
+    private static char[] ByteCharacters()
+    {
+        var map = new char[256];
+        int next = 0;
+        for (int b = 0; b < 256; b++)
+        {
+            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
+            map[b] = printable ? (char)b : (char)(256 + next++);
+        }
+        return map;
+    }
+}
