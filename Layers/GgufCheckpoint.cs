@@ -5,7 +5,8 @@ namespace LoraRuntime.Layers;
 
 /// <summary>
 /// Loads a Llama-family GGUF file (architecture "llama", "mistral" or "qwen2", as llama.cpp's converter writes them) as
-/// a frozen base: the hyper-parameters from its keys, each weight kept in its file type (F32, F16, BF16, Q8_0, Q4_0;
+/// a frozen base: the hyper-parameters from its keys, each weight kept in its file type (F32, F16, BF16, Q8_0, Q4_0,
+/// Q4_K, Q6_K;
 /// block rows copied as they are) or in the format asked for, q and k rows put back from llama.cpp's interleaved rotary
 /// order into Hugging Face's rotate-half one ("llama" and "mistral"), fused q/k/v and gate/up rows filled from their
 /// tensors. The model runs on token ids: the file's tokenizer is not read yet.
@@ -33,7 +34,11 @@ internal static class GgufCheckpoint
         {
             var tensor = Tensor(gguf, piece.Key);
             var format = FormatOf(tensor, path);
-            fileFormats[piece.Ours] = fileFormats.TryGetValue(piece.Ours, out var seen) && seen != format ? WeightFormat.BF16 : format;
+            // Fused rows from tensors of different types (Q4_K_M's q/k Q4_K beside v Q6_K) take one type that holds both:
+            // Q8_0 between quantized ones, BF16 otherwise.
+            fileFormats[piece.Ours] = !fileFormats.TryGetValue(piece.Ours, out var seen) || seen == format ? format
+                : seen is WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16 || format is WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16
+                    ? WeightFormat.BF16 : WeightFormat.Q8_0;
         }
         storage ??= WeightStorage.AsStored;
         Func<string, int, WeightFormat>? formats = storage == WeightStorage.Float32 ? null
@@ -174,8 +179,10 @@ internal static class GgufCheckpoint
         GgmlType.BF16 => WeightFormat.BF16,
         GgmlType.Q8_0 => WeightFormat.Q8_0,
         GgmlType.Q4_0 => WeightFormat.Q4_0,
+        GgmlType.Q4_K => WeightFormat.Q4_K,
+        GgmlType.Q6_K => WeightFormat.Q6_K,
         _ => throw new InvalidDataException(
-            $"{path}: tensor '{tensor.Name}' is {tensor.Type}; this runtime computes with F32, F16, BF16, Q8_0 and Q4_0 GGUF tensors (K-quants are not read yet)"),
+            $"{path}: tensor '{tensor.Name}' is {tensor.Type}; this runtime computes with F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K GGUF tensors"),
     };
 
     private static GgufTensorInfo Tensor(GgufReader gguf, string name) => gguf.TryGetTensor(name, out var t)

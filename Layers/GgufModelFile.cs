@@ -4,8 +4,8 @@ using LoraRuntime.Quantization;
 namespace LoraRuntime.Layers;
 
 /// <summary>
-/// Writes a Llama-family model as a GGUF file llama.cpp loads (architecture "llama", or "qwen2" for a model with q/k/v
-/// biases): its hyper-parameters under the architecture's keys, the tensors under llama.cpp's names
+/// Writes a model as a GGUF file llama.cpp loads — a GPT-2 model as "gpt2", a Llama-family one as "llama", or "qwen2"
+/// for a model with q/k/v biases: its hyper-parameters under the architecture's keys, the tensors under llama.cpp's names
 /// (token_embd, blk.N.attn_q …, output_norm, output when untied) in the format each weight is kept in (F32, F16, BF16,
 /// Q8_0, Q4_0; norms and biases F32), q and k rows reordered from Hugging Face's rotate-half layout to llama.cpp's
 /// interleaved one for "llama" (as its converter does), and a byte-level BPE vocabulary of the model's size (256 byte
@@ -18,14 +18,19 @@ internal static class GgufModelFile
     {
         ArgumentNullException.ThrowIfNull(model);
         var c = model.Config;
+        if (c.Norm == NormKind.LayerNorm && c.Mlp == MlpKind.Gelu && c.Rotary is null && c.QkvBias && c.OutputBias && c.MlpBias
+            && c.TiedHead && c.KvHeads == c.Heads && c.FactoredRanks.Count == 0)
+        {
+            WriteGpt2(model, path, name);
+            return;
+        }
         if (c.Norm != NormKind.RmsNorm || c.Mlp != MlpKind.GatedSilu || c.Rotary is not { } rotary)
-            throw new ArgumentException("model: GGUF export writes Llama-family models (RMSNorm, gated SiLU MLP, rotary positions)", nameof(model));
+            throw new ArgumentException("model: GGUF export writes GPT-2 models and Llama-family models (RMSNorm, gated SiLU MLP, rotary positions)", nameof(model));
         if (rotary.Scaling != RopeScaling.None || rotary.PartialFactor != 1 || c.QkNorm || c.OutputBias || c.MlpBias || c.FactoredRanks.Count > 0)
             throw new ArgumentException(
                 "model: GGUF export writes the plain Llama and Qwen2 blocks (no rope scaling, partial rotary, q/k norm, output or MLP biases, factored layers)", nameof(model));
         string arch = c.QkvBias ? "qwen2" : "llama";
-        var formats = model.Parameters.Stored.Values.Select(m => m.Format).Distinct().ToList();
-        var main = formats.Count == 0 ? WeightFormat.F32 : formats.OrderByDescending(f => model.Parameters.Stored.Values.Count(m => m.Format == f)).First();
+        var main = MainFormat(model.Parameters);
         var gguf = new GgufWriter();
         void U32(string key, long value) => gguf.Add(key, new GgufValue(GgufValueType.UInt32, checked((uint)value)));
         void F32(string key, double value) => gguf.Add(key, new GgufValue(GgufValueType.Float32, (float)value));
@@ -85,6 +90,56 @@ internal static class GgufModelFile
         gguf.Save(path);
     }
 
+    /// <summary>A GPT-2 model under llama.cpp's "gpt2" architecture: learned positions, LayerNorms and biases, the fused QKV.</summary>
+    private static void WriteGpt2(GptModel model, string path, string name)
+    {
+        var c = model.Config;
+        var set = model.Parameters;
+        var gguf = new GgufWriter();
+        void U32(string key, long value) => gguf.Add(key, new GgufValue(GgufValueType.UInt32, checked((uint)value)));
+        gguf.Add("general.architecture", new GgufValue(GgufValueType.String, "gpt2"));
+        gguf.Add("general.name", new GgufValue(GgufValueType.String, name));
+        U32("general.file_type", FileType(MainFormat(set)));
+        U32("general.quantization_version", 2);
+        U32("gpt2.context_length", c.BlockSize);
+        U32("gpt2.embedding_length", c.Channels);
+        U32("gpt2.block_count", c.Layers);
+        U32("gpt2.feed_forward_length", c.Hidden);
+        U32("gpt2.attention.head_count", c.Heads);
+        gguf.Add("gpt2.attention.layer_norm_epsilon", new GgufValue(GgufValueType.Float32, c.LayerNormEpsilon));
+        AddVocabulary(gguf, c.Vocabulary);
+        void Vector(string gg, string ours, int n) => gguf.AddTensor(gg, GgmlType.F32, [n], Rows(set, ours, 0, n));
+        void Matrix(string gg, string ours, int rows, int columns) => gguf.AddTensor(gg, Type(set, ours), [columns, rows], Rows(set, ours, 0, rows));
+        Matrix("token_embd.weight", "wte.weight", c.Vocabulary, c.Channels);
+        gguf.AddTensor("position_embd.weight", GgmlType.F32, [c.Channels, c.BlockSize], Rows(set, "wpe.weight", 0, c.BlockSize));
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string o = $"blocks.{l}.", g = $"blk.{l}.";
+            Vector(g + "attn_norm.weight", o + "ln1.weight", c.Channels);
+            Vector(g + "attn_norm.bias", o + "ln1.bias", c.Channels);
+            Matrix(g + "attn_qkv.weight", o + "attn.qkv.weight", 3 * c.Channels, c.Channels);
+            Vector(g + "attn_qkv.bias", o + "attn.qkv.bias", 3 * c.Channels);
+            Matrix(g + "attn_output.weight", o + "attn.o.weight", c.Channels, c.Channels);
+            Vector(g + "attn_output.bias", o + "attn.o.bias", c.Channels);
+            Vector(g + "ffn_norm.weight", o + "ln2.weight", c.Channels);
+            Vector(g + "ffn_norm.bias", o + "ln2.bias", c.Channels);
+            Matrix(g + "ffn_up.weight", o + "mlp.fc.weight", c.Hidden, c.Channels);
+            Vector(g + "ffn_up.bias", o + "mlp.fc.bias", c.Hidden);
+            Matrix(g + "ffn_down.weight", o + "mlp.proj.weight", c.Channels, c.Hidden);
+            Vector(g + "ffn_down.bias", o + "mlp.proj.bias", c.Channels);
+        }
+        Vector("output_norm.weight", "ln_f.weight", c.Channels);
+        Vector("output_norm.bias", "ln_f.bias", c.Channels);
+        gguf.Save(path);
+    }
+
+    /// <summary>The format most stored weights have (F32 when none is stored).</summary>
+    private static WeightFormat MainFormat(ParameterSet set)
+    {
+        var stored = set.Stored.Values.ToList();
+        return stored.Count == 0 ? WeightFormat.F32 : stored.GroupBy(m => m.Format).OrderByDescending(g => g.Count()).First().Key;
+    }
+
     /// <summary>llama.cpp's LLAMA_FTYPE of a model mostly in <paramref name="format"/>.</summary>
     private static uint FileType(WeightFormat format) => format switch
     {
@@ -93,6 +148,8 @@ internal static class GgufModelFile
         WeightFormat.Q4_0 => 2,
         WeightFormat.Q8_0 => 7,
         WeightFormat.BF16 => 32,
+        WeightFormat.Q4_K => 15,
+        WeightFormat.Q6_K => 18,
         _ => throw new ArgumentException($"format: {format} has no GGUF type; write F32, F16, BF16, Q8_0 or Q4_0", nameof(format)),
     };
 
@@ -103,6 +160,8 @@ internal static class GgufModelFile
             WeightFormat.BF16 => GgmlType.BF16,
             WeightFormat.Q8_0 => GgmlType.Q8_0,
             WeightFormat.Q4_0 => GgmlType.Q4_0,
+            WeightFormat.Q4_K => GgmlType.Q4_K,
+            WeightFormat.Q6_K => GgmlType.Q6_K,
             _ => throw new ArgumentException($"model: {name} is kept as {m.Format}, which GGUF has no type for; write F32, F16, BF16, Q8_0 or Q4_0", "model"),
         }
         : GgmlType.F32;

@@ -17,7 +17,12 @@ public sealed record WeightStorage
     public static WeightStorage AsStored { get; } = new((WeightFormat?)null);
 
     /// <summary>Every projection and embedding weight in <paramref name="format"/> (F32 is <see cref="Float32"/>).</summary>
-    public static WeightStorage Quantized(WeightFormat format) => format == WeightFormat.F32 ? Float32 : new(format);
+    public static WeightStorage Quantized(WeightFormat format)
+    {
+        if (!format.CanEncode())
+            throw new ArgumentException($"format: {format} is read from GGUF files as it is, not made; quantize to q8_0, q4_0 or nf4", nameof(format));
+        return format == WeightFormat.F32 ? Float32 : new(format);
+    }
 
     /// <summary>
     /// What a base loads as when nothing is asked: <see cref="AsStored"/> on the CPU (a BF16 checkpoint's float32 values

@@ -17,6 +17,13 @@ public enum WeightFormat
     Q4_0,
     /// <summary>bitsandbytes' NF4 (QLoRA): blocks of 64 code indices with a float32 absmax, 4.5 bits a weight.</summary>
     NF4,
+    /// <summary>
+    /// llama.cpp's Q4_K (read from GGUF files, not written): super-blocks of 256, F16 d and dmin, eight 6-bit scales and
+    /// minimums, 4-bit values; 144 bytes, 4.5 bits a weight.
+    /// </summary>
+    Q4_K,
+    /// <summary>llama.cpp's Q6_K (read from GGUF files, not written): super-blocks of 256, 6-bit values, sixteen int8 scales, an F16 d; 6.5625 bits a weight.</summary>
+    Q6_K,
 }
 
 /// <summary>Sizes, names and parsing of <see cref="WeightFormat"/>.</summary>
@@ -31,6 +38,7 @@ public static class WeightFormats
         WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16 => 1,
         WeightFormat.Q8_0 or WeightFormat.Q4_0 => QuantBlocks.BlockSize,
         WeightFormat.NF4 => Nf4Blocks.BlockSize,
+        WeightFormat.Q4_K or WeightFormat.Q6_K => KQuantBlocks.BlockSize,
         _ => throw Unknown(format),
     };
 
@@ -42,8 +50,13 @@ public static class WeightFormats
         WeightFormat.Q8_0 => QuantBlocks.BlockBytes(QuantFormat.Q8_0),
         WeightFormat.Q4_0 => QuantBlocks.BlockBytes(QuantFormat.Q4_0),
         WeightFormat.NF4 => Nf4BlockBytes,
+        WeightFormat.Q4_K => KQuantBlocks.Q4KBytes,
+        WeightFormat.Q6_K => KQuantBlocks.Q6KBytes,
         _ => throw Unknown(format),
     };
+
+    /// <summary>True for the formats the runtime writes (all but the K-quants, which it only reads).</summary>
+    public static bool CanEncode(this WeightFormat format) => format is not (WeightFormat.Q4_K or WeightFormat.Q6_K);
 
     /// <summary>True when a row of <paramref name="columns"/> values is a whole number of blocks of <paramref name="format"/>.</summary>
     public static bool FitsRow(this WeightFormat format, long columns) => columns > 0 && columns % format.BlockValues() == 0;
@@ -63,8 +76,8 @@ public static class WeightFormats
     /// <summary>The lower-case name the command line uses: f32, f16, bf16, q8_0, q4_0, nf4.</summary>
     public static string Name(this WeightFormat format) => format switch
     {
-        WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16 or WeightFormat.Q8_0 or WeightFormat.Q4_0 or WeightFormat.NF4 =>
-            format.ToString().ToLowerInvariant(),
+        WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16 or WeightFormat.Q8_0 or WeightFormat.Q4_0 or WeightFormat.NF4
+            or WeightFormat.Q4_K or WeightFormat.Q6_K => format.ToString().ToLowerInvariant(),
         _ => throw Unknown(format),
     };
 
@@ -74,7 +87,7 @@ public static class WeightFormats
         ArgumentNullException.ThrowIfNull(text);
         foreach (var format in Enum.GetValues<WeightFormat>())
             if (string.Equals(format.Name(), text.Trim(), StringComparison.OrdinalIgnoreCase)) return format;
-        throw new ArgumentException($"{argument}: expected one of f32, f16, bf16, q8_0, q4_0, nf4; got '{text}'", argument);
+        throw new ArgumentException($"{argument}: expected one of f32, f16, bf16, q8_0, q4_0, nf4 (q4_k, q6_k: read only); got '{text}'", argument);
     }
 
     private static ArgumentOutOfRangeException Unknown(WeightFormat format) =>

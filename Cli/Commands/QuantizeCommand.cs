@@ -5,13 +5,13 @@ using Spectre.Console;
 
 namespace LoraRuntime.Cli.Commands;
 
-/// <summary><c>lora quantize</c>: a Llama-family model, its weights in a chosen format, written as a GGUF file llama.cpp loads.</summary>
+/// <summary><c>lora quantize</c>: a GPT-2 or Llama-family model, its weights in a chosen format, written as a GGUF file llama.cpp loads.</summary>
 internal static class QuantizeCommand
 {
     /// <summary>The command.</summary>
     public static Command Create(Terminal terminal)
     {
-        var baseDir = new Option<string?>("--base") { Description = "a Llama-family model directory (a Hugging Face checkpoint, or ours with --arch llama)" };
+        var baseDir = new Option<string?>("--base") { Description = "a GPT-2 or Llama-family model directory (a Hugging Face checkpoint, or ours)" };
         var preset = new Option<string?>("--model")
         {
             Description = $"instead of --base, random weights in a preset's shape (the weights lora bench latency runs): {LatencyModel.Presets}",
@@ -21,7 +21,7 @@ internal static class QuantizeCommand
         var format = new Option<string>("--format") { Description = "the weights' type: f32, f16, bf16, q8_0 or q4_0", DefaultValueFactory = _ => "q8_0", HelpName = "FORMAT" };
         var output = new Option<string>("--out") { Description = "the GGUF file to write", Required = true, HelpName = "FILE" };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
-        var command = new Command("quantize", "Write a Llama-family model as a GGUF file, its weights in F32, F16, BF16, Q8_0 or Q4_0")
+        var command = new Command("quantize", "Write a GPT-2 or Llama-family model as a GGUF file, its weights in F32, F16, BF16, Q8_0 or Q4_0")
         {
             baseDir, preset, context, format, output, device,
         };
@@ -43,8 +43,8 @@ internal static class QuantizeCommand
             }
             else
             {
-                var config = LatencyModel.LlamaPreset(model!, BenchData.Positive(parse.GetValue(context), "--context"))
-                    ?? throw new UsageException($"--model: expected a Llama-family preset (smollm2-135m, qwen2.5-0.5b, llama3.2-1b); got '{model}'");
+                if (model == "demo") throw new UsageException("--model: the demo's character model has no GGUF vocabulary; expected gpt2-small, smollm2-135m, qwen2.5-0.5b or llama3.2-1b");
+                var config = LatencyModel.Parse(model!, BenchData.Positive(parse.GetValue(context), "--context")).Config;
                 gpt = new GptModel(backend, config, 1, training: false, trainParameters: false,
                     storage == WeightStorage.Float32 ? null : (_, columns) => storage.Resolve(columns, WeightFormat.F32));
                 gpt.Initialize(7, scaleResidual: true); // the seed lora bench latency uses: the same weights

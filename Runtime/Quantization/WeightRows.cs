@@ -39,7 +39,7 @@ public static unsafe class WeightRows
                 }
                 break;
             default:
-                throw new ArgumentException($"format: expected F16, BF16, Q8_0, Q4_0 or NF4 to encode; got {format}", nameof(format));
+                throw new ArgumentException($"format: expected F16, BF16, Q8_0, Q4_0 or NF4 to encode; got {format}{(format.CanEncode() ? "" : " (read from GGUF files only)")}", nameof(format));
         }
     }
 
@@ -75,7 +75,13 @@ public static unsafe class WeightRows
             case WeightFormat.Q8_0: DecodeQ8(src, dst, count / QuantBlocks.BlockSize); break;
             case WeightFormat.Q4_0: DecodeQ4(src, dst, count / QuantBlocks.BlockSize); break;
             case WeightFormat.NF4: DecodeNf4(src, dst, count / Nf4Blocks.BlockSize); break;
-            default: throw new ArgumentException($"format: expected F16, BF16, Q8_0, Q4_0 or NF4 to decode; got {format}", nameof(format));
+            case WeightFormat.Q4_K:
+                KQuantBlocks.DecodeQ4K(new ReadOnlySpan<byte>(src, count / KQuantBlocks.BlockSize * KQuantBlocks.Q4KBytes), new Span<float>(dst, count));
+                break;
+            case WeightFormat.Q6_K:
+                KQuantBlocks.DecodeQ6K(new ReadOnlySpan<byte>(src, count / KQuantBlocks.BlockSize * KQuantBlocks.Q6KBytes), new Span<float>(dst, count));
+                break;
+            default: throw new ArgumentException($"format: expected F16, BF16, Q8_0, Q4_0, NF4, Q4_K or Q6_K to decode; got {format}", nameof(format));
         }
     }
 

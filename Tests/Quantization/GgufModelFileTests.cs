@@ -84,10 +84,34 @@ public sealed class GgufModelFileTests : IDisposable
     }
 
     [Fact]
-    public void A_gpt2_shaped_model_or_an_nf4_base_is_refused_by_name()
+    public void A_gpt2_model_is_written_under_llama_cpp_gpt2_names()
     {
-        using var gpt = new GptModel(_backend, new GptConfig(40, 1, 2, 64, 8), 1, training: false, trainParameters: false);
-        Assert.Contains("Llama-family", Assert.Throws<ArgumentException>(() => GgufModelFile.Write(gpt, Path.Combine(_dir, "x.gguf"), "x")).Message);
+        using var gpt = new GptModel(_backend, new GptConfig(40, 2, 2, 64, 8), 1, training: false, trainParameters: false, (_, _) => WeightFormat.Q8_0);
+        gpt.Initialize(4);
+        string path = Path.Combine(_dir, "gpt2.gguf");
+        GgufModelFile.Write(gpt, path, "g");
+        using var gguf = GgufReader.Open(path);
+        Assert.Equal("gpt2", gguf.Metadata["general.architecture"].AsString());
+        Assert.Equal(8, gguf.Metadata["gpt2.context_length"].AsInteger());
+        Assert.True(gguf.TryGetTensor("position_embd.weight", out var positions));
+        Assert.Equal([64L, 8], positions.Dimensions);
+        Assert.True(gguf.TryGetTensor("blk.1.attn_qkv.weight", out var qkv));
+        Assert.Equal(GgmlType.Q8_0, qkv.Type);
+        Assert.Equal([64L, 192], qkv.Dimensions);
+        Assert.True(gguf.TryGetTensor("blk.1.ffn_down.bias", out _));
+        Assert.False(gguf.TryGetTensor("output.weight", out _)); // tied: llama.cpp reuses token_embd
+        var bytes = new byte[qkv.Bytes];
+        gguf.ReadBytes(qkv, bytes);
+        var held = new byte[bytes.Length];
+        _backend.ReadEncodedRows(gpt.Parameters.Stored["blocks.1.attn.qkv.weight"], 0, held);
+        Assert.Equal(held, bytes);
+    }
+
+    [Fact]
+    public void An_unsupported_block_or_an_nf4_base_is_refused_by_name()
+    {
+        using var gpt = new GptModel(_backend, new GptConfig(40, 1, 2, 64, 8) { QkvBias = false }, 1, training: false, trainParameters: false);
+        Assert.Contains("GPT-2 models and Llama-family", Assert.Throws<ArgumentException>(() => GgufModelFile.Write(gpt, Path.Combine(_dir, "x.gguf"), "x")).Message);
         var shape = new LlamaShape(40, 64, 128, 1, 4, 2, 16, 1e-5, false, false, false, true, 10000);
         using var nf4 = new GptModel(_backend, LlamaModelTests.Config(shape, 8), 1, training: false, trainParameters: false, (_, _) => WeightFormat.NF4);
         Assert.Contains("NF4", Assert.Throws<ArgumentException>(() => GgufModelFile.Write(nf4, Path.Combine(_dir, "y.gguf"), "y")).Message);
@@ -212,11 +236,11 @@ public sealed class GgufCheckpointTests : IDisposable
         string kquant = Rewrite((w, r) =>
         {
             CopyAll(w, r, _ => true, t => t.Name != "blk.0.ffn_down.weight");
-            w.AddTensor("blk.0.ffn_down.weight", GgmlType.Q6_K, [256, 64], new byte[64 * 210]);
+            w.AddTensor("blk.0.ffn_down.weight", GgmlType.Q5_K, [256, 64], new byte[64 * 176]);
         });
         var e = Assert.Throws<InvalidDataException>(() => GgufCheckpoint.Load(_backend, kquant, 1));
         Assert.Contains("blk.0.ffn_down.weight", e.Message);
-        Assert.Contains("Q6_K", e.Message);
+        Assert.Contains("Q5_K", e.Message);
         var generate = Assert.Throws<InvalidDataException>(() => ModelDirectory.RequireTokenizer(null, path, ModelLayout.Llama));
         Assert.Contains("GGUF", generate.Message);
     }
