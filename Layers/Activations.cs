@@ -9,6 +9,7 @@ namespace LoraRuntime.Layers;
 internal sealed class Activations : IDisposable
 {
     private readonly Reservation _reservation;
+    private readonly List<Tensor> _onDemand = [];
 
     /// <summary>
     /// An empty set for batches of up to <paramref name="maxBatch"/> sequences of up to <paramref name="maxTime"/>
@@ -48,6 +49,23 @@ internal sealed class Activations : IDisposable
     /// <summary>Declares a buffer used only by backward passes: it takes memory only when <see cref="Training"/>.</summary>
     public ActivationBuffer AddGradient(string name, Func<int, int, Shape> shapeOf) => Declare(name, shapeOf, gradient: true);
 
+    /// <summary>
+    /// Declares a forward output that only whole-sequence passes use (the logits and probabilities of every position, [B,
+    /// T, V]): reserved with the rest in a training set; in an inference set — whose serving steps never touch it — taken
+    /// from the pool at the first pass that asks for it, so a model loaded to generate or serve does not hold T × V floats.
+    /// </summary>
+    public ActivationBuffer AddOnDemand(string name, Func<int, int, Shape> shapeOf)
+    {
+        if (Training) return Add(name, shapeOf);
+        long length = shapeOf(MaxBatch, MaxTime).Length;
+        return new ActivationBuffer(name, shapeOf, () =>
+        {
+            var block = Backend.Allocate(DType.F32, new Shape(checked((int)length)));
+            _onDemand.Add(block);
+            return block;
+        });
+    }
+
     /// <summary>Takes the block (zero-filled) once every buffer is declared.</summary>
     public void Reserve() => _reservation.Reserve();
 
@@ -65,8 +83,13 @@ internal sealed class Activations : IDisposable
                 $"{argument}: sequence length T = {time} (from {argument} {tensor.Shape}) must be in 1..{MaxTime}, the maximum T reserved for", argument);
     }
 
-    /// <summary>Returns the block to the pool.</summary>
-    public void Dispose() => _reservation.Dispose();
+    /// <summary>Returns the block (and any buffer taken on demand) to the pool.</summary>
+    public void Dispose()
+    {
+        _reservation.Dispose();
+        foreach (var t in _onDemand) t.Dispose();
+        _onDemand.Clear();
+    }
 
     private ActivationBuffer Declare(string name, Func<int, int, Shape> shapeOf, bool gradient)
     {
@@ -79,10 +102,12 @@ internal sealed class Activations : IDisposable
 /// <summary>One activation buffer: its view at the current (B, T), rebuilt only when (B, T) change.</summary>
 internal sealed class ActivationBuffer
 {
-    private readonly Reservation _reservation;
-    private readonly Region _region;
+    private readonly Reservation? _reservation;
+    private readonly Region? _region;
     private readonly Func<int, int, Shape> _shapeOf;
     private readonly bool _reserved;
+    private readonly Func<Tensor>? _allocate; // an on-demand buffer's first use
+    private Tensor? _block;
     private Tensor? _view;
     private int _batch, _time;
 
@@ -92,10 +117,19 @@ internal sealed class ActivationBuffer
         _region = region;
         _shapeOf = shapeOf;
         _reserved = reserved;
+        Name = region.Name;
+    }
+
+    internal ActivationBuffer(string name, Func<int, int, Shape> shapeOf, Func<Tensor> allocate)
+    {
+        _shapeOf = shapeOf;
+        _allocate = allocate;
+        _reserved = true;
+        Name = name;
     }
 
     /// <summary>The buffer's name.</summary>
-    public string Name => _region.Name;
+    public string Name { get; }
 
     /// <summary>The view of shape shapeOf(<paramref name="batch"/>, <paramref name="time"/>) (sizes already checked).</summary>
     public Tensor For(int batch, int time)
@@ -103,7 +137,12 @@ internal sealed class ActivationBuffer
         if (_view is not null && batch == _batch && time == _time) return _view;
         if (!_reserved)
             throw new InvalidOperationException($"{Name}: the activations were reserved for inference (training: false); a backward pass needs them reserved for training");
-        _view = _reservation.View(_region, _shapeOf(batch, time));
+        if (_allocate is not null)
+        {
+            _block ??= _allocate();
+            _view = _block.View(0, _shapeOf(batch, time));
+        }
+        else _view = _reservation!.View(_region!.Value, _shapeOf(batch, time));
         _batch = batch;
         _time = time;
         return _view;

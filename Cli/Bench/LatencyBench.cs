@@ -64,7 +64,8 @@ internal sealed record LatencyModel(string Name, GptConfig Config)
 /// <param name="Context">Tokens already cached when a decode step is timed (cut to the context − 1).</param>
 /// <param name="Rank">R of the adapter.</param>
 /// <param name="Targets">The projections it adapts (PEFT target_modules).</param>
-internal sealed record LatencyBenchShape(int PromptTokens, int Context, int Rank, IReadOnlyList<string> Targets);
+/// <param name="Sequences">Sequences in the batched decode step (1: none timed).</param>
+internal sealed record LatencyBenchShape(int PromptTokens, int Context, int Rank, IReadOnlyList<string> Targets, int Sequences = 1);
 
 /// <summary>
 /// Latency of the embedding API (<see cref="LoraEngine"/>) on one request: a forward over a prompt (a full prefill: two
@@ -128,6 +129,7 @@ internal static class LatencyBench
                 records.Add(Time(model.Name, backend.Name, "decode", adapter, dims, context, warmup, warmupSeconds, reps, backend.Pool.Stats.PeakBytesInUse,
                     () => engine.Forward(sequence, logits, adapter)));
             }
+            if (shape.Sequences > 1) records.Add(BatchDecode(gpt, model.Name, backend, shape.Sequences, context, dims, warmup, warmupSeconds, reps, random));
             return records;
         }
         finally
@@ -160,10 +162,31 @@ internal static class LatencyBench
         Array.Sort(times);
         double p50 = ServingMetrics.Percentile(times, 0.50), p99 = ServingMetrics.Percentile(times, 0.99), p999 = ServingMetrics.Percentile(times, 0.999);
         // A forward computes its prompt's tokens; a decode step one token.
-        double tokensPerSecond = (op == "forward" ? tokens : 1) * 1000 / p50;
+        double tokensPerSecond = (op is "forward" or "decode_batch" ? tokens : 1) * 1000 / p50;
         using var process = Process.GetCurrentProcess();
         return new LatencyRecord(model, device, op, adapter ?? "base", dims, tokens, count, p50, p99, p999, times[^1], p99 / p50, gen0, gen1, gen2, allocated,
             tokensPerSecond, peakBytes, process.PeakWorkingSet64);
+    }
+
+    /// <summary>
+    /// One decode step of <paramref name="sequences"/> sequences at once, each with <paramref name="context"/> tokens
+    /// cached (a continuous-batching server's step): op "decode_batch", tokens/s counting every sequence's token.
+    /// </summary>
+    private static LatencyRecord BatchDecode(GptModel gpt, string name, Backend backend, int sequences, int context, int[] dims, int warmup,
+        double warmupSeconds, int? reps, Random random)
+    {
+        using var decoder = new KvCacheDecoder(new ServingLayout(gpt), sequences, maxStepTokens: Math.Max(sequences, context), maxRank: 1);
+        int v = gpt.Config.Vocabulary;
+        var logits = new float[(long)sequences * v];
+        for (int s = 0; s < sequences; s++)
+        {
+            int[] cached = Enumerable.Range(0, context).Select(_ => random.Next(v)).ToArray();
+            decoder.Forward([new DecodeRow(s, 0, context, null)], cached, logits.AsSpan(0, v));
+        }
+        var rows = Enumerable.Range(0, sequences).Select(s => new DecodeRow(s, context, 1, null)).ToArray();
+        int[] next = Enumerable.Range(0, sequences).Select(_ => random.Next(v)).ToArray();
+        return Time(name, backend.Name, "decode_batch", null, dims, sequences, warmup, warmupSeconds, reps, backend.Pool.Stats.PeakBytesInUse,
+            () => decoder.Forward(rows, next, logits)); // each step rewrites position `context`: the cache stays at context + 1
     }
 
     private static double TimeOnce(Action call)

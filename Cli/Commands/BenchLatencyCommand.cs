@@ -27,6 +27,7 @@ internal static class BenchLatencyCommand
             Description = "warm each case up for at least this long too (the JIT re-compiles hot methods a while after their first calls)",
             DefaultValueFactory = _ => 1.0,
         };
+        var sequences = new Option<int>("--sequences") { Description = "also time one decode step of this many sequences at once (1: not)", DefaultValueFactory = _ => 1 };
         var rank = new Option<int>("--rank") { Description = "R of the adapter", DefaultValueFactory = _ => 16 };
         var targets = new Option<string>("--targets") { Description = "the projections adapted (PEFT target_modules)", DefaultValueFactory = _ => "q,k,v,o" };
         var quantize = new Option<string>("--quantize")
@@ -39,7 +40,7 @@ internal static class BenchLatencyCommand
         var command = new Command("latency",
             "Time an embedded single-request forward and decode step (p50/p99/p999), base and with an adapter, counting garbage collections")
         {
-            models, prompt, context, gpt2Context, rank, targets, warmupSeconds, quantize,
+            models, prompt, context, gpt2Context, rank, targets, warmupSeconds, quantize, sequences,
         };
         common.AddTo(command);
         command.SetAction(parse => CliAction.Run(terminal, () =>
@@ -53,7 +54,7 @@ internal static class BenchLatencyCommand
                 list = list.Select(m => m with { Name = $"{m.Name}:{format.Name()}" }).ToList();
             var names = (parse.GetValue(targets) ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             var shape = new LatencyBenchShape(BenchData.Positive(parse.GetValue(prompt), "--prompt-tokens"), BenchData.Positive(parse.GetValue(context), "--context"),
-                BenchData.Positive(parse.GetValue(rank), "--rank"), names);
+                BenchData.Positive(parse.GetValue(rank), "--rank"), names, BenchData.Positive(parse.GetValue(sequences), "--sequences"));
             double seconds = parse.GetValue(warmupSeconds);
             if (!(seconds >= 0) || !double.IsFinite(seconds)) throw new UsageException($"--warmup-seconds: expected a finite value ≥ 0; got {seconds}");
             return Execute(terminal, list, shape, common.Read(parse), seconds, storage);
@@ -95,6 +96,8 @@ internal static class BenchLatencyCommand
         terminal.Out.MarkupLine(Markup.Escape($"garbage collections during the timed calls: {collections}; bytes allocated by them: {allocated}"));
         foreach (var r in records.Where(r => r.Op == "decode"))
             terminal.Out.MarkupLine(Markup.Escape($"{r.Model} decode ({r.Adapter}): p50 {r.P50Ms:0.000} ms, p99 {r.P99Ms:0.000} ms = {r.P99OverP50:0.00} × p50"));
+        foreach (var r in records.Where(r => r.Op == "decode_batch"))
+            terminal.Out.MarkupLine(Markup.Escape($"{r.Model} decode step of {r.Tokens} sequences: p50 {r.P50Ms:0.000} ms, {r.TokensPerSecond:0} tokens/s"));
         foreach (var model in records.GroupBy(r => r.Model))
             terminal.Out.MarkupLine(Markup.Escape(
                 $"{model.Key} peak memory: pool {model.Max(r => r.PoolPeakBytes) / 1048576.0:0} MiB, process {model.Max(r => r.ProcessPeakBytes) / 1048576.0:0} MiB"));

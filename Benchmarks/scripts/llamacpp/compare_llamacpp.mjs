@@ -1,6 +1,8 @@
 // llama.cpp's CPU time for the shapes `lora bench latency` measures, through node-llama-cpp's prebuilt binaries:
 // a prefill of PROMPT tokens into an empty sequence, and one decode step (logits of one new token) after CONTEXT
-// tokens cached. Usage: node compare_llamacpp.mjs MODEL.gguf [--prompt 32] [--context 128] [--reps 30] [--threads 2]
+// tokens cached; with --sequences N (> 1), also one decode step of N sequences at once, each with CONTEXT cached (their
+// tokens evaluated concurrently, which node-llama-cpp batches into one llama_decode).
+// Usage: node compare_llamacpp.mjs MODEL.gguf [--prompt 32] [--context 128] [--reps 30] [--threads 2] [--sequences 1]
 // Prints one JSON line: medians in ms, the variant of llama.cpp's CPU backend that loaded, the thread count.
 import { readFileSync } from "node:fs";
 import { getLlama } from "node-llama-cpp";
@@ -12,6 +14,7 @@ const option = (name, fallback) => {
     return at >= 0 ? Number(args[at + 1]) : fallback;
 };
 const prompt = option("--prompt", 32), context = option("--context", 128), reps = option("--reps", 30), threads = option("--threads", 2);
+const sequences = option("--sequences", 1);
 if (!modelPath) throw new Error("usage: node compare_llamacpp.mjs MODEL.gguf [--prompt N] [--context N] [--reps N] [--threads N]");
 
 const median = (xs) => {
@@ -65,14 +68,37 @@ function cpuVariant() {
     }
 }
 
+async function batchDecode() {
+    if (sequences <= 1) return null;
+    const batchCtx = await model.createContext({ contextSize: sequences * (context + 8), batchSize: Math.max(512, sequences), threads, sequences });
+    const seqs = Array.from({ length: sequences }, () => batchCtx.getSequence());
+    for (const s of seqs) await s.evaluateWithoutGeneratingNewTokens(Array.from({ length: context }, random));
+    const step = async (s) => {
+        const it = s.evaluate([random()], { temperature: 0 });
+        await it.next();
+        await it.return();
+    };
+    const times = [];
+    for (let i = 0; i < reps + 3; i++) {
+        const start = process.hrtime.bigint();
+        await Promise.all(seqs.map(step));
+        const ms = Number(process.hrtime.bigint() - start) / 1e6;
+        if (i >= 3) times.push(ms);
+        await Promise.all(seqs.map((s) => s.eraseContextTokenRanges([{ start: context, end: s.nextTokenIndex }])));
+    }
+    await batchCtx.dispose();
+    return median(times);
+}
+
 for (let i = 0; i < 3; i++) await prefill();
 const prefills = [];
 for (let i = 0; i < reps; i++) prefills.push(await prefill());
 await decode();
 const decodes = await decode();
+const batch = await batchDecode();
 console.log(JSON.stringify({
-    model: modelPath, prompt, context, threads, reps,
-    prefill_ms_p50: median(prefills), decode_ms_p50: median(decodes),
+    model: modelPath, prompt, context, threads, reps, sequences,
+    prefill_ms_p50: median(prefills), decode_ms_p50: median(decodes), batch_decode_ms_p50: batch,
     llama_cpp: llama.llamaCppRelease ?? null, cpu_variant: cpuVariant(),
 }));
 await ctx.dispose();
