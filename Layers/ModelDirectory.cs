@@ -63,8 +63,18 @@ internal static class ModelDirectory
         WeightStorage? storage = null)
     {
         if (GgufCheckpoint.IsGguf(directory))
-            // A GGUF file: a Llama-family base whose adapters use PEFT's Llama names; its tokenizer is not read yet.
-            return (GgufCheckpoint.Load(backend, directory, maxBatch, training, storage), null, ModelLayout.Llama);
+        {
+            // A GGUF file: a Llama-family base whose adapters use PEFT's Llama names, and the tokenizer its keys describe.
+            var ggufTokenizer = GgufTokenizer.TryRead(directory, out _);
+            var ggufModel = GgufCheckpoint.Load(backend, directory, maxBatch, training, storage);
+            if (ggufTokenizer is not null && ggufTokenizer.VocabularySize > ggufModel.Config.Vocabulary)
+            {
+                ggufModel.Dispose();
+                throw new InvalidDataException(
+                    $"{directory}: the tokenizer has {ggufTokenizer.VocabularySize} tokens but token_embd.weight has {ggufModel.Config.Vocabulary} rows");
+            }
+            return (ggufModel, ggufTokenizer, ModelLayout.Llama);
+        }
         var layout = DetectLayout(directory);
         if (layout == ModelLayout.Llama)
         {
@@ -144,8 +154,11 @@ internal static class ModelDirectory
     {
         if (tokenizer is not null) return tokenizer;
         if (GgufCheckpoint.IsGguf(directory))
+        {
+            GgufTokenizer.TryRead(directory, out string? why);
             throw new InvalidDataException(
-                $"{directory}: the tokenizer of a GGUF file is not read yet; its model runs on token ids (LoraEngine.Load, lora bench), or load the Hugging Face checkpoint with its tokenizer.json");
+                $"{directory}: no tokenizer read from this GGUF file ({why}); its model runs on token ids (LoraEngine.Load), or load the Hugging Face checkpoint with its tokenizer.json");
+        }
         TryLoadTokenizer(directory, out string? reason);
         throw new InvalidDataException(
             $"{directory}: no tokenizer for this {layout} checkpoint ({reason}); its model runs on token ids (LoraEngine.Load, lora bench)");

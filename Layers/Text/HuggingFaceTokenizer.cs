@@ -142,6 +142,27 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
     }
 
     /// <summary>
+    /// A tokenizer from a tokenizer.json document held in memory (a GGUF file's vocabulary written as one), its
+    /// generation ending at <paramref name="endOfSequence"/>; <paramref name="path"/> names the source in messages.
+    /// </summary>
+    internal static HuggingFaceTokenizer FromJson(byte[] json, string path, IReadOnlyList<int> endOfSequence)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            var tokenizer = Parse(doc.RootElement, path);
+            if (doc.RootElement.TryGetProperty("post_processor", out var post))
+                (tokenizer._prefix, tokenizer._suffix) = tokenizer.PostProcessor(post, path, "post_processor");
+            tokenizer.EndOfSequence = endOfSequence;
+            return tokenizer;
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: not a tokenizer this runtime reads: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
     /// The special tokens a post-processor puts before and after a single text: TemplateProcessing's "single" template
     /// (Llama 2 and 3's begin-of-text), in a Sequence or alone; ByteLevel and none add nothing. Others are refused.
     /// </summary>

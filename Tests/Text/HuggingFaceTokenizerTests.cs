@@ -259,7 +259,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
         WriteFile("gpt2", "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}", false, "gpt2", "gpt2.tiktoken.deflate",
             new() { ["<|endoftext|>"] = 50256 }));
 
-    private static readonly Lazy<string> Cl100kFile = new(() =>
+    internal static readonly Lazy<string> Cl100kFile = new(() =>
         WriteFile("cl100k", $$"""
             {"type": "Sequence", "pretokenizers": [
               {"type": "Split", "pattern": {"Regex": {{JsonSerializer.Serialize(Llama3Pattern)}}}, "behavior": "Isolated", "invert": false},

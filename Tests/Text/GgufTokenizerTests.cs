@@ -1,0 +1,124 @@
+using System.Text.Json;
+using LoraRuntime.Cpu;
+using LoraRuntime.IO;
+using LoraRuntime.Layers;
+using LoraRuntime.Layers.Text;
+using LoraRuntime.Tests.Llama;
+using Xunit;
+
+namespace LoraRuntime.Tests.Text;
+
+/// <summary>
+/// A GGUF file's tokenizer.ggml.* keys, written the way llama.cpp's converter writes a tokenizer.json's vocabulary
+/// (tokens by id, merges, token types, the pre-tokenizer's name, BOS/EOS ids), read back by the model loader: it gives
+/// the ids of the tokenizer.json it came from on varied text — GPT-2's vocabulary ("default") and cl100k's under
+/// Llama 3's split ("llama-bpe", merges ignored where a word is a token, as llama.cpp does) — frames prompts with the
+/// begin-of-sequence token when the file says so, and ends generation at its end-of-sequence id.
+/// </summary>
+public sealed class GgufTokenizerTests : IDisposable
+{
+    private readonly CpuBackend _backend = new();
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "lora-gguf-tok-" + Guid.NewGuid().ToString("N"));
+
+    public GgufTokenizerTests() => Directory.CreateDirectory(_dir);
+
+    public void Dispose()
+    {
+        _backend.Dispose();
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    [Theory]
+    [InlineData("gpt2", "default", false)]
+    [InlineData("cl100k", "llama-bpe", true)]
+    public void The_file_s_vocabulary_gives_the_tokenizer_json_s_ids(string vocabulary, string pre, bool addBos)
+    {
+        string source = vocabulary == "gpt2" ? HuggingFaceTokenizerTests.Gpt2File.Value : HuggingFaceTokenizerTests.Cl100kFile.Value;
+        var reference = HuggingFaceTokenizer.FromFile(source);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(source));
+        var model = doc.RootElement.GetProperty("model");
+        var byId = new SortedDictionary<int, (string Token, int Type)>();
+        foreach (var entry in model.GetProperty("vocab").EnumerateObject()) byId[entry.Value.GetInt32()] = (entry.Name, 1);
+        foreach (var added in doc.RootElement.GetProperty("added_tokens").EnumerateArray())
+            byId[added.GetProperty("id").GetInt32()] = (added.GetProperty("content").GetString()!, 3);
+        int size = byId.Keys.Max() + 1;
+        var tokens = new string[size];
+        var types = new object[size];
+        for (int i = 0; i < size; i++) (tokens[i], types[i]) = byId.TryGetValue(i, out var t) ? (t.Token, (object)t.Type) : ($"[unused{i}]", 5);
+        var merges = model.GetProperty("merges").EnumerateArray()
+            .Select(m => m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString()!).ToArray();
+        int eos = byId.First(kv => kv.Value.Token == "<|endoftext|>").Key;
+
+        string path = WriteModel(size, writer =>
+        {
+            writer.Add("tokenizer.ggml.model", new GgufValue(GgufValueType.String, "gpt2"));
+            writer.Add("tokenizer.ggml.pre", new GgufValue(GgufValueType.String, pre));
+            writer.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, tokens, GgufValueType.String));
+            writer.Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, types, GgufValueType.Int32));
+            writer.Add("tokenizer.ggml.merges", new GgufValue(GgufValueType.Array, merges, GgufValueType.String));
+            writer.Add("tokenizer.ggml.bos_token_id", new GgufValue(GgufValueType.UInt32, (uint)eos));
+            writer.Add("tokenizer.ggml.eos_token_id", new GgufValue(GgufValueType.UInt32, (uint)eos));
+            writer.Add("tokenizer.ggml.add_bos_token", new GgufValue(GgufValueType.Bool, addBos));
+        });
+        var (loaded, tokenizer, _) = ModelDirectory.Load(_backend, path, maxBatch: 1);
+        using (loaded)
+        {
+            var read = Assert.IsType<HuggingFaceTokenizer>(tokenizer);
+            Assert.Equal([eos], read.EndOfSequence);
+            foreach (var row in HuggingFaceTokenizerTests.Texts)
+            {
+                string text = (string)((Xunit.ITheoryDataRow)row).GetData()[0]!;
+                Assert.Equal(reference.Encode(text), read.Encode(text));
+                Assert.Equal(text, read.Decode(read.Encode(text)));
+                var prompt = read.EncodePrompt(text);
+                Assert.Equal(addBos ? [eos, .. reference.Encode(text)] : reference.Encode(text), prompt);
+            }
+        }
+    }
+
+    [Fact]
+    public void A_vocabulary_it_cannot_read_leaves_the_model_on_token_ids_and_says_why()
+    {
+        string path = WriteModel(300, writer =>
+        {
+            writer.Add("tokenizer.ggml.model", new GgufValue(GgufValueType.String, "llama"));
+            writer.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, Enumerable.Range(0, 300).Select(i => $"t{i}").ToArray(), GgufValueType.String));
+        });
+        var (model, tokenizer, layout) = ModelDirectory.Load(_backend, path, maxBatch: 1);
+        using (model)
+        {
+            Assert.Null(tokenizer);
+            var e = Assert.Throws<InvalidDataException>(() => ModelDirectory.RequireTokenizer(tokenizer, path, layout));
+            Assert.Contains("SentencePiece", e.Message);
+        }
+    }
+
+    /// <summary>A tiny Llama GGUF of <paramref name="vocabulary"/> rows (Q8_0) whose tokenizer keys <paramref name="tokenizer"/> adds.</summary>
+    private string WriteModel(int vocabulary, Action<GgufWriter> tokenizer)
+    {
+        var shape = new LlamaShape(vocabulary, 64, 64, 1, 2, 1, 32, 1e-5, false, false, false, true, 10000);
+        string plain = Path.Combine(_dir, "plain.gguf");
+        using (var gpt = new GptModel(_backend, LlamaModelTests.Config(shape, 8), 1, training: false, trainParameters: false, (_, _) => WeightFormat.Q8_0))
+        {
+            gpt.Initialize(1);
+            GgufModelFile.Write(gpt, plain, "tiny");
+        }
+        string path = Path.Combine(_dir, Guid.NewGuid().ToString("N") + ".gguf");
+        using (var source = GgufReader.Open(plain))
+        {
+            var writer = new GgufWriter();
+            foreach (var (key, value) in source.Metadata)
+                if (!key.StartsWith("tokenizer.", StringComparison.Ordinal)) writer.Add(key, value);
+            tokenizer(writer);
+            foreach (var t in source.Tensors)
+            {
+                var bytes = new byte[t.Bytes];
+                source.ReadBytes(t, bytes);
+                writer.AddTensor(t.Name, t.Type, t.Dimensions, bytes);
+            }
+            writer.Save(path);
+        }
+        File.Delete(plain);
+        return path;
+    }
+}
