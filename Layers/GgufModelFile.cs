@@ -1,3 +1,4 @@
+using LoraRuntime.Layers.Text;
 using LoraRuntime.IO;
 using LoraRuntime.Quantization;
 
@@ -8,20 +9,24 @@ namespace LoraRuntime.Layers;
 /// for a model with q/k/v biases: its hyper-parameters under the architecture's keys, the tensors under llama.cpp's names
 /// (token_embd, blk.N.attn_q …, output_norm, output when untied) in the format each weight is kept in (F32, F16, BF16,
 /// Q8_0, Q4_0; norms and biases F32), q and k rows reordered from Hugging Face's rotate-half layout to llama.cpp's
-/// interleaved one for "llama" (as its converter does), and a byte-level BPE vocabulary of the model's size (256 byte
-/// tokens, then placeholders) so that the file loads and runs on token ids.
+/// interleaved one for "llama" (as its converter does), and the model's byte-level BPE tokenizer where llama.cpp runs
+/// it, else a placeholder vocabulary of the model's size (256 byte tokens, then placeholders) for token ids.
 /// </summary>
 internal static class GgufModelFile
 {
-    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> (atomically), named <paramref name="name"/>.</summary>
-    public static void Write(GptModel model, string path, string name)
+    /// <summary>
+    /// Writes <paramref name="model"/> to <paramref name="path"/> (atomically), named <paramref name="name"/>, with
+    /// <paramref name="tokenizer"/>'s vocabulary where llama.cpp can run it (a byte-level BPE with GPT-2's, Llama 3's or
+    /// Qwen2's split), else a placeholder byte vocabulary.
+    /// </summary>
+    public static void Write(GptModel model, string path, string name, ITokenizer? tokenizer = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var c = model.Config;
         if (c.Norm == NormKind.LayerNorm && c.Mlp == MlpKind.Gelu && c.Rotary is null && c.QkvBias && c.OutputBias && c.MlpBias
             && c.TiedHead && c.KvHeads == c.Heads && c.FactoredRanks.Count == 0)
         {
-            WriteGpt2(model, path, name);
+            WriteGpt2(model, path, name, tokenizer);
             return;
         }
         if (c.Norm != NormKind.RmsNorm || c.Mlp != MlpKind.GatedSilu || c.Rotary is not { } rotary)
@@ -50,7 +55,7 @@ internal static class GgufModelFile
         U32(arch + ".vocab_size", c.Vocabulary);
         F32(arch + ".rope.freq_base", rotary.Theta);
         F32(arch + ".attention.layer_norm_rms_epsilon", c.LayerNormEpsilon);
-        AddVocabulary(gguf, c.Vocabulary);
+        AddVocabulary(gguf, c.Vocabulary, tokenizer);
 
         var set = model.Parameters;
         int q = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim;
@@ -91,7 +96,7 @@ internal static class GgufModelFile
     }
 
     /// <summary>A GPT-2 model under llama.cpp's "gpt2" architecture: learned positions, LayerNorms and biases, the fused QKV.</summary>
-    private static void WriteGpt2(GptModel model, string path, string name)
+    private static void WriteGpt2(GptModel model, string path, string name, ITokenizer? tokenizer)
     {
         var c = model.Config;
         var set = model.Parameters;
@@ -107,7 +112,7 @@ internal static class GgufModelFile
         U32("gpt2.feed_forward_length", c.Hidden);
         U32("gpt2.attention.head_count", c.Heads);
         gguf.Add("gpt2.attention.layer_norm_epsilon", new GgufValue(GgufValueType.Float32, c.LayerNormEpsilon));
-        AddVocabulary(gguf, c.Vocabulary);
+        AddVocabulary(gguf, c.Vocabulary, tokenizer);
         void Vector(string gg, string ours, int n) => gguf.AddTensor(gg, GgmlType.F32, [n], Rows(set, ours, 0, n));
         void Matrix(string gg, string ours, int rows, int columns) => gguf.AddTensor(gg, Type(set, ours), [columns, rows], Rows(set, ours, 0, rows));
         Matrix("token_embd.weight", "wte.weight", c.Vocabulary, c.Channels);
@@ -199,24 +204,46 @@ internal static class GgufModelFile
         return result;
     }
 
-    /// <summary>A byte-level BPE vocabulary of <paramref name="size"/> tokens: GPT-2's 256 byte characters, then placeholders; no merges.</summary>
-    private static void AddVocabulary(GgufWriter gguf, int size)
+    /// <summary>
+    /// The tokenizer keys: <paramref name="tokenizer"/>'s byte-level BPE (tokens by id, padded with unused ones to the
+    /// model's <paramref name="size"/>; merges; control tokens; its split's name; BOS and EOS), or, where it has none
+    /// llama.cpp runs, GPT-2's 256 byte characters then placeholders and no merges, so that the file runs on token ids.
+    /// </summary>
+    private static void AddVocabulary(GgufWriter gguf, int size, ITokenizer? tokenizer)
     {
         var tokens = new string[size];
         var types = new object[size];
-        var bytes = ByteCharacters();
-        for (int i = 0; i < size; i++)
+        string[] merges = [];
+        string pre = "default";
+        if (tokenizer is HuggingFaceTokenizer hf && hf.GgufVocabulary() is { } vocabulary && vocabulary.Tokens.Length <= size)
         {
-            tokens[i] = i < 256 ? bytes[i].ToString() : $"<|t{i}|>";
-            types[i] = i < 256 ? 1 : 4; // normal, user-defined
+            for (int i = 0; i < size; i++)
+                (tokens[i], types[i]) = i < vocabulary.Tokens.Length ? (vocabulary.Tokens[i], vocabulary.Types[i]) : ($"[UNUSED{i}]", (object)5);
+            merges = [.. vocabulary.Merges];
+            pre = vocabulary.Pre;
+            if (vocabulary.Prefix.Length == 1)
+            {
+                gguf.Add("tokenizer.ggml.bos_token_id", new GgufValue(GgufValueType.UInt32, (uint)vocabulary.Prefix[0]));
+                gguf.Add("tokenizer.ggml.add_bos_token", new GgufValue(GgufValueType.Bool, true));
+            }
+            if (hf.EndOfSequence.Count > 0) gguf.Add("tokenizer.ggml.eos_token_id", new GgufValue(GgufValueType.UInt32, (uint)hf.EndOfSequence[0]));
+        }
+        else
+        {
+            var bytes = ByteCharacters();
+            for (int i = 0; i < size; i++)
+            {
+                tokens[i] = i < 256 ? bytes[i].ToString() : $"<|t{i}|>";
+                types[i] = i < 256 ? 1 : 4; // normal, user-defined
+            }
+            gguf.Add("tokenizer.ggml.bos_token_id", new GgufValue(GgufValueType.UInt32, 0u));
+            gguf.Add("tokenizer.ggml.eos_token_id", new GgufValue(GgufValueType.UInt32, (uint)Math.Min(size - 1, 256)));
         }
         gguf.Add("tokenizer.ggml.model", new GgufValue(GgufValueType.String, "gpt2"));
-        gguf.Add("tokenizer.ggml.pre", new GgufValue(GgufValueType.String, "default"));
+        gguf.Add("tokenizer.ggml.pre", new GgufValue(GgufValueType.String, pre));
         gguf.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, tokens, GgufValueType.String));
         gguf.Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, types, GgufValueType.Int32));
-        gguf.Add("tokenizer.ggml.merges", new GgufValue(GgufValueType.Array, Array.Empty<string>(), GgufValueType.String));
-        gguf.Add("tokenizer.ggml.bos_token_id", new GgufValue(GgufValueType.UInt32, 0u));
-        gguf.Add("tokenizer.ggml.eos_token_id", new GgufValue(GgufValueType.UInt32, (uint)Math.Min(size - 1, 256)));
+        gguf.Add("tokenizer.ggml.merges", new GgufValue(GgufValueType.Array, merges, GgufValueType.String));
     }
 
     /// <summary>GPT-2's byte-to-character table: printable bytes map to themselves, the rest to U+0100 onwards.</summary>

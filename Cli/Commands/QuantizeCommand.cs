@@ -36,9 +36,10 @@ internal static class QuantizeCommand
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
             GptModel gpt;
             string name;
+            Layers.Text.ITokenizer? tokenizer = null;
             if (dir is not null)
             {
-                (gpt, _, _) = ModelDirectory.Load(backend, dir, maxBatch: 1, storage: storage);
+                (gpt, tokenizer, _) = ModelDirectory.Load(backend, dir, maxBatch: 1, storage: storage);
                 name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
             }
             else
@@ -54,7 +55,7 @@ internal static class QuantizeCommand
             {
                 try
                 {
-                    GgufModelFile.Write(gpt, path, name);
+                    GgufModelFile.Write(gpt, path, name, tokenizer);
                 }
                 catch (ArgumentException e)
                 {

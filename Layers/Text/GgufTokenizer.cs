@@ -13,14 +13,6 @@ namespace LoraRuntime.Layers.Text;
 /// </summary>
 internal static class GgufTokenizer
 {
-    /// <summary>Llama 3's split (llama.cpp's "llama-bpe").</summary>
-    private const string Llama3Pattern =
-        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-    /// <summary>Qwen2's split (single digits).</summary>
-    private const string Qwen2Pattern =
-        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
     /// <summary>The file's tokenizer, or null with the reason when it has none this runtime reads.</summary>
     public static HuggingFaceTokenizer? TryRead(GgufReader gguf, out string? reason)
     {
@@ -39,8 +31,8 @@ internal static class GgufTokenizer
         string? pattern = pre switch
         {
             "default" or "gpt-2" or "gpt2" => null,
-            "llama-bpe" or "llama3" => Llama3Pattern,
-            "qwen2" => Qwen2Pattern,
+            "llama-bpe" or "llama3" => HuggingFaceTokenizer.Llama3Pattern,
+            "qwen2" => HuggingFaceTokenizer.Qwen2Pattern,
             _ => "",
         };
         if (pattern == "")

@@ -25,7 +25,16 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
     /// <summary>GPT-2's pre-tokenisation pattern, which ByteLevel with use_regex applies.</summary>
     private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
+    /// <summary>Llama 3's split (cl100k's; llama.cpp's "llama-bpe").</summary>
+    internal const string Llama3Pattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    /// <summary>Qwen2's split (single digits; llama.cpp's "qwen2").</summary>
+    internal const string Qwen2Pattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
     private readonly MlBpeTokenizer _bpe;
+    private readonly IReadOnlyList<string> _merges;
     private readonly Regex _split;
     private readonly Dictionary<string, int> _vocabulary, _special;
     private readonly Dictionary<int, string> _specialById;
@@ -47,6 +56,7 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
         bool ignoreMerges, bool nfc, Metaspace? metaspace, string path)
     {
         _vocabulary = vocabulary;
+        _merges = merges;
         _special = special;
         _specialById = special.ToDictionary(kv => kv.Value, kv => kv.Key);
         _split = split;
@@ -139,6 +149,28 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
             throw new InvalidDataException($"{path}: not a tokenizer this runtime reads: {e.Message}", e);
         }
         return tokenizer;
+    }
+
+    /// <summary>
+    /// The vocabulary as a GGUF file's tokenizer.ggml.* keys hold it — tokens by id, types (1 normal, 3 control), merges,
+    /// the pre-tokenizer's llama.cpp name, the ids put before a prompt — or null where llama.cpp has no name for this
+    /// tokenizer's split (a SentencePiece form, or a pattern other than GPT-2's, Llama 3's and Qwen2's).
+    /// </summary>
+    internal (string[] Tokens, int[] Types, IReadOnlyList<string> Merges, string Pre, int[] Prefix)? GgufVocabulary()
+    {
+        if (_metaspace is not null || _nfc) return null;
+        string pattern = _split.ToString();
+        string? pre = pattern == Gpt2Pattern ? "default" : pattern == Llama3Pattern ? "llama-bpe" : pattern == Qwen2Pattern ? "qwen2" : null;
+        if (pre is null) return null;
+        var tokens = new string[VocabularySize];
+        var types = new int[VocabularySize];
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if (_specialById.TryGetValue(i, out var special)) (tokens[i], types[i]) = (special, 3);
+            else if (_tokenById[i] is { } token) (tokens[i], types[i]) = (token, 1);
+            else (tokens[i], types[i]) = ($"[UNUSED{i}]", 5);
+        }
+        return (tokens, types, _merges, pre, _prefix);
     }
 
     /// <summary>

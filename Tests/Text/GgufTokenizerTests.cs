@@ -77,6 +77,35 @@ public sealed class GgufTokenizerTests : IDisposable
     }
 
     [Fact]
+    public void Quantize_writes_the_models_own_tokenizer_and_it_reads_back_the_same()
+    {
+        var reference = HuggingFaceTokenizer.FromFile(HuggingFaceTokenizerTests.Cl100kFile.Value);
+        int vocabulary = reference.VocabularySize + 6; // a model's embedding is often a little larger than its vocabulary
+        var shape = new LlamaShape(vocabulary, 64, 64, 1, 2, 1, 32, 1e-5, false, false, false, true, 10000);
+        string path = Path.Combine(_dir, "with-tokenizer.gguf");
+        using (var gpt = new GptModel(_backend, LlamaModelTests.Config(shape, 8), 1, training: false, trainParameters: false, (_, _) => WeightFormat.Q8_0))
+        {
+            gpt.Initialize(1);
+            GgufModelFile.Write(gpt, path, "tiny", reference);
+        }
+        using (var gguf = GgufReader.Open(path))
+        {
+            Assert.Equal("llama-bpe", gguf.Metadata["tokenizer.ggml.pre"].AsString());
+            Assert.Equal(vocabulary, ((string[])gguf.Metadata["tokenizer.ggml.tokens"].Value).Length);
+        }
+        var (loaded, tokenizer, _) = ModelDirectory.Load(_backend, path, maxBatch: 1);
+        using (loaded)
+        {
+            var read = Assert.IsType<HuggingFaceTokenizer>(tokenizer);
+            foreach (var row in HuggingFaceTokenizerTests.Texts)
+            {
+                string text = (string)((Xunit.ITheoryDataRow)row).GetData()[0]!;
+                Assert.Equal(reference.Encode(text), read.Encode(text));
+            }
+        }
+    }
+
+    [Fact]
     public void A_vocabulary_it_cannot_read_leaves_the_model_on_token_ids_and_says_why()
     {
         string path = WriteModel(300, writer =>
