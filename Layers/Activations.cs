@@ -4,12 +4,15 @@ namespace LoraRuntime.Layers;
 /// The activations (and, for training, activation gradients) of a model, reserved for a maximum batch B and sequence
 /// length T in one <see cref="Reservation"/>. Layers declare buffers whose shape is a function of (B, T) while they
 /// are built; after <see cref="Reserve"/> a forward or backward pass asks each buffer for its view at the actual
-/// (B, T). Views are cached, so passes at a steady (B, T) allocate nothing. Not thread-safe: one pass at a time.
+/// (B, T). Views are cached, so passes at a steady (B, T) allocate nothing. An inference set (training: false) reserves
+/// nothing up front: its buffers serve only whole-sequence passes, and each is taken from the pool at its first use.
+/// Not thread-safe: one pass at a time.
 /// </summary>
 internal sealed class Activations : IDisposable
 {
     private readonly Reservation _reservation;
     private readonly List<Tensor> _onDemand = [];
+    private long _onDemandBytes;
 
     /// <summary>
     /// An empty set for batches of up to <paramref name="maxBatch"/> sequences of up to <paramref name="maxTime"/>
@@ -37,27 +40,27 @@ internal sealed class Activations : IDisposable
     /// <summary>True when gradient buffers are reserved (backward passes allowed).</summary>
     public bool Training { get; }
 
-    /// <summary>Bytes reserved (or to be reserved) for all buffers.</summary>
-    public long Bytes => _reservation.Bytes;
+    /// <summary>Bytes of all buffers: reserved (or to be), or for an inference set taken at a whole-sequence pass's first use.</summary>
+    public long Bytes => _reservation.Bytes + _onDemandBytes;
 
     /// <summary>True once <see cref="Reserve"/> has run.</summary>
     public bool IsReserved => _reservation.IsReserved;
 
-    /// <summary>Declares a forward activation whose shape at (B, T) is <paramref name="shapeOf"/>(B, T).</summary>
-    public ActivationBuffer Add(string name, Func<int, int, Shape> shapeOf) => Declare(name, shapeOf, gradient: false);
+    /// <summary>
+    /// Declares a forward activation whose shape at (B, T) is <paramref name="shapeOf"/>(B, T): part of the reservation
+    /// in a training set; in an inference set taken from the pool at the first pass that asks for it, since only
+    /// whole-sequence passes use it — serving and generation steps carry their own buffers — so a model loaded to
+    /// generate or serve does not hold every layer's activations for its whole context.
+    /// </summary>
+    public ActivationBuffer Add(string name, Func<int, int, Shape> shapeOf) => Training ? Declare(name, shapeOf, gradient: false) : OnDemand(name, shapeOf);
 
     /// <summary>Declares a buffer used only by backward passes: it takes memory only when <see cref="Training"/>.</summary>
     public ActivationBuffer AddGradient(string name, Func<int, int, Shape> shapeOf) => Declare(name, shapeOf, gradient: true);
 
-    /// <summary>
-    /// Declares a forward output that only whole-sequence passes use (the logits and probabilities of every position, [B,
-    /// T, V]): reserved with the rest in a training set; in an inference set — whose serving steps never touch it — taken
-    /// from the pool at the first pass that asks for it, so a model loaded to generate or serve does not hold T × V floats.
-    /// </summary>
-    public ActivationBuffer AddOnDemand(string name, Func<int, int, Shape> shapeOf)
+    private ActivationBuffer OnDemand(string name, Func<int, int, Shape> shapeOf)
     {
-        if (Training) return Add(name, shapeOf);
         long length = shapeOf(MaxBatch, MaxTime).Length;
+        _onDemandBytes += length * sizeof(float);
         return new ActivationBuffer(name, shapeOf, () =>
         {
             var block = Backend.Allocate(DType.F32, new Shape(checked((int)length)));

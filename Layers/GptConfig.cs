@@ -201,7 +201,8 @@ public sealed record GptConfig(int Vocabulary, int Layers = 4, int Heads = 4, in
         double weights = ParameterCount() * (trainParameters ? 4 : stored ? 0.5 : 2);
         double c = Channels, t = BlockSize, rows = (double)maxBatch * t;
         double perLayer = rows * (12 * c + 3 * Hidden) + (double)maxBatch * Heads * t * t * 2;
-        // The [B, T, V] logits and probabilities are reserved for training; an inference model takes them on demand.
+        // Activations are reserved for training; an inference model takes a whole-sequence pass's on demand (one layer's
+        // worth is counted for the serving steps' own buffers).
         double activations = perLayer * (training ? Layers : 1) + rows * Vocabulary * (training ? 2 : 0);
         return 4 * (weights + activations);
     }

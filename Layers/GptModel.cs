@@ -80,8 +80,8 @@ internal sealed class GptModel : ILinearHost, IDisposable
             _x0 = Activations.Add("embeddings", rows);
             _h = Activations.Add("blocks.out", rows);
             _ln = Activations.Add("ln_f.out", rows);
-            _logits = Activations.AddOnDemand("logits", vocab);
-            _probs = Activations.AddOnDemand("probs", vocab);
+            _logits = Activations.Add("logits", vocab);
+            _probs = Activations.Add("probs", vocab);
             _losses = Activations.Add("losses", positions);
             _dLosses = Activations.AddGradient("dlosses", positions);
             _dLogits = Activations.AddGradient("dlogits", vocab);
