@@ -13,7 +13,7 @@ internal static class GenerateCommand
     public static Command Create(Terminal terminal)
     {
         var baseDir = new Option<string>("--base") { Description = "a model directory: written by lora train, or a Hugging Face GPT-2 checkpoint", Required = true };
-        var adapterArg = new Option<string?>("--adapter") { Description = "a PEFT adapter directory, optionally with a scale: DIR[:scale]", HelpName = "DIR[:scale]" };
+        var adapterArg = new Option<string?>("--adapter") { Description = "a PEFT adapter directory or a llama.cpp GGUF adapter, optionally with a scale: DIR[:scale]", HelpName = "DIR[:scale]" };
         var prompt = new Option<string>("--prompt") { Description = "the text to continue", DefaultValueFactory = _ => "\n" };
         var tokens = new Option<int>("--tokens") { Description = "tokens to generate", DefaultValueFactory = _ => 200 };
         var temperature = new Option<float>("--temperature") { Description = "sampling temperature (0: greedy)", DefaultValueFactory = _ => 0.8f };
@@ -52,7 +52,8 @@ internal static class GenerateCommand
             if (adapterSpec is not null)
             {
                 var (dir, scale) = ParseAdapter(adapterSpec);
-                var adapter = PeftAdapterFiles.Load(lora, "adapter", dir, layout);
+                // A GGUF file is a llama.cpp adapter; a folder, PEFT's.
+                var adapter = GgufCheckpoint.IsGguf(dir) ? GgufAdapterFile.Load(lora, model, "adapter", dir) : PeftAdapterFiles.Load(lora, "adapter", dir, layout);
                 if (scale != 1f)
                     foreach (var w in adapter.Modules) backend.Scale(w.B.Value, w.B.Value, scale);
             }

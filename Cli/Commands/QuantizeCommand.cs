@@ -21,9 +21,11 @@ internal static class QuantizeCommand
         var format = new Option<string>("--format") { Description = "the weights' type: f32, f16, bf16, q8_0 or q4_0", DefaultValueFactory = _ => "q8_0", HelpName = "FORMAT" };
         var output = new Option<string>("--out") { Description = "the GGUF file to write", Required = true, HelpName = "FILE" };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or auto (default: $LORA_DEVICE, else auto)" };
+        var adapterDir = new Option<string?>("--adapter") { Description = "with --base, also write this PEFT adapter of it as a llama.cpp GGUF adapter", HelpName = "DIR" };
+        var adapterOut = new Option<string?>("--adapter-out") { Description = "where --adapter's GGUF file goes", HelpName = "FILE" };
         var command = new Command("quantize", "Write a GPT-2 or Llama-family model as a GGUF file, its weights in F32, F16, BF16, Q8_0 or Q4_0")
         {
-            baseDir, preset, context, format, output, device,
+            baseDir, preset, context, format, output, device, adapterDir, adapterOut,
         };
         command.SetAction(parse => CliAction.Run(terminal, () =>
         {
@@ -33,13 +35,18 @@ internal static class QuantizeCommand
             if (storage.Format == WeightFormat.NF4) throw new UsageException("--format: GGUF has no NF4 type; expected f32, f16, bf16, q8_0 or q4_0");
             string path = parse.GetValue(output)!;
             OutputPath.CheckWritable(path, "--out");
+            string? adapterSource = parse.GetValue(adapterDir), adapterPath = parse.GetValue(adapterOut);
+            if ((adapterSource is null) != (adapterPath is null)) throw new UsageException("--adapter/--adapter-out: give both or neither");
+            if (adapterSource is not null && dir is null) throw new UsageException("--adapter: needs --base, the model the adapter was trained on");
+            if (adapterPath is not null) OutputPath.CheckWritable(adapterPath, "--adapter-out");
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
             GptModel gpt;
             string name;
             Layers.Text.ITokenizer? tokenizer = null;
+            var layout = ModelLayout.LoraRuntime;
             if (dir is not null)
             {
-                (gpt, tokenizer, _) = ModelDirectory.Load(backend, dir, maxBatch: 1, storage: storage);
+                (gpt, tokenizer, layout) = ModelDirectory.Load(backend, dir, maxBatch: 1, storage: storage);
                 name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
             }
             else
@@ -60,6 +67,20 @@ internal static class QuantizeCommand
                 catch (ArgumentException e)
                 {
                     throw new UsageException($"--base: {e.Message}");
+                }
+                if (adapterSource is not null)
+                {
+                    using var lora = new Layers.Adapters.LoraModel(gpt);
+                    var adapter = Layers.Adapters.PeftAdapterFiles.Load(lora, "adapter", adapterSource, layout);
+                    try
+                    {
+                        Layers.Adapters.GgufAdapterFile.Write(adapter, gpt, adapterPath!);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        throw new UsageException($"--adapter: {e.Message}");
+                    }
+                    terminal.Error.MarkupLine($"[grey]wrote {Markup.Escape(Path.GetFullPath(adapterPath!))} ({adapter.Modules.Count} LoRA pairs)[/]");
                 }
             }
             terminal.Error.MarkupLine($"[grey]wrote {Markup.Escape(Path.GetFullPath(path))} ({new FileInfo(path).Length / 1048576.0:0.0} MiB, {storage})[/]");
