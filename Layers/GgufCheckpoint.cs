@@ -22,7 +22,7 @@ internal static class GgufCheckpoint
         return RandomAccess.Read(file, magic, 0) == 4 && BitConverter.ToUInt32(magic) == GgufReader.Magic;
     }
 
-    /// <summary>Loads <paramref name="path"/> for inference (or LoRA fine-tuning with the base frozen).</summary>
+    /// <summary>Loads <paramref name="path"/> for inference (or LoRA fine-tuning with the base frozen), its weights kept as <paramref name="storage"/> says (float32 when null).</summary>
     public static GptModel Load(Backend backend, string path, int maxBatch, bool training = false, WeightStorage? storage = null, int? context = null)
     {
         using var gguf = GgufReader.Open(path);
@@ -40,7 +40,7 @@ internal static class GgufCheckpoint
                 : seen is WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16 || format is WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16
                     ? WeightFormat.BF16 : WeightFormat.Q8_0;
         }
-        storage ??= WeightStorage.AsStored;
+        storage ??= WeightStorage.Float32; // as every loader: null is float32 (merging, compression); callers ask for the stored types
         Func<string, int, WeightFormat>? formats = storage == WeightStorage.Float32 ? null
             : (name, columns) => storage.Resolve(columns, fileFormats.TryGetValue(name, out var f) ? f : WeightFormat.F32);
         var model = new GptModel(backend, config, maxBatch, training, trainParameters: false, formats);
