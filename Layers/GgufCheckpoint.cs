@@ -40,9 +40,8 @@ internal static class GgufCheckpoint
                 : seen is WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16 || format is WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16
                     ? WeightFormat.BF16 : WeightFormat.Q8_0;
         }
-        storage ??= WeightStorage.Float32; // as every loader: null is float32 (merging, compression); callers ask for the stored types
-        Func<string, int, WeightFormat>? formats = storage == WeightStorage.Float32 ? null
-            : (name, columns) => storage.Resolve(columns, fileFormats.TryGetValue(name, out var f) ? f : WeightFormat.F32);
+        // As every loader: null is float32 (merging, compression); the commands ask for the stored types.
+        var formats = (storage ?? WeightStorage.Float32).FormatsFor(name => fileFormats.TryGetValue(name, out var f) ? f : WeightFormat.F32);
         var model = new GptModel(backend, config, maxBatch, training, trainParameters: false, formats);
         try
         {
@@ -141,7 +140,6 @@ internal static class GgufCheckpoint
         // Rows in pieces of about 4 MiB; a rotary tensor a head at a time, whose rows come back in rotate-half order.
         int step = interleaved ? headDim : (int)Math.Max(1, (4L << 20) / rowBytes);
         var bytes = new byte[step * rowBytes];
-        var ordered = interleaved ? new byte[bytes.Length] : bytes;
         set.Stored.TryGetValue(piece.Ours, out var stored);
         float[] values = stored is not null && stored.Format == format ? [] : new float[step * width];
         for (int r = 0; r < piece.Rows; r += step)
@@ -149,15 +147,7 @@ internal static class GgufCheckpoint
             int rows = Math.Min(step, piece.Rows - r);
             var span = bytes.AsSpan(0, (int)(rows * rowBytes));
             gguf.ReadBytes(tensor, r * rowBytes, span);
-            if (interleaved)
-            {
-                // File row 2j + s of a head is our row s·HS/2 + j.
-                int half = headDim / 2;
-                for (int j = 0; j < half; j++)
-                    for (int s = 0; s < 2; s++)
-                        Buffer.BlockCopy(bytes, (int)((2 * j + s) * rowBytes), ordered, (int)((s * half + j) * rowBytes), (int)rowBytes);
-                span = ordered.AsSpan(0, span.Length);
-            }
+            if (interleaved) span = RotaryRowOrder.ToRotateHalf(span, 1, headDim); // a head at a time
             if (stored is not null && stored.Format == format)
             {
                 set.Backend.WriteEncodedRows(stored, piece.Row + r, span);

@@ -71,8 +71,8 @@ internal static class GgufModelFile
             byte[] wq = Rows(set, qkv, 0, q), wk = Rows(set, qkv, q, kv);
             if (permute)
             {
-                wq = Interleave(wq, c.Heads, c.HeadDim);
-                wk = Interleave(wk, c.KvHeads, c.HeadDim);
+                wq = RotaryRowOrder.ToInterleaved(wq, c.Heads, c.HeadDim);
+                wk = RotaryRowOrder.ToInterleaved(wk, c.KvHeads, c.HeadDim);
             }
             gguf.AddTensor(g + "attn_q.weight", type, [c.Channels, q], wq);
             gguf.AddTensor(g + "attn_k.weight", type, [c.Channels, kv], wk);
@@ -190,21 +190,6 @@ internal static class GgufModelFile
     }
 
     /// <summary>
-    /// Each head's rows from Hugging Face's rotate-half order (the first half of the rotary pairs, then the second) to
-    /// llama.cpp's interleaved order (pair by pair), as its converter permutes q and k: new row 2j + s = old row s·HS/2 + j.
-    /// </summary>
-    private static byte[] Interleave(byte[] rows, int heads, int headDim)
-    {
-        int rowBytes = rows.Length / (heads * headDim), half = headDim / 2;
-        var result = new byte[rows.Length];
-        for (int h = 0; h < heads; h++)
-            for (int j = 0; j < half; j++)
-                for (int s = 0; s < 2; s++)
-                    Buffer.BlockCopy(rows, (h * headDim + s * half + j) * rowBytes, result, (h * headDim + 2 * j + s) * rowBytes, rowBytes);
-        return result;
-    }
-
-    /// <summary>
     /// The tokenizer keys: <paramref name="tokenizer"/>'s byte-level BPE (tokens by id, padded with unused ones to the
     /// model's <paramref name="size"/>; merges; control tokens; its split's name; BOS and EOS), or, where it has none
     /// llama.cpp runs, GPT-2's 256 byte characters then placeholders and no merges, so that the file runs on token ids.
@@ -230,10 +215,9 @@ internal static class GgufModelFile
         }
         else
         {
-            var bytes = ByteCharacters();
             for (int i = 0; i < size; i++)
             {
-                tokens[i] = i < 256 ? bytes[i].ToString() : $"<|t{i}|>";
+                tokens[i] = i < 256 ? ByteLevel.Char((byte)i).ToString() : $"<|t{i}|>";
                 types[i] = i < 256 ? 1 : 4; // normal, user-defined
             }
             gguf.Add("tokenizer.ggml.bos_token_id", new GgufValue(GgufValueType.UInt32, 0u));
@@ -244,18 +228,5 @@ internal static class GgufModelFile
         gguf.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, tokens, GgufValueType.String));
         gguf.Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, types, GgufValueType.Int32));
         gguf.Add("tokenizer.ggml.merges", new GgufValue(GgufValueType.Array, merges, GgufValueType.String));
-    }
-
-    /// <summary>GPT-2's byte-to-character table: printable bytes map to themselves, the rest to U+0100 onwards.</summary>
-    private static char[] ByteCharacters()
-    {
-        var map = new char[256];
-        int next = 0;
-        for (int b = 0; b < 256; b++)
-        {
-            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
-            map[b] = printable ? (char)b : (char)(256 + next++);
-        }
-        return map;
     }
 }

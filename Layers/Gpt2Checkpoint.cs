@@ -64,8 +64,7 @@ internal static class Gpt2Checkpoint
             foreach (var entry in reader.Entries)
                 if (entry.Name.StartsWith(prefix, StringComparison.Ordinal)) types[entry.Name[prefix.Length..]] = CheckpointRows.FormatOf(entry.DType);
         }
-        return (name, columns) => storage.Resolve(columns,
-            Gpt2Names.ToGpt2(name) is { } key && types.TryGetValue(key, out var stored) ? stored : WeightFormat.F32);
+        return storage.FormatsFor(name => Gpt2Names.ToGpt2(name) is { } key && types.TryGetValue(key, out var stored) ? stored : WeightFormat.F32);
     }
 
     /// <summary>Reads every parameter of <paramref name="model"/> from a GPT-2 safetensors file.</summary>

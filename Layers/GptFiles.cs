@@ -102,7 +102,7 @@ internal static class GptFiles
             using var reader = SafetensorsReader.Open(path);
             foreach (var entry in reader.Entries) types[entry.Name] = CheckpointRows.FormatOf(entry.DType);
         }
-        return (name, columns) => storage.Resolve(columns, types.TryGetValue(name, out var stored) ? stored : WeightFormat.F32);
+        return storage.FormatsFor(name => types.TryGetValue(name, out var stored) ? stored : WeightFormat.F32);
     }
 
     /// <summary>The architecture, tokenizer (null: token ids only) and adapter module names of a model directory.</summary>

@@ -65,14 +65,10 @@ internal static class LlamaCheckpoint
     /// <summary>Each weight's format under <paramref name="storage"/>: the file's type of its (first) tensor where kept as stored.</summary>
     private static Func<string, int, WeightFormat>? StorageOf(Dictionary<string, SafetensorsReader> readers, GptConfig config, WeightStorage? storage)
     {
-        if (storage is null || storage == WeightStorage.Float32) return null;
         var keys = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (ours, key, _, _) in Pieces(config)) keys.TryAdd(ours, key);
-        return (name, columns) =>
-        {
-            var stored = keys.TryGetValue(name, out var key) && Find(readers, key) is { } found ? CheckpointRows.FormatOf(found.Entry.DType) : WeightFormat.F32;
-            return storage.Resolve(columns, stored);
-        };
+        return (storage ?? WeightStorage.Float32).FormatsFor(name =>
+            keys.TryGetValue(name, out var key) && Find(readers, key) is { } found ? CheckpointRows.FormatOf(found.Entry.DType) : WeightFormat.F32);
     }
 
     /// <summary>

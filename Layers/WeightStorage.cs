@@ -49,6 +49,14 @@ public sealed record WeightStorage
         return format.FitsRow(columns) ? format : WeightFormat.BF16;
     }
 
+    /// <summary>
+    /// What a model's <see cref="ParameterSet.Storage"/> asks — each weight's format by parameter name and columns —
+    /// given the type each weight's file holds (<paramref name="fileType"/>, F32 where the file has none); null when
+    /// every weight is float32.
+    /// </summary>
+    internal Func<string, int, WeightFormat>? FormatsFor(Func<string, WeightFormat> fileType) =>
+        this == Float32 ? null : (name, columns) => Resolve(columns, fileType(name));
+
     /// <inheritdoc/>
     public override string ToString() => Format?.Name() ?? "as stored";
 }

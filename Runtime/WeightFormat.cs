@@ -70,9 +70,6 @@ public static class WeightFormats
         return (long)columns / format.BlockValues() * format.BlockBytes();
     }
 
-    /// <summary>Bits a weight takes, scales included (32, 16, 8.5, 4.5).</summary>
-    public static double BitsPerWeight(this WeightFormat format) => 8.0 * format.BlockBytes() / format.BlockValues();
-
     /// <summary>The lower-case name the command line uses: f32, f16, bf16, q8_0, q4_0, nf4.</summary>
     public static string Name(this WeightFormat format) => format switch
     {

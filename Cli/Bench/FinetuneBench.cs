@@ -19,7 +19,7 @@ internal static class FinetuneBench
         var config = model.Config;
         if (time > config.BlockSize) throw new UsageException($"--time: T = {time} is longer than {model.Name}'s context {config.BlockSize}");
         long before = backend.Pool.Stats.BytesInUse;
-        Func<string, int, WeightFormat>? formats = storage is null || storage == WeightStorage.Float32 ? null : (_, columns) => storage.Resolve(columns, WeightFormat.F32);
+        var formats = (storage ?? WeightStorage.Float32).FormatsFor(_ => WeightFormat.F32);
         using var gpt = new GptModel(backend, config with { BlockSize = time }, batch, training: true, trainParameters: false, formats);
         gpt.Initialize(7, scaleResidual: true);
         using var lora = new LoraModel(gpt);

@@ -97,7 +97,7 @@ internal static class LatencyBench
         int prompt = Math.Min(shape.PromptTokens, config.BlockSize), context = Math.Min(shape.Context, config.BlockSize - 1);
         if (context < 1) throw new UsageException($"--models: {model.Name} has a context of {config.BlockSize}; a decode step needs at least 2");
         // Random float32 weights encoded in the format asked for, as a checkpoint loaded with --quantize holds them.
-        Func<string, int, WeightFormat>? formats = storage is null || storage == WeightStorage.Float32 ? null : (_, columns) => storage.Resolve(columns, WeightFormat.F32);
+        var formats = (storage ?? WeightStorage.Float32).FormatsFor(_ => WeightFormat.F32);
         using var gpt = new GptModel(backend, config, 1, training: false, trainParameters: false, formats);
         gpt.Initialize(7, scaleResidual: true);
         string adapterDir = Path.Combine(Path.GetTempPath(), "lora-latency-" + Guid.NewGuid().ToString("N"));

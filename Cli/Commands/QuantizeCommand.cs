@@ -54,7 +54,7 @@ internal static class QuantizeCommand
                 if (model == "demo") throw new UsageException("--model: the demo's character model has no GGUF vocabulary; expected gpt2-small, smollm2-135m, qwen2.5-0.5b or llama3.2-1b");
                 var config = LatencyModel.Parse(model!, BenchData.Positive(parse.GetValue(context), "--context")).Config;
                 gpt = new GptModel(backend, config, 1, training: false, trainParameters: false,
-                    storage == WeightStorage.Float32 ? null : (_, columns) => storage.Resolve(columns, WeightFormat.F32));
+                    storage.FormatsFor(_ => WeightFormat.F32));
                 gpt.Initialize(7, scaleResidual: true); // the seed lora bench latency uses: the same weights
                 name = model!;
             }

@@ -35,9 +35,10 @@ internal static class GgufAdapterFile
             var a = w.A.Value.ToArray(); // [R, in]
             var b = w.B.Value.ToArray(); // [out, R]
             for (int i = 0; i < b.Length; i++) b[i] *= w.Scale;
-            if (arch == "llama" && RotaryHeads(model.Config, w.Module.Path) is { } heads) b = Interleave(b, heads, model.Config.HeadDim, r);
+            byte[] bBytes = Bytes(b);
+            if (arch == "llama" && RotaryHeads(model.Config, w.Module.Path) is { } heads) bBytes = RotaryRowOrder.ToInterleaved(bBytes, heads, model.Config.HeadDim);
             gguf.AddTensor(tensor + ".lora_a", GgmlType.F32, [input, r], Bytes(a));
-            gguf.AddTensor(tensor + ".lora_b", GgmlType.F32, [r, output], Bytes(b));
+            gguf.AddTensor(tensor + ".lora_b", GgmlType.F32, [r, output], bBytes);
         }
         gguf.Save(path);
     }
@@ -98,7 +99,9 @@ internal static class GgufAdapterFile
             var (target, a, b) = modules.First(m => m.Target.Path == w.Module.Path);
             w.A.Value.CopyFrom(Floats(gguf, a, path));
             var bValues = Floats(gguf, b, path);
-            if (arch == "llama" && RotaryHeads(baseModel.Config, target.Path) is { } heads) bValues = Deinterleave(bValues, heads, baseModel.Config.HeadDim, w.Rank);
+            if (arch == "llama" && RotaryHeads(baseModel.Config, target.Path) is { } heads)
+                bValues = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(
+                    RotaryRowOrder.ToRotateHalf(Bytes(bValues), heads, baseModel.Config.HeadDim)).ToArray();
             w.B.Value.CopyFrom(bValues);
         }
         return adapter;
@@ -133,29 +136,6 @@ internal static class GgufAdapterFile
     /// <summary>The heads whose rows a module's B holds in rotary order (q and k), or null.</summary>
     private static int? RotaryHeads(GptConfig c, string path) =>
         path.EndsWith(".attn.q", StringComparison.Ordinal) ? c.Heads : path.EndsWith(".attn.k", StringComparison.Ordinal) ? c.KvHeads : null;
-
-    /// <summary>B's rows of each head from rotate-half order to llama.cpp's interleaved one: new row 2j + s = old row s·HS/2 + j.</summary>
-    private static float[] Interleave(float[] b, int heads, int headDim, int rank)
-    {
-        var result = new float[b.Length];
-        int half = headDim / 2;
-        for (int h = 0; h < heads; h++)
-            for (int j = 0; j < half; j++)
-                for (int s = 0; s < 2; s++)
-                    Array.Copy(b, (h * headDim + s * half + j) * rank, result, (h * headDim + 2 * j + s) * rank, rank);
-        return result;
-    }
-
-    private static float[] Deinterleave(float[] b, int heads, int headDim, int rank)
-    {
-        var result = new float[b.Length];
-        int half = headDim / 2;
-        for (int h = 0; h < heads; h++)
-            for (int j = 0; j < half; j++)
-                for (int s = 0; s < 2; s++)
-                    Array.Copy(b, (h * headDim + 2 * j + s) * rank, result, (h * headDim + s * half + j) * rank, rank);
-        return result;
-    }
 
     private static byte[] Bytes(float[] values)
     {
