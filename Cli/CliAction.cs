@@ -1,3 +1,4 @@
+using LoraRuntime.Distributed;
 using LoraRuntime.Hosting;
 using LoraRuntime.Layers.Training;
 
@@ -51,6 +52,7 @@ internal static class CliAction
         IOException => $"a file operation failed: {e.Message}",
         OutOfMemoryException => $"not enough memory: {e.Message}",
         LoraDeviceException => e.Message,
+        DistributedException => e.Message,
         OperationCanceledException => "cancelled",
         _ => $"internal error ({e.GetType().Name}): {e.Message}; run again with {VerboseVariable}=1 for the details, and report it",
     };

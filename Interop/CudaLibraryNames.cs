@@ -27,6 +27,9 @@ public static class CudaLibraryNames
     /// <summary>The runtime compiler.</summary>
     public const string Nvrtc = "nvrtc";
 
+    /// <summary>NCCL, the collectives between GPUs (data-parallel training; not in <see cref="All"/>: only a job of several ranks loads it).</summary>
+    public const string Nccl = "nccl";
+
     /// <summary>Every library the resolver knows, dependencies before their dependents.</summary>
     public static IReadOnlyList<string> All { get; } = [Driver, CublasLt, Cublas, Cusparse, NvJitLink, Cusolver, Nvrtc];
 
@@ -42,6 +45,7 @@ public static class CudaLibraryNames
         // Debian's NVRTC from CUDA 11.8 (package libnvrtc11.2) comes last: it lets a machine without a GPU compile the
         // kernels for sm_80/sm_90 (the compile test); where a CUDA 12 or 13 toolkit is present, that one wins.
         Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"],
+        Nccl => ["libnccl.so.2"],
         _ => [],
     };
 

@@ -73,7 +73,8 @@ public static class NativeLibraryResolver
     }
 
     private static nint Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath) =>
-        CudaLibraryNames.FileNames(libraryName).Count == 0 ? 0 : Load(libraryName).Handle; // 0: default probing
+        libraryName == MpiLibrary.Name ? MpiLibrary.Load().Handle
+        : CudaLibraryNames.FileNames(libraryName).Count == 0 ? 0 : Load(libraryName).Handle; // 0: default probing
 
     /// <summary>Looks for <paramref name="fileNames"/> in <paramref name="plan"/>'s folders, then via the system loader.</summary>
     internal static LibraryLoadResult Search(string library, IReadOnlyList<string> fileNames, LibrarySearchPlan plan)

@@ -95,26 +95,27 @@ public abstract partial class Backend
     }
 
     /// <summary>
-    /// Inverted dropout with a counter-based generator: element i is kept when <see cref="DropoutBits"/>(seed, i) / 2²⁴
-    /// ≥ probability, and kept elements are scaled by 1/(1 − probability): output = input ⊙ keep / (1 − p). The mask is
-    /// a pure function of (seed, i), so nothing is stored and the backward pass recomputes it. probability is in [0, 1);
-    /// output may be input itself.
+    /// Inverted dropout with a counter-based generator: element i is kept when <see cref="DropoutBits"/>(seed,
+    /// firstIndex + i) / 2²⁴ ≥ probability, and kept elements are scaled by 1/(1 − probability): output = input ⊙ keep /
+    /// (1 − p). The mask is a pure function of (seed, index), so nothing is stored and the backward pass recomputes it;
+    /// <paramref name="firstIndex"/> places the tensor inside a larger one (a data-parallel rank's rows of the global
+    /// batch draw that batch's mask). probability is in [0, 1); output may be input itself.
     /// </summary>
-    public void DropoutForward(Tensor output, Tensor input, float probability, ulong seed)
+    public void DropoutForward(Tensor output, Tensor input, float probability, ulong seed, ulong firstIndex = 0)
     {
         CheckElementwise(output, input, nameof(output), nameof(input));
         Check.InRange(probability, 0, 1, false, nameof(probability));
-        if (output.Length > 0) DropoutCore(output, input, probability, seed, accumulate: false);
+        if (output.Length > 0) DropoutCore(output, input, probability, seed, firstIndex, accumulate: false);
     }
 
-    /// <summary>dInput += dOutput ⊙ keep / (1 − p) with the mask of <see cref="DropoutForward"/> for the same seed.</summary>
-    public void DropoutBackward(Tensor dInput, Tensor dOutput, float probability, ulong seed)
+    /// <summary>dInput += dOutput ⊙ keep / (1 − p) with the mask of <see cref="DropoutForward"/> for the same seed and first index.</summary>
+    public void DropoutBackward(Tensor dInput, Tensor dOutput, float probability, ulong seed, ulong firstIndex = 0)
     {
         Check.Tensors(this, DType.F32, [dInput, dOutput], [nameof(dInput), nameof(dOutput)]);
         Check.SameLength(dOutput, nameof(dOutput), dInput, nameof(dInput));
         Check.Disjoint(1, [dInput, dOutput], [nameof(dInput), nameof(dOutput)]);
         Check.InRange(probability, 0, 1, false, nameof(probability));
-        if (dInput.Length > 0) DropoutCore(dInput, dOutput, probability, seed, accumulate: true);
+        if (dInput.Length > 0) DropoutCore(dInput, dOutput, probability, seed, firstIndex, accumulate: true);
     }
 
     /// <summary>
@@ -198,7 +199,7 @@ public abstract partial class Backend
     protected abstract void HeadsCore(Tensor heads, Tensor rows, int column, bool split);
 
     /// <summary>Validated, non-empty dropout: forward writes output, backward (accumulate) adds into it.</summary>
-    protected abstract void DropoutCore(Tensor output, Tensor input, float probability, ulong seed, bool accumulate);
+    protected abstract void DropoutCore(Tensor output, Tensor input, float probability, ulong seed, ulong firstIndex, bool accumulate);
 
     /// <summary>Validated, non-empty <see cref="FindNonFinite"/>.</summary>
     protected abstract long FindNonFiniteCore(Tensor input);

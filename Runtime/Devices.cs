@@ -132,7 +132,9 @@ public static class Devices
     {
         try
         {
-            return new CudaBackend(0);
+            // The ranks of a job on one machine spread over its GPUs (NCCL needs one each).
+            int devices = Math.Max(1, Probe.Devices.Count);
+            return new CudaBackend(Distributed.DistributedLaunch.Detect().LocalRank % devices);
         }
         catch (Exception e) when (e is CudaException or CudaLibraryException or DllNotFoundException or EntryPointNotFoundException)
         {

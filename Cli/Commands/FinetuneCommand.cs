@@ -18,13 +18,14 @@ internal static class FinetuneCommand
         var training = new TrainingOptions(iterations: 500);
         var adapter = new AdapterArgs();
         var quantize = QuantizeOption.Create();
+        var resume = new Option<bool>("--resume") { Description = "continue from the latest checkpoint in --out/checkpoints (with the same or another number of ranks)" };
         var command = new Command("finetune", "Train a LoRA adapter on a saved model (base frozen; QLoRA with --quantize nf4); save it in PEFT's layout")
         {
-            baseDir, data, output, device, json, quantize,
+            baseDir, data, output, device, json, quantize, resume,
         };
         adapter.AddTo(command);
         training.AddTo(command);
-        command.SetAction(parse => CliAction.Run(terminal, () =>
+        command.SetAction(parse => DistributedAction.Run(terminal, (world, terminal) =>
         {
             LowRankArgs.CheckOutputDirectory(parse.GetValue(output)!, "--out", (parse.GetValue(baseDir), "--base"));
             string text = TrainingOptions.ReadCorpus(parse.GetValue(data)!, "--data");
@@ -35,7 +36,8 @@ internal static class FinetuneCommand
             using var backend = BenchOptions.CreateBackend(parse.GetValue(device));
             string outDir = parse.GetValue(output)!;
             var (summary, log, _, _) = FinetuneRun.Run(terminal, backend, parse.GetValue(baseDir)!, text, config, options, outDir,
-                QuantizeOption.Read(parse.GetValue(quantize), backend));
+                QuantizeOption.Read(parse.GetValue(quantize), backend), world, parse.GetValue(resume));
+            if (world.Rank != 0) return ExitCodes.Success; // rank 0 alone writes
             if (jsonPath is not null) TrainingRun.WriteJson(jsonPath, summary, backend.Name, log);
             TrainingOptions.Report(terminal, summary, outDir, "adapter_config.json, adapter_model.safetensors, loss.png, checkpoints/");
             return ExitCodes.Success;

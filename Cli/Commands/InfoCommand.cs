@@ -24,14 +24,15 @@ internal static class InfoCommand
             json,
             deviceOption,
         };
-        command.SetAction(parse => CliAction.Run(terminal, () => Execute(terminal, parse.GetValue(json), parse.GetValue(deviceOption))));
+        command.SetAction(parse => DistributedAction.Run(terminal, (world, terminal) => Execute(terminal, world, parse.GetValue(json), parse.GetValue(deviceOption))));
         return command;
     }
 
-    private static int Execute(Terminal terminal, string? jsonPath, string? device)
+    private static int Execute(Terminal terminal, Distributed.Communicator world, string? jsonPath, string? device)
     {
         if (jsonPath is not null) OutputPath.CheckWritable(jsonPath, "--json");
-        var report = InfoReport.Gather(device);
+        var report = InfoReport.Gather(device, world);
+        if (world.Rank != 0) return ExitCodes.Success; // rank 0 reports for the job
         Render(terminal.Out, report);
         if (jsonPath is not null)
         {
@@ -94,6 +95,13 @@ internal static class InfoCommand
         cpu.AddRow(Text("worker threads"), Text(Number(report.Cpu.WorkerThreads)));
         cpu.AddRow(Text("GEMM kernel"), Text(report.Cpu.GemmKernel));
         console.Write(cpu);
+
+        var ranks = KeyValueTable("Ranks");
+        ranks.AddRow(Text("ranks"), Text(report.Distributed.Ranks == 1 ? "1" : $"{report.Distributed.Ranks} (this is rank {report.Distributed.Rank}, on {report.Distributed.Host})"));
+        ranks.AddRow(Text("transport"), Text(report.Distributed.Transport));
+        ranks.AddRow(Text("library"), Text(report.Distributed.Library));
+        ranks.AddRow(Text("launch"), Text(report.Distributed.Launch));
+        console.Write(ranks);
 
         var pool = KeyValueTable("CPU memory pool");
         pool.AddRow(Text("bytes in use"), Text(Bytes(report.CpuPool.BytesInUse)));

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using LoraRuntime.Cli.Bench;
 using LoraRuntime.Cli.Training;
+using LoraRuntime.Distributed;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Text;
 using LoraRuntime.Layers.Training;
@@ -8,7 +9,7 @@ using Spectre.Console;
 
 namespace LoraRuntime.Cli.Commands;
 
-/// <summary><c>lora train</c>: pre-trains a character-level GPT on a text file.</summary>
+/// <summary><c>lora train</c>: pre-trains a character-level GPT on a text file (data parallel under <c>mpirun</c>).</summary>
 internal static class TrainCommand
 {
     /// <summary>The command.</summary>
@@ -30,7 +31,7 @@ internal static class TrainCommand
             data, output, layers, heads, embd, block, arch, resume, device, json,
         };
         common.AddTo(command);
-        command.SetAction(parse => CliAction.Run(terminal, () =>
+        command.SetAction(parse => DistributedAction.Run(terminal, (world, terminal) =>
         {
             LowRankArgs.CheckOutputDirectory(parse.GetValue(output)!, "--out");
             string text = TrainingOptions.ReadCorpus(parse.GetValue(data)!, "--data");
@@ -41,44 +42,33 @@ internal static class TrainCommand
             var options = common.Read(parse);
             string? jsonPath = parse.GetValue(json);
             if (jsonPath is not null) OutputPath.CheckWritable(jsonPath, "--json");
-            return Execute(terminal, text, tokenizer, config, options, parse.GetValue(output)!, parse.GetValue(resume), parse.GetValue(device), jsonPath);
+            return Execute(terminal, world, text, tokenizer, config, options, parse.GetValue(output)!, parse.GetValue(resume), parse.GetValue(device), jsonPath);
         }));
         return command;
     }
 
-    private static int Execute(Terminal terminal, string text, CharTokenizer tokenizer, GptConfig config, TrainOptions options,
+    private static int Execute(Terminal terminal, Communicator world, string text, CharTokenizer tokenizer, GptConfig config, TrainOptions options,
         string outDir, bool resume, string? device, string? jsonPath)
     {
         var (train, validation) = TrainingOptions.Split(tokenizer.Encode(text), config.BlockSize);
+        int rows = TrainingOptions.RowsOfRank(options, world);
         using var backend = BenchOptions.CreateBackend(device);
         // Memory first, then the disk: the model and a checkpoint of it with Adam's moments, known before the run.
-        ModelMemory.Check(backend, config, options.Batch, training: true, trainParameters: true);
-        OutputPath.CheckFreeSpace(outDir, (long)(config.ParameterCount() * 4 * 4), "--out");
-        using var model = new GptModel(backend, config, options.Batch);
+        ModelMemory.Check(backend, config, rows, training: true, trainParameters: true);
+        if (world.Rank == 0) OutputPath.CheckFreeSpace(outDir, (long)(config.ParameterCount() * 4 * 4), "--out");
+        using var model = new GptModel(backend, config, rows);
         model.Initialize(options.Seed);
-        using var trainer = new Trainer(model, model.Parameters, train, validation, options);
+        using var gradients = TrainingOptions.GradientCommunicator(world, backend);
+        using var trainer = new Trainer(model, model.Parameters, train, validation, options, gradients.Value);
         string checkpoints = Path.Combine(outDir, "checkpoints");
         if (!resume && Directory.Exists(checkpoints) && Directory.EnumerateFileSystemEntries(checkpoints).Any())
             throw new UsageException($"--out: '{outDir}' holds the checkpoints of an earlier run; pass --resume to continue it, or write to another folder");
-        if (resume)
-        {
-            try
-            {
-                trainer.ResumeFrom(checkpoints);
-            }
-            catch (Exception e) when (e is InvalidDataException or ArgumentException or KeyNotFoundException)
-            {
-                string why = e is ArgumentException { ParamName: { } p } ? e.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : e.Message;
-                throw new UsageException($"--resume: the checkpoint in '{checkpoints}' does not fit this run (another architecture or corpus?): {why}");
-            }
-            if (trainer.Step >= options.Iterations)
-                throw new UsageException($"--iters: the checkpoint is at step {trainer.Step}, already past --iters {options.Iterations} (the run's total); give a larger --iters to train further");
-            terminal.Error.MarkupLine($"[grey]resumed at step {trainer.Step} of {options.Iterations} from {Markup.Escape(checkpoints)}[/]");
-        }
+        if (resume) TrainingRun.Resume(terminal, trainer, checkpoints);
         terminal.Error.MarkupLine(
-            $"[grey]{(config.Mlp == MlpKind.GatedSilu ? "Llama-style" : "GPT")} {config.Layers}L/{config.Heads}H/{config.Channels}C, T = {config.BlockSize}, V = {config.Vocabulary}: {model.Parameters.Count:N0} parameters on {backend.Name}; {train.Length:N0} training tokens[/]");
+            $"[grey]{(config.Mlp == MlpKind.GatedSilu ? "Llama-style" : "GPT")} {config.Layers}L/{config.Heads}H/{config.Channels}C, T = {config.BlockSize}, V = {config.Vocabulary}: {model.Parameters.Count:N0} parameters on {backend.Name}; {train.Length:N0} training tokens{TrainingOptions.RanksNote(world)}[/]");
         var log = new TrainingLog();
         var summary = TrainingRun.Run(terminal, trainer, "train", model.Parameters.Count, options.Batch * options.Accumulation * config.BlockSize, checkpoints, log);
+        if (world.Rank != 0) return ExitCodes.Success; // rank 0 alone writes
         GptFiles.Save(model, tokenizer, outDir);
         LossPlot.Save(Path.Combine(outDir, "loss.png"), $"pre-training {config.Layers}L/{config.Heads}H/{config.Channels}C", log);
         if (jsonPath is not null) TrainingRun.WriteJson(jsonPath, summary, backend.Name, log);

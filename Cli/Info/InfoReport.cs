@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using LoraRuntime.Cpu;
 using LoraRuntime.Cuda;
+using LoraRuntime.Distributed;
 using LoraRuntime.Memory;
 
 namespace LoraRuntime.Cli.Info;
@@ -14,17 +15,25 @@ internal sealed record SearchSection(IReadOnlyList<string> Folders, IReadOnlyLis
 /// <summary>The CPU: SIMD features, cores, worker threads, GEMM kernel.</summary>
 internal sealed record CpuSection(IReadOnlyList<string> Features, int VectorBits, int LogicalCores, int WorkerThreads, string GemmKernel);
 
+/// <summary>The job: this process's rank among how many, how they talk, the library, and what told us.</summary>
+internal sealed record DistributedSection(int Ranks, int Rank, string Transport, string Library, string Launch, string Host);
+
 /// <summary>Everything <c>lora info</c> reports.</summary>
 internal sealed record InfoReport(
     DeviceSection Device, CudaProbeResult Cuda, SearchSection Search, IReadOnlyList<CudaLibraryStatus> Libraries,
-    CpuSection Cpu, PoolStats CpuPool, CudaBackendReport? CudaBackend = null)
+    CpuSection Cpu, PoolStats CpuPool, DistributedSection Distributed, CudaBackendReport? CudaBackend = null)
 {
     /// <summary>
     /// Probes everything for <paramref name="device"/> (null: <c>LORA_DEVICE</c>, else auto). Never throws for a missing
     /// GPU or library, or a bad device name: <see cref="DeviceSection.Chosen"/> is then null and the reason says why.
     /// </summary>
-    public static InfoReport Gather(string? device = null)
+    public static InfoReport Gather(string? device = null, Communicator? world = null)
     {
+        world ??= Communicator.SingleProcess;
+        var launch = DistributedLaunch.Detect();
+        var distributed = new DistributedSection(world.Size, world.Rank, world.Transport,
+            world.Transport == "none" ? "Open MPI: " + MpiCommunicator.ProbeLibrary() : world.Library,
+            launch.ByLauncher ? $"launched by mpirun ({launch.Source})" : "not launched by mpirun: one process", world.Host);
         DeviceSection section;
         CudaBackendReport? cudaBackend = null;
         try
@@ -47,7 +56,7 @@ internal sealed record InfoReport(
         var cpuSection = new CpuSection(CpuFeatures.Supported, CpuFeatures.VectorBits, CpuFeatures.LogicalCores,
             CpuFeatures.WorkerThreads, cpu.GemmKernel);
         return new InfoReport(section, Devices.Probe, new SearchSection(libraries.Folders, libraries.Notes), libraries.Libraries, cpuSection,
-            cpu.Pool.Stats, cudaBackend);
+            cpu.Pool.Stats, distributed, cudaBackend);
     }
 }
 

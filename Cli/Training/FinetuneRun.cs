@@ -1,3 +1,4 @@
+using LoraRuntime.Distributed;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Adapters;
 using LoraRuntime.Layers.Training;
@@ -8,12 +9,18 @@ namespace LoraRuntime.Cli.Training;
 /// <summary>LoRA fine-tuning of a saved model: base frozen, one adapter trained, saved in PEFT's layout.</summary>
 internal static class FinetuneRun
 {
-    /// <summary>Trains adapter "default" on <paramref name="text"/>; returns the run's summary and its log.</summary>
+    /// <summary>
+    /// Trains adapter "default" on <paramref name="text"/>; returns the run's summary and its log. With
+    /// <paramref name="world"/>, this rank's part of a data-parallel run (rank 0 alone writes); with
+    /// <paramref name="resume"/>, continues from the latest checkpoint in <c>outDir/checkpoints</c>.
+    /// </summary>
     public static (TrainingSummary Summary, TrainingLog Log, long AdapterParameters, long BaseParameters) Run(
         Terminal terminal, Backend backend, string baseDir, string text, LoraConfig config, TrainOptions options, string outDir,
-        WeightStorage? storage = null)
+        WeightStorage? storage = null, Communicator? world = null, bool resume = false)
     {
-        var (model, maybeTokenizer, layout) = ModelDirectory.Load(backend, baseDir, options.Batch, training: true, storage);
+        world ??= Communicator.SingleProcess;
+        int rows = TrainingOptions.RowsOfRank(options, world);
+        var (model, maybeTokenizer, layout) = ModelDirectory.Load(backend, baseDir, rows, training: true, storage);
         using (model)
         {
             var tokenizer = ModelDirectory.RequireTokenizer(maybeTokenizer, baseDir, layout);
@@ -37,15 +44,22 @@ internal static class FinetuneRun
             if (layout == ModelLayout.Llama && adapter.Modules.FirstOrDefault(w => PeftTargets.ModuleName(layout, w.Module.Path) is null) is { } fused)
                 throw new UsageException(
                     $"--targets: {fused.Module.Path} is one of our fused projections; the Llama layout has q, k, v and gate, up as separate modules: target those");
-            using var trainer = new Trainer(model, adapter.Parameters, train, validation, options);
+            using var gradients = TrainingOptions.GradientCommunicator(world, backend);
+            using var trainer = new Trainer(model, adapter.Parameters, train, validation, options, gradients.Value);
+            adapter.BatchFirstRow = trainer.Shard.FirstRow; // this rank's rows draw the global batch's dropout masks
+            string checkpoints = Path.Combine(outDir, "checkpoints");
+            if (resume) TrainingRun.Resume(terminal, trainer, checkpoints);
             terminal.Error.MarkupLine(
                 $"[grey]LoRA r = {config.Defaults.Rank}, α = {config.Defaults.Alpha} on {Markup.Escape(string.Join(",", config.TargetModules))}: " +
-                $"{adapter.Parameters.Count:N0} trained parameters ({adapter.Modules.Count} modules), base {model.Parameters.Count:N0} frozen[/]");
+                $"{adapter.Parameters.Count:N0} trained parameters ({adapter.Modules.Count} modules), base {model.Parameters.Count:N0} frozen{TrainingOptions.RanksNote(world)}[/]");
             var log = new TrainingLog();
             var summary = TrainingRun.Run(terminal, trainer, "finetune", adapter.Parameters.Count,
-                options.Batch * options.Accumulation * model.Config.BlockSize, Path.Combine(outDir, "checkpoints"), log);
-            PeftAdapterFiles.Save(adapter, config, outDir, Path.GetFullPath(baseDir), layout);
-            LossPlot.Save(Path.Combine(outDir, "loss.png"), $"LoRA fine-tuning, r = {config.Defaults.Rank}", log);
+                options.Batch * options.Accumulation * model.Config.BlockSize, checkpoints, log);
+            if (world.Rank == 0)
+            {
+                PeftAdapterFiles.Save(adapter, config, outDir, Path.GetFullPath(baseDir), layout);
+                LossPlot.Save(Path.Combine(outDir, "loss.png"), $"LoRA fine-tuning, r = {config.Defaults.Rank}", log);
+            }
             return (summary, log, adapter.Parameters.Count, model.Parameters.Count);
         }
     }

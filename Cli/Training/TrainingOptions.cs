@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text;
+using LoraRuntime.Distributed;
 using LoraRuntime.IO;
 using LoraRuntime.Layers;
 using LoraRuntime.Layers.Training;
@@ -104,6 +105,35 @@ internal sealed class TrainingOptions
         if (text.Length < 1000) throw new UsageException($"{option}: '{path}' holds {text.Length} characters; a corpus needs at least 1000");
         return text;
     }
+
+    /// <summary>The sequences of each batch this rank trains on: all of --batch in one process, its share under mpirun.</summary>
+    public static int RowsOfRank(TrainOptions options, Communicator world)
+    {
+        if (options.Batch < world.Size)
+            throw new UsageException($"--batch: {options.Batch} sequences cannot be shared by {world.Size} ranks; each rank needs at least one (give --batch ≥ {world.Size})");
+        return BatchShard.Of(options.Batch, world.Rank, world.Size).Rows;
+    }
+
+    /// <summary>
+    /// The communicator of the gradients: NCCL for a CUDA backend in a job of several ranks (where libnccl loads), the
+    /// job's world otherwise; the scope disposes it when it is not the world itself.
+    /// </summary>
+    public static OwnedCommunicator GradientCommunicator(Communicator world, Backend backend) => new(Communicator.ForBackend(world, backend), world);
+
+    /// <summary>A communicator and whether the scope owns it.</summary>
+    public readonly struct OwnedCommunicator(Communicator value, Communicator world) : IDisposable
+    {
+        public Communicator Value { get; } = value;
+
+        public void Dispose()
+        {
+            if (!ReferenceEquals(Value, world)) Value.Dispose();
+        }
+    }
+
+    /// <summary>", data parallel over N ranks (B rows each)" under mpirun; empty in one process.</summary>
+    public static string RanksNote(Communicator world) =>
+        world.IsDistributed ? $"; data parallel over {world.Size} ranks ({world.Transport}, {Markup.Escape(world.Library)})" : "";
 
     public static (TokenBatches Train, TokenBatches Validation) Split(int[] tokens, int blockSize)
     {

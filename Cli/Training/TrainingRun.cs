@@ -7,7 +7,7 @@ namespace LoraRuntime.Cli.Training;
 
 /// <summary>The figures of a finished run (the summary JSON of <c>lora train</c> and <c>lora finetune</c>).</summary>
 internal sealed record TrainingSummary(int Iterations, float TrainLoss, float ValidationLoss, double MedianMsPerIteration,
-    double TokensPerSecond, int SkippedSteps, long TrainedParameters);
+    double TokensPerSecond, int SkippedSteps, long TrainedParameters, int Ranks = 1, double MedianAllReduceMs = 0);
 
 /// <summary>Drives a <see cref="Trainer"/> with a progress bar, periodic evaluation and checkpoints.</summary>
 internal static class TrainingRun
@@ -18,6 +18,7 @@ internal static class TrainingRun
     {
         var options = trainer.Options;
         var times = new List<double>(options.Iterations);
+        var reduceTimes = new List<double>(options.Iterations);
         (float Train, float Validation) last = (float.NaN, float.NaN);
         void Evaluate()
         {
@@ -36,6 +37,7 @@ internal static class TrainingRun
                     if (trainer.Step % options.EvalEvery == 0) Evaluate();
                     var step = trainer.TrainStep();
                     times.Add(step.Milliseconds);
+                    reduceTimes.Add(step.AllReduceMilliseconds);
                     log.Steps.Add(step);
                     task.Value = trainer.Step;
                     task.Description = Markup.Escape($"{label} loss {step.Loss:0.000}");
@@ -46,10 +48,40 @@ internal static class TrainingRun
         Evaluate();
         if (checkpoints is not null) trainer.SaveCheckpoint(checkpoints);
         // The first steps pay for first-call compilation and page faults: leave them out of the median, as the reference does.
-        var steady = times.Skip(Math.Min(10, times.Count / 2)).Order().ToList();
-        double median = steady.Count == 0 ? double.NaN : steady[steady.Count / 2];
+        double median = SteadyMedian(times), reduceMedian = trainer.World.IsDistributed ? SteadyMedian(reduceTimes) : 0;
         return new TrainingSummary(options.Iterations, last.Train, last.Validation, median, tokensPerStep / (median / 1000.0),
-            trainer.SkippedSteps, trainedParameters);
+            trainer.SkippedSteps, trainedParameters, trainer.World.Size, reduceMedian);
+    }
+
+    private static double SteadyMedian(List<double> times)
+    {
+        var steady = times.Skip(Math.Min(10, times.Count / 2)).Order().ToList();
+        return steady.Count == 0 ? double.NaN : steady[steady.Count / 2];
+    }
+
+    /// <summary>
+    /// Restores the latest checkpoint under <paramref name="checkpoints"/> into <paramref name="trainer"/>, with the
+    /// run's errors in the user's words: a checkpoint of another run, or one already past --iters.
+    /// </summary>
+    public static void Resume(Terminal terminal, Trainer trainer, string checkpoints)
+    {
+        try
+        {
+            trainer.ResumeFrom(checkpoints);
+        }
+        catch (FileNotFoundException)
+        {
+            throw new UsageException($"--resume: '{checkpoints}' holds no checkpoint ('latest' is missing)");
+        }
+        catch (Exception e) when (e is InvalidDataException or ArgumentException or KeyNotFoundException)
+        {
+            string why = e is ArgumentException { ParamName: { } p } ? e.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : e.Message;
+            throw new UsageException($"--resume: the checkpoint in '{checkpoints}' does not fit this run (another architecture, corpus or adapter?): {why}");
+        }
+        int iterations = trainer.Options.Iterations;
+        if (trainer.Step >= iterations)
+            throw new UsageException($"--iters: the checkpoint is at step {trainer.Step}, already past --iters {iterations} (the run's total); give a larger --iters to train further");
+        terminal.Error.MarkupLine($"[grey]resumed at step {trainer.Step} of {iterations} from {Markup.Escape(checkpoints)}[/]");
     }
 
     /// <summary>Writes <paramref name="summary"/> (plus the device) as JSON, atomically.</summary>
@@ -66,6 +98,8 @@ internal static class TrainingRun
             json.WriteNumber("tokens_per_s", Math.Round(summary.TokensPerSecond, 1));
             json.WriteNumber("skipped_steps", summary.SkippedSteps);
             json.WriteNumber("trained_parameters", summary.TrainedParameters);
+            json.WriteNumber("ranks", summary.Ranks);
+            json.WriteNumber("allreduce_ms_median", Math.Round(summary.MedianAllReduceMs, 3));
             json.WriteString("device", device);
             json.WriteStartArray("evaluations");
             foreach (var (step, train, validation) in log.Evaluations)

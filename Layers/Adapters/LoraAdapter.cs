@@ -35,6 +35,12 @@ internal sealed class LoraAdapter : IDisposable
     public bool Training { get; set; }
 
     /// <summary>
+    /// The row of the global batch that this process's row 0 is (0 in one process): a data-parallel rank draws the
+    /// dropout mask of its rows of the global batch, so masks do not depend on the number of ranks.
+    /// </summary>
+    public int BatchFirstRow { get; set; }
+
+    /// <summary>
     /// Creates adapter <paramref name="name"/> on each (module, options) pair: validates everything first (a frozen,
     /// reserved base; 1 ≤ R ≤ min(in, out); a finite α; dropout in [0, 1); DoRA without dropout;
     /// a name new to each module), then reserves, initialises and attaches. Activations are reserved for batches of up

@@ -13,7 +13,7 @@ internal sealed class LoraWeights
     private readonly ActivationBuffer? _dropped;
     private readonly ulong _seed;
     private readonly GemmProblem[] _pair = new GemmProblem[2]; // two independent products run as one grouped call
-    private ulong _step, _maskSeed;
+    private ulong _step, _maskSeed, _maskFirst;
 
     internal LoraWeights(LoraAdapter adapter, LoraLinear module, LoraOptions options, ParameterSet parameters, Activations scratch,
         ActivationBuffer? directionScratch)
@@ -166,7 +166,7 @@ internal sealed class LoraWeights
         {
             // The dropped input is spent: its buffer takes d(dropout(x)) = dh · A, then the mask routes it to dInput.
             Backend.MatMul(x, dh, A.Value);
-            Backend.DropoutBackward(dInput, x, Options.Dropout, _maskSeed);
+            Backend.DropoutBackward(dInput, x, Options.Dropout, _maskSeed, _maskFirst);
         }
         return dy;
     }
@@ -239,8 +239,9 @@ internal sealed class LoraWeights
     {
         if (_dropped is null || !_adapter.Training) return input;
         _maskSeed = CounterRandom.Mix64(_seed + ++_step);
+        _maskFirst = (ulong)_adapter.BatchFirstRow * (ulong)time * (ulong)Module.InFeatures;
         Tensor dropped = _dropped.For(batch, time);
-        Backend.DropoutForward(dropped, input, Options.Dropout, _maskSeed);
+        Backend.DropoutForward(dropped, input, Options.Dropout, _maskSeed, _maskFirst);
         return dropped;
     }
 

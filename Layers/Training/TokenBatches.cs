@@ -43,17 +43,35 @@ internal sealed class TokenBatches
     }
 
     /// <summary>Fills B = inputs.Length / T rows of inputs and targets from random offsets drawn from <paramref name="random"/>.</summary>
-    public void Next(ref TrainingRandom random, Span<int> inputs, Span<int> targets)
+    public void Next(ref TrainingRandom random, Span<int> inputs, Span<int> targets) =>
+        Next(ref random, inputs, targets, BatchShard.Whole(RowsOf(inputs, targets)));
+
+    /// <summary>
+    /// Draws the offsets of all <see cref="BatchShard.GlobalRows"/> rows of a batch from <paramref name="random"/> and
+    /// fills inputs and targets with the <paramref name="shard"/>'s rows: every rank advances the sampler alike.
+    /// </summary>
+    public void Next(ref TrainingRandom random, Span<int> inputs, Span<int> targets, BatchShard shard)
+    {
+        int t = BlockSize;
+        int rows = RowsOf(inputs, targets);
+        if (rows != shard.Rows)
+            throw new ArgumentException($"inputs: {rows} rows do not match the shard's {shard.Rows}", nameof(inputs));
+        for (int row = 0; row < shard.GlobalRows; row++)
+        {
+            int start = (int)random.NextInt64(_tokens.Length - t);
+            int local = row - shard.FirstRow;
+            if (local < 0 || local >= rows) continue;
+            _tokens.AsSpan(start, t).CopyTo(inputs.Slice(local * t, t));
+            _tokens.AsSpan(start + 1, t).CopyTo(targets.Slice(local * t, t));
+        }
+    }
+
+    private int RowsOf(Span<int> inputs, Span<int> targets)
     {
         int t = BlockSize;
         if (inputs.Length != targets.Length || inputs.Length == 0 || inputs.Length % t != 0)
             throw new ArgumentException(
                 $"inputs and targets must be the same non-zero multiple of blockSize = {t}; got {inputs.Length} and {targets.Length}", nameof(inputs));
-        for (int row = 0; row < inputs.Length / t; row++)
-        {
-            int start = (int)random.NextInt64(_tokens.Length - t);
-            _tokens.AsSpan(start, t).CopyTo(inputs.Slice(row * t, t));
-            _tokens.AsSpan(start + 1, t).CopyTo(targets.Slice(row * t, t));
-        }
+        return inputs.Length / t;
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using LoraRuntime.Distributed;
 using LoraRuntime.IO;
 
 namespace LoraRuntime.Layers.Training;
@@ -65,7 +66,9 @@ internal sealed record TrainOptions
 /// <param name="LearningRate">The rate used.</param>
 /// <param name="Milliseconds">Wall time of the step.</param>
 /// <param name="Skipped">True when a non-finite value made the step a no-op (policy Skip).</param>
-internal readonly record struct StepResult(int Step, float Loss, float GradientNorm, double LearningRate, double Milliseconds, bool Skipped);
+/// <param name="AllReduceMilliseconds">Of <paramref name="Milliseconds"/>, the time spent summing gradients and loss over the ranks (0 in one process).</param>
+internal readonly record struct StepResult(int Step, float Loss, float GradientNorm, double LearningRate, double Milliseconds, bool Skipped,
+    double AllReduceMilliseconds = 0);
 
 /// <summary>Thrown when a loss or gradient norm is not finite under <see cref="NonFinitePolicy.Stop"/>.</summary>
 internal sealed class TrainingDivergedException(string message) : Exception(message);
@@ -76,6 +79,15 @@ internal sealed class TrainingDivergedException(string message) : Exception(mess
 /// <see cref="TrainOptions.Accumulation"/> micro-batches, clip by global norm, check for NaN/Inf, AdamW at the
 /// scheduled rate. Steps allocate nothing. Checkpoints hold the parameters, the optimizer's moments and step, and
 /// the sampler's state, so a resumed run continues bit for bit.
+/// <para>
+/// Data parallel, under a <see cref="Communicator"/> of N ranks (PyTorch DDP's scheme): every rank holds the whole
+/// model and draws the whole global batch of <see cref="TrainOptions.Batch"/> sequences from the same sampler, keeps
+/// its <see cref="Shard"/> of the rows, and after the backward passes its gradients, weighted by its share of the rows,
+/// are summed over the ranks in one allreduce of the flat gradient buffer (and the loss in a second of 8 bytes). Every
+/// rank then clips and steps the same numbers, so parameters stay identical without a broadcast, and the batches, the
+/// schedule and the result do not depend on N (up to the order of float sums). Only rank 0 writes checkpoints; they
+/// hold nothing rank-specific, so a run resumes on any number of ranks.
+/// </para>
 /// </summary>
 internal sealed class Trainer : IDisposable
 {
@@ -88,10 +100,16 @@ internal sealed class Trainer : IDisposable
     private readonly Tensor _inputs, _targets;
     private readonly Evaluator _evaluator;
     private readonly int[] _hostInputs, _hostTargets;
+    private readonly Communicator _world;
+    private readonly double[] _loss = new double[1];
     private TrainingRandom _random;
 
-    /// <summary>A trainer of <paramref name="trained"/> (the model's parameters or an adapter's) on <paramref name="train"/>.</summary>
-    public Trainer(GptModel model, ParameterSet trained, TokenBatches train, TokenBatches validation, TrainOptions options)
+    /// <summary>
+    /// A trainer of <paramref name="trained"/> (the model's parameters or an adapter's) on <paramref name="train"/>; with
+    /// <paramref name="world"/>, this rank's part of a data-parallel job (the model reserved for <see cref="Shard"/>'s rows).
+    /// </summary>
+    public Trainer(GptModel model, ParameterSet trained, TokenBatches train, TokenBatches validation, TrainOptions options,
+        Communicator? world = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trained);
@@ -99,26 +117,35 @@ internal sealed class Trainer : IDisposable
         ArgumentNullException.ThrowIfNull(validation);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        if (options.Batch > model.Activations.MaxBatch)
-            throw new ArgumentException($"options: batch {options.Batch} is above the model's reserved maximum {model.Activations.MaxBatch}", nameof(options));
+        _world = world ?? Communicator.SingleProcess;
+        Shard = BatchShard.Of(options.Batch, _world.Rank, _world.Size);
+        if (Shard.Rows > model.Activations.MaxBatch)
+            throw new ArgumentException(
+                $"options: batch {Shard.Rows}{(Shard.IsWhole ? "" : $" (this rank's share of {options.Batch})")} is above the model's reserved maximum {model.Activations.MaxBatch}", nameof(options));
         if (train.BlockSize != model.Config.BlockSize || validation.BlockSize != model.Config.BlockSize)
             throw new ArgumentException($"train: batches of T = {train.BlockSize} do not match the model's block size {model.Config.BlockSize}", nameof(train));
         (_model, _trained, _train, _validation, Options) = (model, trained, train, validation, options);
         _optimizer = new AdamW(trained, options.Beta1, options.Beta2, 1e-8f, options.WeightDecay);
         _clipping = new GradientClipping(trained);
         _schedule = new LearningRateSchedule(options.LearningRate, options.MinLearningRate, options.Warmup, options.Iterations);
-        var shape = new Shape(options.Batch, model.Config.BlockSize);
+        var shape = new Shape(Shard.Rows, model.Config.BlockSize);
         var backend = model.Parameters.Backend;
         _inputs = backend.Allocate(DType.I32, shape);
         _targets = backend.Allocate(DType.I32, shape);
         _hostInputs = new int[shape.Length];
         _hostTargets = new int[shape.Length];
         _random = new TrainingRandom(options.Seed);
-        _evaluator = new Evaluator(model, options.Batch);
+        _evaluator = new Evaluator(model, options.Batch, _world);
     }
 
     /// <summary>The run's options.</summary>
     public TrainOptions Options { get; }
+
+    /// <summary>The rows of each global batch this process trains on (all of them in one process).</summary>
+    public BatchShard Shard { get; }
+
+    /// <summary>The ranks this trainer runs with.</summary>
+    public Communicator World => _world;
 
     /// <summary>Steps taken so far (the next step's index).</summary>
     public int Step { get; private set; }
@@ -141,8 +168,19 @@ internal sealed class Trainer : IDisposable
             _model.Backward();
         }
         loss /= Options.Accumulation;
-        if (Options.Accumulation > 1)
-            _trained.Backend.Scale(_trained.Gradients, _trained.Gradients, 1f / Options.Accumulation);
+        // The mean over the global batch: each rank's mean weighted by its share of the rows, summed over the ranks.
+        float scale = Shard.IsWhole ? 1f / Options.Accumulation : (float)(Shard.Weight / Options.Accumulation);
+        if (scale != 1f) _trained.Backend.Scale(_trained.Gradients, _trained.Gradients, scale);
+        double allReduce = 0;
+        if (_world.IsDistributed)
+        {
+            long reduceStart = Stopwatch.GetTimestamp();
+            _world.AllReduceSum(_trained.Gradients);
+            _loss[0] = loss * Shard.Weight;
+            _world.AllReduceSum(_loss);
+            loss = _loss[0];
+            allReduce = Stopwatch.GetElapsedTime(reduceStart).TotalMilliseconds;
+        }
         float norm = _clipping.Clip(Options.Clip);
         bool skipped = false;
         if (!double.IsFinite(loss) || !float.IsFinite(norm))
@@ -159,7 +197,7 @@ internal sealed class Trainer : IDisposable
             _optimizer.Update((float)rate);
         }
         Step = step + 1;
-        return new StepResult(step, (float)loss, norm, rate, Stopwatch.GetElapsedTime(start).TotalMilliseconds, skipped);
+        return new StepResult(step, (float)loss, norm, rate, Stopwatch.GetElapsedTime(start).TotalMilliseconds, skipped, allReduce);
     }
 
     /// <summary>Mean loss over <see cref="TrainOptions.EvalIterations"/> batches of each split, from a fixed sampler (comparable across steps).</summary>
@@ -169,18 +207,20 @@ internal sealed class Trainer : IDisposable
 
     private void NextBatch(TokenBatches split, ref TrainingRandom random)
     {
-        split.Next(ref random, _hostInputs, _hostTargets);
+        split.Next(ref random, _hostInputs, _hostTargets, Shard);
         _inputs.CopyFrom(_hostInputs);
         _targets.CopyFrom(_hostTargets);
     }
 
     /// <summary>
     /// Writes a checkpoint into a new folder <c>step-NNNNNNN</c> under <paramref name="directory"/> (parameters, moments,
-    /// state), then points <c>latest</c> at it atomically: a crash mid-way leaves the previous checkpoint in force.
+    /// state), then points <c>latest</c> at it atomically: a crash mid-way leaves the previous checkpoint in force. In a
+    /// data-parallel job only rank 0 writes (every rank holds the same state); the others return the folder's name.
     /// </summary>
     public string SaveCheckpoint(string directory)
     {
         string folder = Path.Combine(directory, $"step-{Step:D7}");
+        if (_world.Rank != 0) return folder;
         Directory.CreateDirectory(folder);
         GptFiles.SaveParameters(_trained, Path.Combine(folder, "parameters.safetensors"), "lora-runtime-checkpoint");
         var moments = new SafetensorsWriter();

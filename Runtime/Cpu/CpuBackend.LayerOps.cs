@@ -109,11 +109,11 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <inheritdoc/>
-    protected override void DropoutCore(Tensor output, Tensor input, float probability, ulong seed, bool accumulate)
+    protected override void DropoutCore(Tensor output, Tensor input, float probability, ulong seed, ulong firstIndex, bool accumulate)
     {
         var op = new DropoutOp
         {
-            Output = F(output), Input = F(input), Seed = seed, Threshold = DropoutThreshold(probability),
+            Output = F(output), Input = F(input), Seed = seed, FirstIndex = firstIndex, Threshold = DropoutThreshold(probability),
             KeepScale = 1 / (1 - probability), Accumulate = accumulate,
         };
         Elementwise(op, output.Length);

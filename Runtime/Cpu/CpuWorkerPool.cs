@@ -149,7 +149,29 @@ public sealed class CpuWorkerPool : IDisposable
     {
         string? env = Environment.GetEnvironmentVariable("LORA_NUM_THREADS");
         if (env is not null && int.TryParse(env, out int n) && n >= 1) return n;
-        return Environment.ProcessorCount;
+        // Ranks of a job launched on this machine share its cores: each takes its part (mpirun's default binding to a
+        // core already narrows ProcessorCount, the affinity mask's size, to one).
+        int localRanks = Distributed.DistributedLaunch.Detect().LocalSize;
+        return localRanks <= 1 ? Environment.ProcessorCount : Math.Max(1, Math.Min(Environment.ProcessorCount, OnlineCores() / localRanks));
+    }
+
+    /// <summary>The machine's online cores (/sys/devices/system/cpu/online, "0-15,32-47"); ProcessorCount where that is unreadable.</summary>
+    private static int OnlineCores()
+    {
+        try
+        {
+            int count = 0;
+            foreach (string range in File.ReadAllText("/sys/devices/system/cpu/online").Trim().Split(',', StringSplitOptions.RemoveEmptyEntries))
+            {
+                int dash = range.IndexOf('-');
+                count += dash < 0 ? 1 : int.Parse(range[(dash + 1)..], System.Globalization.CultureInfo.InvariantCulture) - int.Parse(range[..dash], System.Globalization.CultureInfo.InvariantCulture) + 1;
+            }
+            return count > 0 ? count : Environment.ProcessorCount;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException)
+        {
+            return Environment.ProcessorCount;
+        }
     }
 
     /// <summary>Stops the worker threads.</summary>

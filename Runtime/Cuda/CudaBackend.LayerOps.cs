@@ -48,7 +48,7 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <inheritdoc/>
-    protected override void DropoutCore(Tensor output, Tensor input, float probability, ulong seed, bool accumulate)
+    protected override void DropoutCore(Tensor output, Tensor input, float probability, ulong seed, ulong firstIndex, bool accumulate)
     {
         using var gate = Enter();
         nint o = output.Pointer, i = input.Pointer;
@@ -56,7 +56,7 @@ public sealed unsafe partial class CudaBackend
         float keepScale = 1 / (1 - probability);
         int isAccumulate = accumulate ? 1 : 0;
         long n = output.Length;
-        void** args = stackalloc void*[] { &o, &i, &seed, &threshold, &keepScale, &isAccumulate, &n };
+        void** args = stackalloc void*[] { &o, &i, &seed, &firstIndex, &threshold, &keepScale, &isAccumulate, &n };
         Launch(CudaKernel.Dropout, BlocksFor(n), args);
     }
 

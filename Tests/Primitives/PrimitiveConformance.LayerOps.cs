@@ -171,6 +171,28 @@ public abstract partial class PrimitiveConformance
         Assert.InRange(agree, expectedAgree - 0.01, expectedAgree + 0.01);
     }
 
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(1_000L)]
+    [InlineData((1L << 32) - 37)] // the slice crosses a 2³² boundary of the index
+    public void Dropout_of_a_slice_at_its_first_index_is_that_slice_of_the_whole_mask(long origin)
+    {
+        // A data-parallel rank's rows of a batch draw the whole batch's mask: element i of the slice is element first + i.
+        const int n = ParallelLength, first = 777, rows = n - 2 * first;
+        var x = Enumerable.Range(0, n).Select(i => 1f + i % 13).ToArray();
+        Tensor whole = Upload(new float[n], n), part = Upload(new float[rows], rows), dPart = Upload(Enumerable.Repeat(0.5f, rows).ToArray(), rows);
+        Backend.DropoutForward(whole, Upload(x, n), 0.3f, 99, (ulong)origin);
+        var slice = Upload(x[first..(first + rows)], rows);
+        Backend.DropoutForward(part, slice, 0.3f, 99, (ulong)(origin + first));
+        Backend.DropoutBackward(dPart, slice, 0.3f, 99, (ulong)(origin + first));
+        float[] expected = whole.ToArray()[first..(first + rows)];
+        Assert.Equal(expected, part.ToArray());
+        Assert.Equal(expected.Select(v => 0.5f + v).ToArray(), dPart.ToArray());
+        // The index decides the mask, not where the tensor starts: at another first index the mask differs.
+        Backend.DropoutForward(part, slice, 0.3f, 99, (ulong)(origin + first + 1));
+        Assert.NotEqual(expected, part.ToArray());
+    }
+
     [Fact]
     public void FindNonFinite_reports_the_first_NaN_or_infinity()
     {

@@ -4,14 +4,14 @@ using System.Runtime.CompilerServices;
 namespace LoraRuntime.Cpu.Primitives;
 
 /// <summary>
-/// Inverted dropout with the counter-based mask of <see cref="Backend.DropoutBits"/>: forward Output = Input ⊙ keep·s,
+/// Inverted dropout with the counter-based mask of <see cref="Backend.DropoutBits"/> at FirstIndex + i: forward Output = Input ⊙ keep·s,
 /// backward Output += Input ⊙ keep·s, s = 1/(1 − p). The hash runs on <see cref="Vector{T}"/> lanes of uint, the
 /// tail and any vector whose indices cross a 2³² boundary on scalars; both compute the same bits.
 /// </summary>
 internal unsafe struct DropoutOp : IRangeOp
 {
     public float* Output, Input;
-    public ulong Seed;
+    public ulong Seed, FirstIndex;
     public uint Threshold;
     public float KeepScale;
     public bool Accumulate;
@@ -28,7 +28,7 @@ internal unsafe struct DropoutOp : IRangeOp
             var scale = new Vector<float>(KeepScale);
             for (; end - i >= count; i += count)
             {
-                ulong first = (ulong)i, last = (ulong)(i + count - 1);
+                ulong first = FirstIndex + (ulong)i, last = first + (ulong)(count - 1);
                 if (first >> 32 != last >> 32)
                 {
                     for (long j = i; j < i + count; j++) Scalar(j);
@@ -48,7 +48,7 @@ internal unsafe struct DropoutOp : IRangeOp
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private readonly void Scalar(long i)
     {
-        bool keep = Backend.DropoutBits(Seed, (ulong)i) >> 8 >= Threshold;
+        bool keep = Backend.DropoutBits(Seed, FirstIndex + (ulong)i) >> 8 >= Threshold;
         float value = keep ? Input[i] * KeepScale : 0f;
         Output[i] = Accumulate ? Output[i] + value : value;
     }
