@@ -12,6 +12,8 @@ internal sealed class Activations : IDisposable
 {
     private readonly Reservation _reservation;
     private readonly List<Tensor> _onDemand = [];
+    private readonly Dictionary<string, List<Region>> _shared = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Func<Tensor>> _sharedOnDemand = new(StringComparer.Ordinal);
     private long _onDemandBytes;
 
     /// <summary>
@@ -56,6 +58,70 @@ internal sealed class Activations : IDisposable
 
     /// <summary>Declares a buffer used only by backward passes: it takes memory only when <see cref="Training"/>.</summary>
     public ActivationBuffer AddGradient(string name, Func<int, int, Shape> shapeOf) => Declare(name, shapeOf, gradient: true);
+
+    /// <summary>
+    /// Declares a gradient buffer in the memory of <paramref name="spent"/>, an activation no longer read once the
+    /// backward pass writes this one (the logits, once the loss's probabilities exist, give way to their gradient). In
+    /// an inference set it takes no memory, as every gradient buffer.
+    /// </summary>
+    public ActivationBuffer AddGradientOver(ActivationBuffer spent, string name, Func<int, int, Shape> shapeOf)
+    {
+        ArgumentNullException.ThrowIfNull(spent);
+        if (!Training || spent.Region is not { } region) return Declare(name, shapeOf, gradient: true);
+        if (shapeOf(MaxBatch, MaxTime).Length > region.Length)
+            throw new ArgumentException($"shapeOf: {name} is larger than {spent.Name}, whose memory it reuses", nameof(shapeOf));
+        return new ActivationBuffer(_reservation, region, shapeOf, reserved: true);
+    }
+
+    /// <summary>
+    /// Declares a backward-pass scratch that every layer declaring the same <paramref name="role"/> shares: one region
+    /// (one per distinct size, the first large enough taken) instead of one per layer. For the gradients a block keeps
+    /// only inside its own backward pass, writing each before reading it: blocks run backward one after another, so a
+    /// model of L blocks holds one block's gradient scratch rather than L (about a quarter of a training step's
+    /// activations). Takes memory only when <see cref="Training"/>.
+    /// </summary>
+    public ActivationBuffer AddSharedGradient(string role, Func<int, int, Shape> shapeOf) =>
+        Shared("gradient " + role, shapeOf, Training ? shapeOf(MaxBatch, MaxTime).Length : 0, Training);
+
+    /// <summary>
+    /// Declares a forward-pass scratch that every layer declaring the same <paramref name="role"/> shares: a buffer a
+    /// layer writes and reads inside its own forward pass and no backward pass reads (a branch's output before the
+    /// residual sum), so blocks run one after another can use the same memory. In an inference set it is taken at its
+    /// first use, once for all layers.
+    /// </summary>
+    public ActivationBuffer AddSharedScratch(string role, Func<int, int, Shape> shapeOf)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(role);
+        long length = shapeOf(MaxBatch, MaxTime).Length;
+        if (Training) return Shared("scratch " + role, shapeOf, length, reserved: true);
+        if (!_sharedOnDemand.TryGetValue(role, out var block))
+        {
+            Tensor? taken = null;
+            _onDemandBytes += length * sizeof(float);
+            _sharedOnDemand[role] = block = () =>
+            {
+                if (taken is null)
+                {
+                    taken = Backend.Allocate(DType.F32, new Shape(checked((int)length)));
+                    _onDemand.Add(taken);
+                }
+                return taken;
+            };
+        }
+        return new ActivationBuffer("shared scratch " + role, shapeOf, block);
+    }
+
+    /// <summary>One region per role and size: the first declared that is large enough, else a new one.</summary>
+    private ActivationBuffer Shared(string role, Func<int, int, Shape> shapeOf, long length, bool reserved)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(role);
+        if (!_shared.TryGetValue(role, out var regions)) _shared[role] = regions = [];
+        foreach (var region in regions)
+            if (region.Length >= length) return new ActivationBuffer(_reservation, region, shapeOf, reserved);
+        var added = _reservation.Declare(regions.Count == 0 ? "shared " + role : $"shared {role} #{regions.Count + 1}", length);
+        regions.Add(added);
+        return new ActivationBuffer(_reservation, added, shapeOf, reserved);
+    }
 
     private ActivationBuffer OnDemand(string name, Func<int, int, Shape> shapeOf)
     {
@@ -133,6 +199,9 @@ internal sealed class ActivationBuffer
 
     /// <summary>The buffer's name.</summary>
     public string Name { get; }
+
+    /// <summary>Its region of the reservation; null for a buffer taken on demand.</summary>
+    internal Region? Region => _region;
 
     /// <summary>The view of shape shapeOf(<paramref name="batch"/>, <paramref name="time"/>) (sizes already checked).</summary>
     public Tensor For(int batch, int time)

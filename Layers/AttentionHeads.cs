@@ -37,14 +37,15 @@ internal sealed class AttentionHeads
         _q = activations.Add(name + ".q", split);
         _k = activations.Add(name + ".k", kvSplit);
         _v = activations.Add(name + ".v", kvSplit);
-        _yHeads = activations.Add(name + ".y.heads", split);
+        // The heads' outputs are merged into y within the forward pass; no backward pass reads them.
+        _yHeads = activations.AddSharedScratch("attn.y.heads", split);
         _y = activations.Add(name + ".y", rows);
-        _dQkv = activations.AddGradient(name + ".qkv.dout", fused);
-        _dq = activations.AddGradient(name + ".dq", split);
-        _dk = activations.AddGradient(name + ".dk", kvSplit);
-        _dv = activations.AddGradient(name + ".dv", kvSplit);
-        _dyHeads = activations.AddGradient(name + ".dy.heads", split);
-        _dy = activations.AddGradient(name + ".dy", rows);
+        _dQkv = activations.AddSharedGradient("attn.qkv.dout", fused);
+        _dq = activations.AddSharedGradient("attn.dq", split);
+        _dk = activations.AddSharedGradient("attn.dk", kvSplit);
+        _dv = activations.AddSharedGradient("attn.dv", kvSplit);
+        _dyHeads = activations.AddSharedGradient("attn.dy.heads", split);
+        _dy = activations.AddSharedGradient("attn.dy", rows);
     }
 
     /// <summary>C, the model's width (the projections' input and the output's).</summary>

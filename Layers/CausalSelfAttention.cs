@@ -34,8 +34,8 @@ internal sealed class CausalSelfAttention
         _rotary = rotary;
         _heads = new AttentionHeads(parameters, activations, name, channels, heads, kvHeads, headSize, qkvBias, outputBias);
         _att = activations.Add(name + ".att", (b, t) => new Shape(b, heads, t, t));
-        _dAtt = activations.AddGradient(name + ".datt", (b, t) => new Shape(b, heads, t, t));
-        _dScores = activations.AddGradient(name + ".dscores", (b, t) => new Shape(b, heads, t, t));
+        _dAtt = activations.AddSharedGradient("attn.datt", (b, t) => new Shape(b, heads, t, t));
+        _dScores = activations.AddSharedGradient("attn.dscores", (b, t) => new Shape(b, heads, t, t));
         if (qkNormEpsilon is { } epsilon)
         {
             int hs = _heads.HeadSize, kvh = _heads.KvHeadCount, width = _heads.QkvWidth;

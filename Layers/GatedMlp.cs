@@ -27,8 +27,8 @@ internal sealed class GatedMlp : IFeedForward
         Linears = [GateUp, Down];
         _hidden = activations.Add(name + ".gate_up.out", (b, t) => new Shape(b, t, 2 * hiddenWidth));
         _activated = activations.Add(name + ".act.out", (b, t) => new Shape(b, t, hiddenWidth));
-        _dHidden = activations.AddGradient(name + ".gate_up.dout", (b, t) => new Shape(b, t, 2 * hiddenWidth));
-        _dActivated = activations.AddGradient(name + ".act.dout", (b, t) => new Shape(b, t, hiddenWidth));
+        _dHidden = activations.AddSharedGradient("mlp.gate_up.dout", (b, t) => new Shape(b, t, 2 * hiddenWidth));
+        _dActivated = activations.AddSharedGradient("mlp.act.dout", (b, t) => new Shape(b, t, hiddenWidth));
     }
 
     /// <inheritdoc/>

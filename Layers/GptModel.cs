@@ -20,6 +20,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
     private readonly float[] _hostLosses;
     private readonly GemmProblem[] _headGradients = new GemmProblem[2]; // dLn and the head's gradient, one grouped call
     private Tensor? _lastIds, _lastTargets;
+    private bool _logitsSpent;
     private PackedMatrix? _head; // the inference snapshot of the head: Wᵀ [C, V]
 
     /// <summary>
@@ -84,7 +85,9 @@ internal sealed class GptModel : ILinearHost, IDisposable
             _probs = Activations.Add("probs", vocab);
             _losses = Activations.Add("losses", positions);
             _dLosses = Activations.AddGradient("dlosses", positions);
-            _dLogits = Activations.AddGradient("dlogits", vocab);
+            // The logits are spent once the loss's probabilities exist: their gradient takes their memory ([B, T, V], the
+            // largest buffer of a small model's step).
+            _dLogits = Activations.AddGradientOver(_logits, "dlogits", vocab);
             _dLn = Activations.AddGradient("ln_f.dout", rows);
             _dH = Activations.AddGradient("blocks.dout", rows);
             _dX0 = Activations.AddGradient("embeddings.dout", rows);
@@ -187,6 +190,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
         else backend.MatMul(logits, ln, HeadWeight.Value, transB: Transpose.Yes);
         _lastIds = ids;
         _lastTargets = targets;
+        _logitsSpent = false;
         if (targets is null) return float.NaN;
         Tensor losses = _losses.For(batch, time);
         backend.CrossEntropyForward(losses, _probs.For(batch, time), logits, targets);
@@ -197,9 +201,9 @@ internal sealed class GptModel : ILinearHost, IDisposable
         return (float)(sum / host.Length);
     }
 
-    /// <summary>The logits [B, T, V] of the last forward pass.</summary>
-    public Tensor Logits => _lastIds is null
-        ? throw new InvalidOperationException("no forward pass has run yet")
+    /// <summary>The logits [B, T, V] of the last forward pass (until a backward pass, which reuses their memory).</summary>
+    public Tensor Logits => _lastIds is null ? throw new InvalidOperationException("no forward pass has run yet")
+        : _logitsSpent ? throw new InvalidOperationException("the last backward pass wrote the logits' gradient over them; run a forward pass to read logits")
         : _logits.For(_lastIds.Shape[0], _lastIds.Shape[1]);
 
     /// <summary>
@@ -215,6 +219,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
         int batch = _lastIds.Shape[0], time = _lastIds.Shape[1];
         var backend = Backend;
         Tensor dLosses = _dLosses.For(batch, time), dLogits = _dLogits.For(batch, time);
+        _logitsSpent = true;
         backend.Fill(dLosses, 1f / (batch * time));
         backend.Fill(dLogits, 0f);
         backend.CrossEntropyBackward(dLogits, dLosses, _probs.For(batch, time), _lastTargets);

@@ -56,8 +56,8 @@ internal sealed class Mlp : IFeedForward
         Linears = [Fc, Proj];
         _hidden = activations.Add(name + ".fc.out", (b, t) => new Shape(b, t, hidden));
         _activated = activations.Add(name + ".gelu.out", (b, t) => new Shape(b, t, hidden));
-        _dHidden = activations.AddGradient(name + ".fc.dout", (b, t) => new Shape(b, t, hidden));
-        _dActivated = activations.AddGradient(name + ".gelu.dout", (b, t) => new Shape(b, t, hidden));
+        _dHidden = activations.AddSharedGradient("mlp.fc.dout", (b, t) => new Shape(b, t, hidden));
+        _dActivated = activations.AddSharedGradient("mlp.gelu.dout", (b, t) => new Shape(b, t, hidden));
     }
 
     /// <summary>The module path.</summary>

@@ -35,13 +35,15 @@ internal sealed class TransformerBlock
         Mlp = IFeedForward.Create(config, parameters, activations, name + ".mlp");
         Func<int, int, Shape> rows = (b, t) => new Shape(b, t, channels);
         _ln1 = activations.Add(name + ".ln1.out", rows);
-        _attn = activations.Add(name + ".attn.out", rows);
+        // The branches' outputs are spent at the residual sums, inside the forward pass: one pair serves every block.
+        _attn = activations.AddSharedScratch("block.attn.out", rows);
         _residual = activations.Add(name + ".residual", rows);
         _ln2 = activations.Add(name + ".ln2.out", rows);
-        _mlp = activations.Add(name + ".mlp.out", rows);
-        _dLn1 = activations.AddGradient(name + ".ln1.dout", rows);
-        _dResidual = activations.AddGradient(name + ".residual.dout", rows);
-        _dLn2 = activations.AddGradient(name + ".ln2.dout", rows);
+        _mlp = activations.AddSharedScratch("block.mlp.out", rows);
+        // Written before read, and only inside this block's backward pass: one set serves every block.
+        _dLn1 = activations.AddSharedGradient("block.ln1.dout", rows);
+        _dResidual = activations.AddSharedGradient("block.residual.dout", rows);
+        _dLn2 = activations.AddSharedGradient("block.ln2.dout", rows);
     }
 
     /// <summary>The module path.</summary>

@@ -30,7 +30,8 @@ internal sealed class TransformerStack : ILinearHost
             _blocks[l] = new TransformerBlock(parameters, activations, $"blocks.{l}", config, l, rotary);
             if (l == layers - 1) continue;
             _outputs[l] = activations.Add($"blocks.{l}.out", rows);
-            _dOutputs[l] = activations.AddGradient($"blocks.{l}.dout", rows);
+            // Block l's output gradient lives from block l+1's backward pass to block l's: two buffers in turn serve them all.
+            _dOutputs[l] = activations.AddSharedGradient($"blocks.dout.{l % 2}", rows);
         }
     }
 
