@@ -68,7 +68,9 @@ internal static class LlamaCheckpoint
         var keys = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (ours, key, _, _) in Pieces(config)) keys.TryAdd(ours, key);
         return (storage ?? WeightStorage.Float32).FormatsFor(name =>
-            keys.TryGetValue(name, out var key) && Find(readers, key) is { } found ? CheckpointRows.FormatOf(found.Entry.DType) : WeightFormat.F32);
+            !keys.TryGetValue(name, out var key) || Find(readers, key) is not { } found ? WeightFormat.F32
+            : BitsAndBytesWeight.IsQuantized(k => Find(readers, k), key) ? WeightFormat.NF4
+            : CheckpointRows.FormatOf(found.Entry.DType));
     }
 
     /// <summary>
@@ -137,6 +139,13 @@ internal static class LlamaCheckpoint
             long[] expected = shape.Rank == 1 ? [rows] : [rows, width];
             var (reader, entry) = Find(readers, key)
                 ?? throw new InvalidDataException($"{directory}: missing tensor '{key}' (expected [{string.Join(", ", expected)}] for {ours})");
+            if (shape.Rank == 2 && BitsAndBytesWeight.IsQuantized(k => Find(readers, k), key))
+            {
+                var quantized = BitsAndBytesWeight.Open(k => Find(readers, k), key, rows, width);
+                used.UnionWith(quantized.Keys);
+                LoadBitsAndBytes(model.Parameters, ours, row, quantized, ref buffer);
+                continue;
+            }
             if (entry.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
                 throw new InvalidDataException($"{reader.Path}: tensor '{key}' is {entry.DType}; expected F32, F16 or BF16");
             if (!entry.Shape.SequenceEqual(expected))
@@ -241,6 +250,31 @@ internal static class LlamaCheckpoint
         foreach (var reader in readers.Values)
             if (reader.TryGetEntry(key, out var entry)) return (reader, entry);
         return null;
+    }
+
+    /// <summary>
+    /// A bitsandbytes weight into rows <paramref name="firstRow"/>… of <paramref name="name"/>: its NF4 blocks copied
+    /// where the weight is kept as NF4, else dequantized (and re-encoded in the weight's format, if any), 4 MiB at a time.
+    /// </summary>
+    private static void LoadBitsAndBytes(ParameterSet parameters, string name, int firstRow, BitsAndBytesWeight weight, ref float[] buffer)
+    {
+        int piece = Math.Max(1, (1 << 20) / weight.Columns);
+        bool asStored = parameters.Stored.TryGetValue(name, out var stored) && stored.Format == WeightFormat.NF4;
+        for (int r = 0; r < weight.Rows; r += piece)
+        {
+            int count = Math.Min(piece, weight.Rows - r);
+            if (asStored)
+            {
+                var encoded = new byte[checked((int)(count * stored!.RowBytes))];
+                weight.ReadBlocks(r, count, encoded);
+                parameters.Backend.WriteEncodedRows(stored, firstRow + r, encoded);
+                continue;
+            }
+            int n = count * weight.Columns;
+            if (buffer.Length < n) buffer = new float[n];
+            weight.ReadFloat32(r, count, buffer.AsSpan(0, n));
+            parameters.WriteRows(name, firstRow + r, buffer.AsSpan(0, n));
+        }
     }
 
     /// <summary>A tied model's file may hold lm_head.weight too, equal to the embedding it is tied to (compared in the file, piece by piece).</summary>

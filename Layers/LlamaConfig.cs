@@ -44,6 +44,7 @@ internal static class LlamaConfig
         if (context is { } c && c < 1) throw new ArgumentOutOfRangeException(nameof(context), c, $"context: expected ≥ 1 positions; got {c}");
         int positions = Math.Min(context ?? DefaultContext, maxPositions);
         CheckSlidingWindow(root, type, positions, path);
+        CheckQuantization(root, path);
         bool attentionBias = Bool(root, "attention_bias", false, path), mlpBias = Bool(root, "mlp_bias", false, path);
         float epsilon = (float)(OptionalDouble(root, "rms_norm_eps", path) ?? 1e-6);
         var config = new GptConfig(vocabulary, layers, heads, hidden, positions, epsilon)
@@ -109,6 +110,24 @@ internal static class LlamaConfig
             BetaSlow = OptionalDouble(sc, "beta_slow", path) ?? 1,
             AttentionFactor = OptionalDouble(sc, "attention_factor", path),
         };
+    }
+
+    /// <summary>
+    /// A <c>quantization_config</c> is read only for bitsandbytes' 4-bit NF4 checkpoints (<see cref="BitsAndBytesWeight"/>);
+    /// any other method (GPTQ, AWQ, LLM.int8, FP4…) is refused naming the field.
+    /// </summary>
+    private static void CheckQuantization(JsonElement root, string path)
+    {
+        if (!root.TryGetProperty("quantization_config", out var q) || q.ValueKind == JsonValueKind.Null) return;
+        if (q.ValueKind != JsonValueKind.Object) throw Invalid(path, "quantization_config", "an object", q.GetRawText());
+        string method = q.TryGetProperty("quant_method", out var m) && m.ValueKind == JsonValueKind.String ? m.GetString()! : "";
+        if (method != "bitsandbytes")
+            throw Invalid(path, "quantization_config.quant_method", "\"bitsandbytes\" (4-bit NF4; other quantized checkpoints are not read: use the float checkpoint, or a GGUF file)",
+                m.ValueKind == JsonValueKind.Undefined ? "nothing" : m.GetRawText());
+        if (!Bool(q, "load_in_4bit", false, path))
+            throw Invalid(path, "quantization_config.load_in_4bit", "true (bitsandbytes' 8-bit LLM.int8 checkpoints are not read)", q.TryGetProperty("load_in_4bit", out var b) ? b.GetRawText() : "nothing");
+        if (q.TryGetProperty("bnb_4bit_quant_type", out var type) && type.GetString() != "nf4")
+            throw Invalid(path, "quantization_config.bnb_4bit_quant_type", "\"nf4\"", type.GetRawText());
     }
 
     /// <summary>A sliding window is honoured when no sequence can exceed it; otherwise refused naming the key.</summary>

@@ -147,6 +147,22 @@ public sealed unsafe partial class SafetensorsReader : IDisposable
         DropPages(source, (long)destination.Length * size);
     }
 
+    /// <summary>
+    /// Reads bytes [<paramref name="firstByte"/>, + destination's length) of a tensor's data as they are in the file, any
+    /// dtype (the packed blocks of a quantized checkpoint, its uint8 statistics), then drops the pages read as
+    /// <see cref="ReadFloat32(string, long, Span{float})"/> does.
+    /// </summary>
+    public void ReadBytes(string name, long firstByte, Span<byte> destination)
+    {
+        var entry = Find(name);
+        if (firstByte < 0 || firstByte + destination.Length > entry.ByteLength)
+            throw new ArgumentOutOfRangeException(nameof(firstByte), firstByte,
+                $"firstByte: bytes {firstByte}..{firstByte + destination.Length} lie outside {Describe(entry)}, which has {entry.ByteLength}");
+        byte* source = Source(entry) + firstByte;
+        new ReadOnlySpan<byte>(source, destination.Length).CopyTo(destination);
+        DropPages(source, destination.Length);
+    }
+
     /// <summary>madvise(MADV_DONTNEED) over the whole pages inside a read range of the read-only mapping (Linux; elsewhere nothing).</summary>
     private static void DropPages(byte* start, long bytes)
     {

@@ -55,6 +55,20 @@ public sealed class SafetensorsWriter
         AddItem(new Item(name, shape, null, values));
     }
 
+    /// <summary>
+    /// Adds a tensor of any dtype as its little-endian bytes (<paramref name="data"/> holds exactly the elements of
+    /// <paramref name="dims"/>), written as given: the uint8 blocks and statistics of a quantized checkpoint, say.
+    /// </summary>
+    public void AddRaw(string name, SafetensorsDType dtype, ReadOnlyMemory<byte> data, params ReadOnlySpan<int> dims)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var shape = new Shape(dims);
+        if (dtype.Bits() % 8 != 0 || data.Length != shape.Length * (dtype.Bits() / 8))
+            throw new ArgumentException(
+                $"{nameof(data)}: shape {shape} of {dtype.Name()} {SafetensorsHeader.Quote(name)} needs {shape.Length * dtype.Bits() / 8} bytes; got {data.Length}", nameof(data));
+        AddItem(new Item(name, shape, null, default, dtype, data));
+    }
+
     /// <summary>Adds a <c>__metadata__</c> entry; keys are unique.</summary>
     public void AddMetadata(string key, string value)
     {
@@ -108,11 +122,12 @@ public sealed class SafetensorsWriter
                 json.WriteEndObject();
             }
             long offset = 0;
-            int elementBytes = DType.Bits() / 8;
             foreach (var item in ordered)
             {
+                var dtype = item.Raw ?? DType;
+                int elementBytes = dtype.Bits() / 8;
                 json.WriteStartObject(item.Name);
-                json.WriteString("dtype", DType.Name());
+                json.WriteString("dtype", dtype.Name());
                 json.WriteStartArray("shape");
                 for (int i = 0; i < item.Shape.Rank; i++) json.WriteNumberValue(item.Shape[i]);
                 json.WriteEndArray();
@@ -133,6 +148,11 @@ public sealed class SafetensorsWriter
 
     private void WriteData(Stream stream, Item item)
     {
+        if (item.Raw is not null)
+        {
+            stream.Write(item.Bytes.Span);
+            return;
+        }
         float[]? staging = null;
         try
         {
@@ -188,5 +208,6 @@ public sealed class SafetensorsWriter
         public int Compare(string? x, string? y) => CompareUtf8(x!, y!);
     }
 
-    private readonly record struct Item(string Name, Shape Shape, Tensor? Tensor, ReadOnlyMemory<float> Values);
+    private readonly record struct Item(string Name, Shape Shape, Tensor? Tensor, ReadOnlyMemory<float> Values, SafetensorsDType? Raw = null,
+        ReadOnlyMemory<byte> Bytes = default);
 }

@@ -4,8 +4,8 @@ namespace LoraRuntime.Quantization;
 /// bitsandbytes' 4-bit NormalFloat (NF4), the base format of QLoRA: blocks of 64 weights, each block's absolute maximum
 /// kept in float32, each weight the nearest of 16 code values (quantiles of a normal distribution, scaled to [−1, 1])
 /// of w / absmax, two weights a byte, the first in the high nibble. Dequantized as code[q]·absmax in float32, which
-/// is what bitsandbytes computes, so a base it quantized comes back bit for bit. Double quantization of the absmax
-/// values is not read yet. Nothing here allocates.
+/// is what bitsandbytes computes, so a base it quantized comes back bit for bit (a checkpoint's double-quantized absmax
+/// is dequantized by the loader, <c>BitsAndBytesWeight</c>; quantizing here keeps float32 absmax). Nothing here allocates.
 /// </summary>
 public static class Nf4Blocks
 {

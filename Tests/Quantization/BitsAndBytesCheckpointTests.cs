@@ -1,0 +1,198 @@
+using System.Text;
+using LoraRuntime.Cpu;
+using LoraRuntime.IO;
+using LoraRuntime.Layers;
+using LoraRuntime.Quantization;
+using LoraRuntime.Tests.Llama;
+using LoraRuntime.Tests.Support;
+using Xunit;
+
+namespace LoraRuntime.Tests.Quantization;
+
+/// <summary>
+/// A bitsandbytes 4-bit checkpoint (transformers' layout for <c>load_in_4bit</c>: packed NF4 bytes, absmax, quant_map,
+/// the quant_state JSON, and with double quantization the 8-bit absmax with nested_absmax and nested_quant_map),
+/// written here by hand from bitsandbytes' documented dequantization: loaded kept as NF4 or dequantized to float32, a
+/// tiny Llama gives the float64 reference's logits on exactly the weights bitsandbytes would compute
+/// (code[q]·(nested_quant_map[q′]·nested_absmax + offset)); what it does not read is refused by name.
+/// </summary>
+public sealed class BitsAndBytesCheckpointTests : IDisposable
+{
+    private static readonly LlamaShape Shape = new(40, 64, 128, 2, 4, 2, 16, 1e-5, false, false, false, true, 10000);
+    private static readonly string[] Projections =
+        ["q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "gate_proj.weight", "up_proj.weight", "down_proj.weight"];
+
+    private readonly CpuBackend _backend = new();
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "lora-bnb-" + Guid.NewGuid().ToString("N"));
+
+    public BitsAndBytesCheckpointTests() => Directory.CreateDirectory(_dir);
+
+    public void Dispose()
+    {
+        _backend.Dispose();
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    [Theory]
+    [InlineData(true, true)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(false, false)]
+    public void A_bnb_nf4_checkpoint_gives_the_reference_logits_of_the_weights_bitsandbytes_dequantizes(bool doubleQuantized, bool keptAsNf4)
+    {
+        var held = Write(doubleQuantized);
+        using var model = LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12, storage: keptAsNf4 ? WeightStorage.AsStored : WeightStorage.Float32);
+        if (keptAsNf4)
+        {
+            Assert.Equal(4 * Shape.Layers + 1, model.Parameters.Stored.Count); // qkv, o, gate_up, down, and the embedding
+            Assert.All(model.Parameters.Stored, p => Assert.Equal(p.Key == "wte.weight" ? WeightFormat.BF16 : WeightFormat.NF4, p.Value.Format));
+        }
+        else Assert.Empty(model.Parameters.Stored);
+        int[] tokens = Enumerable.Range(0, 12).Select(i => (i * 7 + 3) % Shape.Vocabulary).ToArray();
+        using var ids = _backend.Allocate(DType.I32, new Shape(1, tokens.Length));
+        ids.CopyFrom(tokens);
+        model.Forward(ids);
+        double error = Reference.RelativeError(model.Logits.ToArray(), new LlamaReference(Shape, held).Logits(tokens));
+        Assert.True(error <= 1e-5, $"‖Δ‖/‖ref‖ = {error:E2}");
+    }
+
+    public static TheoryData<string, string> Refusals => new()
+    {
+        { "fp4", "only NF4" },
+        { "blocksize", "blocks of 128" },
+        { "shape", "expected [64, 64]" },
+        { "quant_map", "not bitsandbytes' NF4 table" },
+        { "missing", "'model.layers.0.self_attn.q_proj.weight.nested_absmax' is missing" },
+        { "gptq", "quantization_config.quant_method" },
+        { "int8", "LLM.int8" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Refusals))]
+    public void What_is_not_read_is_refused_naming_it(string change, string expected)
+    {
+        Write(doubleQuantized: true, change);
+        var e = Assert.Throws<InvalidDataException>(() => LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12, storage: WeightStorage.AsStored));
+        Assert.Contains(expected, e.Message);
+    }
+
+    /// <summary>Writes the checkpoint (with one <paramref name="change"/> that makes it unreadable); returns the weights bitsandbytes would compute, float64.</summary>
+    private Dictionary<string, double[]> Write(bool doubleQuantized, string change = "")
+    {
+        string quantization = change switch
+        {
+            "gptq" => """{"quant_method": "gptq", "bits": 4}""",
+            "int8" => """{"quant_method": "bitsandbytes", "load_in_8bit": true, "load_in_4bit": false}""",
+            _ => """{"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": true, "bnb_4bit_compute_dtype": "bfloat16"}""",
+        };
+        File.WriteAllText(Path.Combine(_dir, "config.json"), $$"""
+            {"model_type": "llama", "vocab_size": {{Shape.Vocabulary}}, "hidden_size": {{Shape.Hidden}}, "intermediate_size": {{Shape.Intermediate}},
+             "num_hidden_layers": {{Shape.Layers}}, "num_attention_heads": {{Shape.Heads}}, "num_key_value_heads": {{Shape.KvHeads}},
+             "rms_norm_eps": 1e-5, "max_position_embeddings": 32, "hidden_act": "silu", "tie_word_embeddings": true, "rope_theta": 10000,
+             "quantization_config": {{quantization}}}
+            """);
+        var writer = new SafetensorsWriter(SafetensorsDType.BF16);
+        var held = new Dictionary<string, double[]>(StringComparer.Ordinal);
+        foreach (var (name, (values, dims)) in Tensors())
+        {
+            if (!Projections.Any(name.EndsWith))
+            {
+                writer.Add(name, values, dims);
+                held[name] = Reference.ToDouble(values);
+                continue;
+            }
+            bool first = name == "model.layers.0.self_attn.q_proj.weight";
+            held[name] = Reference.ToDouble(AddBitsAndBytes(writer, name, values, dims[0], dims[1], doubleQuantized, first ? change : ""));
+        }
+        writer.Save(Path.Combine(_dir, "model.safetensors"));
+        return held;
+    }
+
+    /// <summary>
+    /// W as bitsandbytes saves it: NF4 blocks of 64 (absmax per block, the nearest code value of w / absmax; the encoding
+    /// tested against bitsandbytes' own values elsewhere) and, double-quantized, the absmax values less their mean in
+    /// blocks of 256, each the nearest of a 256-value map times the block's largest magnitude. Returns the weights
+    /// bitsandbytes dequantizes from what is written, in float32 as it computes them.
+    /// </summary>
+    private static float[] AddBitsAndBytes(SafetensorsWriter writer, string name, float[] values, int rows, int columns, bool doubleQuantized, string change)
+    {
+        int blocks = values.Length / Nf4Blocks.BlockSize;
+        var packed = new byte[values.Length / 2];
+        var absmax = new float[blocks];
+        Nf4Blocks.Quantize(values, packed, absmax);
+        writer.AddRaw(name, SafetensorsDType.U8, packed, values.Length / 2, 1);
+        var code = Nf4Blocks.CodeBook.ToArray();
+        if (change == "quant_map") code[3] += 1e-6f;
+        writer.AddRaw(name + ".quant_map", SafetensorsDType.F32, Bytes(code), 16);
+        var state = new StringBuilder($$"""{"quant_type": "{{(change == "fp4" ? "fp4" : "nf4")}}", "blocksize": {{(change == "blocksize" ? 128 : 64)}}, "dtype": "bfloat16", "shape": [{{(change == "shape" ? rows + 1 : rows)}}, {{columns}}]""");
+        float[] held = absmax;
+        if (doubleQuantized)
+        {
+            const int nested = 256;
+            float offset = absmax.Sum() / blocks;
+            var map = Enumerable.Range(0, 256).Select(i => -1f + 2f * i / 255).ToArray(); // any sorted map: the file carries it
+            int groups = (blocks + nested - 1) / nested;
+            var scales = new float[groups];
+            var indices = new byte[blocks];
+            held = new float[blocks];
+            for (int g = 0; g < groups; g++)
+            {
+                int start = g * nested, end = Math.Min(blocks, start + nested);
+                for (int b = start; b < end; b++) scales[g] = Math.Max(scales[g], Math.Abs(absmax[b] - offset));
+                for (int b = start; b < end; b++)
+                {
+                    float x = (absmax[b] - offset) / scales[g];
+                    indices[b] = (byte)Enumerable.Range(0, 256).MinBy(k => Math.Abs(map[k] - x));
+                    float scaled = map[indices[b]] * scales[g];
+                    held[b] = scaled + offset;
+                }
+            }
+            writer.AddRaw(name + ".absmax", SafetensorsDType.U8, indices, blocks);
+            if (change != "missing") writer.AddRaw(name + ".nested_absmax", SafetensorsDType.F32, Bytes(scales), groups);
+            writer.AddRaw(name + ".nested_quant_map", SafetensorsDType.F32, Bytes(map), 256);
+            state.Append($$""", "nested_blocksize": {{nested}}, "nested_dtype": "float32", "nested_offset": {{((double)offset).ToString("R", System.Globalization.CultureInfo.InvariantCulture)}}""");
+        }
+        else writer.AddRaw(name + ".absmax", SafetensorsDType.F32, Bytes(absmax), blocks);
+        state.Append('}');
+        byte[] json = Encoding.UTF8.GetBytes(state.ToString());
+        writer.AddRaw(name + ".quant_state.bitsandbytes__" + (change == "fp4" ? "fp4" : "nf4"), SafetensorsDType.U8, json, json.Length);
+        var weights = new float[values.Length];
+        for (int i = 0; i < values.Length; i++)
+        {
+            int nibble = i % 2 == 0 ? packed[i / 2] >> 4 : packed[i / 2] & 0x0F;
+            weights[i] = Nf4Blocks.CodeBook[nibble] * held[i / Nf4Blocks.BlockSize];
+        }
+        return weights;
+    }
+
+    private static byte[] Bytes(float[] values) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+
+    private static Dictionary<string, (float[] Values, int[] Dims)> Tensors()
+    {
+        var rng = new Random(5);
+        var t = new Dictionary<string, (float[], int[])>(StringComparer.Ordinal);
+        void Add(string name, float offset, params int[] dims)
+        {
+            var values = Enumerable.Range(0, dims.Aggregate(1, (a, b) => a * b)).Select(_ => offset + 0.4f * (2 * rng.NextSingle() - 1)).ToArray();
+            for (int i = 0; i < values.Length; i++) values[i] = BitConverter.UInt32BitsToSingle((uint)WeightRows.ToBFloat16(values[i]) << 16);
+            t[name] = (values, dims);
+        }
+        int c = Shape.Hidden, q = Shape.Heads * Shape.HeadDim, kv = Shape.KvHeads * Shape.HeadDim, inter = Shape.Intermediate;
+        Add("model.embed_tokens.weight", 0, Shape.Vocabulary, c);
+        for (int l = 0; l < Shape.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            Add(p + "input_layernorm.weight", 1, c);
+            Add(p + "post_attention_layernorm.weight", 1, c);
+            Add(p + "self_attn.q_proj.weight", 0, q, c);
+            Add(p + "self_attn.k_proj.weight", 0, kv, c);
+            Add(p + "self_attn.v_proj.weight", 0, kv, c);
+            Add(p + "self_attn.o_proj.weight", 0, c, q);
+            Add(p + "mlp.gate_proj.weight", 0, inter, c);
+            Add(p + "mlp.up_proj.weight", 0, inter, c);
+            Add(p + "mlp.down_proj.weight", 0, c, inter);
+        }
+        Add("model.norm.weight", 1, c);
+        return t;
+    }
+}
