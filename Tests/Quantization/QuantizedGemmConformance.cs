@@ -33,6 +33,10 @@ public abstract class QuantizedGemmConformance
         foreach (int m in new[] { 1, 2, 3, 4, 5, 8, 9, 33 })
             foreach (var (n, blocks) in new[] { (1, 1), (7, 3), (33, 2), (130, 9) })
                 Check(format, Transpose.Yes, m, n, Depth(format, blocks), alpha: 1f, beta: 0f, pad: 0, offset: 0, seed: m * 101 + n * 7 + blocks);
+        // Whole panels over several depth blocks, every depth a multiple of 8 (a decoder's register-transposed blocks),
+        // and a partial last panel.
+        foreach (int m in new[] { 9, 33, 70 })
+            Check(format, Transpose.Yes, m, 100, 832, alpha: 1f, beta: 0f, pad: 0, offset: 0, seed: m * 3 + 1);
     }
 
     [Theory]

@@ -44,6 +44,9 @@ internal unsafe struct GemmJob
     public bool SharedB;
     // B is a PackedMatrix's panels (⌈N/NR⌉ panels of K×NR floats, the last zero-padded): never packed, read in place.
     public bool PanelB;
+    public byte* DecodeB;          // op(B) = Wᵀ of a stored weight's rows: each task decodes its depth block into its panels
+    public long DecodeRowBytes;
+    public WeightFormat DecodeFormat;
     public bool DirectB;   // op(B) = B with few row panels, or DirectRowMajorB: the kernel reads B's full panels in place (row stride Ldb)
     // The kernel reads A's full row panels in place — a transposed A with rows 1 and depth steps Lda apart, a row-major
     // A with rows Lda and depth steps 1 apart — and only a last, partial panel is packed (its one panel at PackedA).

@@ -26,6 +26,27 @@ internal static unsafe class RegisterTranspose
         var r5 = Avx.LoadVector256(src + 5 * lds);
         var r6 = Avx.LoadVector256(src + 6 * lds);
         var r7 = Avx.LoadVector256(src + 7 * lds);
+        Store8x8(r0, r1, r2, r3, r4, r5, r6, r7, dst, ldd);
+    }
+
+    /// <summary>
+    /// The 8×8 block of BF16 values at <paramref name="src"/> (rows <paramref name="rowBytes"/> apart), widened to float32
+    /// (exact: a BF16 is a float32's upper half) and transposed into <paramref name="dst"/> (row stride ldd): a stored
+    /// weight's rows decoded straight into a GEMM panel, with no row buffer between. Needs AVX2.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void BFloat16Block8x8(byte* src, nint rowBytes, float* dst, nint ldd)
+    {
+        static Vector256<float> Widen(byte* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Sse2.LoadVector128((ushort*)p)), 16).AsSingle();
+        Store8x8(Widen(src), Widen(src + rowBytes), Widen(src + 2 * rowBytes), Widen(src + 3 * rowBytes), Widen(src + 4 * rowBytes),
+            Widen(src + 5 * rowBytes), Widen(src + 6 * rowBytes), Widen(src + 7 * rowBytes), dst, ldd);
+    }
+
+    /// <summary>Stores the transpose of the eight rows r0…r7 into <paramref name="dst"/> (row stride ldd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store8x8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3, Vector256<float> r4,
+        Vector256<float> r5, Vector256<float> r6, Vector256<float> r7, float* dst, nint ldd)
+    {
         // Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves exchanged.
         var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
         var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);

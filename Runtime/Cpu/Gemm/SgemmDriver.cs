@@ -66,6 +66,23 @@ internal sealed unsafe class SgemmDriver : IDisposable
         }
     }
 
+    /// <summary>True when <see cref="RunDecoded"/> takes weights of <paramref name="format"/> (whole blocks in every depth block).</summary>
+    public bool SupportsDecoding(WeightFormat format) => _kernel.Kc % format.BlockValues() == 0;
+
+    /// <summary>C = α·A·Wᵀ + β·C for a stored weight, its panels decoded by the tasks that use them (see <see cref="Workspace.ExecuteDecoded"/>).</summary>
+    public void RunDecoded(in GemmProblem problem, QuantizedMatrix w)
+    {
+        Workspace ws = Rent();
+        try
+        {
+            ws.ExecuteDecoded(problem, w);
+        }
+        finally
+        {
+            Return(ws);
+        }
+    }
+
     private Workspace Rent()
     {
         lock (_lock)

@@ -50,6 +50,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
     private readonly GemmKernel _k;
     private readonly CpuWorkerPool _workers;
     private readonly float*[] _packedB;
+    private readonly float*[] _decodeRows; // per worker, taken at the first decoded product: NR rows of one depth block
     private readonly float*[] _tile;    // MR·NR scratch tile, also the GEMV column accumulator
     private readonly float*[] _vector;  // GEMV: a contiguous copy of a strided x
     private readonly long[] _vectorCap;
@@ -66,6 +67,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
         _workers = workers;
         int n = workers.ThreadCount;
         _packedB = new float*[n];
+        _decodeRows = new float*[n];
         _tile = new float*[n];
         _vector = new float*[n];
         _vectorCap = new long[n];
@@ -120,6 +122,76 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
         _packedUse = 0;
         AddJobs(p, (float*)p.A.Pointer + p.OffsetA, (float*)p.B.Pointer + p.OffsetB, (float*)p.C.Pointer + p.OffsetC, panelB: true);
         Flush();
+    }
+
+    /// <summary>
+    /// C = α·A·Wᵀ + β·C for a stored weight W [N, K] (<see cref="SupportsDecoding"/>): the product of a packed job whose
+    /// B panels each task decodes from W's rows, a depth block at a time, straight into its own panel buffer, where
+    /// it is used at once. One parallel pass: no decoded copy of W, no chunks, no separate decoding phase. p.B is unused.
+    /// </summary>
+    public void ExecuteDecoded(in GemmProblem p, QuantizedMatrix w)
+    {
+        _jobCount = 0;
+        _packedUse = 0;
+        float* a = (float*)p.A.Pointer + p.OffsetA, c = (float*)p.C.Pointer + p.OffsetC;
+        if (p.M == 0 || p.N == 0) return;
+        if (p.K == 0 || p.Alpha == 0f)
+        {
+            ScaleC(c, p.M, p.N, p.Ldc, p.Beta);
+            return;
+        }
+        var job = new GemmJob
+        {
+            Kind = GemmJobKind.Packed, TransA = p.TransA == Transpose.Yes, TransB = true,
+            M = p.M, N = p.N, K = p.K, Alpha = p.Alpha, Beta = p.Beta, A = a, C = c, Lda = p.Lda, Ldc = p.Ldc,
+            DecodeB = (byte*)w.Storage.Pointer, DecodeRowBytes = w.RowBytes, DecodeFormat = w.Format,
+        };
+        int mr = _k.Mr;
+        bool directA = (long)job.M * job.N * job.K <= DirectMaxMacs && job.Lda < DirectMaxStride;
+        int chunkRows = directA ? job.M : (int)Math.Max(mr, Math.Min(job.M, PackedACapFloats / job.K) / mr * mr);
+        for (int m0 = 0; m0 < job.M; m0 += chunkRows)
+        {
+            int rows = Math.Min(chunkRows, job.M - m0), panels = (rows + mr - 1) / mr;
+            long need = directA ? (rows % mr != 0 ? (long)mr * job.K : 0) : (long)panels * mr * job.K;
+            if (_packedUse + need > PackedACapFloats && _jobCount > 0) Flush();
+            var part = job;
+            part.M = rows;
+            part.A = job.TransA ? a + m0 : a + m0 * job.Lda;
+            part.C = c + m0 * job.Ldc;
+            part.MPanels = panels;
+            part.DirectA = directA;
+            part.PackedA = _packedUse;
+            part.PackedB = -1;
+            _packedUse += need;
+            Push(part);
+        }
+        Flush();
+    }
+
+    /// <summary>True when <see cref="ExecuteDecoded"/> takes <paramref name="format"/>: whole blocks in every depth block.</summary>
+    public bool SupportsDecoding(WeightFormat format) => _k.Kc % format.BlockValues() == 0;
+
+    /// <summary>
+    /// Columns [n0, n0 + cols) of op(B) = Wᵀ at depth [pc, pc + kc) into kc×NR panels at <paramref name="dst"/>: NR rows of W
+    /// decoded into the worker's row buffer (a depth block of each, whole quantization blocks), then transposed into the
+    /// panel in registers.
+    /// </summary>
+    private void DecodePanels(ref GemmJob j, int n0, int cols, int pc, int kc, float* dst, int worker)
+    {
+        int nr = _k.Nr, blockValues = j.DecodeFormat.BlockValues();
+        long blockBytes = j.DecodeFormat.BlockBytes();
+        float* rows = _decodeRows[worker] != null ? _decodeRows[worker] : (_decodeRows[worker] = SgemmDriver.Alloc((long)nr * _k.Kc));
+        for (int q0 = 0; q0 < cols; q0 += nr, dst += (long)nr * kc)
+        {
+            int count = Math.Min(nr, cols - q0);
+            // A whole panel goes from the rows' blocks to the panel in registers where the format has such a path.
+            if (count == nr && Quantized.PanelDecode.TryDecode(j.DecodeFormat, j.DecodeB + (long)(n0 + q0) * j.DecodeRowBytes, j.DecodeRowBytes, pc, kc, nr, dst))
+                continue;
+            byte* src = j.DecodeB + (long)(n0 + q0) * j.DecodeRowBytes + pc / blockValues * blockBytes;
+            for (int r = 0; r < count; r++, src += j.DecodeRowBytes)
+                Quantization.WeightRows.Decode(j.DecodeFormat, src, rows + (long)r * kc, kc);
+            Packing.PackB(rows, kc, trans: true, count, kc, nr, dst);
+        }
     }
 
     /// <summary>Adds the jobs of one problem; true when <paramref name="bias"/> (if any) is added by them, false when it is left to the caller.</summary>
@@ -268,7 +340,8 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 // and columns into narrower blocks when rows are few too (a rank-R weight gradient: M = R ≤ MR).
                 double share = 2.0 * j.M * j.N * j.K / totalFlops;
                 int wanted = (int)Math.Ceiling(2 * threads * share);
-                j.MRanges = Math.Clamp((wanted + j.NBlocks - 1) / j.NBlocks, 1, j.MPanels);
+                // A decoded B is decoded by every task that uses it: share out columns only, never rows.
+                j.MRanges = j.DecodeB != null ? 1 : Math.Clamp((wanted + j.NBlocks - 1) / j.NBlocks, 1, j.MPanels);
                 if (j.NBlocks * j.MRanges < wanted)
                 {
                     int blocks = Math.Min((wanted + j.MRanges - 1) / j.MRanges, (j.N + _k.Nr - 1) / _k.Nr);
@@ -442,6 +515,11 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
                 if (cols > directPanels * nr)
                     Packing.PackB(bsrc + directPanels * nr, j.Ldb, false, cols - directPanels * nr, kc, nr, bp);
             }
+            else if (j.DecodeB != null)
+            {
+                bp = _packedB[worker];
+                DecodePanels(ref j, n0, cols, pc, kc, bp, worker);
+            }
             else
             {
                 bp = _packedB[worker];
@@ -587,6 +665,7 @@ internal sealed unsafe partial class Workspace : IParallelWork, IDisposable
         for (int w = 0; w < _packedB.Length; w++)
         {
             SgemmDriver.Free(ref _packedB[w]);
+            SgemmDriver.Free(ref _decodeRows[w]);
             SgemmDriver.Free(ref _tile[w]);
             SgemmDriver.Free(ref _vector[w]);
         }

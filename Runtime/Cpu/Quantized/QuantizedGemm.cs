@@ -147,6 +147,18 @@ internal sealed unsafe class QuantizedGemm : IDisposable
         public void ChunkProduct(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta,
             Tensor c, long offsetC, int ldc)
         {
+            if (opW == Transpose.Yes && _owner._sgemm.SupportsDecoding(w.Format))
+            {
+                // The forward product: each GEMM task decodes the depth block of the panels it multiplies, in L1/L2, one pass.
+                _problem[0] = new GemmProblem
+                {
+                    TransA = Transpose.No, TransB = Transpose.Yes, M = m, N = w.Rows, K = w.Columns, Alpha = alpha, Beta = beta,
+                    A = a, OffsetA = offsetA, Lda = lda, B = a, OffsetB = 0, Ldb = w.Columns, C = c, OffsetC = offsetC, Ldc = ldc,
+                };
+                _owner._sgemm.RunDecoded(_problem[0], w);
+                _problem[0] = default;
+                return;
+            }
             int k = w.Columns, nr = _owner._sgemm.PanelWidth;
             int chunkRows = (int)Math.Clamp(ChunkFloats / k, 1, w.Rows);
             if (opW == Transpose.Yes) chunkRows = Math.Max(nr, chunkRows / nr * nr); // whole panels
