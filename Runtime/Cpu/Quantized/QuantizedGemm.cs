@@ -7,9 +7,12 @@ namespace LoraRuntime.Cpu.Quantized;
 /// <summary>
 /// The CPU's products with a stored weight (<see cref="Backend.GemmQuantized"/>). A few rows (decode) take each weight
 /// row once through <see cref="QuantizedDot"/>, in parallel over the weight's rows: the weight streams from memory in
-/// its stored bytes, which is what sets a decode step's speed. More rows decode the weight a chunk at a time straight
-/// into the packed GEMM's panels (a buffer that stays in cache) and run the float32 GEMM on them as on a packed weight,
-/// so the conversion is paid once per chunk however many rows share it, and nothing is packed twice. Scratch is pooled per concurrent caller and kept: a warm call allocates nothing.
+/// its stored bytes, which is what sets a decode step's speed. More rows run the packed float32 GEMM with W's panels
+/// decoded by the GEMM's own tasks (<see cref="Gemm.SgemmDriver.RunDecoded"/>): each task decodes the depth block of the
+/// panels it multiplies into its panel buffer, where the micro-kernel reads them at once, so the conversion is paid once
+/// however many rows share it, in one parallel pass. The input gradient (op = W) and the K-quants (whose 256-value
+/// blocks do not divide the depth block) decode W a chunk of rows at a time instead. Scratch is pooled per concurrent
+/// caller and kept: a warm call allocates nothing.
 /// </summary>
 internal sealed unsafe class QuantizedGemm : IDisposable
 {
