@@ -305,10 +305,18 @@ internal sealed class Linear
     private void AddAppliedDeltas(Tensor output, Tensor input)
     {
         if (!AnyApplied()) return;
-        using var x = input.View(0, new Shape(1, input.Shape[0], InFeatures));
-        using var y = output.View(0, new Shape(1, output.Shape[0], OutFeatures));
-        for (int i = 0; i < _adapters.Count; i++) _adapters[i].Applied?.Forward(y, x);
+        // The adapters' passes take [1, N, C] sequences: views of the step's row buffers, made once for each (they are
+        // kept per row count), so a warm step allocates nothing.
+        if (!ReferenceEquals(input, _appliedInput) || !ReferenceEquals(output, _appliedOutput))
+        {
+            _appliedX = input.View(0, new Shape(1, input.Shape[0], InFeatures));
+            _appliedY = output.View(0, new Shape(1, output.Shape[0], OutFeatures));
+            (_appliedInput, _appliedOutput) = (input, output);
+        }
+        for (int i = 0; i < _adapters.Count; i++) _adapters[i].Applied?.Forward(_appliedY!, _appliedX!);
     }
+
+    private Tensor? _appliedInput, _appliedOutput, _appliedX, _appliedY;
 
     /// <summary>Packs Wᵀ of <paramref name="weight"/> [rows, cols] into <paramref name="packed"/> (made at the first call).</summary>
     private void Pack(ref PackedMatrix? packed, Tensor weight)

@@ -119,6 +119,34 @@ public sealed class QuantizedModelTests : IDisposable
         Assert.InRange(Bytes(q4) / full, 0.14, 0.18);
     }
 
+    [Theory]
+    [InlineData(WeightFormat.NF4)]
+    [InlineData(WeightFormat.Q8_0)]
+    public void An_adapter_applied_unmerged_over_a_stored_base_serves_its_forward_pass_and_allocates_nothing(WeightFormat format)
+    {
+        using var model = LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12, storage: WeightStorage.Quantized(format));
+        using var lora = new LoraModel(model);
+        lora.AddAdapter("a", new LoraConfig { TargetModules = ["q", "v", "down"], Defaults = new LoraOptions { Rank = 2, Alpha = 4, Init = LoraInit.Random, Seed = 3 } });
+        lora.SetActiveAdapter("a");
+        int[] tokens = [3, 9, 14, 1, 22, 5, 30, 7];
+        using var ids = _backend.Allocate(DType.I32, new Shape(1, tokens.Length));
+        ids.CopyFrom(tokens);
+        model.Forward(ids);
+        var full = model.Logits.ToArray();
+        int v = Shape.Vocabulary;
+        using var decoder = new KvCacheDecoder(new ServingLayout(model), slots: 1, maxStepTokens: 12);
+        var logits = new float[v];
+        decoder.Forward([new DecodeRow(0, 0, 7, null)], tokens.AsSpan(0, 7), logits);
+        double limit = format == WeightFormat.Q8_0 ? 2e-2 : 1e-5; // Q8_0's row kernels quantize the activations too
+        Assert.True(Reference.RelativeError(logits, Reference.ToDouble(full.AsSpan(6 * v, v))) <= limit);
+        decoder.Forward([new DecodeRow(0, 7, 1, null)], tokens.AsSpan(7, 1), logits);
+        double error = Reference.RelativeError(logits, Reference.ToDouble(full.AsSpan(7 * v, v)));
+        Assert.True(error <= limit, $"{format} with the adapter: ‖Δ‖/‖ref‖ = {error:E2}");
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 3; i++) decoder.Forward([new DecodeRow(0, 7, 1, null)], tokens.AsSpan(7, 1), logits);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     [Fact]
     public void Stored_weights_are_frozen_and_say_why_they_cannot_be_merged_into()
     {
