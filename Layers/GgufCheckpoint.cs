@@ -47,6 +47,7 @@ internal static class GgufCheckpoint
         {
             foreach (var piece in pieces) LoadPiece(gguf, model.Parameters, piece, permute ? config : null, path);
             var used = pieces.Select(p => p.Key).ToHashSet(StringComparer.Ordinal);
+            used.Add("rope_freqs.weight"); // read with the configuration
             if (gguf.Tensors.FirstOrDefault(t => !used.Contains(t.Name)) is { } extra)
                 throw new InvalidDataException(
                     $"{path}: tensor '{extra.Name}' [{string.Join(", ", extra.Dimensions)}] has no place in a {arch} model (names are token_embd.weight, blk.N.attn_q.weight, …)");
@@ -65,8 +66,6 @@ internal static class GgufCheckpoint
         string arch = Key(gguf, "general.architecture").AsString();
         if (arch is not ("llama" or "mistral" or "qwen2"))
             throw new InvalidDataException($"{gguf.Path}: general.architecture is '{arch}'; this runtime loads llama, mistral and qwen2 GGUF models");
-        if (gguf.TryGetTensor("rope_freqs.weight", out _) || gguf.Metadata.ContainsKey(arch + ".rope.scaling.type"))
-            throw new InvalidDataException($"{gguf.Path}: rotary scaling (rope_freqs, {arch}.rope.scaling.*) is not read from GGUF yet; load the Hugging Face checkpoint instead");
         int Int(string key) => checked((int)Key(gguf, arch + "." + key).AsInteger());
         int channels = Int("embedding_length"), heads = Int("attention.head_count");
         int kvHeads = gguf.Metadata.ContainsKey(arch + ".attention.head_count_kv") ? Int("attention.head_count_kv") : heads;
@@ -82,7 +81,7 @@ internal static class GgufCheckpoint
         {
             Norm = NormKind.RmsNorm, Mlp = MlpKind.GatedSilu, IntermediateSize = Int("feed_forward_length"), KeyValueHeads = kvHeads, HeadSize = headDim,
             QkvBias = gguf.TryGetTensor("blk.0.attn_q.bias", out _), OutputBias = false, MlpBias = false,
-            TiedHead = !gguf.TryGetTensor("output.weight", out _), Rotary = new RotaryOptions { Theta = theta },
+            TiedHead = !gguf.TryGetTensor("output.weight", out _), Rotary = Rotary(gguf, arch, theta, headDim),
         };
         try
         {
@@ -93,6 +92,39 @@ internal static class GgufCheckpoint
             throw new InvalidDataException($"{gguf.Path}: not a model this runtime runs: {ex.Message}", ex);
         }
         return (config, arch);
+    }
+
+    /// <summary>
+    /// The rotary options: θ's base, the scaling llama.cpp names (<c>{arch}.rope.scaling.type</c>: none, or linear with its
+    /// factor; YaRN is refused by name) and <c>rope_freqs.weight</c>, the per-frequency divisors its converter writes for
+    /// Llama 3's scaling.
+    /// </summary>
+    private static RotaryOptions Rotary(GgufReader gguf, string arch, double theta, int headDim)
+    {
+        var options = new RotaryOptions { Theta = theta };
+        if (gguf.Metadata.TryGetValue(arch + ".rope.scaling.type", out var type))
+        {
+            string kind = type.AsString();
+            if (kind == "linear")
+                options = options with
+                {
+                    Scaling = RopeScaling.Linear,
+                    Factor = gguf.Metadata.TryGetValue(arch + ".rope.scaling.factor", out var f) ? f.AsDouble()
+                        : throw new InvalidDataException($"{gguf.Path}: {arch}.rope.scaling.type is linear but {arch}.rope.scaling.factor is missing"),
+                };
+            else if (kind != "none")
+                throw new InvalidDataException($"{gguf.Path}: {arch}.rope.scaling.type is '{kind}'; this runtime reads none and linear from GGUF (and Llama 3's rope_freqs)");
+        }
+        if (gguf.TryGetTensor("rope_freqs.weight", out var freqs))
+        {
+            if (freqs.Type != GgmlType.F32 || freqs.Dimensions.Length != 1 || freqs.Dimensions[0] != headDim / 2)
+                throw new InvalidDataException(
+                    $"{gguf.Path}: rope_freqs.weight is {freqs.Type} [{string.Join(", ", freqs.Dimensions)}]; expected F32 [{headDim / 2}] (one factor a rotated pair)");
+            var bytes = new byte[freqs.Bytes];
+            gguf.ReadBytes(freqs, bytes);
+            options = options with { FrequencyFactors = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray().Select(v => (double)v).ToArray() };
+        }
+        return options;
     }
 
     /// <summary>One file tensor's rows into our weight: (our name, GGUF name, first row, rows, whether q/k rows are interleaved there, heads).</summary>

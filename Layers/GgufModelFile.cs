@@ -31,9 +31,10 @@ internal static class GgufModelFile
         }
         if (c.Norm != NormKind.RmsNorm || c.Mlp != MlpKind.GatedSilu || c.Rotary is not { } rotary)
             throw new ArgumentException("model: GGUF export writes GPT-2 models and Llama-family models (RMSNorm, gated SiLU MLP, rotary positions)", nameof(model));
-        if (rotary.Scaling != RopeScaling.None || rotary.PartialFactor != 1 || c.QkNorm || c.OutputBias || c.MlpBias || c.FactoredRanks.Count > 0)
+        if (rotary.Scaling is not (RopeScaling.None or RopeScaling.Linear or RopeScaling.Llama3) || rotary.PartialFactor != 1 || c.QkNorm || c.OutputBias
+            || c.MlpBias || c.FactoredRanks.Count > 0)
             throw new ArgumentException(
-                "model: GGUF export writes the plain Llama and Qwen2 blocks (no rope scaling, partial rotary, q/k norm, output or MLP biases, factored layers)", nameof(model));
+                "model: GGUF export writes the plain Llama and Qwen2 blocks (rope scaling none, linear or llama3; no partial rotary, q/k norm, output or MLP biases, factored layers)", nameof(model));
         string arch = c.QkvBias ? "qwen2" : "llama";
         var main = MainFormat(model.Parameters);
         var gguf = new GgufWriter();
@@ -56,6 +57,18 @@ internal static class GgufModelFile
         F32(arch + ".rope.freq_base", rotary.Theta);
         F32(arch + ".attention.layer_norm_rms_epsilon", c.LayerNormEpsilon);
         AddVocabulary(gguf, c.Vocabulary, tokenizer);
+        // Scaling as llama.cpp's converter writes it: per-frequency divisors (rope_freqs) for Llama 3's and for factors
+        // read from a GGUF; linear scaling as its key and factor.
+        if (rotary.Scaling == RopeScaling.Linear && rotary.FrequencyFactors is null)
+        {
+            gguf.Add(arch + ".rope.scaling.type", new GgufValue(GgufValueType.String, "linear"));
+            F32(arch + ".rope.scaling.factor", rotary.Factor);
+        }
+        else if (rotary.Scaling != RopeScaling.None || rotary.FrequencyFactors is not null)
+        {
+            var factors = RotaryTables.FrequencyFactors(rotary, c.HeadDim, c.BlockSize).Select(f => (float)f).ToArray();
+            gguf.AddTensor("rope_freqs.weight", GgmlType.F32, [factors.Length], System.Runtime.InteropServices.MemoryMarshal.AsBytes(factors.AsSpan()));
+        }
 
         var set = model.Parameters;
         int q = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim;

@@ -69,6 +69,13 @@ public sealed record RotaryOptions
 
     /// <summary>YaRN's <c>attention_factor</c> (null: 0.1·ln(factor) + 1).</summary>
     public double? AttentionFactor { get; init; }
+
+    /// <summary>
+    /// llama.cpp's rope_freqs: each θ_i divided by its factor (d/2 of them), after <see cref="Scaling"/>; null: none. A
+    /// GGUF file carries Llama 3's scaling this way (the factors its converter computes from rope_scaling), so a model
+    /// read from one rotates exactly as the checkpoint it was made from.
+    /// </summary>
+    public IReadOnlyList<double>? FrequencyFactors { get; init; }
 }
 
 /// <summary>

@@ -249,6 +249,12 @@ internal static class GptFiles
             json.WriteNumber("beta_fast", r.BetaFast);
             json.WriteNumber("beta_slow", r.BetaSlow);
             if (r.AttentionFactor is { } a) json.WriteNumber("attention_factor", a);
+            if (r.FrequencyFactors is { } factors)
+            {
+                json.WriteStartArray("frequency_factors");
+                foreach (double f in factors) json.WriteNumberValue(f);
+                json.WriteEndArray();
+            }
             json.WriteEndObject();
         }
         json.WriteEndObject();
@@ -266,6 +272,8 @@ internal static class GptFiles
                 LowFrequencyFactor = r.GetProperty("low_freq_factor").GetDouble(), HighFrequencyFactor = r.GetProperty("high_freq_factor").GetDouble(),
                 BetaFast = r.GetProperty("beta_fast").GetDouble(), BetaSlow = r.GetProperty("beta_slow").GetDouble(),
                 AttentionFactor = r.TryGetProperty("attention_factor", out var af) ? af.GetDouble() : null,
+                FrequencyFactors = r.TryGetProperty("frequency_factors", out var ff) && ff.ValueKind == JsonValueKind.Array
+                    ? ff.EnumerateArray().Select(e => e.GetDouble()).ToArray() : null,
             };
         string norm = a.GetProperty("norm").GetString() ?? "", mlp = a.GetProperty("mlp").GetString() ?? "";
         return config with

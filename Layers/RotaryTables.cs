@@ -82,6 +82,15 @@ internal sealed class RotaryTables : IDisposable
         if (options.Scaling == RopeScaling.Llama3 && !(options.HighFrequencyFactor > options.LowFrequencyFactor && options.LowFrequencyFactor > 0))
             throw new ArgumentException(
                 $"rope_scaling: llama3 needs high_freq_factor > low_freq_factor > 0; got {options.HighFrequencyFactor} and {options.LowFrequencyFactor}", nameof(options));
+        if (options.FrequencyFactors is { } factors)
+        {
+            int half = dimensions / 2;
+            if (factors.Count != half)
+                throw new ArgumentException($"rope_freqs: expected {half} frequency factors (half of {dimensions} rotated dimensions); got {factors.Count}", nameof(options));
+            for (int i = 0; i < half; i++)
+                if (!(factors[i] > 0) || !double.IsFinite(factors[i]))
+                    throw new ArgumentOutOfRangeException(nameof(options), factors[i], $"rope_freqs: factor {i} is {factors[i]}; expected a finite factor > 0");
+        }
         // Dynamic NTK scaling changes every frequency with the sequence's length once it passes the trained context, so
         // keys cached at one length would not match queries at another: honoured up to that context, refused past it.
         if (options.Scaling == RopeScaling.Dynamic && positions > options.OriginalMaxPositions)
@@ -134,7 +143,20 @@ internal sealed class RotaryTables : IDisposable
                 break;
             }
         }
+        if (options.FrequencyFactors is { } factors)
+            for (int i = 0; i < half; i++) inverse[i] /= factors[i];
         return inverse;
+    }
+
+    /// <summary>
+    /// The factors that turn the unscaled θ_i into <paramref name="options"/>' scaled ones (llama.cpp's rope_freqs: Llama 3
+    /// and linear scaling are frequency-wise divisions), with any <see cref="RotaryOptions.FrequencyFactors"/> folded in.
+    /// </summary>
+    public static double[] FrequencyFactors(RotaryOptions options, int headSize, int positions)
+    {
+        var plain = InverseFrequencies(new RotaryOptions { Theta = options.Theta, PartialFactor = options.PartialFactor }, headSize, positions);
+        var scaled = InverseFrequencies(options, headSize, positions);
+        return plain.Select((p, i) => p / scaled[i]).ToArray();
     }
 
     /// <summary>The factor cos and sin are multiplied by: YaRN's attention factor, else 1.</summary>

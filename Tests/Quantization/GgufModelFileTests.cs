@@ -3,6 +3,7 @@ using LoraRuntime.IO;
 using LoraRuntime.Layers;
 using LoraRuntime.Quantization;
 using LoraRuntime.Tests.Llama;
+using LoraRuntime.Tests.Support;
 using Xunit;
 
 namespace LoraRuntime.Tests.Quantization;
@@ -189,6 +190,59 @@ public sealed class GgufCheckpointTests : IDisposable
         // Asked in another format, the file's weights are decoded and encoded in it.
         using var q4 = GgufCheckpoint.Load(_backend, path, 1, storage: WeightStorage.Quantized(WeightFormat.Q4_0));
         Assert.All(q4.Parameters.Stored.Values, m => Assert.Equal(WeightFormat.Q4_0, m.Format));
+    }
+
+    [Theory]
+    [InlineData("llama3")]
+    [InlineData("linear")]
+    public void Rope_scaling_is_written_as_llama_cpp_writes_it_and_read_back_into_the_same_rotations(string scaling)
+    {
+        var shape = new LlamaShape(40, 64, 96, 2, 4, 2, 16, 1e-5, false, false, false, true, 500000);
+        var config = LlamaModelTests.Config(shape, 16);
+        var rotary = scaling == "llama3"
+            ? config.Rotary! with { Scaling = RopeScaling.Llama3, Factor = 32, LowFrequencyFactor = 1, HighFrequencyFactor = 4, OriginalMaxPositions = 8 }
+            : config.Rotary! with { Scaling = RopeScaling.Linear, Factor = 4 };
+        using var model = new GptModel(_backend, config with { Rotary = rotary }, 1, training: false, trainParameters: false);
+        model.Initialize(9);
+        string path = Path.Combine(_dir, scaling + ".gguf");
+        GgufModelFile.Write(model, path, "scaled");
+        using (var gguf = GgufReader.Open(path))
+        {
+            if (scaling == "linear")
+            {
+                Assert.Equal("linear", gguf.Metadata["llama.rope.scaling.type"].AsString());
+                Assert.Equal(4, gguf.Metadata["llama.rope.scaling.factor"].AsDouble());
+                Assert.False(gguf.TryGetTensor("rope_freqs.weight", out _));
+            }
+            else
+            {
+                // llama.cpp's converter: 1 where the wavelength is short, the factor where it is long, smoothed between.
+                Assert.True(gguf.TryGetTensor("rope_freqs.weight", out var freqs));
+                var bytes = new byte[freqs.Bytes];
+                gguf.ReadBytes(freqs, bytes);
+                var factors = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+                Assert.Equal(8, factors.Length);
+                Assert.Equal(32f, factors[^1], 3);
+                Assert.InRange(factors[0], 1f, 32f);
+                Assert.All(factors, f => Assert.InRange(f, 1f, 32f));
+            }
+        }
+        using var loaded = GgufCheckpoint.Load(_backend, path, 1);
+        Assert.Equal(scaling == "linear" ? RopeScaling.Linear : RopeScaling.None, loaded.Config.Rotary!.Scaling);
+        Assert.Equal(scaling == "llama3", loaded.Config.Rotary.FrequencyFactors is not null);
+        int[] tokens = [1, 7, 22, 3, 39, 12, 5, 30, 2, 11, 18, 25, 9, 4];
+        var expected = Logits(model, tokens);
+        double error = Reference.RelativeError(Logits(loaded, tokens), Reference.ToDouble(expected));
+        Assert.True(error <= 1e-5, $"{scaling}: ‖Δ‖/‖ref‖ = {error:E2}");
+        // The scaling matters at these positions: without it the same weights give other logits.
+        using var plain = new GptModel(_backend, config, 1, training: false, trainParameters: false);
+        plain.Initialize(9);
+        Assert.True(Reference.RelativeError(Logits(plain, tokens), Reference.ToDouble(expected)) > 1e-3);
+        // A model read with factors writes them again, unchanged.
+        string again = Path.Combine(_dir, scaling + "-again.gguf");
+        GgufModelFile.Write(loaded, again, "again");
+        using var reread = GgufCheckpoint.Load(_backend, again, 1);
+        Assert.Equal(Logits(loaded, tokens), Logits(reread, tokens));
     }
 
     [Fact]
