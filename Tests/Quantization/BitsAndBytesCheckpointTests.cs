@@ -167,32 +167,5 @@ public sealed class BitsAndBytesCheckpointTests : IDisposable
 
     private static byte[] Bytes(float[] values) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
 
-    private static Dictionary<string, (float[] Values, int[] Dims)> Tensors()
-    {
-        var rng = new Random(5);
-        var t = new Dictionary<string, (float[], int[])>(StringComparer.Ordinal);
-        void Add(string name, float offset, params int[] dims)
-        {
-            var values = Enumerable.Range(0, dims.Aggregate(1, (a, b) => a * b)).Select(_ => offset + 0.4f * (2 * rng.NextSingle() - 1)).ToArray();
-            for (int i = 0; i < values.Length; i++) values[i] = BitConverter.UInt32BitsToSingle((uint)WeightRows.ToBFloat16(values[i]) << 16);
-            t[name] = (values, dims);
-        }
-        int c = Shape.Hidden, q = Shape.Heads * Shape.HeadDim, kv = Shape.KvHeads * Shape.HeadDim, inter = Shape.Intermediate;
-        Add("model.embed_tokens.weight", 0, Shape.Vocabulary, c);
-        for (int l = 0; l < Shape.Layers; l++)
-        {
-            string p = $"model.layers.{l}.";
-            Add(p + "input_layernorm.weight", 1, c);
-            Add(p + "post_attention_layernorm.weight", 1, c);
-            Add(p + "self_attn.q_proj.weight", 0, q, c);
-            Add(p + "self_attn.k_proj.weight", 0, kv, c);
-            Add(p + "self_attn.v_proj.weight", 0, kv, c);
-            Add(p + "self_attn.o_proj.weight", 0, c, q);
-            Add(p + "mlp.gate_proj.weight", 0, inter, c);
-            Add(p + "mlp.up_proj.weight", 0, inter, c);
-            Add(p + "mlp.down_proj.weight", 0, c, inter);
-        }
-        Add("model.norm.weight", 1, c);
-        return t;
-    }
+    private static Dictionary<string, (float[] Values, int[] Dims)> Tensors() => QuantizedModelTests.Tensors(Shape, seed: 5);
 }
