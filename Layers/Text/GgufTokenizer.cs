@@ -9,7 +9,7 @@ namespace LoraRuntime.Layers.Text;
 /// (GPT-2's pattern for "default"/"gpt-2", Llama 3's for "llama-bpe", Qwen2's for "qwen2"), control and user-defined
 /// tokens as special tokens, tokenizer.ggml.add_bos_token's begin-of-sequence token before a prompt, and generation
 /// ending at the end-of-sequence and end-of-turn ids. It is read through the same reader as a tokenizer.json: the keys
-/// are written as one. SentencePiece vocabularies ("llama": scores, no merges) and other pre-tokenizers are not read.
+/// are written as one. SentencePiece vocabularies ("llama") are read as the BPE Hugging Face's converter makes of them.
 /// </summary>
 internal static class GgufTokenizer
 {
@@ -22,9 +22,10 @@ internal static class GgufTokenizer
             reason = "it has no tokenizer.ggml.model";
             return null;
         }
+        if (model.AsString() == "llama") return TryReadSentencePiece(gguf, out reason);
         if (model.AsString() != "gpt2")
         {
-            reason = $"tokenizer.ggml.model is '{model.AsString()}'; byte-level BPE vocabularies ('gpt2') are read from GGUF, SentencePiece ones not yet";
+            reason = $"tokenizer.ggml.model is '{model.AsString()}'; byte-level BPE ('gpt2') and SentencePiece ('llama') vocabularies are read from GGUF";
             return null;
         }
         string pre = meta.TryGetValue("tokenizer.ggml.pre", out var p) ? p.AsString() : "default";
@@ -105,37 +106,7 @@ internal static class GgufTokenizer
                 json.WriteEndArray();
             }
             json.WriteEndObject();
-            if (addBos && bos is { } b && (uint)b < (uint)tokens.Length)
-            {
-                json.WriteStartObject("post_processor");
-                json.WriteString("type", "TemplateProcessing");
-                json.WriteStartArray("single");
-                json.WriteStartObject();
-                json.WriteStartObject("SpecialToken");
-                json.WriteString("id", tokens[b]);
-                json.WriteNumber("type_id", 0);
-                json.WriteEndObject();
-                json.WriteEndObject();
-                json.WriteStartObject();
-                json.WriteStartObject("Sequence");
-                json.WriteString("id", "A");
-                json.WriteNumber("type_id", 0);
-                json.WriteEndObject();
-                json.WriteEndObject();
-                json.WriteEndArray();
-                json.WriteStartObject("special_tokens");
-                json.WriteStartObject(tokens[b]);
-                json.WriteString("id", tokens[b]);
-                json.WriteStartArray("ids");
-                json.WriteNumberValue(b);
-                json.WriteEndArray();
-                json.WriteStartArray("tokens");
-                json.WriteStringValue(tokens[b]);
-                json.WriteEndArray();
-                json.WriteEndObject();
-                json.WriteEndObject();
-                json.WriteEndObject();
-            }
+            if (addBos && bos is { } b && (uint)b < (uint)tokens.Length) WriteBosProcessor(json, tokens[b], b);
             json.WriteStartObject("decoder");
             json.WriteString("type", "ByteLevel");
             json.WriteEndObject();
@@ -143,6 +114,154 @@ internal static class GgufTokenizer
         }
         reason = null;
         return HuggingFaceTokenizer.FromJson(stream.ToArray(), gguf.Path, end);
+    }
+
+    /// <summary>
+    /// A SentencePiece vocabulary ("llama": tokens, scores and types, no merges; Llama 2, TinyLlama, Mistral) as the BPE
+    /// Hugging Face's converter makes of one: every split of a token into two tokens is a merge, ranked by the token's
+    /// score (higher first; a token's own splits by their halves' ids), which merges adjacent pieces exactly as
+    /// SentencePiece's (and llama.cpp's) highest-score-first rule does; spaces become "▁", one is put before the text
+    /// (add_space_prefix), and characters the vocabulary lacks fall back to its byte tokens.
+    /// </summary>
+    private static HuggingFaceTokenizer? TryReadSentencePiece(GgufReader gguf, out string? reason)
+    {
+        var meta = gguf.Metadata;
+        var tokens = meta.TryGetValue("tokenizer.ggml.tokens", out var t) && t.Value is string[] list ? list
+            : throw new InvalidDataException($"{gguf.Path}: tokenizer.ggml.tokens is missing or not an array of strings");
+        if (!meta.TryGetValue("tokenizer.ggml.scores", out var sc) || sc.Value is not object[] rawScores || rawScores.Length != tokens.Length)
+        {
+            reason = "its SentencePiece vocabulary has no tokenizer.ggml.scores of one score a token";
+            return null;
+        }
+        if (meta.TryGetValue("tokenizer.ggml.add_space_prefix", out var space) && space.Value is false)
+        {
+            reason = "its SentencePiece vocabulary sets add_space_prefix false, which is not read";
+            return null;
+        }
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < tokens.Length; i++) ids.TryAdd(tokens[i], i);
+        for (int b = 0; b < 256; b++)
+            if (!ids.ContainsKey($"<0x{b:X2}>"))
+            {
+                reason = $"its SentencePiece vocabulary has no byte token <0x{b:X2}> to fall back on";
+                return null;
+            }
+        var scores = rawScores.Select(v => Convert.ToDouble(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var types = meta.TryGetValue("tokenizer.ggml.token_type", out var tt) && tt.Value is object[] kinds
+            ? kinds.Select(k => Convert.ToInt32(k, System.Globalization.CultureInfo.InvariantCulture)).ToArray() : new int[tokens.Length];
+        // Merges: each normal token's splits into two tokens, by the halves' ids; then all of them by the token's score.
+        var merges = new List<(string Left, string Right, double Score, int Order)>();
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if (i < types.Length && types[i] is 2 or 3 or 6) continue; // unknown, control, byte: never merged into
+            string piece = tokens[i];
+            var local = new List<(string, string, int, int)>();
+            for (int at = 1; at < piece.Length; at++)
+            {
+                if (char.IsLowSurrogate(piece[at])) continue; // split between code points only, as Python slices
+                string left = piece[..at], right = piece[at..];
+                if (ids.TryGetValue(left, out int l) && ids.TryGetValue(right, out int r)) local.Add((left, right, l, r));
+            }
+            foreach (var (left, right, _, _) in local.OrderBy(x => x.Item3).ThenBy(x => x.Item4)) merges.Add((left, right, scores[i], merges.Count));
+        }
+        var ranked = merges.OrderByDescending(m => m.Score).ThenBy(m => m.Order).ToList();
+        int? Id(string key) => meta.TryGetValue(key, out var v) ? checked((int)v.AsInteger()) : null;
+        int? bos = Id("tokenizer.ggml.bos_token_id");
+        // llama.cpp adds BOS to a SentencePiece vocabulary's prompts unless the file says not to.
+        bool addBos = !meta.TryGetValue("tokenizer.ggml.add_bos_token", out var add) || add.Value is true;
+        var end = new List<int>();
+        foreach (string key in new[] { "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id" })
+            if (Id(key) is { } id && (uint)id < (uint)tokens.Length && !end.Contains(id)) end.Add(id);
+        string unknown = Array.FindIndex(types, k => k == 2) is int u and >= 0 ? tokens[u] : "<unk>";
+
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream))
+        {
+            json.WriteStartObject();
+            json.WriteStartObject("model");
+            json.WriteString("type", "BPE");
+            json.WriteBoolean("byte_fallback", true);
+            json.WriteBoolean("fuse_unk", true);
+            json.WriteString("unk_token", unknown);
+            json.WriteStartObject("vocab");
+            foreach (var (token, id) in ids) json.WriteNumber(token, id);
+            json.WriteEndObject();
+            json.WriteStartArray("merges");
+            foreach (var merge in ranked)
+            {
+                json.WriteStartArray();
+                json.WriteStringValue(merge.Left);
+                json.WriteStringValue(merge.Right);
+                json.WriteEndArray();
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+            json.WriteStartArray("added_tokens");
+            for (int i = 0; i < types.Length && i < tokens.Length; i++)
+                if (types[i] is 2 or 3 or 4) // unknown, control, user-defined
+                {
+                    json.WriteStartObject();
+                    json.WriteNumber("id", i);
+                    json.WriteString("content", tokens[i]);
+                    json.WriteBoolean("special", true);
+                    json.WriteEndObject();
+                }
+            json.WriteEndArray();
+            json.WriteStartObject("normalizer");
+            json.WriteString("type", "Sequence");
+            json.WriteStartArray("normalizers");
+            json.WriteStartObject();
+            json.WriteString("type", "Prepend");
+            json.WriteString("prepend", "▁");
+            json.WriteEndObject();
+            json.WriteStartObject();
+            json.WriteString("type", "Replace");
+            json.WriteStartObject("pattern");
+            json.WriteString("String", " ");
+            json.WriteEndObject();
+            json.WriteString("content", "▁");
+            json.WriteEndObject();
+            json.WriteEndArray();
+            json.WriteEndObject();
+            json.WriteNull("pre_tokenizer");
+            if (addBos && bos is { } b && (uint)b < (uint)tokens.Length) WriteBosProcessor(json, tokens[b], b);
+            json.WriteEndObject();
+        }
+        reason = null;
+        return HuggingFaceTokenizer.FromJson(stream.ToArray(), gguf.Path, end);
+    }
+
+    /// <summary>A TemplateProcessing post-processor that puts <paramref name="token"/> (id <paramref name="id"/>) before a single sequence.</summary>
+    private static void WriteBosProcessor(Utf8JsonWriter json, string token, int id)
+    {
+        json.WriteStartObject("post_processor");
+        json.WriteString("type", "TemplateProcessing");
+        json.WriteStartArray("single");
+        json.WriteStartObject();
+        json.WriteStartObject("SpecialToken");
+        json.WriteString("id", token);
+        json.WriteNumber("type_id", 0);
+        json.WriteEndObject();
+        json.WriteEndObject();
+        json.WriteStartObject();
+        json.WriteStartObject("Sequence");
+        json.WriteString("id", "A");
+        json.WriteNumber("type_id", 0);
+        json.WriteEndObject();
+        json.WriteEndObject();
+        json.WriteEndArray();
+        json.WriteStartObject("special_tokens");
+        json.WriteStartObject(token);
+        json.WriteString("id", token);
+        json.WriteStartArray("ids");
+        json.WriteNumberValue(id);
+        json.WriteEndArray();
+        json.WriteStartArray("tokens");
+        json.WriteStringValue(token);
+        json.WriteEndArray();
+        json.WriteEndObject();
+        json.WriteEndObject();
+        json.WriteEndObject();
     }
 
     /// <summary>The tokenizer of the GGUF file at <paramref name="path"/>, or null with the reason.</summary>

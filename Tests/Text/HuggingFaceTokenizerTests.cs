@@ -188,7 +188,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
     /// "▁"-marked words; &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt; and the 256 byte tokens first, as Llama 2's are), written as
     /// Llama 2 writes it (Prepend and Replace normaliser) and as Mistral does (Metaspace pre-tokenizer).
     /// </summary>
-    private static readonly Lazy<(string Llama2, string Mistral)> SentencePieceFile = new(() =>
+    internal static readonly Lazy<(string Llama2, string Mistral)> SentencePieceFile = new(() =>
     {
         string corpus = LoraRuntime.Cli.Commands.DemoCommand.ReadCorpus()[..200_000]; // the corpus the CLI ships
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal) { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
