@@ -123,6 +123,22 @@ public sealed class QuantizedModelTests : IDisposable
     }
 
     [Fact]
+    public void As_stored_a_bf16_checkpoint_stays_bf16_and_a_quantized_base_takes_a_fraction_of_float32()
+    {
+        using var f32 = LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12);
+        using var bf16 = LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12, storage: WeightStorage.AsStored);
+        using var q8 = LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12, storage: WeightStorage.Quantized(WeightFormat.Q8_0));
+        using var q4 = LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12, storage: WeightStorage.Quantized(WeightFormat.Q4_0));
+        Assert.Empty(f32.Parameters.Stored);
+        Assert.All(bf16.Parameters.Stored.Values, m => Assert.Equal(WeightFormat.BF16, m.Format));
+        long Bytes(GptModel m) => m.Parameters.ValueBytes + m.Parameters.StoredBytes;
+        double full = Bytes(f32);
+        Assert.InRange(Bytes(bf16) / full, 0.49, 0.53);
+        Assert.InRange(Bytes(q8) / full, 0.26, 0.30);
+        Assert.InRange(Bytes(q4) / full, 0.14, 0.18);
+    }
+
+    [Fact]
     public void Stored_weights_are_frozen_and_say_why_they_cannot_be_merged_into()
     {
         using var model = LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12, training: true, storage: WeightStorage.Quantized(WeightFormat.NF4));
