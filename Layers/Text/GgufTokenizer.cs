@@ -44,13 +44,9 @@ internal static class GgufTokenizer
         var tokens = meta.TryGetValue("tokenizer.ggml.tokens", out var t) && t.Value is string[] list ? list
             : throw new InvalidDataException($"{gguf.Path}: tokenizer.ggml.tokens is missing or not an array of strings");
         var merges = meta.TryGetValue("tokenizer.ggml.merges", out var m) && m.Value is string[] pairs ? pairs : [];
-        var types = meta.TryGetValue("tokenizer.ggml.token_type", out var tt) && tt.Value is object[] kinds ? kinds : [];
-        int? Id(string key) => meta.TryGetValue(key, out var v) ? checked((int)v.AsInteger()) : null;
-        int? bos = Id("tokenizer.ggml.bos_token_id");
+        var types = Types(meta);
+        var (bos, end) = Ids(meta, tokens.Length);
         bool addBos = meta.TryGetValue("tokenizer.ggml.add_bos_token", out var add) && add.Value is bool yes && yes;
-        var end = new List<int>();
-        foreach (string key in new[] { "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id" })
-            if (Id(key) is { } id && (uint)id < (uint)tokens.Length && !end.Contains(id)) end.Add(id);
 
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream))
@@ -68,17 +64,7 @@ internal static class GgufTokenizer
             foreach (string merge in merges) json.WriteStringValue(merge);
             json.WriteEndArray();
             json.WriteEndObject();
-            json.WriteStartArray("added_tokens");
-            for (int i = 0; i < types.Length && i < tokens.Length; i++)
-                if (Convert.ToInt32(types[i], System.Globalization.CultureInfo.InvariantCulture) is 3 or 4) // control, user-defined
-                {
-                    json.WriteStartObject();
-                    json.WriteNumber("id", i);
-                    json.WriteString("content", tokens[i]);
-                    json.WriteBoolean("special", true);
-                    json.WriteEndObject();
-                }
-            json.WriteEndArray();
+            WriteAddedTokens(json, tokens, types, type => type is 3 or 4); // control, user-defined
             json.WriteStartObject("pre_tokenizer");
             if (pattern is null)
             {
@@ -147,8 +133,7 @@ internal static class GgufTokenizer
                 return null;
             }
         var scores = rawScores.Select(v => Convert.ToDouble(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        var types = meta.TryGetValue("tokenizer.ggml.token_type", out var tt) && tt.Value is object[] kinds
-            ? kinds.Select(k => Convert.ToInt32(k, System.Globalization.CultureInfo.InvariantCulture)).ToArray() : new int[tokens.Length];
+        var types = Types(meta);
         // Merges: each normal token's splits into two tokens, by the halves' ids; then all of them by the token's score.
         var merges = new List<(string Left, string Right, double Score, int Order)>();
         for (int i = 0; i < tokens.Length; i++)
@@ -165,13 +150,9 @@ internal static class GgufTokenizer
             foreach (var (left, right, _, _) in local.OrderBy(x => x.Item3).ThenBy(x => x.Item4)) merges.Add((left, right, scores[i], merges.Count));
         }
         var ranked = merges.OrderByDescending(m => m.Score).ThenBy(m => m.Order).ToList();
-        int? Id(string key) => meta.TryGetValue(key, out var v) ? checked((int)v.AsInteger()) : null;
-        int? bos = Id("tokenizer.ggml.bos_token_id");
+        var (bos, end) = Ids(meta, tokens.Length);
         // llama.cpp adds BOS to a SentencePiece vocabulary's prompts unless the file says not to.
         bool addBos = !meta.TryGetValue("tokenizer.ggml.add_bos_token", out var add) || add.Value is true;
-        var end = new List<int>();
-        foreach (string key in new[] { "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id" })
-            if (Id(key) is { } id && (uint)id < (uint)tokens.Length && !end.Contains(id)) end.Add(id);
         string unknown = Array.FindIndex(types, k => k == 2) is int u and >= 0 ? tokens[u] : "<unk>";
 
         using var stream = new MemoryStream();
@@ -196,17 +177,7 @@ internal static class GgufTokenizer
             }
             json.WriteEndArray();
             json.WriteEndObject();
-            json.WriteStartArray("added_tokens");
-            for (int i = 0; i < types.Length && i < tokens.Length; i++)
-                if (types[i] is 2 or 3 or 4) // unknown, control, user-defined
-                {
-                    json.WriteStartObject();
-                    json.WriteNumber("id", i);
-                    json.WriteString("content", tokens[i]);
-                    json.WriteBoolean("special", true);
-                    json.WriteEndObject();
-                }
-            json.WriteEndArray();
+            WriteAddedTokens(json, tokens, types, type => type is 2 or 3 or 4); // unknown, control, user-defined
             json.WriteStartObject("normalizer");
             json.WriteString("type", "Sequence");
             json.WriteStartArray("normalizers");
@@ -229,6 +200,37 @@ internal static class GgufTokenizer
         }
         reason = null;
         return HuggingFaceTokenizer.FromJson(stream.ToArray(), gguf.Path, end);
+    }
+
+    /// <summary>tokenizer.ggml.token_type: llama.cpp's kinds (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte); empty when absent.</summary>
+    private static int[] Types(IReadOnlyDictionary<string, GgufValue> meta) =>
+        meta.TryGetValue("tokenizer.ggml.token_type", out var tt) && tt.Value is object[] kinds
+            ? kinds.Select(k => Convert.ToInt32(k, System.Globalization.CultureInfo.InvariantCulture)).ToArray() : [];
+
+    /// <summary>The begin-of-sequence id, and the ids that end generation (end of sequence, end of turn) within the vocabulary.</summary>
+    private static (int? Bos, List<int> End) Ids(IReadOnlyDictionary<string, GgufValue> meta, int size)
+    {
+        int? Id(string key) => meta.TryGetValue(key, out var v) ? checked((int)v.AsInteger()) : null;
+        var end = new List<int>();
+        foreach (string key in new[] { "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id" })
+            if (Id(key) is { } id && (uint)id < (uint)size && !end.Contains(id)) end.Add(id);
+        return (Id("tokenizer.ggml.bos_token_id"), end);
+    }
+
+    /// <summary>The tokens whose kind <paramref name="special"/> accepts, as tokenizer.json's special added tokens.</summary>
+    private static void WriteAddedTokens(Utf8JsonWriter json, string[] tokens, int[] types, Func<int, bool> special)
+    {
+        json.WriteStartArray("added_tokens");
+        for (int i = 0; i < types.Length && i < tokens.Length; i++)
+            if (special(types[i]))
+            {
+                json.WriteStartObject();
+                json.WriteNumber("id", i);
+                json.WriteString("content", tokens[i]);
+                json.WriteBoolean("special", true);
+                json.WriteEndObject();
+            }
+        json.WriteEndArray();
     }
 
     /// <summary>A TemplateProcessing post-processor that puts <paramref name="token"/> (id <paramref name="id"/>) before a single sequence.</summary>
