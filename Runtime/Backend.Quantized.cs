@@ -78,10 +78,14 @@ public abstract partial class Backend
     /// y = x·Wᵀ) A is <paramref name="m"/> rows of K′ and C m rows of N′; with No (its input gradient, dx = dy·W) A is m
     /// rows of N′ and C m rows of K′. A and C are float32 at offsets with row strides (lda, ldc), as in
     /// <see cref="Gemm(in GemmProblem)"/>; W is converted to float32 inside the product and the sums are float32.
+    /// <paramref name="activations"/> = <see cref="ActivationPrecision.Q8_0"/> (the inference product) lets a forward
+    /// product with a Q8_0 or Q4_0 W round A per block to Q8_0 and multiply in integers, as llama.cpp does.
     /// </summary>
     public void GemmQuantized(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta,
-        Tensor c, long offsetC, int ldc)
+        Tensor c, long offsetC, int ldc, ActivationPrecision activations = ActivationPrecision.Float32)
     {
+        if (activations is not (ActivationPrecision.Float32 or ActivationPrecision.Q8_0))
+            throw new ArgumentOutOfRangeException(nameof(activations), activations, "expected Float32 or Q8_0");
         CheckQuantized(w, nameof(w));
         Check.NonNegative(m, nameof(m));
         Check.Finite(alpha, nameof(alpha));
@@ -92,7 +96,7 @@ public abstract partial class Backend
         if (Check.Overlaps(c0, cBytes, a0, aBytes))
             throw new ArgumentException($"c: C [{m}×{n}] must not share memory with a ({a.Shape})", nameof(c));
         if (m == 0) return;
-        GemmQuantizedCore(opW, m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
+        GemmQuantizedCore(opW, m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc, activations);
     }
 
     /// <summary>
@@ -144,10 +148,11 @@ public abstract partial class Backend
 
     /// <summary>
     /// Validated <see cref="GemmQuantized"/> (m ≥ 1). The default decodes W into a pooled float32 [N′, K′] and runs the
-    /// float32 GEMM: correct on every backend, but it holds W in float32 for the call; the CPU fuses the conversion.
+    /// float32 GEMM with A as given (whatever <paramref name="activations"/> allows): correct on every backend, but it
+    /// holds W in float32 for the call; the CPU fuses the conversion and multiplies Q8_0 activations in integers.
     /// </summary>
     protected virtual void GemmQuantizedCore(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w,
-        float beta, Tensor c, long offsetC, int ldc)
+        float beta, Tensor c, long offsetC, int ldc, ActivationPrecision activations)
     {
         using var dense = Allocate(DType.F32, new Shape(w.Rows, w.Columns));
         DequantizeCore(dense, w, 0, w.Rows);

@@ -94,6 +94,7 @@ internal static class InfoCommand
         cpu.AddRow(Text("logical cores"), Text(Number(report.Cpu.LogicalCores)));
         cpu.AddRow(Text("worker threads"), Text(Number(report.Cpu.WorkerThreads)));
         cpu.AddRow(Text("GEMM kernel"), Text(report.Cpu.GemmKernel));
+        cpu.AddRow(Text("Q8_0/Q4_0 kernel"), Text(report.Cpu.IntegerKernel));
         console.Write(cpu);
 
         var ranks = KeyValueTable("Ranks");

@@ -12,8 +12,8 @@ internal sealed record DeviceSection(string Requested, string? Chosen, string Re
 /// <summary>Where the library search looked: the folders, and the sources that gave none.</summary>
 internal sealed record SearchSection(IReadOnlyList<string> Folders, IReadOnlyList<string> Notes);
 
-/// <summary>The CPU: SIMD features, cores, worker threads, GEMM kernel.</summary>
-internal sealed record CpuSection(IReadOnlyList<string> Features, int VectorBits, int LogicalCores, int WorkerThreads, string GemmKernel);
+/// <summary>The CPU: SIMD features, cores, worker threads, GEMM kernel, the Q8_0/Q4_0 inference product's kernel.</summary>
+internal sealed record CpuSection(IReadOnlyList<string> Features, int VectorBits, int LogicalCores, int WorkerThreads, string GemmKernel, string IntegerKernel);
 
 /// <summary>The job: this process's rank among how many, how they talk, the library, and what told us.</summary>
 internal sealed record DistributedSection(int Ranks, int Rank, string Transport, string Library, string Launch, string Host);
@@ -54,7 +54,7 @@ internal sealed record InfoReport(
 
         using var cpu = new CpuBackend();
         var cpuSection = new CpuSection(CpuFeatures.Supported, CpuFeatures.VectorBits, CpuFeatures.LogicalCores,
-            CpuFeatures.WorkerThreads, cpu.GemmKernel);
+            CpuFeatures.WorkerThreads, cpu.GemmKernel, cpu.IntegerKernel);
         return new InfoReport(section, Devices.Probe, new SearchSection(libraries.Folders, libraries.Notes), libraries.Libraries, cpuSection,
             cpu.Pool.Stats, distributed, cudaBackend);
     }

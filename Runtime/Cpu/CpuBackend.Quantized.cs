@@ -10,8 +10,8 @@ public sealed unsafe partial class CpuBackend
 
     /// <inheritdoc/>
     protected override void GemmQuantizedCore(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w,
-        float beta, Tensor c, long offsetC, int ldc) =>
-        _quantized.Run(opW, m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
+        float beta, Tensor c, long offsetC, int ldc, ActivationPrecision activations) =>
+        _quantized.Run(opW, m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc, activations);
 
     /// <inheritdoc/>
     protected override void EmbeddingForwardCore(Tensor output, Tensor ids, QuantizedMatrix table)

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using X86 = System.Runtime.Intrinsics.X86;
 using LoraRuntime.Cpu.Gemm;
 
 namespace LoraRuntime.Cpu;
@@ -49,6 +50,15 @@ public sealed unsafe partial class CpuBackend : Backend
 
     /// <summary>Which GEMM micro-kernel runs (chosen from the CPU's features).</summary>
     public string GemmKernel => _gemm.KernelName;
+
+    /// <summary>
+    /// How inference products with Q8_0 and Q4_0 weights multiply (<see cref="ActivationPrecision.Q8_0"/>): the
+    /// generated AVX-512 VNNI kernels, or the row kernels and the float product, with the reason.
+    /// </summary>
+    public string IntegerKernel => _gemm.IsAvx512 && Quantized.Int8Product.IsSupported
+        ? "generated AVX-512 VNNI 6x32"
+        : $"row kernels ({(X86.AvxVnni.IsSupported ? "AVX-VNNI" : X86.Avx2.IsSupported ? "AVX2" : "scalar")}) and the float product; " +
+          (_gemm.IsAvx512 ? Quantized.Int8Kernels.Unavailable : "the GEMM kernel is not AVX-512");
 
     /// <inheritdoc/>
     public override void Synchronize() { }

@@ -21,6 +21,12 @@ public static class CpuFeatures
     /// <summary>AVX-512 Foundation.</summary>
     public static bool Avx512F => X86.Avx512F.IsSupported;
 
+    /// <summary>AVX-512 VNNI (the 512-bit int8 dot products; CPUID, since .NET exposes them only through AVX10).</summary>
+    public static bool Avx512Vnni => Quantized.Int8Kernels.CpuHasAvx512Vnni;
+
+    /// <summary>AVX-VNNI (the VEX-encoded 256-bit int8 dot products).</summary>
+    public static bool AvxVnni => X86.AvxVnni.IsSupported;
+
     /// <summary>AVX2.</summary>
     public static bool Avx2 => X86.Avx2.IsSupported;
 
@@ -43,6 +49,8 @@ public static class CpuFeatures
         {
             var names = new List<string>();
             if (Avx512F) names.Add("AVX-512F");
+            if (Avx512Vnni) names.Add("AVX-512 VNNI");
+            if (AvxVnni) names.Add("AVX-VNNI");
             if (Avx2) names.Add("AVX2");
             if (Fma) names.Add("FMA");
             if (AdvSimd) names.Add("AdvSimd");

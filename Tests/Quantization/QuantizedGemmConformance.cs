@@ -7,15 +7,19 @@ namespace LoraRuntime.Tests.Quantization;
 /// <summary>
 /// Products with a stored weight (<see cref="Backend.GemmQuantized"/>), the decoder and the stored-table embedding,
 /// written once for every backend against a float64 reference built from the dequantized weights: every format, both
-/// operand orders, row counts on both sides of the row-kernel limit, odd output widths, strides, offsets, α and β.
-/// Q8_0 and Q4_0 products of a few rows quantize the activations per block as llama.cpp does; their reference
-/// quantizes them the same way, so the integer kernels are held to float32 rounding too.
+/// operand orders, row counts on both sides of the row-kernel limit and of every tile height of the integer kernels,
+/// odd output widths, strides, offsets, α and β. With <see cref="ActivationPrecision.Q8_0"/> a Q8_0 or Q4_0 forward
+/// product quantizes the activations per block as llama.cpp does; its reference quantizes them the same way, so the
+/// integer kernels are held to float32 rounding too.
 /// </summary>
 public abstract class QuantizedGemmConformance
 {
     private const double Tolerance = 1e-5;
 
     protected abstract Backend Backend { get; }
+
+    /// <summary>Whether the backend rounds activations to Q8_0 when asked (<see cref="ActivationPrecision.Q8_0"/>); CUDA takes them as given.</summary>
+    protected virtual bool QuantizesActivations => true;
 
     public static TheoryData<WeightFormat> Formats => new() { WeightFormat.F16, WeightFormat.BF16, WeightFormat.Q8_0, WeightFormat.Q4_0, WeightFormat.NF4 };
 
@@ -26,17 +30,26 @@ public abstract class QuantizedGemmConformance
         _ => format.BlockValues() * blocks,
     };
 
-    [Theory]
-    [MemberData(nameof(Formats))]
-    public void ForwardProductMatchesFloat64OfTheDequantizedWeight(WeightFormat format)
+    public static TheoryData<WeightFormat, ActivationPrecision> FormatsAndPrecisions()
     {
-        foreach (int m in new[] { 1, 2, 3, 4, 5, 8, 9, 33 })
+        var data = new TheoryData<WeightFormat, ActivationPrecision>();
+        foreach (var format in new[] { WeightFormat.F16, WeightFormat.BF16, WeightFormat.Q8_0, WeightFormat.Q4_0, WeightFormat.NF4 })
+            foreach (var precision in new[] { ActivationPrecision.Float32, ActivationPrecision.Q8_0 }) data.Add(format, precision);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(FormatsAndPrecisions))]
+    public void ForwardProductMatchesFloat64OfTheDequantizedWeight(WeightFormat format, ActivationPrecision activations)
+    {
+        // Row counts: the row kernels (≤ 8), then tiles of 6 rows with every remainder (9 = 6 + 3, 12, 13, 17, 33, 70).
+        foreach (int m in new[] { 1, 2, 3, 4, 5, 8, 9, 12, 13, 17, 33 })
             foreach (var (n, blocks) in new[] { (1, 1), (7, 3), (33, 2), (130, 9) })
-                Check(format, Transpose.Yes, m, n, Depth(format, blocks), alpha: 1f, beta: 0f, pad: 0, offset: 0, seed: m * 101 + n * 7 + blocks);
+                Check(format, Transpose.Yes, m, n, Depth(format, blocks), alpha: 1f, beta: 0f, pad: 0, offset: 0, seed: m * 101 + n * 7 + blocks, activations);
         // Whole panels over several depth blocks, every depth a multiple of 8 (a decoder's register-transposed blocks),
         // and a partial last panel.
         foreach (int m in new[] { 9, 33, 70 })
-            Check(format, Transpose.Yes, m, 100, 832, alpha: 1f, beta: 0f, pad: 0, offset: 0, seed: m * 3 + 1);
+            Check(format, Transpose.Yes, m, 100, 832, alpha: 1f, beta: 0f, pad: 0, offset: 0, seed: m * 3 + 1, activations);
     }
 
     [Theory]
@@ -56,9 +69,10 @@ public abstract class QuantizedGemmConformance
     [InlineData(WeightFormat.F16, 0.25f, 0.5f)]
     public void AlphaBetaStridesAndOffsets(WeightFormat format, float alpha, float beta)
     {
-        foreach (var opW in new[] { Transpose.Yes, Transpose.No })
-            foreach (int m in new[] { 1, 4, 12 })
-                Check(format, opW, m, 37, Depth(format, 2), alpha, beta, pad: 5, offset: 11, seed: m + (int)opW);
+        foreach (var activations in new[] { ActivationPrecision.Float32, ActivationPrecision.Q8_0 })
+            foreach (var opW in new[] { Transpose.Yes, Transpose.No })
+                foreach (int m in new[] { 1, 4, 12 })
+                    Check(format, opW, m, 37, Depth(format, 2), alpha, beta, pad: 5, offset: 11, seed: m + (int)opW, activations);
     }
 
     [Theory]
@@ -125,7 +139,8 @@ public abstract class QuantizedGemmConformance
         Assert.Throws<ObjectDisposedException>(() => Backend.MatMulQuantized(c, a, w));
     }
 
-    private void Check(WeightFormat format, Transpose opW, int m, int n, int k, float alpha, float beta, int pad, int offset, int seed)
+    private void Check(WeightFormat format, Transpose opW, int m, int n, int k, float alpha, float beta, int pad, int offset, int seed,
+        ActivationPrecision activations = ActivationPrecision.Float32)
     {
         // W [n, k] stored; op(W) = Wᵀ [k, n] for Yes (A has k columns, C n), W itself for No (A has n, C k).
         int inner = opW == Transpose.Yes ? k : n, outer = opW == Transpose.Yes ? n : k;
@@ -141,7 +156,8 @@ public abstract class QuantizedGemmConformance
         WeightRows.Decode(format, encoded, dequantized);
 
         // The activations the kernel multiplies: llama.cpp's Q8_0 of each row for its integer path, else as given.
-        bool integer = opW == Transpose.Yes && m <= 8 && format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
+        bool integer = QuantizesActivations && activations == ActivationPrecision.Q8_0 && opW == Transpose.Yes
+            && format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
         var used = (float[])aValues.Clone();
         if (integer)
         {
@@ -170,10 +186,10 @@ public abstract class QuantizedGemmConformance
             }
         using var a = Backend.FromArray(aValues, aValues.Length);
         using var c = Backend.FromArray(cValues, cValues.Length);
-        Backend.GemmQuantized(opW, m, alpha, a, offset, lda, w, beta, c, offset, ldc);
+        Backend.GemmQuantized(opW, m, alpha, a, offset, lda, w, beta, c, offset, ldc, activations);
         var got = c.ToArray();
         double error = Reference.RelativeError(got, expected);
-        Assert.True(error <= Tolerance, $"{format} op {opW} m={m} n={n} k={k} α={alpha} β={beta}: ‖Δ‖/‖ref‖ = {error:E2}");
+        Assert.True(error <= Tolerance, $"{format} {activations} op {opW} m={m} n={n} k={k} α={alpha} β={beta}: ‖Δ‖/‖ref‖ = {error:E2}");
         // Nothing outside C's rows is touched.
         for (int i = 0; i < got.Length; i++)
         {
@@ -186,5 +202,16 @@ public abstract class QuantizedGemmConformance
 public sealed class CpuQuantizedGemmConformance : QuantizedGemmConformance
 {
     private static readonly Backend s_backend = Gemm.CpuBackends.For(LoraRuntime.Cpu.Gemm.GemmKernelKind.Auto);
+    protected override Backend Backend => s_backend;
+}
+
+/// <summary>
+/// The AVX2 backend: its Q8_0 activations go through the AVX2 row kernels and, past their row limit, through A rounded
+/// to Q8_0's values and the float product (the path of a CPU without AVX-512 VNNI).
+/// </summary>
+public sealed class CpuAvx2QuantizedGemmConformance : QuantizedGemmConformance
+{
+    public CpuAvx2QuantizedGemmConformance() => Gemm.CpuBackends.SkipUnlessSupported(LoraRuntime.Cpu.Gemm.GemmKernelKind.Avx2);
+    private static readonly Backend s_backend = Gemm.CpuBackends.For(LoraRuntime.Cpu.Gemm.GemmKernelKind.Avx2);
     protected override Backend Backend => s_backend;
 }

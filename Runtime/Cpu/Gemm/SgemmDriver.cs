@@ -23,6 +23,9 @@ internal sealed unsafe class SgemmDriver : IDisposable
         _kernel = GemmKernel.Create(kind);
     }
 
+    /// <summary>True where the micro-kernel is the AVX-512 one (the family the generated integer kernels belong to).</summary>
+    public bool IsAvx512 => _kernel.Kind == GemmKernelKind.Avx512;
+
     /// <summary>The micro-kernel in use, e.g. "Avx512 12x32".</summary>
     public string KernelName => $"{_kernel.Kind} {_kernel.Mr}x{_kernel.Nr}";
 

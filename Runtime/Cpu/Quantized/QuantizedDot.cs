@@ -7,49 +7,6 @@ using LoraRuntime.Quantization;
 namespace LoraRuntime.Cpu.Quantized;
 
 /// <summary>
-/// Activation rows quantized to Q8_0 as llama.cpp's CPU path quantizes them for a Q8_0 or Q4_0 weight: per block of
-/// 32, d = max|x| / 127 and q = round(x / d), kept as int8 quants, scales rounded to F16 as llama.cpp stores them and, for Q4_0's offset of 8, 8·d·Σq.
-/// </summary>
-internal unsafe struct Q8Activations
-{
-    public sbyte* Quants;   // [rows, K]
-    public float* Scales;   // [rows, K / 32]
-    public float* Offsets;  // [rows, K / 32]: 8 · d · Σ q
-    public int Blocks;      // K / 32
-
-    public static long BytesFor(int rows, int k) => (long)rows * k + 2L * rows * (k / QuantBlocks.BlockSize) * sizeof(float);
-
-    /// <summary>Quantizes <paramref name="rows"/> rows of K at <paramref name="x"/> (row stride <paramref name="ldx"/>) into <paramref name="memory"/>.</summary>
-    public static Q8Activations Quantize(float* x, int ldx, int rows, int k, byte* memory)
-    {
-        int blocks = k / QuantBlocks.BlockSize;
-        var q = new Q8Activations { Quants = (sbyte*)memory, Scales = (float*)(memory + (long)rows * k), Blocks = blocks };
-        q.Offsets = q.Scales + (long)rows * blocks;
-        for (int r = 0; r < rows; r++)
-            for (int b = 0; b < blocks; b++)
-            {
-                float* v = x + (long)r * ldx + b * QuantBlocks.BlockSize;
-                sbyte* dst = q.Quants + (long)r * k + b * QuantBlocks.BlockSize;
-                float amax = TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(v, QuantBlocks.BlockSize));
-                amax = Math.Abs(amax);
-                float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
-                int sum = 0;
-                for (int i = 0; i < QuantBlocks.BlockSize; i++)
-                {
-                    int value = (int)MathF.Round(v[i] * id, MidpointRounding.ToEven);
-                    dst[i] = (sbyte)value;
-                    sum += value;
-                }
-                // llama.cpp keeps an activation block's scale as F16, as the weights'.
-                float stored = (float)(Half)d;
-                q.Scales[(long)r * blocks + b] = stored;
-                q.Offsets[(long)r * blocks + b] = 8f * stored * sum;
-            }
-        return q;
-    }
-}
-
-/// <summary>
 /// Dot products of one stored weight row with a few activation rows, the weight read once for all of them: Q8_0 and
 /// Q4_0 against <see cref="Q8Activations"/> with integer products summed exactly per block (AVX-VNNI where the CPU has
 /// it, else AVX2's multiply-add of bytes, else scalar), BF16 and F16 converted in registers, NF4 decoded into a row
@@ -63,14 +20,17 @@ internal static unsafe class QuantizedDot
     private static readonly bool s_vnni = AvxVnni.IsSupported;
     private static readonly bool s_avx2 = Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary>sums[i] = Σ_k W[row, k]·x_i[k] for <paramref name="rows"/> ≤ <see cref="MaxRows"/> activation rows.</summary>
+    /// <summary>
+    /// sums[i] = Σ_k W[row, k]·x_i[k] for <paramref name="rows"/> ≤ <see cref="MaxRows"/> activation rows; a Q8_0 or
+    /// Q4_0 row against the quantized activations <paramref name="q"/> with <paramref name="integer"/>, else decoded.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Row(WeightFormat format, byte* w, int k, float* x, int ldx, in Q8Activations q, int rows, float* decoded, float* sums)
+    public static void Row(WeightFormat format, bool integer, byte* w, int k, float* x, int ldx, in Q8Activations q, int rows, float* decoded, float* sums)
     {
         switch (format)
         {
-            case WeightFormat.Q8_0: Q8(w, q, rows, sums); break;
-            case WeightFormat.Q4_0: Q4(w, q, rows, sums); break;
+            case WeightFormat.Q8_0 when integer: Q8(w, q, rows, sums); break;
+            case WeightFormat.Q4_0 when integer: Q4(w, q, rows, sums); break;
             case WeightFormat.BF16 when Avx512F.IsSupported: SixteenBit(w, k, x, ldx, rows, sums, half: false); break;
             case WeightFormat.F16 when Avx512F.IsSupported: SixteenBit(w, k, x, ldx, rows, sums, half: true); break;
             default:

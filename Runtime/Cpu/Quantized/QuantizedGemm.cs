@@ -5,7 +5,9 @@ using LoraRuntime.Quantization;
 namespace LoraRuntime.Cpu.Quantized;
 
 /// <summary>
-/// The CPU's products with a stored weight (<see cref="Backend.GemmQuantized"/>). A few rows (decode) take each weight
+/// The CPU's products with a stored weight (<see cref="Backend.GemmQuantized"/>). Inference products with a Q8_0 or
+/// Q4_0 weight (<see cref="ActivationPrecision.Q8_0"/>) of several rows run the generated AVX-512 VNNI kernels
+/// (<see cref="Int8Product"/>) where the CPU has them, else A rounded to Q8_0's values through the float product below. A few rows (decode) take each weight
 /// row once through <see cref="QuantizedDot"/>, in parallel over the weight's rows: the weight streams from memory in
 /// its stored bytes, which is what sets a decode step's speed. More rows run the packed float32 GEMM with W's panels
 /// decoded by the GEMM's own tasks (<see cref="Gemm.SgemmDriver.RunDecoded"/>): each task decodes the depth block of the
@@ -22,6 +24,13 @@ internal sealed unsafe class QuantizedGemm : IDisposable
     /// SmolLM2's prefill against 79 / 75 ms decoded into the float GEMM.
     /// </summary>
     internal const int RowKernelMaxRows = 8;
+
+    /// <summary>
+    /// Integer products of at least this many rows take the generated VNNI kernels where they run; fewer take the row
+    /// kernels, which read each weight once with no panel to lay out. Measured on Zen 4 (SmolLM2-135M, Q4_0, a decode
+    /// step of 1 / 2 / 4 / 8 rows): row kernels 8.5 / 12.6 / 22 / 44 ms, generated kernels 16.7 / 16.2 / 19 / 22 ms.
+    /// </summary>
+    internal const int GeneratedKernelMinRows = 4;
 
     /// <summary>Floats of one decoded chunk (2 MiB: it stays in L2/L3 while the GEMM reads it).</summary>
     private const long ChunkFloats = 1L << 19;
@@ -41,12 +50,18 @@ internal sealed unsafe class QuantizedGemm : IDisposable
     }
 
     /// <summary>C = α·A·op(W) + β·C, validated (m ≥ 1).</summary>
-    public void Run(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta, Tensor c, long offsetC, int ldc)
+    public void Run(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta, Tensor c, long offsetC, int ldc,
+        ActivationPrecision activations)
     {
+        bool integer = activations == ActivationPrecision.Q8_0 && opW == Transpose.Yes && w.Format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
+        float* a0 = (float*)a.Pointer + offsetA, c0 = (float*)c.Pointer + offsetC;
         var scratch = Rent();
         try
         {
-            if (opW == Transpose.Yes && m <= RowKernelMaxRows) scratch.RowProduct(m, alpha, (float*)a.Pointer + offsetA, lda, w, beta, (float*)c.Pointer + offsetC, ldc);
+            bool generated = integer && _sgemm.IsAvx512 && Int8Product.IsSupported;
+            if (generated && m >= GeneratedKernelMinRows) scratch.Integer.Run(m, alpha, a0, lda, w, beta, c0, ldc);
+            else if (opW == Transpose.Yes && m <= RowKernelMaxRows) scratch.RowProduct(m, alpha, a0, lda, w, beta, c0, ldc, integer);
+            else if (integer) scratch.RoundedProduct(m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
             else scratch.ChunkProduct(opW, m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
         }
         finally
@@ -99,10 +114,12 @@ internal sealed unsafe class QuantizedGemm : IDisposable
         private byte* _activations;
         private long _activationBytes;
         private Tensor? _chunk;
+        private Tensor? _rounded;
+        private Int8Product? _integer;
         private readonly GemmProblem[] _problem = new GemmProblem[1];
 
         // The current parallel job.
-        private bool _decoding;
+        private bool _decoding, _integerRows;
         private WeightFormat _format;
         private byte* _w;
         private long _rowBytes;
@@ -118,14 +135,20 @@ internal sealed unsafe class QuantizedGemm : IDisposable
             _rowBufferFloats = new int[owner._workers.ThreadCount];
         }
 
-        /// <summary>C [m, N] = α·A [m, K]·Wᵀ + β·C for m ≤ <see cref="RowKernelMaxRows"/>: parallel over W's rows.</summary>
-        public void RowProduct(int m, float alpha, float* a, int lda, QuantizedMatrix w, float beta, float* c, int ldc)
+        /// <summary>The products of the generated integer kernels (<see cref="Int8Product"/>), made on first use.</summary>
+        public Int8Product Integer => _integer ??= new Int8Product(_owner._workers);
+
+        /// <summary>
+        /// C [m, N] = α·A [m, K]·Wᵀ + β·C for m ≤ <see cref="RowKernelMaxRows"/>: parallel over W's rows; a Q8_0 or Q4_0 W
+        /// against A quantized to Q8_0 with <paramref name="integer"/>, else against A as given.
+        /// </summary>
+        public void RowProduct(int m, float alpha, float* a, int lda, QuantizedMatrix w, float beta, float* c, int ldc, bool integer)
         {
             Prepare(w);
             _x = a;
             _c = c;
-            (_m, _ldx, _ldc, _alpha, _beta, _decoding) = (m, lda, ldc, alpha, beta, false);
-            if (w.Format is WeightFormat.Q8_0 or WeightFormat.Q4_0)
+            (_m, _ldx, _ldc, _alpha, _beta, _decoding, _integerRows) = (m, lda, ldc, alpha, beta, false, integer);
+            if (integer)
             {
                 long need = Q8Activations.BytesFor(m, _k);
                 if (need > _activationBytes)
@@ -199,6 +222,31 @@ internal sealed unsafe class QuantizedGemm : IDisposable
             _problem[0] = default; // no tensor kept alive past the call
         }
 
+        /// <summary>
+        /// The integer product's values where its kernels do not run: A rounded through Q8_0 block by block (the values
+        /// the integer kernels multiply) into a pooled copy, then the float product with W decoded.
+        /// </summary>
+        public void RoundedProduct(int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta, Tensor c, long offsetC, int ldc)
+        {
+            int k = w.Columns;
+            long floats = (long)m * k;
+            if (_rounded is null || _rounded.Length < floats)
+            {
+                _rounded?.Dispose();
+                _rounded = _owner._backend.Allocate(DType.F32, new Shape(checked((int)floats)));
+            }
+            float* x = (float*)a.Pointer + offsetA, rounded = (float*)_rounded.Pointer;
+            sbyte* q = stackalloc sbyte[QuantBlocks.BlockSize];
+            for (int i = 0; i < m; i++)
+                for (int b = 0; b < k; b += QuantBlocks.BlockSize)
+                {
+                    Q8Activations.QuantizeBlock(x + (long)i * lda + b, q, out float d);
+                    float scale = (float)(Half)d;
+                    for (int j = 0; j < QuantBlocks.BlockSize; j++) rounded[(long)i * k + b + j] = q[j] * scale;
+                }
+            ChunkProduct(Transpose.Yes, m, alpha, _rounded, 0, k, w, beta, c, offsetC, ldc);
+        }
+
         /// <summary>Decodes rows of W into panels of <paramref name="nr"/> rows (each K × NR, zero-padded), in parallel over the panels.</summary>
         private void DecodePanels(float* destination, QuantizedMatrix w, int firstRow, int rows, int nr)
         {
@@ -259,13 +307,13 @@ internal sealed unsafe class QuantizedGemm : IDisposable
                 {
                     int rows = Math.Min(QuantizedDot.MaxRows, _m - i0);
                     var q = _q;
-                    if (_format is WeightFormat.Q8_0 or WeightFormat.Q4_0)
+                    if (_integerRows)
                     {
                         q.Quants += (long)i0 * _k;
                         q.Scales += (long)i0 * q.Blocks;
                         q.Offsets += (long)i0 * q.Blocks;
                     }
-                    QuantizedDot.Row(_format, row, _k, _x + (long)i0 * _ldx, _ldx, q, rows, buffer, sums);
+                    QuantizedDot.Row(_format, _integerRows, row, _k, _x + (long)i0 * _ldx, _ldx, q, rows, buffer, sums);
                     for (int i = 0; i < rows; i++)
                     {
                         float* y = _c + (long)(i0 + i) * _ldc + j;
@@ -297,6 +345,10 @@ internal sealed unsafe class QuantizedGemm : IDisposable
             _activations = null;
             _chunk?.Dispose();
             _chunk = null;
+            _rounded?.Dispose();
+            _rounded = null;
+            _integer?.Dispose();
+            _integer = null;
         }
     }
 }
