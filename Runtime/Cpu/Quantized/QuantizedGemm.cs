@@ -7,9 +7,9 @@ namespace LoraRuntime.Cpu.Quantized;
 /// <summary>
 /// The CPU's products with a stored weight (<see cref="Backend.GemmQuantized"/>). Inference products with a Q8_0 or
 /// Q4_0 weight (<see cref="ActivationPrecision.Q8_0"/>) of several rows run the generated AVX-512 VNNI kernels
-/// (<see cref="Int8Product"/>) where the CPU has them, else A rounded to Q8_0's values through the float product below. A few rows (decode) take each weight
-/// row once through <see cref="QuantizedDot"/>, in parallel over the weight's rows: the weight streams from memory in
-/// its stored bytes, which is what sets a decode step's speed. More rows run the packed float32 GEMM with W's panels
+/// (<see cref="Int8Product"/>) where the CPU has them, else A rounded to Q8_0's values through the float product
+/// below. A few rows (decode) take each weight row once through <see cref="QuantizedDot"/>, in parallel over the
+/// weight's rows: the weight streams from memory in its stored bytes, which is what sets a decode step's speed. More rows run the packed float32 GEMM with W's panels
 /// decoded by the GEMM's own tasks (<see cref="Gemm.SgemmDriver.RunDecoded"/>): each task decodes the depth block of the
 /// panels it multiplies into its panel buffer, where the micro-kernel reads them at once, so the conversion is paid once
 /// however many rows share it, in one parallel pass. The input gradient (op = W) and the K-quants (whose 256-value
