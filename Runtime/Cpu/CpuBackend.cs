@@ -55,7 +55,7 @@ public sealed unsafe partial class CpuBackend : Backend
     /// How inference products with Q8_0 and Q4_0 weights multiply (<see cref="ActivationPrecision.Q8_0"/>): the
     /// generated AVX-512 VNNI kernels, or the row kernels and the float product, with the reason.
     /// </summary>
-    public string IntegerKernel => _gemm.IsAvx512 && Quantized.Int8Product.IsSupported
+    public string IntegerKernel => _quantized.UsesGeneratedKernels
         ? "generated AVX-512 VNNI 6x32"
         : $"row kernels ({(X86.AvxVnni.IsSupported ? "AVX-VNNI" : X86.Avx2.IsSupported ? "AVX2" : "scalar")}) and the float product; " +
           (_gemm.IsAvx512 ? Quantized.Int8Kernels.Unavailable : "the GEMM kernel is not AVX-512");

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using LoraRuntime.Cpu.Gemm;
 using LoraRuntime.Quantization;
@@ -15,18 +14,15 @@ namespace LoraRuntime.Cpu.Quantized;
 internal sealed unsafe class Int8Product : IParallelWork, IDisposable
 {
     private readonly CpuWorkerPool _workers;
-    private readonly byte*[] _panel;      // per worker: one tile's panel
-    private readonly long[] _panelBytes;
-    private readonly float*[] _tile;      // per worker: the kernel's [6, 32] output
-    private void* _quants; // sbyte [m, K]
-    private long _quantBytes;
-    private void* _meta;   // (int, float) [m, K / 32]
-    private long _metaBytes;
+    private readonly ScratchBuffer[] _panel; // per worker: one tile's panel
+    private readonly ScratchBuffer[] _tile;  // per worker: the kernel's [6, 32] output
+    private ScratchBuffer _activations;
 
     // The current call.
     private bool _quantizing;
     private float* _a, _c;
     private int _lda, _ldc, _m, _n, _k, _blocks, _tiles, _tasks, _offset;
+    private Q8Activations _q;
     private float _alpha, _beta;
     private WeightFormat _format;
     private byte* _w;
@@ -35,9 +31,8 @@ internal sealed unsafe class Int8Product : IParallelWork, IDisposable
     public Int8Product(CpuWorkerPool workers)
     {
         _workers = workers;
-        _panel = new byte*[workers.ThreadCount];
-        _panelBytes = new long[workers.ThreadCount];
-        _tile = new float*[workers.ThreadCount];
+        _panel = new ScratchBuffer[workers.ThreadCount];
+        _tile = new ScratchBuffer[workers.ThreadCount];
     }
 
     /// <summary>True where the product runs here (see <see cref="Int8Kernels.IsSupported"/>).</summary>
@@ -50,8 +45,7 @@ internal sealed unsafe class Int8Product : IParallelWork, IDisposable
         _a = a;
         _c = c;
         _w = (byte*)w.Storage.Pointer;
-        Reserve(ref _quants, ref _quantBytes, (long)m * _k);
-        Reserve(ref _meta, ref _metaBytes, (long)m * _blocks * Int8Kernels.MetaBytes);
+        _q = Q8Activations.In((byte*)_activations.Reserve(Q8Activations.BytesFor(m, _k)), m, _k);
         int threads = _workers.ThreadCount;
 
         // A quantized, in parallel over its rows when there are many.
@@ -72,20 +66,12 @@ internal sealed unsafe class Int8Product : IParallelWork, IDisposable
         if (_quantizing)
         {
             int first = (int)((long)_m * task / _tasks), end = (int)((long)_m * (task + 1) / _tasks);
-            Q8Activations.QuantizeForKernels(_a, _lda, first, end, _k, _offset, (sbyte*)_quants, (byte*)_meta);
+            _q.Quantize(_a, _lda, first, end, _offset);
             return;
         }
-        long panelBytes = (long)_blocks * Int8Kernels.PanelBlockBytes;
-        if (_panelBytes[worker] < panelBytes)
-        {
-            if (_panel[worker] != null) NativeMemory.AlignedFree(_panel[worker]);
-            _panel[worker] = (byte*)NativeMemory.AlignedAlloc((nuint)panelBytes, 64);
-            _panelBytes[worker] = panelBytes;
-        }
-        if (_tile[worker] == null) _tile[worker] = (float*)NativeMemory.AlignedAlloc(Int8Kernels.MaxRows * Int8Kernels.TileColumns * sizeof(float), 64);
-        byte* panel = _panel[worker];
-        float* tile = _tile[worker];
-        long ldMeta = (long)_blocks * Int8Kernels.MetaBytes;
+        byte* panel = (byte*)_panel[worker].Reserve((long)_blocks * Int8Kernels.PanelBlockBytes);
+        float* tile = (float*)_tile[worker].Reserve(Int8Kernels.MaxRows * Int8Kernels.TileColumns * sizeof(float));
+        long ldMeta = _q.MetaStride;
         var args = new Int8KernelArgs { Lda = _k, LdMeta = ldMeta, Panel = panel, Blocks = _blocks, Output = tile };
         for (int t = (int)((long)_tiles * task / _tasks), last = (int)((long)_tiles * (task + 1) / _tasks); t < last; t++)
         {
@@ -94,9 +80,10 @@ internal sealed unsafe class Int8Product : IParallelWork, IDisposable
             for (int m0 = 0; m0 < _m; m0 += Int8Kernels.MaxRows)
             {
                 int rows = Math.Min(Int8Kernels.MaxRows, _m - m0);
-                args.A = (sbyte*)_quants + (long)m0 * _k;
+                var rows0 = _q.FromRow(m0);
+                args.A = rows0.Quants;
                 args.A3 = args.A + 3L * _k;
-                args.Meta = (byte*)_meta + m0 * ldMeta;
+                args.Meta = rows0.Meta;
                 args.Meta3 = args.Meta + 3 * ldMeta;
                 Int8Kernels.Run(rows, &args);
                 Store(tile, rows, columns, _c + (long)m0 * _ldc + n0);
@@ -122,28 +109,13 @@ internal sealed unsafe class Int8Product : IParallelWork, IDisposable
         }
     }
 
-    private static void Reserve(ref void* buffer, ref long bytes, long need)
-    {
-        if (need <= bytes) return;
-        if (buffer != null) NativeMemory.AlignedFree(buffer);
-        buffer = NativeMemory.AlignedAlloc((nuint)need, 64);
-        bytes = need;
-    }
-
     public void Dispose()
     {
         for (int i = 0; i < _panel.Length; i++)
         {
-            if (_panel[i] != null) NativeMemory.AlignedFree(_panel[i]);
-            if (_tile[i] != null) NativeMemory.AlignedFree(_tile[i]);
-            _panel[i] = null;
-            _tile[i] = null;
-            _panelBytes[i] = 0;
+            _panel[i].Free();
+            _tile[i].Free();
         }
-        if (_quants != null) NativeMemory.AlignedFree(_quants);
-        if (_meta != null) NativeMemory.AlignedFree(_meta);
-        _quants = null;
-        _meta = null;
-        _quantBytes = _metaBytes = 0;
+        _activations.Free();
     }
 }

@@ -7,61 +7,61 @@ namespace LoraRuntime.Cpu.Quantized;
 
 /// <summary>
 /// Activation rows quantized to Q8_0 as llama.cpp's CPU path quantizes them for a Q8_0 or Q4_0 weight: per block of
-/// 32, d = max|x| / 127 and q = round(x / d) (to even), kept as int8 quants, scales rounded to F16 as llama.cpp stores
-/// them and, for Q4_0's offset of 8, 8·d·Σq. The layout of the row kernels (<see cref="QuantizedDot"/>); the generated
-/// kernels take <see cref="QuantizeForKernels"/>'s.
+/// 32, d = max|x| / 127 and q = round(x / d) (to even), kept as int8 quants [rows, K], and per block a pair (−offset·Σq
+/// as int32, d rounded to F16 as llama.cpp stores it, as float32) [rows, K / 32]. The offset is the weight's (128 for
+/// Q8_0, 8 for Q4_0: <see cref="Int8Panel.Offset"/>): the generated kernels start a block's integer sum at the
+/// compensation, and the Q4_0 row kernel subtracts it. One layout for the row kernels (<see cref="QuantizedDot"/>) and
+/// the generated ones (<see cref="Int8Kernels"/>, which read the pairs as <see cref="Int8Kernels.MetaBytes"/> apart).
 /// </summary>
 internal unsafe struct Q8Activations
 {
     public sbyte* Quants;   // [rows, K]
-    public float* Scales;   // [rows, K / 32]
-    public float* Offsets;  // [rows, K / 32]: 8 · d · Σ q
+    public byte* Meta;      // [rows, K / 32] pairs (int compensation, float scale)
     public int Blocks;      // K / 32
 
-    public static long BytesFor(int rows, int k) => (long)rows * k + 2L * rows * (k / QuantBlocks.BlockSize) * sizeof(float);
+    /// <summary>Bytes between two rows' pairs.</summary>
+    public readonly long MetaStride => (long)Blocks * Int8Kernels.MetaBytes;
 
-    /// <summary>Quantizes <paramref name="rows"/> rows of K at <paramref name="x"/> (row stride <paramref name="ldx"/>) into <paramref name="memory"/>.</summary>
-    public static Q8Activations Quantize(float* x, int ldx, int rows, int k, byte* memory)
-    {
-        int blocks = k / QuantBlocks.BlockSize;
-        var q = new Q8Activations { Quants = (sbyte*)memory, Scales = (float*)(memory + (long)rows * k), Blocks = blocks };
-        q.Offsets = q.Scales + (long)rows * blocks;
-        for (int r = 0; r < rows; r++)
-            for (int b = 0; b < blocks; b++)
-            {
-                int sum = QuantizeBlock(x + (long)r * ldx + b * QuantBlocks.BlockSize, q.Quants + (long)r * k + b * QuantBlocks.BlockSize, out float d);
-                // llama.cpp keeps an activation block's scale as F16, as the weights'.
-                float stored = (float)(Half)d;
-                q.Scales[(long)r * blocks + b] = stored;
-                q.Offsets[(long)r * blocks + b] = 8f * stored * sum;
-            }
-        return q;
-    }
+    public static long BytesFor(int rows, int k) => (long)rows * k + (long)rows * (k / QuantBlocks.BlockSize) * Int8Kernels.MetaBytes;
 
-    /// <summary>
-    /// Rows <paramref name="firstRow"/>…<paramref name="endRow"/> quantized for <see cref="Int8Kernels"/>: quants
-    /// [rows, K] at <paramref name="quants"/>, and per block the pair (−<paramref name="offset"/>·Σq as int32, the F16
-    /// scale as float32) at <paramref name="meta"/> [rows, K / 32, 2].
-    /// </summary>
-    public static void QuantizeForKernels(float* x, int ldx, int firstRow, int endRow, int k, int offset, sbyte* quants, byte* meta)
+    /// <summary>The layout of <paramref name="rows"/> rows of K in <paramref name="memory"/> (<see cref="BytesFor"/> bytes).</summary>
+    public static Q8Activations In(byte* memory, int rows, int k) =>
+        new() { Quants = (sbyte*)memory, Meta = memory + (long)rows * k, Blocks = k / QuantBlocks.BlockSize };
+
+    /// <summary>The same layout from row <paramref name="row"/> on.</summary>
+    public readonly Q8Activations FromRow(int row) =>
+        new() { Quants = Quants + (long)row * Blocks * QuantBlocks.BlockSize, Meta = Meta + row * MetaStride, Blocks = Blocks };
+
+    /// <summary>Block <paramref name="block"/>'s scale (F16-rounded d) of row <paramref name="row"/>.</summary>
+    public readonly float Scale(int row, int block) => ((float*)(Meta + row * MetaStride))[2 * block + 1];
+
+    /// <summary>Block <paramref name="block"/>'s compensation (−offset·Σq) of row <paramref name="row"/>.</summary>
+    public readonly int Compensation(int row, int block) => ((int*)(Meta + row * MetaStride))[2 * block];
+
+    /// <summary>Quantizes rows <paramref name="firstRow"/>…<paramref name="endRow"/> of <paramref name="x"/> (row stride <paramref name="ldx"/>).</summary>
+    public readonly void Quantize(float* x, int ldx, int firstRow, int endRow, int offset)
     {
-        int blocks = k / QuantBlocks.BlockSize;
+        int k = Blocks * QuantBlocks.BlockSize;
         for (int r = firstRow; r < endRow; r++)
         {
-            byte* pairs = meta + (long)r * blocks * Int8Kernels.MetaBytes;
-            for (int b = 0; b < blocks; b++)
+            int* pairs = (int*)(Meta + r * MetaStride);
+            for (int b = 0; b < Blocks; b++)
             {
-                int sum = QuantizeBlock(x + (long)r * ldx + b * QuantBlocks.BlockSize, quants + (long)r * k + b * QuantBlocks.BlockSize, out float d);
-                ((int*)pairs)[2 * b] = -offset * sum;
-                ((float*)pairs)[2 * b + 1] = (float)(Half)d;
+                int sum = QuantizeBlock(x + (long)r * ldx + b * QuantBlocks.BlockSize, Quants + (long)r * k + b * QuantBlocks.BlockSize, out float scale);
+                pairs[2 * b] = -offset * sum;
+                ((float*)pairs)[2 * b + 1] = scale;
             }
         }
     }
 
-    /// <summary>One block of 32: q = round(x·id) to even with d = max|x| / 127 and id = 1 / d (0 for an all-zero block); returns Σq.</summary>
+    /// <summary>
+    /// One block of 32: q = round(x·id) to even with d = max|x| / 127 and id = 1 / d (0 for an all-zero block); returns
+    /// Σq, and d rounded to F16 (llama.cpp keeps an activation block's scale as F16, as the weights') in <paramref name="scale"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int QuantizeBlock(float* x, sbyte* q, out float d)
+    public static int QuantizeBlock(float* x, sbyte* q, out float scale)
     {
+        float d;
         if (Avx512F.IsSupported)
         {
             var v0 = Vector512.Load(x);
@@ -77,6 +77,7 @@ internal unsafe struct Q8Activations
             var q1 = Avx512F.ConvertToVector512Int32(v1 * id);
             Avx512F.ConvertToVector128SByte(q0).Store(q);
             Avx512F.ConvertToVector128SByte(q1).Store(q + 16);
+            scale = (float)(Half)d;
             return Vector512.Sum(q0 + q1);
         }
         float max = 0;
@@ -90,6 +91,7 @@ internal unsafe struct Q8Activations
             q[i] = (sbyte)value;
             total += value;
         }
+        scale = (float)(Half)d;
         return total;
     }
 }

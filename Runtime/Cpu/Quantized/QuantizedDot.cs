@@ -56,7 +56,7 @@ internal static unsafe class QuantizedDot
                     sbyte* aq = q.Quants + (long)i * k + b * QuantBlocks.BlockSize;
                     int s = 0;
                     for (int j = 0; j < QuantBlocks.BlockSize; j++) s += wq[j] * aq[j];
-                    total += Scale(w + b * size) * q.Scales[(long)i * blocks + b] * s;
+                    total += Scale(w + b * size) * q.Scale(i, b) * s;
                 }
                 sums[i] = total;
             }
@@ -74,7 +74,7 @@ internal static unsafe class QuantizedDot
             {
                 var aq = Vector256.Load(q.Quants + (long)i * k + b * QuantBlocks.BlockSize);
                 var products = Products(ax, Avx2.Sign(aq, wq), ones);
-                var scale = Vector256.Create(d * q.Scales[(long)i * blocks + b]);
+                var scale = Vector256.Create(d * q.Scale(i, b));
                 switch (i)
                 {
                     case 0: acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc0); break;
@@ -103,7 +103,7 @@ internal static unsafe class QuantizedDot
                     int s = 0;
                     for (int j = 0; j < QuantBlocks.BlockSize / 2; j++)
                         s += ((wq[j] & 0x0F) - 8) * aq[j] + ((wq[j] >> 4) - 8) * aq[j + QuantBlocks.BlockSize / 2];
-                    total += Scale(w + b * size) * q.Scales[(long)i * blocks + b] * s;
+                    total += Scale(w + b * size) * q.Scale(i, b) * s;
                 }
                 sums[i] = total;
             }
@@ -122,11 +122,11 @@ internal static unsafe class QuantizedDot
             var wq = Vector256.Create(packed & low, Vector128.ShiftRightLogical(packed, 4) & low);
             for (int i = 0; i < rows; i++)
             {
-                long at = (long)i * blocks + b;
+                float da = q.Scale(i, b);
                 var aq = Vector256.Load(q.Quants + (long)i * k + b * QuantBlocks.BlockSize);
                 var products = Products(wq, aq, ones);
-                var scale = Vector256.Create(d * q.Scales[at]);
-                float offset = d * q.Offsets[at];
+                var scale = Vector256.Create(d * da);
+                float offset = d * (-q.Compensation(i, b) * da); // d_w · 8·Σq_a·d_a
                 switch (i)
                 {
                     case 0: acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), scale, acc0); c0 += offset; break;

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using LoraRuntime.Cpu.Gemm;
 using LoraRuntime.Quantization;
 
@@ -9,10 +8,11 @@ namespace LoraRuntime.Cpu.Quantized;
 /// Q4_0 weight (<see cref="ActivationPrecision.Q8_0"/>) of several rows run the generated AVX-512 VNNI kernels
 /// (<see cref="Int8Product"/>) where the CPU has them, else A rounded to Q8_0's values through the float product
 /// below. A few rows (decode) take each weight row once through <see cref="QuantizedDot"/>, in parallel over the
-/// weight's rows: the weight streams from memory in its stored bytes, which is what sets a decode step's speed. More rows run the packed float32 GEMM with W's panels
-/// decoded by the GEMM's own tasks (<see cref="Gemm.SgemmDriver.RunDecoded"/>): each task decodes the depth block of the
-/// panels it multiplies into its panel buffer, where the micro-kernel reads them at once, so the conversion is paid once
-/// however many rows share it, in one parallel pass. The input gradient (op = W) and the K-quants (whose 256-value
+/// weight's rows: the weight streams from memory in its stored bytes, which is what sets a decode step's speed. More
+/// rows run the packed float32 GEMM with W's panels decoded by the GEMM's own tasks
+/// (<see cref="Gemm.SgemmDriver.RunDecoded"/>): each task decodes the depth block of the panels it multiplies into its
+/// panel buffer, where the micro-kernel reads them at once, so the conversion is paid once however many rows share it,
+/// in one parallel pass. The input gradient (op = W) and the K-quants (whose 256-value
 /// blocks do not divide the depth block) decode W a chunk of rows at a time instead. Scratch is pooled per concurrent
 /// caller and kept: a warm call allocates nothing.
 /// </summary>
@@ -49,6 +49,9 @@ internal sealed unsafe class QuantizedGemm : IDisposable
         _workers = workers;
     }
 
+    /// <summary>True where integer products of <see cref="GeneratedKernelMinRows"/> rows or more run the generated VNNI kernels (the AVX-512 GEMM family, and the kernels run here).</summary>
+    public bool UsesGeneratedKernels => _sgemm.IsAvx512 && Int8Product.IsSupported;
+
     /// <summary>C = α·A·op(W) + β·C, validated (m ≥ 1).</summary>
     public void Run(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta, Tensor c, long offsetC, int ldc,
         ActivationPrecision activations)
@@ -58,8 +61,7 @@ internal sealed unsafe class QuantizedGemm : IDisposable
         var scratch = Rent();
         try
         {
-            bool generated = integer && _sgemm.IsAvx512 && Int8Product.IsSupported;
-            if (generated && m >= GeneratedKernelMinRows) scratch.Integer.Run(m, alpha, a0, lda, w, beta, c0, ldc);
+            if (integer && m >= GeneratedKernelMinRows && UsesGeneratedKernels) scratch.Integer.Run(m, alpha, a0, lda, w, beta, c0, ldc);
             else if (opW == Transpose.Yes && m <= RowKernelMaxRows) scratch.RowProduct(m, alpha, a0, lda, w, beta, c0, ldc, integer);
             else if (integer) scratch.RoundedProduct(m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
             else scratch.ChunkProduct(opW, m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
@@ -109,10 +111,8 @@ internal sealed unsafe class QuantizedGemm : IDisposable
     private sealed class Scratch : IParallelWork, IDisposable
     {
         private readonly QuantizedGemm _owner;
-        private readonly float*[] _rowBuffer; // per worker: one decoded weight row
-        private readonly int[] _rowBufferFloats;
-        private byte* _activations;
-        private long _activationBytes;
+        private readonly ScratchBuffer[] _rowBuffer; // per worker: decoded weight rows
+        private ScratchBuffer _activations;
         private Tensor? _chunk;
         private Tensor? _rounded;
         private Int8Product? _integer;
@@ -131,8 +131,7 @@ internal sealed unsafe class QuantizedGemm : IDisposable
         public Scratch(QuantizedGemm owner)
         {
             _owner = owner;
-            _rowBuffer = new float*[owner._workers.ThreadCount];
-            _rowBufferFloats = new int[owner._workers.ThreadCount];
+            _rowBuffer = new ScratchBuffer[owner._workers.ThreadCount];
         }
 
         /// <summary>The products of the generated integer kernels (<see cref="Int8Product"/>), made on first use.</summary>
@@ -150,14 +149,8 @@ internal sealed unsafe class QuantizedGemm : IDisposable
             (_m, _ldx, _ldc, _alpha, _beta, _decoding, _integerRows) = (m, lda, ldc, alpha, beta, false, integer);
             if (integer)
             {
-                long need = Q8Activations.BytesFor(m, _k);
-                if (need > _activationBytes)
-                {
-                    if (_activations != null) NativeMemory.AlignedFree(_activations);
-                    _activations = (byte*)NativeMemory.AlignedAlloc((nuint)need, 64);
-                    _activationBytes = need;
-                }
-                _q = Q8Activations.Quantize(a, lda, m, _k, _activations);
+                _q = Q8Activations.In((byte*)_activations.Reserve(Q8Activations.BytesFor(m, _k)), m, _k);
+                _q.Quantize(a, lda, 0, m, Int8Panel.Offset(w.Format));
             }
             // A few tasks per thread, each a run of rows; tiny products stay on the calling thread.
             long work = (long)m * _rows * _k;
@@ -240,8 +233,7 @@ internal sealed unsafe class QuantizedGemm : IDisposable
             for (int i = 0; i < m; i++)
                 for (int b = 0; b < k; b += QuantBlocks.BlockSize)
                 {
-                    Q8Activations.QuantizeBlock(x + (long)i * lda + b, q, out float d);
-                    float scale = (float)(Half)d;
+                    Q8Activations.QuantizeBlock(x + (long)i * lda + b, q, out float scale);
                     for (int j = 0; j < QuantBlocks.BlockSize; j++) rounded[(long)i * k + b + j] = q[j] * scale;
                 }
             ChunkProduct(Transpose.Yes, m, alpha, _rounded, 0, k, w, beta, c, offsetC, ldc);
@@ -306,13 +298,7 @@ internal sealed unsafe class QuantizedGemm : IDisposable
                 for (int i0 = 0; i0 < _m; i0 += QuantizedDot.MaxRows)
                 {
                     int rows = Math.Min(QuantizedDot.MaxRows, _m - i0);
-                    var q = _q;
-                    if (_integerRows)
-                    {
-                        q.Quants += (long)i0 * _k;
-                        q.Scales += (long)i0 * q.Blocks;
-                        q.Offsets += (long)i0 * q.Blocks;
-                    }
+                    var q = _integerRows ? _q.FromRow(i0) : default;
                     QuantizedDot.Row(_format, _integerRows, row, _k, _x + (long)i0 * _ldx, _ldx, q, rows, buffer, sums);
                     for (int i = 0; i < rows; i++)
                     {
@@ -323,26 +309,12 @@ internal sealed unsafe class QuantizedGemm : IDisposable
             }
         }
 
-        private float* RowBuffer(int worker, int floats)
-        {
-            if (_rowBufferFloats[worker] < floats)
-            {
-                if (_rowBuffer[worker] != null) NativeMemory.AlignedFree(_rowBuffer[worker]);
-                _rowBuffer[worker] = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
-                _rowBufferFloats[worker] = floats;
-            }
-            return _rowBuffer[worker];
-        }
+        private float* RowBuffer(int worker, int floats) => (float*)_rowBuffer[worker].Reserve((long)floats * sizeof(float));
 
         public void Dispose()
         {
-            for (int i = 0; i < _rowBuffer.Length; i++)
-            {
-                if (_rowBuffer[i] != null) NativeMemory.AlignedFree(_rowBuffer[i]);
-                _rowBuffer[i] = null;
-            }
-            if (_activations != null) NativeMemory.AlignedFree(_activations);
-            _activations = null;
+            for (int i = 0; i < _rowBuffer.Length; i++) _rowBuffer[i].Free();
+            _activations.Free();
             _chunk?.Dispose();
             _chunk = null;
             _rounded?.Dispose();
