@@ -6,7 +6,7 @@ namespace LoraRuntime.Layers.Adapters;
 /// them in one call, and the activations its passes keep in one reservation for the model's maximum (B, T).
 /// Disposing it removes it from its modules.
 /// </summary>
-internal sealed class LoraAdapter : IDisposable
+internal sealed class LoraAdapter : IDisposable, Training.IDropoutLayers
 {
     private readonly List<LoraWeights> _modules = [];
     private bool _disposed;
@@ -39,6 +39,17 @@ internal sealed class LoraAdapter : IDisposable
     /// dropout mask of its rows of the global batch, so masks do not depend on the number of ranks.
     /// </summary>
     public int BatchFirstRow { get; set; }
+
+    /// <summary>Training forward passes so far, the counter each module's dropout masks are drawn from (set by a resumed trainer).</summary>
+    public long TrainingPasses
+    {
+        get => _modules.Count == 0 ? 0 : (long)_modules[0].TrainingPasses;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            foreach (var module in _modules) module.TrainingPasses = (ulong)value;
+        }
+    }
 
     /// <summary>
     /// Creates adapter <paramref name="name"/> on each (module, options) pair: validates everything first (a frozen,

@@ -62,6 +62,9 @@ internal sealed class LoraWeights
 
     internal DoraMagnitude? Dora { get; }
 
+    /// <summary>Training forward passes so far (each draws its dropout mask from the next count).</summary>
+    internal ulong TrainingPasses { get => _step; set => _step = value; }
+
     /// <summary>The seed of the dropout mask of the last training forward pass.</summary>
     internal ulong MaskSeed => _maskSeed;
 

@@ -102,14 +102,17 @@ internal sealed class Trainer : IDisposable
     private readonly int[] _hostInputs, _hostTargets;
     private readonly Communicator _world;
     private readonly double[] _loss = new double[1];
+    private readonly IDropoutLayers? _dropout;
     private TrainingRandom _random;
 
     /// <summary>
     /// A trainer of <paramref name="trained"/> (the model's parameters or an adapter's) on <paramref name="train"/>; with
-    /// <paramref name="world"/>, this rank's part of a data-parallel job (the model reserved for <see cref="Shard"/>'s rows).
+    /// <paramref name="world"/>, this rank's part of a data-parallel job (the model reserved for <see cref="Shard"/>'s rows);
+    /// <paramref name="dropout"/> (a LoRA adapter's) is turned off to evaluate, draws the masks of this rank's rows, and
+    /// continues its masks on resume.
     /// </summary>
     public Trainer(GptModel model, ParameterSet trained, TokenBatches train, TokenBatches validation, TrainOptions options,
-        Communicator? world = null)
+        Communicator? world = null, IDropoutLayers? dropout = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trained);
@@ -136,6 +139,8 @@ internal sealed class Trainer : IDisposable
         _hostTargets = new int[shape.Length];
         _random = new TrainingRandom(options.Seed);
         _evaluator = new Evaluator(model, options.Batch, _world);
+        _dropout = dropout;
+        if (dropout is not null) dropout.BatchFirstRow = Shard.FirstRow;
     }
 
     /// <summary>The run's options.</summary>
@@ -203,7 +208,19 @@ internal sealed class Trainer : IDisposable
     /// <summary>Mean loss over <see cref="TrainOptions.EvalIterations"/> batches of each split, from a fixed sampler (comparable across steps).</summary>
     public (float Train, float Validation) Evaluate() => (Evaluate(_train), Evaluate(_validation));
 
-    private float Evaluate(TokenBatches split) => _evaluator.MeanLoss(split, Options.EvalIterations, Options.Seed);
+    private float Evaluate(TokenBatches split)
+    {
+        bool training = _dropout?.Training ?? false;
+        if (_dropout is not null) _dropout.Training = false;
+        try
+        {
+            return _evaluator.MeanLoss(split, Options.EvalIterations, Options.Seed);
+        }
+        finally
+        {
+            if (_dropout is not null) _dropout.Training = training;
+        }
+    }
 
     private void NextBatch(TokenBatches split, ref TrainingRandom random)
     {
@@ -283,6 +300,8 @@ internal sealed class Trainer : IDisposable
         }
         _optimizer.RestoreStep(optimizerStep);
         (Step, SkippedSteps, _random) = (step, skipped, random);
+        // Every step took Accumulation training passes (evaluation takes none): the masks continue where the run was.
+        if (_dropout is not null) _dropout.TrainingPasses = (long)step * Options.Accumulation;
     }
 
     /// <summary>Returns the optimizer's and the batches' memory.</summary>

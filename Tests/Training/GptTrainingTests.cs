@@ -1,5 +1,6 @@
 using LoraRuntime.Cpu;
 using LoraRuntime.Layers;
+using LoraRuntime.Layers.Adapters;
 using LoraRuntime.Layers.Training;
 using Xunit;
 
@@ -106,6 +107,38 @@ public sealed class GptTrainingTests : IDisposable
             for (int i = 5; i < 10; i++) Assert.Equal(straightLosses[i], trainer.TrainStep().Loss);
             Assert.Equal(straight, model.Parameters.Values.ToArray());
         }
+    }
+
+    [Fact]
+    public void A_lora_trainer_evaluates_without_dropout_and_a_resumed_run_continues_its_masks()
+    {
+        var (train, val) = Data();
+        var options = Options(6) with { Accumulation = 2 };
+        float[] Run(int resumeAt, bool save)
+        {
+            using var model = new GptModel(_cpu, Tiny, maxBatch: 4, training: true, trainParameters: false);
+            model.Initialize(4);
+            using var lora = new LoraModel(model);
+            var adapter = lora.AddAdapter("d", new LoraConfig
+            {
+                TargetModules = ["q", "v", "fc"], Defaults = new LoraOptions { Rank = 2, Alpha = 4, Dropout = 0.5f, Init = LoraInit.Random, Seed = 7 },
+            });
+            using var trainer = new Trainer(model, adapter.Parameters, train, val, options, dropout: adapter);
+            // Evaluation draws no masks: twice the same numbers, and training mode comes back after.
+            var first = trainer.Evaluate();
+            Assert.Equal(first, trainer.Evaluate());
+            Assert.True(adapter.Training);
+            if (resumeAt > 0) trainer.ResumeFrom(_dir);
+            for (int step = trainer.Step; step < options.Iterations; step++)
+            {
+                trainer.TrainStep();
+                if (save && trainer.Step == 3) trainer.SaveCheckpoint(_dir);
+            }
+            return adapter.Parameters.Values.ToArray();
+        }
+        var straight = Run(resumeAt: 0, save: true);
+        // Resumed at step 3, the masks of steps 3–5 are the uninterrupted run's: the same adapter, bit for bit.
+        Assert.Equal(straight, Run(resumeAt: 3, save: false));
     }
 
     [Fact]
