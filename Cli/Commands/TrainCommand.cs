@@ -61,9 +61,7 @@ internal static class TrainCommand
         using var gradients = TrainingOptions.GradientCommunicator(world, backend);
         using var trainer = new Trainer(model, model.Parameters, train, validation, options, gradients.Value);
         string checkpoints = Path.Combine(outDir, "checkpoints");
-        if (!resume && Directory.Exists(checkpoints) && Directory.EnumerateFileSystemEntries(checkpoints).Any())
-            throw new UsageException($"--out: '{outDir}' holds the checkpoints of an earlier run; pass --resume to continue it, or write to another folder");
-        if (resume) TrainingRun.Resume(terminal, trainer, checkpoints);
+        TrainingRun.Start(terminal, trainer, outDir, checkpoints, resume);
         terminal.Error.MarkupLine(
             $"[grey]{(config.Mlp == MlpKind.GatedSilu ? "Llama-style" : "GPT")} {config.Layers}L/{config.Heads}H/{config.Channels}C, T = {config.BlockSize}, V = {config.Vocabulary}: {model.Parameters.Count:N0} parameters on {backend.Name}; {train.Length:N0} training tokens{TrainingOptions.RanksNote(world)}[/]");
         var log = new TrainingLog();

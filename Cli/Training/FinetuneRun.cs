@@ -45,10 +45,9 @@ internal static class FinetuneRun
                 throw new UsageException(
                     $"--targets: {fused.Module.Path} is one of our fused projections; the Llama layout has q, k, v and gate, up as separate modules: target those");
             using var gradients = TrainingOptions.GradientCommunicator(world, backend);
-            using var trainer = new Trainer(model, adapter.Parameters, train, validation, options, gradients.Value);
-            adapter.BatchFirstRow = trainer.Shard.FirstRow; // this rank's rows draw the global batch's dropout masks
+            using var trainer = new Trainer(model, adapter.Parameters, train, validation, options, gradients.Value, adapter);
             string checkpoints = Path.Combine(outDir, "checkpoints");
-            if (resume) TrainingRun.Resume(terminal, trainer, checkpoints);
+            TrainingRun.Start(terminal, trainer, outDir, checkpoints, resume);
             terminal.Error.MarkupLine(
                 $"[grey]LoRA r = {config.Defaults.Rank}, α = {config.Defaults.Alpha} on {Markup.Escape(string.Join(",", config.TargetModules))}: " +
                 $"{adapter.Parameters.Count:N0} trained parameters ({adapter.Modules.Count} modules), base {model.Parameters.Count:N0} frozen{TrainingOptions.RanksNote(world)}[/]");

@@ -60,11 +60,18 @@ internal static class TrainingRun
     }
 
     /// <summary>
-    /// Restores the latest checkpoint under <paramref name="checkpoints"/> into <paramref name="trainer"/>, with the
-    /// run's errors in the user's words: a checkpoint of another run, or one already past --iters.
+    /// With <paramref name="resume"/>, restores the latest checkpoint under <paramref name="checkpoints"/> into
+    /// <paramref name="trainer"/>, with the run's errors in the user's words (a checkpoint of another run, or one already
+    /// past --iters); without, refuses a folder that holds an earlier run's checkpoints rather than mixing them.
     /// </summary>
-    public static void Resume(Terminal terminal, Trainer trainer, string checkpoints)
+    public static void Start(Terminal terminal, Trainer trainer, string outDir, string checkpoints, bool resume)
     {
+        if (!resume)
+        {
+            if (Directory.Exists(checkpoints) && Directory.EnumerateFileSystemEntries(checkpoints).Any())
+                throw new UsageException($"--out: '{outDir}' holds the checkpoints of an earlier run; pass --resume to continue it, or write to another folder");
+            return;
+        }
         try
         {
             trainer.ResumeFrom(checkpoints);

@@ -39,6 +39,9 @@ public sealed class TrainingCommandsTests : IDisposable
         Assert.Equal(0, Run("finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "4", "--batch", "2",
             "--eval-every", "2", "--eval-iters", "1", "--rank", "2", "--targets", "q,v"));
         Assert.True(File.Exists(Path.Combine(adapter, "adapter_config.json")));
+        // A second run into the same folder would mix its checkpoints with the first's: refused unless it resumes.
+        Assert.Equal(2, Run("finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "4", "--batch", "2", "--rank", "2", "--targets", "q,v"));
+        Assert.Contains("holds the checkpoints of an earlier run; pass --resume", _error.ToString());
         _out.GetStringBuilder().Clear();
         Assert.Equal(0, Run("generate", "--base", model, "--adapter", adapter + ":0.5", "--prompt", "ROMEO:", "--tokens", "10"));
         Assert.StartsWith("ROMEO:", _out.ToString());
