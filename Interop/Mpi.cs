@@ -76,10 +76,6 @@ public static unsafe partial class Mpi
     [LibraryImport(Library)]
     public static partial int MPI_Bcast(void* buffer, int count, nint datatype, int root, nint comm);
 
-    /// <summary>int MPI_Barrier(MPI_Comm comm).</summary>
-    [LibraryImport(Library)]
-    public static partial int MPI_Barrier(nint comm);
-
     /// <summary>int MPI_Get_library_version(char* version, int* resultlen); version holds <see cref="MaxLibraryVersionString"/> bytes.</summary>
     [LibraryImport(Library)]
     public static partial int MPI_Get_library_version(byte* version, int* resultlen);
@@ -105,16 +101,15 @@ public static unsafe partial class Mpi
 
 /// <summary>
 /// The predefined handles of Open MPI, as the addresses of the objects the library exports: the world communicator,
-/// the float/double/byte datatypes, the sum and max operations and the errors-return handler.
+/// the float/double/byte datatypes, the sum operation and the errors-return handler.
 /// </summary>
 /// <param name="CommWorld">MPI_COMM_WORLD.</param>
 /// <param name="Float">MPI_FLOAT.</param>
 /// <param name="Double">MPI_DOUBLE.</param>
 /// <param name="Byte">MPI_BYTE.</param>
 /// <param name="Sum">MPI_SUM.</param>
-/// <param name="Max">MPI_MAX.</param>
 /// <param name="ErrorsReturn">MPI_ERRORS_RETURN.</param>
-public readonly record struct MpiHandles(nint CommWorld, nint Float, nint Double, nint Byte, nint Sum, nint Max, nint ErrorsReturn)
+public readonly record struct MpiHandles(nint CommWorld, nint Float, nint Double, nint Byte, nint Sum, nint ErrorsReturn)
 {
     /// <summary>Reads the handles from the loaded library <paramref name="library"/>; throws naming the first missing export.</summary>
     public static MpiHandles From(nint library)
@@ -125,7 +120,7 @@ public readonly record struct MpiHandles(nint CommWorld, nint Float, nint Double
                 : throw new EntryPointNotFoundException($"the MPI library does not export {name}: it is not Open MPI (MPICH and Intel MPI use integer handles, which are not bound)");
         return new MpiHandles(
             Export(library, "ompi_mpi_comm_world"), Export(library, "ompi_mpi_float"), Export(library, "ompi_mpi_double"),
-            Export(library, "ompi_mpi_byte"), Export(library, "ompi_mpi_op_sum"), Export(library, "ompi_mpi_op_max"),
+            Export(library, "ompi_mpi_byte"), Export(library, "ompi_mpi_op_sum"),
             Export(library, "ompi_mpi_errors_return"));
     }
 }

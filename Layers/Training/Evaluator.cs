@@ -55,7 +55,7 @@ internal sealed class Evaluator : IDisposable
             _inputs.CopyFrom(_hostInputs);
             _targets.CopyFrom(_hostTargets);
             float loss = _model.Forward(_inputs, _targets);
-            sum += _shard.IsWhole ? loss : loss * _shard.Weight;
+            sum += loss * _shard.Weight; // the whole batch: a weight of exactly 1
         }
         if (_world.IsDistributed)
         {

@@ -2,7 +2,7 @@ namespace LoraRuntime.Distributed;
 
 /// <summary>
 /// The processes of one job and the collectives data-parallel training needs: a sum over every rank of a float32
-/// tensor (the gradients) or of a few host values (losses), a broadcast, a barrier, and an abort that ends the whole
+/// tensor (the gradients) or of a few host values (losses), a broadcast, and an abort that ends the whole
 /// job. <see cref="FromEnvironment"/> gives MPI's world when the process was launched by <c>mpirun</c> and a single
 /// process otherwise, where every collective is the identity. Every rank ends a sum with the same bits.
 /// </summary>
@@ -38,9 +38,6 @@ public abstract class Communicator : IDisposable
     /// <summary>Copies <paramref name="bytes"/> of rank <paramref name="root"/> into every other rank's.</summary>
     public abstract void Broadcast(Span<byte> bytes, int root);
 
-    /// <summary>Returns when every rank has called it.</summary>
-    public abstract void Barrier();
-
     /// <summary>Ends every process of the job with <paramref name="exitCode"/>; does not return.</summary>
     public abstract void Abort(int exitCode);
 
@@ -68,8 +65,9 @@ public abstract class Communicator : IDisposable
     {
         ArgumentNullException.ThrowIfNull(world);
         ArgumentNullException.ThrowIfNull(backend);
-        if (!world.IsDistributed || backend is not Cuda.CudaBackend cuda || world is not MpiCommunicator mpi) return world;
-        return NcclCommunicator.TryCreate(mpi, cuda) ?? world;
+        if (!world.IsDistributed || world is not MpiCommunicator mpi) return world;
+        // Every rank votes, whatever its device, so that a job whose ranks chose different devices agrees (on MPI).
+        return NcclCommunicator.TryCreate(mpi, backend as Cuda.CudaBackend) ?? world;
     }
 
     /// <summary>Checks a collective's arguments: a live float32 tensor of this communicator's kind of memory.</summary>
@@ -109,10 +107,6 @@ public abstract class Communicator : IDisposable
         public override void Broadcast(Span<byte> bytes, int root)
         {
             if (root != 0) throw new ArgumentOutOfRangeException(nameof(root), root, "root: expected 0, the only rank");
-        }
-
-        public override void Barrier()
-        {
         }
 
         public override void Abort(int exitCode) => Environment.Exit(exitCode);

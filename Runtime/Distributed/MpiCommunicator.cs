@@ -22,10 +22,10 @@ public sealed unsafe class MpiCommunicator : Communicator
     private float[] _staging = [];
     private bool _disposed;
 
-    private MpiCommunicator(MpiHandles handles, int rank, int size, string library, string host, string loadedFrom)
+    private MpiCommunicator(MpiHandles handles, int rank, int size, string library, string host)
     {
         _handles = handles;
-        (Rank, Size, Library, Host, LoadedFrom) = (rank, size, library, host, loadedFrom);
+        (Rank, Size, Library, Host) = (rank, size, library, host);
     }
 
     /// <inheritdoc/>
@@ -42,9 +42,6 @@ public sealed unsafe class MpiCommunicator : Communicator
 
     /// <inheritdoc/>
     public override string Host { get; }
-
-    /// <summary>The file the library loaded from.</summary>
-    public string LoadedFrom { get; }
 
     /// <summary>
     /// The world of this process: loads Open MPI, calls MPI_Init_thread, reads rank, size, version and host. The same
@@ -72,7 +69,14 @@ public sealed unsafe class MpiCommunicator : Communicator
             }
             int flag = 0, provided = 0;
             Check(Mpi.MPI_Initialized(&flag), "MPI_Initialized", -1);
-            if (flag == 0) Check(Mpi.MPI_Init_thread(null, null, Mpi.MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread", -1);
+            if (flag == 0)
+            {
+                Check(Mpi.MPI_Init_thread(null, null, Mpi.MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread", -1);
+                // Collectives come from whichever thread runs the step: a library built without thread support cannot serve them.
+                if (provided < Mpi.MPI_THREAD_SERIALIZED)
+                    throw new DistributedException(
+                        $"{load.LoadedFrom}: MPI_Init_thread gave thread level {provided}; MPI_THREAD_SERIALIZED ({Mpi.MPI_THREAD_SERIALIZED}) is needed");
+            }
             Check(Mpi.MPI_Comm_set_errhandler(handles.CommWorld, handles.ErrorsReturn), "MPI_Comm_set_errhandler", -1);
             int rank = 0, size = 0, length = 0;
             Check(Mpi.MPI_Comm_rank(handles.CommWorld, &rank), "MPI_Comm_rank", -1);
@@ -82,7 +86,7 @@ public sealed unsafe class MpiCommunicator : Communicator
             string version = FirstLine(text, length);
             Check(Mpi.MPI_Get_processor_name(text, &length), "MPI_Get_processor_name", rank);
             string host = FirstLine(text, length);
-            s_world = new MpiCommunicator(handles, rank, size, $"{version} ({load.LoadedFrom})", host, load.LoadedFrom!);
+            s_world = new MpiCommunicator(handles, rank, size, $"{version} ({load.LoadedFrom})", host);
             return s_world;
         }
     }
@@ -145,13 +149,6 @@ public sealed unsafe class MpiCommunicator : Communicator
             int count = Math.Min(MaxElementsPerCall, bytes.Length - start);
             fixed (byte* p = bytes.Slice(start, count)) Check(Mpi.MPI_Bcast(p, count, _handles.Byte, root, _handles.CommWorld), "MPI_Bcast", Rank);
         }
-    }
-
-    /// <inheritdoc/>
-    public override void Barrier()
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        Check(Mpi.MPI_Barrier(_handles.CommWorld), "MPI_Barrier", Rank);
     }
 
     /// <summary>MPI_Abort on the world: the launcher ends every rank with <paramref name="exitCode"/>.</summary>

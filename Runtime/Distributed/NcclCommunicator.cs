@@ -37,22 +37,22 @@ public sealed unsafe class NcclCommunicator : Communicator
     public override string Host => _mpi.Host;
 
     /// <summary>
-    /// NCCL over <paramref name="backend"/>'s GPU for the ranks of <paramref name="mpi"/>, or null when a rank has no
-    /// libnccl or shares its GPU (every rank reaches the same answer through one sum). A failure after that
-    /// (two ranks on one GPU, a network error) is a <see cref="DistributedException"/>.
+    /// NCCL over <paramref name="backend"/>'s GPU for the ranks of <paramref name="mpi"/>, or null when a rank is not on
+    /// CUDA (<paramref name="backend"/> null), has no libnccl or shares its GPU (every rank, whatever its device, reaches
+    /// the same answer through one sum). A failure after that (two ranks on one GPU, a network error) is a
+    /// <see cref="DistributedException"/>.
     /// </summary>
-    public static NcclCommunicator? TryCreate(MpiCommunicator mpi, CudaBackend backend)
+    public static NcclCommunicator? TryCreate(MpiCommunicator mpi, CudaBackend? backend)
     {
         ArgumentNullException.ThrowIfNull(mpi);
-        ArgumentNullException.ThrowIfNull(backend);
         // Every rank must take the same path: agree on whether each can (a sum of "cannot" over the ranks). A rank cannot
         // without libnccl, or when its machine runs more ranks than it has GPUs (NCCL refuses two ranks on one device;
         // the MPI path through host memory serves them).
         var launch = DistributedLaunch.Detect();
-        bool can = NativeLibraryResolver.Load(Nccl.Library).IsLoaded && launch.LocalSize <= Devices.Probe.Devices.Count;
+        bool can = backend is not null && NativeLibraryResolver.Load(Nccl.Library).IsLoaded && launch.LocalSize <= Devices.Probe.Devices.Count;
         Span<double> cannot = [can ? 0 : 1];
         mpi.AllReduceSum(cannot);
-        if (cannot[0] > 0) return null;
+        if (cannot[0] > 0 || backend is null) return null;
         try
         {
             int version = 0;
@@ -94,9 +94,6 @@ public sealed unsafe class NcclCommunicator : Communicator
 
     /// <inheritdoc/>
     public override void Broadcast(Span<byte> bytes, int root) => _mpi.Broadcast(bytes, root);
-
-    /// <inheritdoc/>
-    public override void Barrier() => _mpi.Barrier();
 
     /// <inheritdoc/>
     public override void Abort(int exitCode)

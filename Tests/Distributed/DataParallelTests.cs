@@ -105,7 +105,7 @@ public sealed class DataParallelTests : IDisposable
         string model = Path.Combine(_root, "base");
         Assert.Equal(0, InProcess(["train", "--data", _corpus, "--out", model, "--iters", "10", .. TinyGpt, "--batch", "4", "--eval-every", "10", "--eval-iters", "1"]));
         string[] finetune = ["finetune", "--base", model, "--data", _corpus, "--iters", "9", "--batch", "4", "--rank", "2", "--lr", "3e-3", "--warmup", "1",
-            "--eval-every", "3", "--eval-iters", "1", "--seed", "3"];
+            "--eval-every", "3", "--eval-iters", "1", "--seed", "3", "--lora-dropout", "0.1", "--grad-accum", "2"];
         string one = Path.Combine(_root, "one");
         Assert.Equal(0, InProcess([.. finetune, "--out", one]));
         string resumed = RewoundCopy(one, "resumed", 3);
@@ -131,12 +131,13 @@ public sealed class DataParallelTests : IDisposable
     }
 
     [Fact]
-    public void A_batch_too_small_for_the_ranks_ends_the_job_with_the_error_of_each_rank()
+    public void A_batch_too_small_for_the_ranks_ends_the_job_with_a_rank_s_error()
     {
         string mpirun = RequireMpirun();
         var (code, output) = Mpi(mpirun, 2, ["train", "--data", _corpus, "--out", Path.Combine(_root, "m"), .. TinyGpt, "--batch", "1", "--iters", "2"]);
         Assert.Equal(ExitCodes.Usage, code);
-        Assert.Contains("error: rank 0 of 2 on ", output);
+        // Both ranks find the error; the first to abort ends the other, which may not have printed its own yet.
+        Assert.Matches("error: rank [01] of 2 on ", output);
         Assert.Contains("--batch: 1 sequences cannot be shared by 2 ranks", output);
         Assert.False(Directory.Exists(Path.Combine(_root, "m", "checkpoints")));
     }
