@@ -203,6 +203,15 @@ internal static class GgufModelFile
     }
 
     /// <summary>
+    /// True when a model file of <paramref name="size"/> token ids carries <paramref name="tokenizer"/> as llama.cpp runs
+    /// it; false when <see cref="Write"/> gives it the placeholder vocabulary (the file then runs on token ids).
+    /// </summary>
+    public static bool CarriesVocabulary(ITokenizer? tokenizer, int size) => VocabularyOf(tokenizer, size) is not null;
+
+    private static (string[] Tokens, int[] Types, IReadOnlyList<string> Merges, string Pre, int[] Prefix)? VocabularyOf(ITokenizer? tokenizer, int size) =>
+        tokenizer is HuggingFaceTokenizer hf && hf.GgufVocabulary() is { } vocabulary && vocabulary.Tokens.Length <= size ? vocabulary : null;
+
+    /// <summary>
     /// The tokenizer keys: <paramref name="tokenizer"/>'s byte-level BPE (tokens by id, padded with unused ones to the
     /// model's <paramref name="size"/>; merges; control tokens; its split's name; BOS and EOS), or, where it has none
     /// llama.cpp runs, GPT-2's 256 byte characters then placeholders and no merges, so that the file runs on token ids.
@@ -213,7 +222,7 @@ internal static class GgufModelFile
         var types = new object[size];
         string[] merges = [];
         string pre = "default";
-        if (tokenizer is HuggingFaceTokenizer hf && hf.GgufVocabulary() is { } vocabulary && vocabulary.Tokens.Length <= size)
+        if (VocabularyOf(tokenizer, size) is { } vocabulary)
         {
             for (int i = 0; i < size; i++)
                 (tokens[i], types[i]) = i < vocabulary.Tokens.Length ? (vocabulary.Tokens[i], vocabulary.Types[i]) : ($"[UNUSED{i}]", (object)5);
@@ -224,7 +233,7 @@ internal static class GgufModelFile
                 gguf.Add("tokenizer.ggml.bos_token_id", new GgufValue(GgufValueType.UInt32, (uint)vocabulary.Prefix[0]));
                 gguf.Add("tokenizer.ggml.add_bos_token", new GgufValue(GgufValueType.Bool, true));
             }
-            if (hf.EndOfSequence.Count > 0) gguf.Add("tokenizer.ggml.eos_token_id", new GgufValue(GgufValueType.UInt32, (uint)hf.EndOfSequence[0]));
+            if (tokenizer!.EndOfSequence.Count > 0) gguf.Add("tokenizer.ggml.eos_token_id", new GgufValue(GgufValueType.UInt32, (uint)tokenizer.EndOfSequence[0]));
         }
         else
         {

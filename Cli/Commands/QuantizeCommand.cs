@@ -68,6 +68,9 @@ internal static class QuantizeCommand
                 {
                     throw new UsageException($"--base: {e.Message}");
                 }
+                if (tokenizer is not null && !GgufModelFile.CarriesVocabulary(tokenizer, gpt.Config.Vocabulary))
+                    terminal.Error.MarkupLine("[yellow]the model's tokenizer has no form llama.cpp runs (a SentencePiece vocabulary, or a split llama.cpp has no name for): " +
+                        "the file holds a placeholder vocabulary and runs on token ids[/]");
                 if (adapterSource is not null)
                 {
                     using var lora = new Layers.Adapters.LoraModel(gpt);

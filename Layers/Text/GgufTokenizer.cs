@@ -6,7 +6,8 @@ namespace LoraRuntime.Layers.Text;
 /// <summary>
 /// The tokenizer a GGUF file describes in its tokenizer.ggml.* keys, as llama.cpp's converter writes them: a byte-level
 /// BPE ("gpt2": the tokens by id, the merges, the token types) with the pre-tokenizer its tokenizer.ggml.pre names
-/// (GPT-2's pattern for "default"/"gpt-2", Llama 3's for "llama-bpe", Qwen2's for "qwen2"), control and user-defined
+/// (GPT-2's pattern for "gpt-2", and for "default" too, which llama.cpp splits a little differently — punctuation runs
+/// apart, digits in threes; Llama 3's for "llama-bpe", Qwen2's for "qwen2"), control and user-defined
 /// tokens as special tokens, tokenizer.ggml.add_bos_token's begin-of-sequence token before a prompt, and generation
 /// ending at the end-of-sequence and end-of-turn ids. It is read through the same reader as a tokenizer.json: the keys
 /// are written as one. SentencePiece vocabularies ("llama") are read as the BPE Hugging Face's converter makes of them.

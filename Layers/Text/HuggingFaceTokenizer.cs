@@ -154,14 +154,16 @@ internal sealed partial class HuggingFaceTokenizer : ITokenizer
     /// <summary>
     /// The vocabulary as a GGUF file's tokenizer.ggml.* keys hold it — tokens by id, types (1 normal, 3 control), merges,
     /// the pre-tokenizer's llama.cpp name, the ids put before a prompt — or null where llama.cpp has no name for this
-    /// tokenizer's split (a SentencePiece form, or a pattern other than GPT-2's, Llama 3's and Qwen2's).
+    /// tokenizer's split (a SentencePiece form, or a pattern other than GPT-2's, Llama 3's and Qwen2's). Qwen2's files
+    /// normalise to NFC, which llama.cpp's converter leaves out as its tokenizer does (text is taken as given); an NFC
+    /// normaliser with another split has no llama.cpp name.
     /// </summary>
     internal (string[] Tokens, int[] Types, IReadOnlyList<string> Merges, string Pre, int[] Prefix)? GgufVocabulary()
     {
-        if (_metaspace is not null || _nfc) return null;
+        if (_metaspace is not null) return null;
         string pattern = _split.ToString();
-        string? pre = pattern == Gpt2Pattern ? "default" : pattern == Llama3Pattern ? "llama-bpe" : pattern == Qwen2Pattern ? "qwen2" : null;
-        if (pre is null) return null;
+        string? pre = pattern == Gpt2Pattern ? "gpt-2" : pattern == Llama3Pattern ? "llama-bpe" : pattern == Qwen2Pattern ? "qwen2" : null;
+        if (pre is null || (_nfc && pre != "qwen2")) return null;
         var tokens = new string[VocabularySize];
         var types = new int[VocabularySize];
         for (int i = 0; i < tokens.Length; i++)

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using LoraRuntime.Cpu;
 using LoraRuntime.IO;
@@ -11,7 +12,7 @@ namespace LoraRuntime.Tests.Text;
 /// <summary>
 /// A GGUF file's tokenizer.ggml.* keys, written the way llama.cpp's converter writes a tokenizer.json's vocabulary
 /// (tokens by id, merges, token types, the pre-tokenizer's name, BOS/EOS ids), read back by the model loader: it gives
-/// the ids of the tokenizer.json it came from on varied text — GPT-2's vocabulary ("default") and cl100k's under
+/// the ids of the tokenizer.json it came from on varied text — GPT-2's vocabulary ("gpt-2") and cl100k's under
 /// Llama 3's split ("llama-bpe", merges ignored where a word is a token, as llama.cpp does) — frames prompts with the
 /// begin-of-sequence token when the file says so, and ends generation at its end-of-sequence id.
 /// </summary>
@@ -28,8 +29,16 @@ public sealed class GgufTokenizerTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
+    [Fact]
+    public void GPT_2_s_split_is_written_under_llama_cpp_s_name_for_it()
+    {
+        // llama.cpp's "default" is another split (punctuation runs first, digits in threes); GPT-2's is "gpt-2".
+        var gpt2 = HuggingFaceTokenizer.FromFile(HuggingFaceTokenizerTests.Gpt2File.Value);
+        Assert.Equal("gpt-2", gpt2.GgufVocabulary()!.Value.Pre);
+    }
+
     [Theory]
-    [InlineData("gpt2", "default", false)]
+    [InlineData("gpt2", "gpt-2", false)]
     [InlineData("cl100k", "llama-bpe", true)]
     public void The_file_s_vocabulary_gives_the_tokenizer_json_s_ids(string vocabulary, string pre, bool addBos)
     {
@@ -76,12 +85,17 @@ public sealed class GgufTokenizerTests : IDisposable
         }
     }
 
-    [Fact]
-    public void Quantize_writes_the_models_own_tokenizer_and_it_reads_back_the_same()
+    [Theory]
+    [InlineData("llama-bpe")]
+    [InlineData("qwen2")]
+    public void Quantize_writes_the_models_own_tokenizer_and_it_reads_back_the_same(string pre)
     {
-        var reference = HuggingFaceTokenizer.FromFile(HuggingFaceTokenizerTests.Cl100kFile.Value);
+        // Qwen2's: its split and an NFC normaliser (which GGUF leaves out, as llama.cpp's converter does), over cl100k's ranks.
+        var reference = HuggingFaceTokenizer.FromFile(pre == "qwen2" ? Qwen2StyleFile() : HuggingFaceTokenizerTests.Cl100kFile.Value);
         int vocabulary = reference.VocabularySize + 6; // a model's embedding is often a little larger than its vocabulary
         var shape = new LlamaShape(vocabulary, 64, 64, 1, 2, 1, 32, 1e-5, false, false, false, true, 10000);
+        Assert.True(GgufModelFile.CarriesVocabulary(reference, vocabulary));
+        Assert.False(GgufModelFile.CarriesVocabulary(reference, reference.VocabularySize - 1)); // more tokens than the model has ids
         string path = Path.Combine(_dir, "with-tokenizer.gguf");
         using (var gpt = new GptModel(_backend, LlamaModelTests.Config(shape, 8), 1, training: false, trainParameters: false, (_, _) => WeightFormat.Q8_0))
         {
@@ -90,7 +104,7 @@ public sealed class GgufTokenizerTests : IDisposable
         }
         using (var gguf = GgufReader.Open(path))
         {
-            Assert.Equal("llama-bpe", gguf.Metadata["tokenizer.ggml.pre"].AsString());
+            Assert.Equal(pre, gguf.Metadata["tokenizer.ggml.pre"].AsString());
             Assert.Equal(vocabulary, ((string[])gguf.Metadata["tokenizer.ggml.tokens"].Value).Length);
         }
         var (loaded, tokenizer, _) = ModelDirectory.Load(_backend, path, maxBatch: 1);
@@ -100,7 +114,7 @@ public sealed class GgufTokenizerTests : IDisposable
             foreach (var row in HuggingFaceTokenizerTests.Texts)
             {
                 string text = (string)((Xunit.ITheoryDataRow)row).GetData()[0]!;
-                Assert.Equal(reference.Encode(text), read.Encode(text));
+                Assert.Equal(reference.Encode(text), read.Encode(text.Normalize(NormalizationForm.FormC)));
             }
         }
     }
@@ -220,6 +234,17 @@ public sealed class GgufTokenizerTests : IDisposable
             writer.Save(path);
         }
         File.Delete(plain);
+        return path;
+    }
+
+    /// <summary>cl100k's tokenizer.json with Qwen2's split and an NFC normaliser.</summary>
+    private string Qwen2StyleFile()
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(HuggingFaceTokenizerTests.Cl100kFile.Value))!;
+        json["normalizer"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "NFC" };
+        json["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = HuggingFaceTokenizer.Qwen2Pattern;
+        string path = Path.Combine(_dir, "qwen2-style.json");
+        File.WriteAllText(path, json.ToJsonString());
         return path;
     }
 }
