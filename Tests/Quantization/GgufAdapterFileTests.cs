@@ -74,6 +74,61 @@ public sealed class GgufAdapterFileTests : IDisposable
     }
 
     [Fact]
+    public void An_adapter_s_product_is_the_change_merging_it_makes_to_the_model_file_s_tensors()
+    {
+        // llama.cpp adds scale·B·A to the model file's tensor: so B·A from the adapter file (scale folded in) must be the
+        // difference between the file of the merged model and the bare one, in the rows the model file orders for rope.
+        using var model = new GptModel(_backend, LlamaModelTests.Config(Shape, 16), 1, training: false, trainParameters: false);
+        model.Initialize(5);
+        string bare = Path.Combine(_dir, "bare.gguf"), merged = Path.Combine(_dir, "merged.gguf"), adapterPath = Path.Combine(_dir, "q.gguf");
+        GgufModelFile.Write(model, bare, "m");
+        using (var lora = new LoraModel(model))
+        {
+            var adapter = lora.AddAdapter("a", new LoraConfig
+            {
+                TargetModules = ["q", "k", "down"], Defaults = new LoraOptions { Rank = 3, Alpha = 5, Init = LoraInit.Random, Seed = 4 },
+            });
+            foreach (var w in adapter.Modules) _backend.Scale(w.B.Value, w.B.Value, 0.3f);
+            GgufAdapterFile.Write(adapter, model, adapterPath);
+            lora.Merge();
+            GgufModelFile.Write(model, merged, "m");
+        }
+        using var before = GgufReader.Open(bare);
+        using var after = GgufReader.Open(merged);
+        using var pairs = GgufReader.Open(adapterPath);
+        foreach (string name in (string[])["blk.0.attn_q.weight", "blk.1.attn_k.weight", "blk.0.ffn_down.weight"])
+        {
+            var w0 = Floats(before, name);
+            var w1 = Floats(after, name);
+            Assert.True(pairs.TryGetTensor(name + ".lora_a", out var aInfo));
+            Assert.True(pairs.TryGetTensor(name + ".lora_b", out var bInfo));
+            int inFeatures = (int)aInfo.Dimensions[0], rank = (int)aInfo.Dimensions[1], outFeatures = (int)bInfo.Dimensions[1];
+            var a = Floats(pairs, name + ".lora_a"); // ggml [in, R]: R rows of in
+            var b = Floats(pairs, name + ".lora_b"); // ggml [R, out]: out rows of R
+            var product = new double[outFeatures * inFeatures];
+            for (int o = 0; o < outFeatures; o++)
+                for (int i = 0; i < inFeatures; i++)
+                {
+                    double sum = 0;
+                    for (int r = 0; r < rank; r++) sum += (double)b[o * rank + r] * a[r * inFeatures + i];
+                    product[o * inFeatures + i] = sum;
+                }
+            var change = w1.Select((v, i) => v - w0[i]).ToArray();
+            double error = Reference.RelativeError(change, product);
+            Assert.True(error <= 1e-4, $"{name}: ‖Δ‖/‖B·A‖ = {error:E2}");
+        }
+    }
+
+    private static float[] Floats(GgufReader file, string name)
+    {
+        Assert.True(file.TryGetTensor(name, out var info), name);
+        Assert.Equal(GgmlType.F32, info.Type);
+        var bytes = new byte[info.Bytes];
+        file.ReadBytes(info, bytes);
+        return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+    }
+
+    [Fact]
     public void What_llama_cpp_cannot_hold_is_refused_by_name()
     {
         using var model = new GptModel(_backend, LlamaModelTests.Config(Shape, 16), 1, training: false, trainParameters: false);
