@@ -126,7 +126,7 @@ internal static class LlamaConfig
                 m.ValueKind == JsonValueKind.Undefined ? "nothing" : m.GetRawText());
         if (!Bool(q, "load_in_4bit", false, path))
             throw Invalid(path, "quantization_config.load_in_4bit", "true (bitsandbytes' 8-bit LLM.int8 checkpoints are not read)", q.TryGetProperty("load_in_4bit", out var b) ? b.GetRawText() : "nothing");
-        if (q.TryGetProperty("bnb_4bit_quant_type", out var type) && type.GetString() != "nf4")
+        if (q.TryGetProperty("bnb_4bit_quant_type", out var type) && (type.ValueKind != JsonValueKind.String || type.GetString() != "nf4"))
             throw Invalid(path, "quantization_config.bnb_4bit_quant_type", "\"nf4\"", type.GetRawText());
     }
 

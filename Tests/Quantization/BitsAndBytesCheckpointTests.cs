@@ -65,6 +65,7 @@ public sealed class BitsAndBytesCheckpointTests : IDisposable
         { "missing", "'model.layers.0.self_attn.q_proj.weight.nested_absmax' is missing" },
         { "gptq", "quantization_config.quant_method" },
         { "int8", "LLM.int8" },
+        { "quant_type", "quantization_config.bnb_4bit_quant_type" },
     };
 
     [Theory]
@@ -83,6 +84,7 @@ public sealed class BitsAndBytesCheckpointTests : IDisposable
         {
             "gptq" => """{"quant_method": "gptq", "bits": 4}""",
             "int8" => """{"quant_method": "bitsandbytes", "load_in_8bit": true, "load_in_4bit": false}""",
+            "quant_type" => """{"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": 4}""",
             _ => """{"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": true, "bnb_4bit_compute_dtype": "bfloat16"}""",
         };
         File.WriteAllText(Path.Combine(_dir, "config.json"), $$"""
