@@ -17,6 +17,14 @@ public sealed class CudaKernelTableTests
     }
 
     [Fact]
+    public void The_decoder_numbers_the_formats_as_WeightFormat_does()
+    {
+        string source = KernelSources.Get("dequantize.cu");
+        foreach (var format in Enum.GetValues<WeightFormat>().Where(f => f != WeightFormat.F32))
+            Assert.Contains($"#define FORMAT_{format.ToString().ToUpperInvariant()} {(int)format}\n", source.ReplaceLineEndings("\n"));
+    }
+
+    [Fact]
     public void The_cache_key_changes_with_architecture_and_compiler()
     {
         string a = KernelCache.FileName("gelu.cu", "sm_90", "12.8"), b = KernelCache.FileName("gelu.cu", "sm_80", "12.8");

@@ -60,3 +60,30 @@ public sealed class CudaQuantizedGemmConformance : Quantization.QuantizedGemmCon
     protected override Backend Backend => s_backend.Value;
     protected override bool QuantizesActivations => false;
 }
+
+/// <summary>
+/// The stored-weight products on CUDA with a decode buffer of 4 KiB: every W larger than that is decoded and multiplied
+/// a block of rows at a time (one row at a time for the wider ones), which each product's chunks must add up to.
+/// </summary>
+public sealed class CudaChunkedQuantizedGemmConformance : Quantization.QuantizedGemmConformance
+{
+    private static readonly Lazy<CudaBackend> s_backend = new(() => new CudaBackend(0) { StoredWeightChunkBytes = 4096 });
+
+    public CudaChunkedQuantizedGemmConformance() => CudaTestDevice.SkipUnlessUsable();
+    protected override Backend Backend => s_backend.Value;
+    protected override bool QuantizesActivations => false;
+}
+
+/// <summary>
+/// The stored-weight products on CUDA's 16-bit tensor cores: BF16 and F16 weights multiplied as stored by cublasGemmEx
+/// (A rounded to their type), the other formats decoded to float32 and multiplied with bfloat16 inputs; held to 1e-2.
+/// </summary>
+public sealed class CudaSixteenBitQuantizedGemmConformance : Quantization.QuantizedGemmConformance
+{
+    private static readonly Lazy<CudaBackend> s_backend = new(() => new CudaBackend(0) { GemmPrecision = CudaGemmPrecision.Bf16 });
+
+    public CudaSixteenBitQuantizedGemmConformance() => CudaTestDevice.SkipUnlessUsable();
+    protected override Backend Backend => s_backend.Value;
+    protected override bool QuantizesActivations => false;
+    protected override double Tolerance => 1e-2;
+}

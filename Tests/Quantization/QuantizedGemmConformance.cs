@@ -14,9 +14,10 @@ namespace LoraRuntime.Tests.Quantization;
 /// </summary>
 public abstract class QuantizedGemmConformance
 {
-    private const double Tolerance = 1e-5;
-
     protected abstract Backend Backend { get; }
+
+    /// <summary>‖Δ‖/‖ref‖ a product may reach: float32 rounding, unless a backend rounds the operands further.</summary>
+    protected virtual double Tolerance => 1e-5;
 
     /// <summary>Whether the backend rounds activations to Q8_0 when asked (<see cref="ActivationPrecision.Q8_0"/>); CUDA takes them as given.</summary>
     protected virtual bool QuantizesActivations => true;
@@ -102,6 +103,54 @@ public abstract class QuantizedGemmConformance
         Backend.EmbeddingForward(output, idTensor, w);
         var got = output.ToArray();
         for (int i = 0; i < ids.Length; i++) Assert.Equal(expected.AsSpan(ids[i] * k, k), got.AsSpan(i * k, k));
+    }
+
+    /// <summary>
+    /// The K-quants (read from GGUF files, never written): random super-blocks with finite F16 scales, decoded by the
+    /// backend exactly as <see cref="KQuantBlocks"/> decodes them, and multiplied both ways against float64 of that.
+    /// </summary>
+    [Theory]
+    [InlineData(WeightFormat.Q4_K)]
+    [InlineData(WeightFormat.Q6_K)]
+    public void KQuantRowsDecodeAndMultiply(WeightFormat format)
+    {
+        const int rows = 9, k = 512;
+        using var w = Backend.CreateQuantized(format, rows, k);
+        var bytes = new byte[rows * w.RowBytes];
+        new Random(11).NextBytes(bytes);
+        int blockBytes = format.BlockBytes();
+        for (int b = 0; b < bytes.Length; b += blockBytes)
+        {
+            // F16 d (and Q4_K's dmin) between 2⁻¹⁰ and 2⁻⁶: exponent bits 0x14..0x18, any sign and mantissa.
+            foreach (int at in format == WeightFormat.Q4_K ? new[] { 0, 2 } : new[] { 208 })
+                bytes[b + at + 1] = (byte)(bytes[b + at + 1] & 0x83 | (0x14 + bytes[b + at] % 5) << 2);
+        }
+        Backend.WriteEncodedRows(w, 0, bytes);
+        var expected = new float[rows * k];
+        WeightRows.Decode(format, bytes, expected);
+        Assert.All(expected, v => Assert.True(float.IsFinite(v)));
+        using var dense = Backend.Allocate(rows, k);
+        Backend.Dequantize(dense, w);
+        Assert.Equal(expected, dense.ToArray());
+
+        foreach (var opW in new[] { Transpose.Yes, Transpose.No })
+        {
+            int m = 5, inner = opW == Transpose.Yes ? k : rows, outer = opW == Transpose.Yes ? rows : k;
+            var aValues = Reference.Random(m * inner, 12);
+            var want = new double[m * outer];
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < outer; j++)
+                {
+                    double sum = 0;
+                    for (int p = 0; p < inner; p++) sum += aValues[i * inner + p] * (double)(opW == Transpose.Yes ? expected[j * k + p] : expected[p * k + j]);
+                    want[i * outer + j] = sum;
+                }
+            using var a = Backend.FromArray(aValues, m, inner);
+            using var c = Backend.Allocate(m, outer);
+            Backend.MatMulQuantized(c, a, w, opW);
+            double error = Reference.RelativeError(c.ToArray(), want);
+            Assert.True(error <= Tolerance, $"{format} op {opW}: ‖Δ‖/‖ref‖ = {error:E2}");
+        }
     }
 
     [Fact]
