@@ -144,6 +144,16 @@ internal sealed class GptModel : ILinearHost, IDisposable
     private Backend Backend => Parameters.Backend;
 
     /// <summary>
+    /// bitsandbytes' double quantization of the NF4 weights this model encoded from float values
+    /// (<see cref="WeightStorage.DoubleQuantized"/>), each Hugging Face module's blocks apart — a Llama-family model's
+    /// fused q/k/v and gate/up rows as the separate projections PEFT's QLoRA quantizes — so that the base holds the values
+    /// a QLoRA run with <c>bnb_4bit_use_double_quant</c> trained over. Load-time work, once.
+    /// </summary>
+    public void DoubleQuantizeNf4() => Parameters.DoubleQuantizeNf4(Config.Mlp == MlpKind.GatedSilu
+        ? LlamaCheckpoint.Pieces(this).Select(p => (p.Ours, p.Row, p.Rows))
+        : []);
+
+    /// <summary>
     /// Initialisation from <paramref name="seed"/>: embeddings and every linear weight N(0, 0.02²), biases 0, layer norms
     /// 1 and 0 — the recipe of ../shared/anchors/torch_gpt_char.py. <paramref name="scaleResidual"/> scales the
     /// projections into the residual stream by 1/√(2L) as GPT-2 does.

@@ -62,6 +62,22 @@ internal static class ModelDirectory
     public static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) Load(Backend backend, string directory, int maxBatch, bool training = false,
         WeightStorage? storage = null)
     {
+        var loaded = LoadAsStored(backend, directory, maxBatch, training, storage);
+        try
+        {
+            if (storage?.DoubleQuantized == true) loaded.Model.DoubleQuantizeNf4();
+        }
+        catch
+        {
+            loaded.Model.Dispose();
+            throw;
+        }
+        return loaded;
+    }
+
+    private static (GptModel Model, ITokenizer? Tokenizer, ModelLayout Layout) LoadAsStored(Backend backend, string directory, int maxBatch, bool training,
+        WeightStorage? storage)
+    {
         if (GgufCheckpoint.IsGguf(directory))
         {
             // A GGUF file: a Llama-family base whose adapters use PEFT's Llama names, and the tokenizer its keys describe.

@@ -1,3 +1,6 @@
+using System.Buffers.Binary;
+using LoraRuntime.Quantization;
+
 namespace LoraRuntime.Layers;
 
 /// <summary>
@@ -11,6 +14,7 @@ internal sealed class ParameterSet : IDisposable
 {
     private readonly List<Tensor> _scratch = [];
     private readonly Dictionary<string, QuantizedMatrix> _stored = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _encodedFromFloats = new(StringComparer.Ordinal);
     private readonly Reservation _values;
     private readonly List<Parameter> _parameters = [];
     private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
@@ -76,12 +80,55 @@ internal sealed class ParameterSet : IDisposable
         if (_stored.TryGetValue(name, out var stored))
         {
             Backend.QuantizeRows(stored, firstRow, values);
+            _encodedFromFloats.Add(name);
             return;
         }
         var p = this[name];
         int width = p.Shape.Rank == 1 ? 1 : p.Shape.Last;
         using var slice = p.Value.View((long)firstRow * width, p.Shape.Rank == 1 ? new Shape(values.Length) : new Shape(values.Length / width, width));
         slice.CopyFrom(values);
+    }
+
+    /// <summary>
+    /// bitsandbytes' double quantization (<c>bnb_4bit_use_double_quant</c>) of the NF4 weights this set encoded from
+    /// float values (not those copied as blocks from a bitsandbytes file, whose absmax are its own already): each
+    /// weight's block absmax, or each of its <paramref name="pieces"/> (row ranges quantized apart, as the separate
+    /// modules a fused projection was made of), replaced by what <see cref="DynamicBlocks.DoubleQuantize(Span{float})"/>
+    /// gives back. Load-time work through the backend's encoded rows, 4 MiB at a time; a weight is done once.
+    /// </summary>
+    public void DoubleQuantizeNf4(IEnumerable<(string Name, int FirstRow, int Rows)> pieces)
+    {
+        var ranges = pieces.GroupBy(p => p.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Select(p => (p.FirstRow, p.Rows)).ToArray(), StringComparer.Ordinal);
+        foreach (var (name, matrix) in _stored)
+        {
+            if (matrix.Format != WeightFormat.NF4 || !_encodedFromFloats.Remove(name)) continue;
+            foreach (var (first, rows) in ranges.TryGetValue(name, out var r) ? r : [(0, matrix.Rows)])
+                DoubleQuantizeRows(matrix, first, rows);
+        }
+    }
+
+    private void DoubleQuantizeRows(QuantizedMatrix matrix, int firstRow, int rows)
+    {
+        int blocksPerRow = matrix.Columns / Nf4Blocks.BlockSize, rowBytes = (int)matrix.RowBytes;
+        int chunkRows = (int)Math.Clamp((4L << 20) / rowBytes, 1, rows);
+        var absmax = new float[checked(rows * blocksPerRow)];
+        var bytes = new byte[checked(chunkRows * rowBytes)];
+        for (int pass = 0; pass < 2; pass++)
+        {
+            if (pass == 1) DynamicBlocks.DoubleQuantize(absmax);
+            for (int at = 0; at < rows; at += chunkRows)
+            {
+                var chunk = bytes.AsSpan(0, Math.Min(chunkRows, rows - at) * rowBytes);
+                Backend.ReadEncodedRows(matrix, firstRow + at, chunk);
+                for (int b = 0, block = at * blocksPerRow; b < chunk.Length; b += WeightFormats.Nf4BlockBytes, block++)
+                {
+                    var field = chunk.Slice(b, sizeof(float));
+                    if (pass == 0) absmax[block] = BinaryPrimitives.ReadSingleLittleEndian(field);
+                    else BinaryPrimitives.WriteSingleLittleEndian(field, absmax[block]);
+                }
+                if (pass == 1) Backend.WriteEncodedRows(matrix, firstRow + at, chunk);
+            }
+        }
     }
 
     /// <summary>The parameters in declaration order.</summary>

@@ -22,6 +22,7 @@ internal static class FinetuneBench
         var formats = (storage ?? WeightStorage.Float32).FormatsFor(_ => WeightFormat.F32);
         using var gpt = new GptModel(backend, config with { BlockSize = time }, batch, training: true, trainParameters: false, formats);
         gpt.Initialize(7, scaleResidual: true);
+        if (storage?.DoubleQuantized == true) gpt.DoubleQuantizeNf4();
         using var lora = new LoraModel(gpt);
         LoraAdapter adapter;
         try

@@ -100,6 +100,7 @@ internal static class LatencyBench
         var formats = (storage ?? WeightStorage.Float32).FormatsFor(_ => WeightFormat.F32);
         using var gpt = new GptModel(backend, config, 1, training: false, trainParameters: false, formats);
         gpt.Initialize(7, scaleResidual: true);
+        if (storage?.DoubleQuantized == true) gpt.DoubleQuantizeNf4();
         string adapterDir = Path.Combine(Path.GetTempPath(), "lora-latency-" + Guid.NewGuid().ToString("N"));
         try
         {

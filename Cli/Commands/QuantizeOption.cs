@@ -9,8 +9,8 @@ internal static class QuantizeOption
     /// <summary>The option (no default: see <see cref="Read"/>).</summary>
     public static Option<string?> Create() => new("--quantize")
     {
-        Description = "keep the base's projection and embedding weights as f32, f16, bf16, q8_0, q4_0 or nf4 " +
-            "(default: as the checkpoint stores them on the CPU, float32 on CUDA)",
+        Description = "keep the base's projection and embedding weights as f32, f16, bf16, q8_0, q4_0, nf4 or nf4-dq " +
+            "(NF4 with bitsandbytes' double quantization; default: as the checkpoint stores them on the CPU, float32 on CUDA)",
         HelpName = "FORMAT",
     };
 
@@ -24,7 +24,7 @@ internal static class QuantizeOption
         if (text is null) return backend is null ? WeightStorage.Float32 : WeightStorage.DefaultFor(backend);
         try
         {
-            return WeightStorage.Quantized(WeightFormats.Parse(text, "--quantize"));
+            return WeightStorage.Parse(text, "--quantize");
         }
         catch (ArgumentException e)
         {

@@ -33,7 +33,7 @@ public sealed class QuantizeCommandsTests : IDisposable
         Assert.True(Run("train", "--data", corpus, "--out", model, "--iters", "4", "--arch", "llama", "--layers", "1", "--heads", "2", "--embd", "64",
             "--block", "16", "--batch", "2", "--eval-every", "4", "--eval-iters", "1") == 0, _error.ToString());
         Assert.True(Run("finetune", "--base", model, "--data", corpus, "--out", adapter, "--iters", "3", "--batch", "2", "--eval-every", "3",
-            "--eval-iters", "1", "--rank", "2", "--targets", "q,v", "--quantize", "nf4") == 0, _error.ToString());
+            "--eval-iters", "1", "--rank", "2", "--targets", "q,v", "--quantize", "nf4-dq") == 0, _error.ToString());
         Assert.True(File.Exists(Path.Combine(adapter, "adapter_model.safetensors")));
         Assert.True(Run("quantize", "--base", model, "--format", "q4_0", "--out", gguf, "--adapter", adapter, "--adapter-out", adapterGguf) == 0, _error.ToString());
         using (var file = GgufReader.Open(gguf))

@@ -56,6 +56,53 @@ public sealed class BitsAndBytesCheckpointTests : IDisposable
         Assert.True(error <= 1e-5, $"‖Δ‖/‖ref‖ = {error:E2}");
     }
 
+    [Fact]
+    public void A_bf16_checkpoint_loaded_as_nf4_dq_holds_the_blocks_bitsandbytes_saves_for_QLoRA()
+    {
+        // The same weights saved by bitsandbytes (q, k, v and gate, up each double-quantized on its own), then as plain BF16.
+        Write(doubleQuantized: true, change: "bitsandbytes");
+        var fromBitsAndBytes = new Dictionary<string, (WeightFormat Format, byte[] Bytes)>(StringComparer.Ordinal);
+        using (var model = LlamaCheckpoint.Load(_backend, _dir, maxBatch: 1, context: 12, storage: WeightStorage.AsStored))
+            foreach (var (name, matrix) in model.Parameters.Stored) fromBitsAndBytes[name] = (matrix.Format, Encoded(matrix));
+        Write(doubleQuantized: false, change: "plain");
+        var storage = WeightStorage.Parse("nf4-dq", "--quantize");
+        Assert.True(storage.DoubleQuantized);
+        using var loaded = ModelDirectory.Load(_backend, _dir, maxBatch: 1, storage: storage).Model;
+        Assert.Equal(fromBitsAndBytes.Keys.Order(), loaded.Parameters.Stored.Keys.Order());
+        foreach (var (name, matrix) in loaded.Parameters.Stored)
+        {
+            // The embedding stays BF16 as transformers leaves it; every projection is NF4, block for block bitsandbytes'.
+            Assert.Equal(fromBitsAndBytes[name].Format, matrix.Format);
+            Assert.True(fromBitsAndBytes[name].Bytes.AsSpan().SequenceEqual(Encoded(matrix)), $"{name}: its {matrix.Format} blocks differ from bitsandbytes'");
+        }
+
+        // Plain NF4 keeps each block's float32 absmax: the same codes, other absmax.
+        using var single = ModelDirectory.Load(_backend, _dir, maxBatch: 1, storage: WeightStorage.Parse("nf4", "--quantize")).Model;
+        var qkv = Encoded(single.Parameters.Stored["blocks.0.attn.qkv.weight"]);
+        Assert.Equal(WeightFormat.NF4, single.Parameters.Stored["wte.weight"].Format);
+        Assert.False(qkv.AsSpan().SequenceEqual(fromBitsAndBytes["blocks.0.attn.qkv.weight"].Bytes));
+        for (int b = 0; b < qkv.Length; b += WeightFormats.Nf4BlockBytes)
+            Assert.True(qkv.AsSpan(b + 4, 32).SequenceEqual(fromBitsAndBytes["blocks.0.attn.qkv.weight"].Bytes.AsSpan(b + 4, 32)));
+    }
+
+    [Fact]
+    public void Double_quantization_is_named_nf4_dq_and_only_for_nf4()
+    {
+        Assert.Equal("nf4-dq", WeightStorage.Parse(" NF4-DQ ").ToString());
+        Assert.False(WeightStorage.Parse("nf4").DoubleQuantized);
+        var e = Assert.Throws<ArgumentException>(() => WeightStorage.Parse("nf8", "--quantize"));
+        Assert.Equal("--quantize", e.ParamName);
+        Assert.Contains("nf4-dq; got 'nf8'", e.Message);
+        Assert.Equal("doubleQuantized", Assert.Throws<ArgumentException>(() => WeightStorage.Quantized(WeightFormat.Q4_0, doubleQuantized: true)).ParamName);
+    }
+
+    private byte[] Encoded(QuantizedMatrix matrix)
+    {
+        var bytes = new byte[matrix.Rows * matrix.RowBytes];
+        _backend.ReadEncodedRows(matrix, 0, bytes);
+        return bytes;
+    }
+
     public static TheoryData<string, string> Refusals => new()
     {
         { "fp4", "only NF4" },
@@ -87,24 +134,26 @@ public sealed class BitsAndBytesCheckpointTests : IDisposable
             "quant_type" => """{"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": 4}""",
             _ => """{"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": true, "bnb_4bit_compute_dtype": "bfloat16"}""",
         };
+        bool plain = change == "plain";
         File.WriteAllText(Path.Combine(_dir, "config.json"), $$"""
             {"model_type": "llama", "vocab_size": {{Shape.Vocabulary}}, "hidden_size": {{Shape.Hidden}}, "intermediate_size": {{Shape.Intermediate}},
              "num_hidden_layers": {{Shape.Layers}}, "num_attention_heads": {{Shape.Heads}}, "num_key_value_heads": {{Shape.KvHeads}},
              "rms_norm_eps": 1e-5, "max_position_embeddings": 32, "hidden_act": "silu", "tie_word_embeddings": true, "rope_theta": 10000,
-             "quantization_config": {{quantization}}}
+             "quantization_config": {{(plain ? "null" : quantization)}}}
             """);
         var writer = new SafetensorsWriter(SafetensorsDType.BF16);
         var held = new Dictionary<string, double[]>(StringComparer.Ordinal);
         foreach (var (name, (values, dims)) in Tensors())
         {
-            if (!Projections.Any(name.EndsWith))
+            if (plain || !Projections.Any(name.EndsWith))
             {
                 writer.Add(name, values, dims);
                 held[name] = Reference.ToDouble(values);
                 continue;
             }
             bool first = name == "model.layers.0.self_attn.q_proj.weight";
-            held[name] = Reference.ToDouble(AddBitsAndBytes(writer, name, values, dims[0], dims[1], doubleQuantized, first ? change : ""));
+            held[name] = Reference.ToDouble(AddBitsAndBytes(writer, name, values, dims[0], dims[1], doubleQuantized,
+                change == "bitsandbytes" || first ? change : ""));
         }
         writer.Save(Path.Combine(_dir, "model.safetensors"));
         return held;
@@ -116,8 +165,15 @@ public sealed class BitsAndBytesCheckpointTests : IDisposable
     /// blocks of 256, each the nearest of a 256-value map times the block's largest magnitude. Returns the weights
     /// bitsandbytes dequantizes from what is written, in float32 as it computes them.
     /// </summary>
+    /// <remarks>
+    /// With <paramref name="change"/> "bitsandbytes" it is what bitsandbytes itself computes: W's values as the BF16
+    /// file holds them, and with double quantization its dynamic map (<see cref="DynamicBlocks"/>), the absmax values'
+    /// exact mean as the offset.
+    /// </remarks>
     private static float[] AddBitsAndBytes(SafetensorsWriter writer, string name, float[] values, int rows, int columns, bool doubleQuantized, string change)
     {
+        bool real = change == "bitsandbytes";
+        if (real) values = values.Select(v => BitConverter.UInt32BitsToSingle((uint)WeightRows.ToBFloat16(v) << 16)).ToArray();
         int blocks = values.Length / Nf4Blocks.BlockSize;
         var packed = new byte[values.Length / 2];
         var absmax = new float[blocks];
@@ -131,13 +187,17 @@ public sealed class BitsAndBytesCheckpointTests : IDisposable
         if (doubleQuantized)
         {
             const int nested = 256;
-            float offset = absmax.Sum() / blocks;
-            var map = Enumerable.Range(0, 256).Select(i => -1f + 2f * i / 255).ToArray(); // any sorted map: the file carries it
+            float offset = real ? (float)(absmax.Sum(a => (double)a) / blocks) : absmax.Sum() / blocks;
+            // Any sorted map, which the file carries; bitsandbytes' own for "bitsandbytes".
+            var map = Enumerable.Range(0, 256).Select(i => real ? DynamicBlocks.Code(i) : -1f + 2f * i / 255).ToArray();
             int groups = (blocks + nested - 1) / nested;
             var scales = new float[groups];
             var indices = new byte[blocks];
             held = new float[blocks];
-            for (int g = 0; g < groups; g++)
+            if (real) DynamicBlocks.Quantize(absmax.Select(a => a - offset).ToArray(), nested, indices, scales);
+            for (int g = 0; g < groups && real; g++)
+                for (int b = g * nested; b < Math.Min(blocks, (g + 1) * nested); b++) held[b] = map[indices[b]] * scales[g] + offset;
+            for (int g = 0; g < groups && !real; g++)
             {
                 int start = g * nested, end = Math.Min(blocks, start + nested);
                 for (int b = start; b < end; b++) scales[g] = Math.Max(scales[g], Math.Abs(absmax[b] - offset));
