@@ -299,7 +299,7 @@ internal sealed class GptModel : ILinearHost, IDisposable
         foreach (var s in step.Sequences)
             backend.CopyRows(step.Last.Block, (long)s.OutputRow * c, c, step.X.Block, (long)(s.TokenStart + s.Count - 1) * c, c, 1, c);
         FinalNorm.Infer(step, step.LastNormed, step.Last, m);
-        if (StoredHead is not null) backend.GemmQuantized(Transpose.Yes, m, 1f, step.LastNormed.Block, 0, c, StoredHead, 0f, step.Logits.Block, 0, v, ActivationPrecision.Q8_0);
+        if (StoredHead is not null) backend.GemmQuantized(Transpose.Yes, m, 1f, step.LastNormed.Block, 0, c, StoredHead, 0f, step.Logits.Block, 0, v, ActivationPrecisions.ForInference(StoredHead.Format));
         else backend.GemmPacked(m, 1f, step.LastNormed.Block, 0, c, _head!, 0f, step.Logits.Block, 0, v);
         backend.Download(step.Logits.Rows(m), logits[..(m * v)]);
     }

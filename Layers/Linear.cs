@@ -220,7 +220,7 @@ internal sealed class Linear
         if (_stored is not null)
         {
             // The stored weight is the snapshot: adapters applied to the model add their deltas unmerged.
-            Backend.GemmQuantized(Transpose.Yes, n, 1f, input.Block, 0, c, _stored, 0f, output.Block, 0, oc, ActivationPrecision.Q8_0);
+            Backend.GemmQuantized(Transpose.Yes, n, 1f, input.Block, 0, c, _stored, 0f, output.Block, 0, oc, ActivationPrecisions.ForInference(_stored.Format));
             AddAppliedDeltas(output.Rows(n), input.Rows(n));
         }
         else if (_packed is null) throw new InvalidOperationException($"{Name}: no inference snapshot; call PrepareInference on the model first");

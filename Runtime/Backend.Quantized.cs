@@ -78,14 +78,15 @@ public abstract partial class Backend
     /// y = x·Wᵀ) A is <paramref name="m"/> rows of K′ and C m rows of N′; with No (its input gradient, dx = dy·W) A is m
     /// rows of N′ and C m rows of K′. A and C are float32 at offsets with row strides (lda, ldc), as in
     /// <see cref="Gemm(in GemmProblem)"/>; W is converted to float32 inside the product and the sums are float32.
-    /// <paramref name="activations"/> = <see cref="ActivationPrecision.Q8_0"/> (the inference product) lets a forward
-    /// product with a Q8_0 or Q4_0 W round A per block to Q8_0 and multiply in integers, as llama.cpp does.
+    /// <paramref name="activations"/> = <see cref="ActivationPrecision.Q8_0"/> or <see cref="ActivationPrecision.BFloat16"/>
+    /// (the inference products, <see cref="ActivationPrecisions.ForInference"/>) lets a forward product with a Q8_0 or Q4_0
+    /// W round A per block to Q8_0 and multiply in integers, and one with a BF16 W round A to bfloat16, as llama.cpp does.
     /// </summary>
     public void GemmQuantized(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta,
         Tensor c, long offsetC, int ldc, ActivationPrecision activations = ActivationPrecision.Float32)
     {
-        if (activations is not (ActivationPrecision.Float32 or ActivationPrecision.Q8_0))
-            throw new ArgumentOutOfRangeException(nameof(activations), activations, "expected Float32 or Q8_0");
+        if (activations is not (ActivationPrecision.Float32 or ActivationPrecision.Q8_0 or ActivationPrecision.BFloat16))
+            throw new ArgumentOutOfRangeException(nameof(activations), activations, "expected Float32, Q8_0 or BFloat16");
         CheckQuantized(w, nameof(w));
         Check.NonNegative(m, nameof(m));
         Check.Finite(alpha, nameof(alpha));

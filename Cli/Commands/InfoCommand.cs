@@ -95,6 +95,7 @@ internal static class InfoCommand
         cpu.AddRow(Text("worker threads"), Text(Number(report.Cpu.WorkerThreads)));
         cpu.AddRow(Text("GEMM kernel"), Text(report.Cpu.GemmKernel));
         cpu.AddRow(Text("Q8_0/Q4_0 kernel"), Text(report.Cpu.IntegerKernel));
+        cpu.AddRow(Text("BF16 kernel"), Text(report.Cpu.Bf16Kernel));
         console.Write(cpu);
 
         var ranks = KeyValueTable("Ranks");

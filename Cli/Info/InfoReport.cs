@@ -13,7 +13,7 @@ internal sealed record DeviceSection(string Requested, string? Chosen, string Re
 internal sealed record SearchSection(IReadOnlyList<string> Folders, IReadOnlyList<string> Notes);
 
 /// <summary>The CPU: SIMD features, cores, worker threads, GEMM kernel, the Q8_0/Q4_0 inference product's kernel.</summary>
-internal sealed record CpuSection(IReadOnlyList<string> Features, int VectorBits, int LogicalCores, int WorkerThreads, string GemmKernel, string IntegerKernel);
+internal sealed record CpuSection(IReadOnlyList<string> Features, int VectorBits, int LogicalCores, int WorkerThreads, string GemmKernel, string IntegerKernel, string Bf16Kernel);
 
 /// <summary>The job: this process's rank among how many, how they talk, the library, and what told us.</summary>
 internal sealed record DistributedSection(int Ranks, int Rank, string Transport, string Library, string Launch, string Host);
@@ -54,7 +54,7 @@ internal sealed record InfoReport(
 
         using var cpu = new CpuBackend();
         var cpuSection = new CpuSection(CpuFeatures.Supported, CpuFeatures.VectorBits, CpuFeatures.LogicalCores,
-            CpuFeatures.WorkerThreads, cpu.GemmKernel, cpu.IntegerKernel);
+            CpuFeatures.WorkerThreads, cpu.GemmKernel, cpu.IntegerKernel, cpu.Bf16Kernel);
         return new InfoReport(section, Devices.Probe, new SearchSection(libraries.Folders, libraries.Notes), libraries.Libraries, cpuSection,
             cpu.Pool.Stats, distributed, cudaBackend);
     }

@@ -55,10 +55,18 @@ public sealed unsafe partial class CpuBackend : Backend
     /// How inference products with Q8_0 and Q4_0 weights multiply (<see cref="ActivationPrecision.Q8_0"/>): the
     /// generated AVX-512 VNNI kernels, or the row kernels and the float product, with the reason.
     /// </summary>
-    public string IntegerKernel => _quantized.UsesGeneratedKernels
+    public string IntegerKernel => _quantized.UsesGeneratedKernels(WeightFormat.Q8_0)
         ? "generated AVX-512 VNNI 6x32"
         : $"row kernels ({(X86.AvxVnni.IsSupported ? "AVX-VNNI" : X86.Avx2.IsSupported ? "AVX2" : "scalar")}) and the float product; " +
           (_gemm.IsAvx512 ? Quantized.Int8Kernels.Unavailable : "the GEMM kernel is not AVX-512");
+
+    /// <summary>
+    /// How inference products with BF16 weights multiply (<see cref="ActivationPrecision.BFloat16"/>): the generated
+    /// AVX-512 BF16 kernels, or the float product of A rounded to bfloat16, with the reason.
+    /// </summary>
+    public string Bf16Kernel => _quantized.UsesGeneratedKernels(WeightFormat.BF16)
+        ? "generated AVX-512 BF16 6x32"
+        : "the float product of bfloat16-rounded activations; " + (_gemm.IsAvx512 ? Quantized.Bf16Kernels.Unavailable : "the GEMM kernel is not AVX-512");
 
     /// <inheritdoc/>
     public override void Synchronize() { }

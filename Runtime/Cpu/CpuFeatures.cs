@@ -24,6 +24,9 @@ public static class CpuFeatures
     /// <summary>AVX-512 VNNI (the 512-bit int8 dot products; CPUID, since .NET exposes them only through AVX10).</summary>
     public static bool Avx512Vnni => Quantized.Int8Kernels.CpuHasAvx512Vnni;
 
+    /// <summary>AVX-512 BF16 (<c>vdpbf16ps</c>), which the generated BF16 kernels use.</summary>
+    public static bool Avx512Bf16 => Quantized.Bf16Kernels.CpuHasAvx512Bf16;
+
     /// <summary>AVX-VNNI (the VEX-encoded 256-bit int8 dot products).</summary>
     public static bool AvxVnni => X86.AvxVnni.IsSupported;
 
@@ -50,6 +53,7 @@ public static class CpuFeatures
             var names = new List<string>();
             if (Avx512F) names.Add("AVX-512F");
             if (Avx512Vnni) names.Add("AVX-512 VNNI");
+            if (Avx512Bf16) names.Add("AVX-512 BF16");
             if (AvxVnni) names.Add("AVX-VNNI");
             if (Avx2) names.Add("AVX2");
             if (Fma) names.Add("FMA");

@@ -9,8 +9,9 @@ namespace LoraRuntime.Tests.Quantization;
 /// written once for every backend against a float64 reference built from the dequantized weights: every format, both
 /// operand orders, row counts on both sides of the row-kernel limit and of every tile height of the integer kernels,
 /// odd output widths, strides, offsets, α and β. With <see cref="ActivationPrecision.Q8_0"/> a Q8_0 or Q4_0 forward
-/// product quantizes the activations per block as llama.cpp does; its reference quantizes them the same way, so the
-/// integer kernels are held to float32 rounding too.
+/// product quantizes the activations per block as llama.cpp does, and with <see cref="ActivationPrecision.BFloat16"/> a
+/// BF16 one rounds them to bfloat16; its reference rounds them the same way, so the integer and bfloat16 kernels are
+/// held to float32 rounding too.
 /// </summary>
 public abstract class QuantizedGemmConformance
 {
@@ -35,7 +36,7 @@ public abstract class QuantizedGemmConformance
     {
         var data = new TheoryData<WeightFormat, ActivationPrecision>();
         foreach (var format in new[] { WeightFormat.F16, WeightFormat.BF16, WeightFormat.Q8_0, WeightFormat.Q4_0, WeightFormat.NF4 })
-            foreach (var precision in new[] { ActivationPrecision.Float32, ActivationPrecision.Q8_0 }) data.Add(format, precision);
+            foreach (var precision in new[] { ActivationPrecision.Float32, ActivationPrecision.Q8_0, ActivationPrecision.BFloat16 }) data.Add(format, precision);
         return data;
     }
 
@@ -70,7 +71,7 @@ public abstract class QuantizedGemmConformance
     [InlineData(WeightFormat.F16, 0.25f, 0.5f)]
     public void AlphaBetaStridesAndOffsets(WeightFormat format, float alpha, float beta)
     {
-        foreach (var activations in new[] { ActivationPrecision.Float32, ActivationPrecision.Q8_0 })
+        foreach (var activations in new[] { ActivationPrecision.Float32, ActivationPrecision.Q8_0, ActivationPrecision.BFloat16 })
             foreach (var opW in new[] { Transpose.Yes, Transpose.No })
                 foreach (int m in new[] { 1, 4, 12 })
                     Check(format, opW, m, 37, Depth(format, 2), alpha, beta, pad: 5, offset: 11, seed: m + (int)opW, activations);
@@ -208,6 +209,13 @@ public abstract class QuantizedGemmConformance
         bool integer = QuantizesActivations && activations == ActivationPrecision.Q8_0 && opW == Transpose.Yes
             && format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
         var used = (float[])aValues.Clone();
+        if (QuantizesActivations && activations == ActivationPrecision.BFloat16 && opW == Transpose.Yes && format == WeightFormat.BF16)
+            for (int i = 0; i < m; i++)
+                for (int p = 0; p < k; p++)
+                {
+                    ref float x = ref used[offset + i * lda + p];
+                    x = BitConverter.UInt32BitsToSingle((uint)WeightRows.ToBFloat16(x) << 16);
+                }
         if (integer)
         {
             var block = new byte[34];

@@ -110,13 +110,14 @@ public sealed class QuantizedModelTests : IDisposable
         using var decoder = new KvCacheDecoder(new ServingLayout(model), slots: 1, maxStepTokens: 12);
         var logits = new float[v];
         decoder.Forward([new DecodeRow(0, 0, 5, null)], tokens.AsSpan(0, 5), logits);
-        // Serving multiplies Q8_0/Q4_0 weights by activations rounded to Q8_0 (llama.cpp's inference product); the
-        // training forward pass by the activations as they are: close, not equal (measured 2.1–3.5% here, random weights).
-        // The integer product itself is held to float32 rounding by the conformance suite.
-        double limit = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? 6e-2 : 1e-5;
+        // Serving multiplies Q8_0/Q4_0 weights by activations rounded to Q8_0 and BF16 weights by activations rounded
+        // to bfloat16 (llama.cpp's inference products); the training forward pass by the activations as they are: close,
+        // not equal (measured 2.1–3.5% for Q8_0/Q4_0 and 0.56–1.8% for BF16 here, random weights). The products themselves
+        // are held to float32 rounding by the conformance suite.
+        double limit = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 or WeightFormat.BF16 ? 6e-2 : 1e-5;
         double prefill = Reference.RelativeError(logits, Reference.ToDouble(full.AsSpan(4 * v, v)));
         Assert.True(prefill <= limit, $"{format} prefill: ‖Δ‖/‖ref‖ = {prefill:E2}");
-        // The prefill again (the same cache contents): warm, it allocates nothing (5 rows: the generated integer kernels where they run).
+        // The prefill again (the same cache contents): warm, it allocates nothing (5 rows: the generated kernels where they run).
         Assert.Equal(0, Allocations.Least(() => decoder.Forward([new DecodeRow(0, 0, 5, null)], tokens.AsSpan(0, 5), logits)));
         for (int t = 5; t < tokens.Length; t++)
         {

@@ -5,7 +5,7 @@ namespace LoraRuntime.Tests.Quantization;
 
 /// <summary>
 /// The generated kernels' instructions encode as an assembler encodes them: every expected byte string below is LLVM's
-/// (<c>llvm-mc -x86-asm-syntax=intel -show-encoding -mattr=+avx512f,+avx512vnni</c>), covering registers past 7 and
+/// (<c>llvm-mc -x86-asm-syntax=intel -show-encoding -mattr=+avx512f,+avx512vnni,+avx512bf16</c>), covering registers past 7 and
 /// 15 in every field, SIB with and without an index, rsp and r13 bases, and each displacement size.
 /// </summary>
 public sealed class X64AssemblerTests
@@ -32,6 +32,10 @@ public sealed class X64AssemblerTests
         { "vpdpbusd zmm12, zmm24, dword ptr [rsi + rdx*2 + 12]{1to16}", "62 72 3d 50 50 64 56 03" },
         { "vpdpbusd zmm23, zmm25, dword ptr [rcx + 28]{1to16}", "62 e2 35 50 50 79 07" },
         { "vpdpbusd zmm5, zmm1, dword ptr [r13 + r14*8]{1to16}", "62 92 75 58 50 6c f5 00" },
+        { "vdpbf16ps zmm0, zmm24, zmm26", "62 92 3e 40 52 c2" },
+        { "vdpbf16ps zmm11, zmm25, zmm31", "62 12 36 40 52 df" },
+        { "vdpbf16ps zmm17, zmm3, zmm9", "62 c2 66 48 52 c9" },
+        { "vdpbf16ps zmm5, zmm24, dword ptr [rsi + rdx*2 + 12]{1to16}", "62 f2 3e 50 52 6c 56 03" },
         { "vcvtdq2ps zmm12, zmm12", "62 51 7c 48 5b e4" },
         { "vcvtdq2ps zmm23, zmm7", "62 e1 7c 48 5b ff" },
         { "vmulps zmm28, zmm26, dword ptr [r8 + r9 + 4]{1to16}", "62 01 2c 50 59 64 08 01" },
@@ -66,6 +70,13 @@ public sealed class X64AssemblerTests
         Assert.Throws<ArgumentException>(() => asm.VpBroadcastD(new Zmm(0), new Mem(Gpr.Rax, Gpr.Rsp)));
     }
 
+    [Fact]
+    public void Both_generated_kernel_families_compute_the_tile_the_product_lays_out()
+    {
+        Assert.Equal(LoraRuntime.Cpu.Quantized.Int8Kernels.TileColumns, LoraRuntime.Cpu.Quantized.Bf16Kernels.TileColumns);
+        Assert.Equal(LoraRuntime.Cpu.Quantized.Int8Kernels.MaxRows, LoraRuntime.Cpu.Quantized.Bf16Kernels.MaxRows);
+    }
+
     /// <summary>The test's own reading of the Intel-syntax line into the assembler's calls.</summary>
     private static void Emit(X64Assembler asm, string line)
     {
@@ -82,6 +93,8 @@ public sealed class X64AssemblerTests
             case "vmovups" when !args[0].Contains('[', StringComparison.Ordinal): asm.VmovUps(Z(args[0]), M(args[1])); break;
             case "vmovups": asm.VmovUps(M(args[0]), Z(args[1])); break;
             case "vpdpbusd": asm.VpDpBusd(Z(args[0]), Z(args[1]), M(args[2])); break;
+            case "vdpbf16ps" when args[2].Contains('[', StringComparison.Ordinal): asm.VdpBf16Ps(Z(args[0]), Z(args[1]), M(args[2])); break;
+            case "vdpbf16ps": asm.VdpBf16Ps(Z(args[0]), Z(args[1]), Z(args[2])); break;
             case "vcvtdq2ps": asm.VcvtDq2Ps(Z(args[0]), Z(args[1])); break;
             case "vmulps": asm.VmulPs(Z(args[0]), Z(args[1]), M(args[2])); break;
             case "vfmadd231ps": asm.VfmAdd231Ps(Z(args[0]), Z(args[1]), Z(args[2])); break;

@@ -98,6 +98,12 @@ internal sealed class X64Assembler
     /// <summary>vpdpbusd acc, u, dword [s]{1to16}: acc += Σ of four u8 (of <paramref name="u"/>) × s8 (the broadcast dword) products per lane.</summary>
     public void VpDpBusd(Zmm acc, Zmm u, Mem s) => Evex(Map0F38, Pp66, acc.Number, u.Number, s, broadcast: true, 0x50, disp8Unit: 4);
 
+    /// <summary>vdpbf16ps acc, a, b: acc += the two bfloat16 products of each lane's pair (a·b), in float32.</summary>
+    public void VdpBf16Ps(Zmm acc, Zmm a, Zmm b) => Evex(Map0F38, PpF3, acc.Number, a.Number, b, 0x52);
+
+    /// <summary>vdpbf16ps acc, a, dword [b]{1to16}: as the register form with one pair broadcast to every lane.</summary>
+    public void VdpBf16Ps(Zmm acc, Zmm a, Mem b) => Evex(Map0F38, PpF3, acc.Number, a.Number, b, broadcast: true, 0x52, disp8Unit: 4);
+
     /// <summary>vcvtdq2ps dst, src.</summary>
     public void VcvtDq2Ps(Zmm dst, Zmm src) => Evex(Map0F, PpNone, dst.Number, NoVvvv, src, 0x5B);
 

@@ -63,35 +63,8 @@ internal static unsafe class Int8Kernels
     public static bool CpuHasAvx512Vnni =>
         X86.Avx512F.IsSupported && X86.Avx512BW.IsSupported && (X86.X86Base.CpuId(7, 0).Ecx & (1 << 11)) != 0;
 
-    private static nint[]? Generate(out string? unavailable)
-    {
-        if (!X86.X86Base.IsSupported || !CpuHasAvx512Vnni) { unavailable = "the CPU has no AVX-512 VNNI"; return null; }
-        if (!ExecutableCode.IsSupported)
-        {
-            unavailable = Environment.GetEnvironmentVariable(ExecutableCode.Variable) == "0"
-                ? $"{ExecutableCode.Variable}=0" : "generated code runs on x86-64 Linux only";
-            return null;
-        }
-        try
-        {
-            var asm = new X64Assembler();
-            var starts = new int[MaxRows];
-            for (int rows = 1; rows <= MaxRows; rows++)
-            {
-                while (asm.Position % 64 != 0) asm.Ret(); // each kernel on a cache line of its own
-                starts[rows - 1] = asm.Position;
-                Emit(asm, rows);
-            }
-            byte* code = ExecutableCode.Load(asm.Code);
-            unavailable = null;
-            return starts.Select(s => (nint)(code + s)).ToArray();
-        }
-        catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or EntryPointNotFoundException)
-        {
-            unavailable = e.Message;
-            return null;
-        }
-    }
+    private static nint[]? Generate(out string? unavailable) => GeneratedKernels.Generate(MaxRows, Emit,
+        X86.X86Base.IsSupported && CpuHasAvx512Vnni ? null : "the CPU has no AVX-512 VNNI", out unavailable);
 
     // Registers: rdi the arguments; rsi/rcx rows 0/3 of A, rdx its row stride; r8/r10 rows 0/3 of the meta, r9 its
     // stride; r11 the panel; rax the blocks left. zmm0–11 the float sums (row m, group g: 2m + g), zmm12–23 the integer
@@ -154,14 +127,5 @@ internal static unsafe class Int8Kernels
 
     private static Zmm Integer(int m, int g) => new(12 + 2 * m + g);
 
-    /// <summary>Row m of a row-major operand from the pointers to rows 0 and 3 and the stride: [r0], [r0+s], [r0+2s], [r3], [r0+4s], [r3+2s].</summary>
-    private static Mem Row(Gpr row0, Gpr row3, Gpr stride, int m) => m switch
-    {
-        0 => new Mem(row0),
-        1 => new Mem(row0, stride, 1),
-        2 => new Mem(row0, stride, 2),
-        3 => new Mem(row3),
-        4 => new Mem(row0, stride, 4),
-        _ => new Mem(row3, stride, 2),
-    };
+    private static Mem Row(Gpr row0, Gpr row3, Gpr stride, int m) => GeneratedKernels.Row(row0, row3, stride, m);
 }

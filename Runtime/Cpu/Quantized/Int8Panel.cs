@@ -75,7 +75,7 @@ internal static unsafe class Int8Panel
     /// of rows 0–7 and 8–15 brought together.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose(Vector512<int> z0, Vector512<int> z1, Vector512<int> z2, Vector512<int> z3,
+    internal static void Transpose(Vector512<int> z0, Vector512<int> z1, Vector512<int> z2, Vector512<int> z3,
         Vector512<int> z4, Vector512<int> z5, Vector512<int> z6, Vector512<int> z7, byte* dst)
     {
         var t0 = Avx512F.UnpackLow(z0, z1).AsInt64(); var t1 = Avx512F.UnpackHigh(z0, z1).AsInt64();

@@ -5,9 +5,9 @@ namespace LoraRuntime.Cpu.Quantized;
 
 /// <summary>
 /// The CPU's products with a stored weight (<see cref="Backend.GemmQuantized"/>). Inference products with a Q8_0 or
-/// Q4_0 weight (<see cref="ActivationPrecision.Q8_0"/>) of several rows run the generated AVX-512 VNNI kernels
-/// (<see cref="Int8Product"/>) where the CPU has them, else A rounded to Q8_0's values through the float product
-/// below. A few rows (decode) take each weight row once through <see cref="QuantizedDot"/>, in parallel over the
+/// Q4_0 weight (<see cref="ActivationPrecision.Q8_0"/>) or a BF16 one (<see cref="ActivationPrecision.BFloat16"/>) of
+/// several rows run generated kernels (<see cref="GeneratedProduct"/>: AVX-512 VNNI, AVX-512 BF16) where the CPU has
+/// them, else A rounded to the values those kernels multiply, through the products below. A few rows (decode) take each weight row once through <see cref="QuantizedDot"/>, in parallel over the
 /// weight's rows: the weight streams from memory in its stored bytes, which is what sets a decode step's speed. More
 /// rows run the packed float32 GEMM with W's panels decoded by the GEMM's own tasks
 /// (<see cref="Gemm.SgemmDriver.RunDecoded"/>): each task decodes the depth block of the panels it multiplies into its
@@ -26,11 +26,12 @@ internal sealed unsafe class QuantizedGemm : IDisposable
     internal const int RowKernelMaxRows = 8;
 
     /// <summary>
-    /// Integer products of at least this many rows take the generated VNNI kernels where they run; fewer take the row
-    /// kernels, which read each weight once with no panel to lay out. Measured on Zen 4 (SmolLM2-135M, Q4_0, a decode
-    /// step of 1 / 2 / 4 / 8 rows): row kernels 8.5 / 12.6 / 22 / 44 ms, generated kernels 16.7 / 16.2 / 19 / 22 ms.
+    /// Inference products of at least this many rows take the generated kernels where they run; fewer take the row
+    /// kernels, which read each weight once with no panel to lay out. Measured on Zen 4 (SmolLM2-135M, a decode step of
+    /// N rows): Q4_0 at 1 / 2 / 4 / 8 rows, row kernels 8.5 / 12.6 / 22 / 44 ms, generated 16.7 / 16.2 / 19 / 22 ms;
+    /// BF16 at 4 / 5 / 6 / 8 rows, row kernels 21.6 / 27.2 / 31.8 / 40.9 ms, generated 28.4 / 29.2 / 32.1 / 33.9 ms.
     /// </summary>
-    internal const int GeneratedKernelMinRows = 4;
+    internal static int GeneratedKernelMinRows(WeightFormat format) => format == WeightFormat.BF16 ? 7 : 4;
 
     /// <summary>Floats of one decoded chunk (2 MiB: it stays in L2/L3 while the GEMM reads it).</summary>
     private const long ChunkFloats = 1L << 19;
@@ -49,20 +50,27 @@ internal sealed unsafe class QuantizedGemm : IDisposable
         _workers = workers;
     }
 
-    /// <summary>True where integer products of <see cref="GeneratedKernelMinRows"/> rows or more run the generated VNNI kernels (the AVX-512 GEMM family, and the kernels run here).</summary>
-    public bool UsesGeneratedKernels => _sgemm.IsAvx512 && Int8Product.IsSupported;
+    /// <summary>
+    /// True where inference products with a <paramref name="format"/> W (Q8_0 and Q4_0: int8 with AVX-512 VNNI; BF16:
+    /// AVX-512 BF16) of <see cref="GeneratedKernelMinRows"/> rows or more run generated kernels: the AVX-512 GEMM family,
+    /// and the kernels run here.
+    /// </summary>
+    public bool UsesGeneratedKernels(WeightFormat format) => _sgemm.IsAvx512 && GeneratedProduct.IsSupported(format);
 
     /// <summary>C = α·A·op(W) + β·C, validated (m ≥ 1).</summary>
     public void Run(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta, Tensor c, long offsetC, int ldc,
         ActivationPrecision activations)
     {
-        bool integer = activations == ActivationPrecision.Q8_0 && opW == Transpose.Yes && w.Format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
+        bool forward = opW == Transpose.Yes;
+        bool integer = forward && activations == ActivationPrecision.Q8_0 && w.Format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
+        bool bf16 = forward && activations == ActivationPrecision.BFloat16 && w.Format == WeightFormat.BF16;
         float* a0 = (float*)a.Pointer + offsetA, c0 = (float*)c.Pointer + offsetC;
         var scratch = Rent();
         try
         {
-            if (integer && m >= GeneratedKernelMinRows && UsesGeneratedKernels) scratch.Integer.Run(m, alpha, a0, lda, w, beta, c0, ldc);
-            else if (opW == Transpose.Yes && m <= RowKernelMaxRows) scratch.RowProduct(m, alpha, a0, lda, w, beta, c0, ldc, integer);
+            if ((integer || bf16) && m >= GeneratedKernelMinRows(w.Format) && UsesGeneratedKernels(w.Format)) scratch.Generated.Run(m, alpha, a0, lda, w, beta, c0, ldc);
+            else if (bf16) scratch.Bf16RoundedProduct(m, alpha, a0, lda, w, beta, c, offsetC, ldc);
+            else if (forward && m <= RowKernelMaxRows) scratch.RowProduct(m, alpha, a0, lda, w, beta, c0, ldc, integer);
             else if (integer) scratch.RoundedProduct(m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
             else scratch.ChunkProduct(opW, m, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
         }
@@ -115,7 +123,7 @@ internal sealed unsafe class QuantizedGemm : IDisposable
         private ScratchBuffer _activations;
         private Tensor? _chunk;
         private Tensor? _rounded;
-        private Int8Product? _integer;
+        private GeneratedProduct? _generated;
         private readonly GemmProblem[] _problem = new GemmProblem[1];
 
         // The current parallel job.
@@ -134,8 +142,8 @@ internal sealed unsafe class QuantizedGemm : IDisposable
             _rowBuffer = new ScratchBuffer[owner._workers.ThreadCount];
         }
 
-        /// <summary>The products of the generated integer kernels (<see cref="Int8Product"/>), made on first use.</summary>
-        public Int8Product Integer => _integer ??= new Int8Product(_owner._workers);
+        /// <summary>The products of the generated kernels (<see cref="GeneratedProduct"/>), made on first use.</summary>
+        public GeneratedProduct Generated => _generated ??= new GeneratedProduct(_owner._workers);
 
         /// <summary>
         /// C [m, N] = α·A [m, K]·Wᵀ + β·C for m ≤ <see cref="RowKernelMaxRows"/>: parallel over W's rows; a Q8_0 or Q4_0 W
@@ -222,13 +230,8 @@ internal sealed unsafe class QuantizedGemm : IDisposable
         public void RoundedProduct(int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w, float beta, Tensor c, long offsetC, int ldc)
         {
             int k = w.Columns;
-            long floats = (long)m * k;
-            if (_rounded is null || _rounded.Length < floats)
-            {
-                _rounded?.Dispose();
-                _rounded = _owner._backend.Allocate(DType.F32, new Shape(checked((int)floats)));
-            }
-            float* x = (float*)a.Pointer + offsetA, rounded = (float*)_rounded.Pointer;
+            var copy = RoundedCopy((long)m * k);
+            float* x = (float*)a.Pointer + offsetA, rounded = (float*)copy.Pointer;
             sbyte* q = stackalloc sbyte[QuantBlocks.BlockSize];
             for (int i = 0; i < m; i++)
                 for (int b = 0; b < k; b += QuantBlocks.BlockSize)
@@ -236,7 +239,31 @@ internal sealed unsafe class QuantizedGemm : IDisposable
                     Q8Activations.QuantizeBlock(x + (long)i * lda + b, q, out float scale);
                     for (int j = 0; j < QuantBlocks.BlockSize; j++) rounded[(long)i * k + b + j] = q[j] * scale;
                 }
-            ChunkProduct(Transpose.Yes, m, alpha, _rounded, 0, k, w, beta, c, offsetC, ldc);
+            ChunkProduct(Transpose.Yes, m, alpha, copy, 0, k, w, beta, c, offsetC, ldc);
+        }
+
+        /// <summary>
+        /// The BF16 inference product where its kernels do not run (or for a few rows): A rounded through bfloat16 into
+        /// a pooled copy, then the row kernels (a few rows) or the float product with W's panels decoded.
+        /// </summary>
+        public void Bf16RoundedProduct(int m, float alpha, float* a, int lda, QuantizedMatrix w, float beta, Tensor c, long offsetC, int ldc)
+        {
+            int k = w.Columns;
+            var rounded = RoundedCopy((long)m * k);
+            Bf16Activations.RoundToSingle(a, lda, m, k, (float*)rounded.Pointer);
+            if (m <= RowKernelMaxRows) RowProduct(m, alpha, (float*)rounded.Pointer, k, w, beta, (float*)c.Pointer + offsetC, ldc, integer: false);
+            else ChunkProduct(Transpose.Yes, m, alpha, rounded, 0, k, w, beta, c, offsetC, ldc);
+        }
+
+        /// <summary>The pooled float32 buffer of at least <paramref name="floats"/> that the rounded products copy A into.</summary>
+        private Tensor RoundedCopy(long floats)
+        {
+            if (_rounded is null || _rounded.Length < floats)
+            {
+                _rounded?.Dispose();
+                _rounded = _owner._backend.Allocate(DType.F32, new Shape(checked((int)floats)));
+            }
+            return _rounded;
         }
 
         /// <summary>Decodes rows of W into panels of <paramref name="nr"/> rows (each K × NR, zero-padded), in parallel over the panels.</summary>
@@ -319,8 +346,8 @@ internal sealed unsafe class QuantizedGemm : IDisposable
             _chunk = null;
             _rounded?.Dispose();
             _rounded = null;
-            _integer?.Dispose();
-            _integer = null;
+            _generated?.Dispose();
+            _generated = null;
         }
     }
 }
