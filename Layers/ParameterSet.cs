@@ -14,7 +14,7 @@ internal sealed class ParameterSet : IDisposable
 {
     private readonly List<Tensor> _scratch = [];
     private readonly Dictionary<string, QuantizedMatrix> _stored = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _encodedFromFloats = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, bool[]> _rowsFromFloats = new(StringComparer.Ordinal); // stored rows encoded from float values
     private readonly Reservation _values;
     private readonly List<Parameter> _parameters = [];
     private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
@@ -80,7 +80,8 @@ internal sealed class ParameterSet : IDisposable
         if (_stored.TryGetValue(name, out var stored))
         {
             Backend.QuantizeRows(stored, firstRow, values);
-            _encodedFromFloats.Add(name);
+            if (!_rowsFromFloats.TryGetValue(name, out var encoded)) _rowsFromFloats[name] = encoded = new bool[stored.Rows];
+            encoded.AsSpan(firstRow, values.Length / stored.Columns).Fill(true);
             return;
         }
         var p = this[name];
@@ -94,16 +95,22 @@ internal sealed class ParameterSet : IDisposable
     /// float values (not those copied as blocks from a bitsandbytes file, whose absmax are its own already): each
     /// weight's block absmax, or each of its <paramref name="pieces"/> (row ranges quantized apart, as the separate
     /// modules a fused projection was made of), replaced by what <see cref="DynamicBlocks.DoubleQuantize(Span{float})"/>
-    /// gives back. Load-time work through the backend's encoded rows, 4 MiB at a time; a weight is done once.
+    /// gives back. A piece is done when all its rows were encoded from floats, once. Load-time work through the
+    /// backend's encoded rows, 4 MiB at a time.
     /// </summary>
     public void DoubleQuantizeNf4(IEnumerable<(string Name, int FirstRow, int Rows)> pieces)
     {
         var ranges = pieces.GroupBy(p => p.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Select(p => (p.FirstRow, p.Rows)).ToArray(), StringComparer.Ordinal);
         foreach (var (name, matrix) in _stored)
         {
-            if (matrix.Format != WeightFormat.NF4 || !_encodedFromFloats.Remove(name)) continue;
+            if (matrix.Format != WeightFormat.NF4 || !_rowsFromFloats.TryGetValue(name, out var encoded)) continue;
             foreach (var (first, rows) in ranges.TryGetValue(name, out var r) ? r : [(0, matrix.Rows)])
+            {
+                var piece = encoded.AsSpan(first, rows);
+                if (piece.Contains(false)) continue;
                 DoubleQuantizeRows(matrix, first, rows);
+                piece.Clear();
+            }
         }
     }
 

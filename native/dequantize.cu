@@ -1,5 +1,5 @@
 // Stored weights: decoding rows of F16, BF16, Q8_0, Q4_0, NF4, Q4_K and Q6_K into float32 (for the stored-weight
-// products, Dequantize and the stored-table embedding), and rounding float32 activations to BF16 or F16 for the
+// products, Dequantize and the stored-table embedding), and rounding float32 activations to bfloat16 for the
 // 16-bit tensor-core product. One thread a value; each value is the float32 the CPU's decoder computes, bit for bit:
 // the K-quants' products are written with __fmul_rn / __fsub_rn so that NVRTC does not contract them into FMAs.
 #include "common.cuh"
@@ -106,23 +106,15 @@ extern "C" __global__ void dequantize_rows(float* output, const u8* stored, cons
     }
 }
 
-// narrow[r, c] = x[r·ld + c] rounded to nearest even as BF16 (format 2; NaN stays a quiet NaN) or F16 (format 1;
-// beyond its range the value becomes an infinity, as PyTorch's .half() does): rows × columns, packed.
-extern "C" __global__ void narrow_rows_16(u16* narrow, const float* x, int rows, int columns, i64 ld, int format)
+// narrow[r, c] = x[r·ld + c] rounded to bfloat16, to nearest even (a NaN stays a quiet NaN): rows × columns, packed.
+extern "C" __global__ void narrow_rows_bf16(u16* narrow, const float* x, int rows, int columns, i64 ld)
 {
     i64 n = (i64)rows * columns;
     LORA_FOR(i, n)
     {
         i64 r = i / columns;
         float v = x[r * ld + (i - r * columns)];
-        u16 h;
-        if (format == FORMAT_BF16)
-        {
-            u32 bits = (u32)__float_as_int(v);
-            h = v != v ? (u16)(bits >> 16 | 0x40) : (u16)((bits + 0x7FFFu + (bits >> 16 & 1u)) >> 16);
-        }
-        else
-            asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
-        narrow[i] = h;
+        u32 bits = (u32)__float_as_int(v);
+        narrow[i] = v != v ? (u16)(bits >> 16 | 0x40) : (u16)((bits + 0x7FFFu + (bits >> 16 & 1u)) >> 16);
     }
 }

@@ -27,19 +27,20 @@ public sealed unsafe partial class CudaBackend
         DecodeRows(output.Pointer, table, 0, checked((int)ids.Length), ids.Pointer);
 
     /// <summary>
-    /// Stored-weight products. With <see cref="CudaGemmPrecision.Bf16"/> (16-bit tensor cores) a BF16 or F16 W is
-    /// multiplied as stored: A is rounded to W's type and cublasGemmEx takes both 16-bit operands, summing in float32.
-    /// Otherwise W is decoded on the device, a block of rows at a time (<see cref="StoredWeightChunkBytes"/>), into a
+    /// Stored-weight products. With <see cref="CudaGemmPrecision.Bf16"/> (16-bit tensor cores) a BF16 W is multiplied
+    /// as stored: A is rounded to bfloat16 and cublasGemmEx takes both 16-bit operands, summing in float32 (an F16 W is
+    /// not: rounding A to half would lose float32's exponent range, so it is decoded like the rest and multiplied with
+    /// bfloat16 inputs). Otherwise W is decoded on the device, a block of rows at a time (<see cref="StoredWeightChunkBytes"/>), into a
     /// pooled float32 buffer that the float GEMM multiplies at <see cref="GemmPrecision"/>; A is taken as given, so
-    /// <see cref="ActivationPrecision.Q8_0"/> changes nothing here.
+    /// <see cref="ActivationPrecision.Q8_0"/> and <see cref="ActivationPrecision.BFloat16"/> change nothing here.
     /// </summary>
     protected override void GemmQuantizedCore(Transpose opW, int m, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w,
         float beta, Tensor c, long offsetC, int ldc, ActivationPrecision activations)
     {
         int k = opW == Transpose.Yes ? w.Columns : w.Rows, n = opW == Transpose.Yes ? w.Rows : w.Columns;
-        if (GemmPrecision == CudaGemmPrecision.Bf16 && w.Format is WeightFormat.BF16 or WeightFormat.F16)
+        if (GemmPrecision == CudaGemmPrecision.Bf16 && w.Format == WeightFormat.BF16 && 2L * m * k <= int.MaxValue)
         {
-            GemmSixteenBit(opW, m, n, k, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
+            GemmBFloat16(opW, m, n, k, alpha, a, offsetA, lda, w, beta, c, offsetC, ldc);
             return;
         }
         using var gate = Enter();
@@ -69,17 +70,16 @@ public sealed unsafe partial class CudaBackend
         }
     }
 
-    /// <summary>C = α·A·op(W) + β·C with W in its 16-bit type and A rounded to it: one cublasGemmEx, float32 sums.</summary>
-    private void GemmSixteenBit(Transpose opW, int m, int n, int k, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w,
+    /// <summary>C = α·A·op(W) + β·C with a BF16 W as stored and A rounded to bfloat16: one cublasGemmEx, float32 sums.</summary>
+    private void GemmBFloat16(Transpose opW, int m, int n, int k, float alpha, Tensor a, long offsetA, int lda, QuantizedMatrix w,
         float beta, Tensor c, long offsetC, int ldc)
     {
         using var gate = Enter();
-        using var narrow = Allocate(DType.U8, new Shape(checked(m * k * 2)));
+        using var narrow = Allocate(DType.U8, new Shape(2 * m * k)); // the caller checked that it fits an int
         nint output = narrow.Pointer, input = At(a, offsetA);
         long ld = lda;
-        int format = (int)w.Format;
-        void** args = stackalloc void*[] { &output, &input, &m, &k, &ld, &format };
-        Launch(CudaKernel.NarrowRows16, BlocksFor((long)m * k), args);
+        void** args = stackalloc void*[] { &output, &input, &m, &k, &ld };
+        Launch(CudaKernel.NarrowRowsBf16, BlocksFor((long)m * k), args);
 
         // The packed 16-bit A has row stride k; W's row stride is its columns.
         var call = CublasGemmCall.For(new GemmProblem
@@ -87,7 +87,7 @@ public sealed unsafe partial class CudaBackend
             TransA = Transpose.No, TransB = opW, M = m, N = n, K = k, Alpha = alpha, Beta = beta,
             A = narrow, Lda = k, B = w.Storage, Ldb = w.Columns, C = c, OffsetC = offsetC, Ldc = ldc,
         });
-        var type = w.Format == WeightFormat.BF16 ? cudaDataType.CUDA_R_16BF : cudaDataType.CUDA_R_16F;
+        const cudaDataType type = cudaDataType.CUDA_R_16BF;
         Cublas.ThrowIfFailed(Cublas.cublasGemmEx(_blas, call.TransA, call.TransB, call.M, call.N, call.K, &alpha, w.Storage.Pointer, type,
             call.Lda, narrow.Pointer, type, call.Ldb, &beta, At(c, call.OffsetC), cudaDataType.CUDA_R_32F, call.Ldc,
             cublasComputeType_t.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT));

@@ -19,7 +19,7 @@ internal enum CudaKernel
     GatedSiluForward, GatedSiluBackward,
     Rotary,
     HeadRmsNormForward, HeadRmsNormBackwardInput, HeadRmsNormBackwardWeight,
-    Dequantize, NarrowRows16,
+    Dequantize, NarrowRowsBf16,
 }
 
 /// <summary>The kernel table: file and <c>extern "C"</c> name of each <see cref="CudaKernel"/>.</summary>
@@ -71,7 +71,7 @@ internal static class CudaKernels
         CudaKernel.HeadRmsNormBackwardInput => ("transformer.cu", "head_rmsnorm_backward_input"),
         CudaKernel.HeadRmsNormBackwardWeight => ("transformer.cu", "head_rmsnorm_backward_weight"),
         CudaKernel.Dequantize => ("dequantize.cu", "dequantize_rows"),
-        CudaKernel.NarrowRows16 => ("dequantize.cu", "narrow_rows_16"),
+        CudaKernel.NarrowRowsBf16 => ("dequantize.cu", "narrow_rows_bf16"),
         _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "not a kernel of the table"),
     };
 }

@@ -6,7 +6,7 @@ namespace LoraRuntime.Quantization;
 /// mean (the offset), in blocks of 256, each block scaled by its own absolute maximum and rounded to the nearest of 256
 /// code values; read back as code[q]·blockmax + offset in float32. <see cref="Quantize"/> computes what bitsandbytes'
 /// CUDA kernel (kQuantizeBlockwise) computes: x·(1/blockmax) in float32, placed by its binary search among the code
-/// values, a tie going to the lower one. Nothing here allocates.
+/// values, a value at a midpoint going to the code value the search ended on. Nothing here allocates.
 /// </summary>
 public static class DynamicBlocks
 {

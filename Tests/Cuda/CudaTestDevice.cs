@@ -75,8 +75,8 @@ public sealed class CudaChunkedQuantizedGemmConformance : Quantization.Quantized
 }
 
 /// <summary>
-/// The stored-weight products on CUDA's 16-bit tensor cores: BF16 and F16 weights multiplied as stored by cublasGemmEx
-/// (A rounded to their type), the other formats decoded to float32 and multiplied with bfloat16 inputs; held to 1e-2.
+/// The stored-weight products on CUDA's 16-bit tensor cores: BF16 weights multiplied as stored by cublasGemmEx (A
+/// rounded to bfloat16), the other formats decoded to float32 and multiplied with bfloat16 inputs; held to 1e-2.
 /// </summary>
 public sealed class CudaSixteenBitQuantizedGemmConformance : Quantization.QuantizedGemmConformance
 {

@@ -86,6 +86,41 @@ public sealed class BitsAndBytesCheckpointTests : IDisposable
     }
 
     [Fact]
+    public void Double_quantization_takes_the_pieces_encoded_from_floats_once_and_leaves_copied_blocks_alone()
+    {
+        using var set = new ParameterSet(_backend);
+        var w = set.AddStored("w", WeightFormat.NF4, 8, 128);
+        var values = Reference.Random(8 * 128, 3).Select((v, i) => v * (1 + i / 128)).ToArray();
+        set.WriteRows("w", 0, values.AsSpan(0, 4 * 128));
+        var copied = new byte[4 * w.RowBytes];
+        new Random(4).NextBytes(copied);
+        for (int b = 0; b < copied.Length; b += WeightFormats.Nf4BlockBytes) BitConverter.TryWriteBytes(copied.AsSpan(b), 0.5f + b % 7);
+        _backend.WriteEncodedRows(w, 4, copied);
+        var before = Encoded(w);
+
+        set.DoubleQuantizeNf4([("w", 0, 2), ("w", 2, 2), ("w", 4, 4)]);
+        var after = Encoded(w);
+        Assert.True(after.AsSpan(4 * (int)w.RowBytes).SequenceEqual(copied), "blocks copied as encoded were changed");
+        // Each piece of rows encoded from floats on its own: its absmax as DynamicBlocks gives them back, codes as they were.
+        for (int piece = 0; piece < 2; piece++)
+        {
+            int blocks = 2 * 128 / 64, at = piece * 2 * (int)w.RowBytes;
+            var absmax = new float[blocks];
+            for (int b = 0; b < blocks; b++) absmax[b] = BitConverter.ToSingle(before, at + b * WeightFormats.Nf4BlockBytes);
+            DynamicBlocks.DoubleQuantize(absmax);
+            for (int b = 0; b < blocks; b++)
+            {
+                int block = at + b * WeightFormats.Nf4BlockBytes;
+                Assert.Equal(absmax[b], BitConverter.ToSingle(after, block));
+                Assert.True(after.AsSpan(block + 4, 32).SequenceEqual(before.AsSpan(block + 4, 32)));
+            }
+        }
+        // Once: a second call changes nothing.
+        set.DoubleQuantizeNf4([("w", 0, 2), ("w", 2, 2), ("w", 4, 4)]);
+        Assert.Equal(after, Encoded(w));
+    }
+
+    [Fact]
     public void Double_quantization_is_named_nf4_dq_and_only_for_nf4()
     {
         Assert.Equal("nf4-dq", WeightStorage.Parse(" NF4-DQ ").ToString());

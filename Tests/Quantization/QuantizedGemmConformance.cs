@@ -122,9 +122,9 @@ public abstract class QuantizedGemmConformance
         int blockBytes = format.BlockBytes();
         for (int b = 0; b < bytes.Length; b += blockBytes)
         {
-            // F16 d (and Q4_K's dmin) between 2⁻¹⁰ and 2⁻⁶: exponent bits 0x14..0x18, any sign and mantissa.
+            // F16 d (and Q4_K's dmin) between 2⁻¹⁰ and 2⁻⁵: exponent fields 5…9, any sign and mantissa.
             foreach (int at in format == WeightFormat.Q4_K ? new[] { 0, 2 } : new[] { 208 })
-                bytes[b + at + 1] = (byte)(bytes[b + at + 1] & 0x83 | (0x14 + bytes[b + at] % 5) << 2);
+                bytes[b + at + 1] = (byte)(bytes[b + at + 1] & 0x83 | (0x05 + bytes[b + at] % 5) << 2);
         }
         Backend.WriteEncodedRows(w, 0, bytes);
         var expected = new float[rows * k];

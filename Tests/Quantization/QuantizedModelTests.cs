@@ -117,7 +117,7 @@ public sealed class QuantizedModelTests : IDisposable
         double limit = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 or WeightFormat.BF16 ? 6e-2 : 1e-5;
         double prefill = Reference.RelativeError(logits, Reference.ToDouble(full.AsSpan(4 * v, v)));
         Assert.True(prefill <= limit, $"{format} prefill: ‖Δ‖/‖ref‖ = {prefill:E2}");
-        // The prefill again (the same cache contents): warm, it allocates nothing (5 rows: the generated kernels where they run).
+        // The prefill again (the same cache contents): warm, it allocates nothing (5 rows: Q8_0/Q4_0's generated kernels where they run).
         Assert.Equal(0, Allocations.Least(() => decoder.Forward([new DecodeRow(0, 0, 5, null)], tokens.AsSpan(0, 5), logits)));
         for (int t = 5; t < tokens.Length; t++)
         {

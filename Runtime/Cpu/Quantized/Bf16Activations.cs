@@ -38,6 +38,8 @@ internal static unsafe class Bf16Activations
             int j = 0;
             if (Vector512.IsHardwareAccelerated)
                 for (; j + 16 <= k; j += 16) Vector512.ShiftLeft(Rounded(Vector512.Load(x + j)), 16).AsSingle().Store(y + j);
+            if (Vector256.IsHardwareAccelerated)
+                for (; j + 8 <= k; j += 8) Vector256.ShiftLeft(Rounded(Vector256.Load(x + j)), 16).AsSingle().Store(y + j);
             for (; j < k; j++) y[j] = BitConverter.UInt32BitsToSingle((uint)WeightRows.ToBFloat16(x[j]) << 16);
         }
     }
@@ -49,5 +51,14 @@ internal static unsafe class Bf16Activations
         var nearest = Vector512.ShiftRightLogical(bits + Vector512.Create(0x7FFFu) + (Vector512.ShiftRightLogical(bits, 16) & Vector512<uint>.One), 16);
         var quiet = Vector512.ShiftRightLogical(bits, 16) | Vector512.Create(0x40u);
         return Vector512.ConditionalSelect(Vector512.Equals(x, x).AsUInt32(), nearest, quiet);
+    }
+
+    /// <inheritdoc cref="Rounded(Vector512{float})"/>
+    private static Vector256<uint> Rounded(Vector256<float> x)
+    {
+        var bits = x.AsUInt32();
+        var nearest = Vector256.ShiftRightLogical(bits + Vector256.Create(0x7FFFu) + (Vector256.ShiftRightLogical(bits, 16) & Vector256<uint>.One), 16);
+        var quiet = Vector256.ShiftRightLogical(bits, 16) | Vector256.Create(0x40u);
+        return Vector256.ConditionalSelect(Vector256.Equals(x, x).AsUInt32(), nearest, quiet);
     }
 }
