@@ -41,6 +41,22 @@ internal static unsafe class GeneratedKernels
         }
     }
 
+    /// <summary>The float32 sums of row m's 16-column group g: zmm(2m + g), zmm0–11 for six rows of a 32-column tile.</summary>
+    public static Zmm Sum(int m, int g) => new(2 * m + g);
+
+    /// <summary>
+    /// The kernels' end: the [rows, 32] sums stored at the address held in <paramref name="output"/> (a pointer in the
+    /// arguments), then vzeroupper and ret. Uses rsi.
+    /// </summary>
+    public static void EmitStoreSums(X64Assembler asm, Mem output, int rows)
+    {
+        asm.MovLoad(Gpr.Rsi, output);
+        for (int m = 0; m < rows; m++)
+            for (int g = 0; g < 2; g++) asm.VmovUps(new Mem(Gpr.Rsi, Displacement: 4 * (32 * m + 16 * g)), Sum(m, g));
+        asm.Vzeroupper();
+        asm.Ret();
+    }
+
     /// <summary>Row m (0…5) of a row-major operand from the pointers to rows 0 and 3 and the stride: [r0], [r0+s], [r0+2s], [r3], [r0+4s], [r3+2s].</summary>
     public static Mem Row(Gpr row0, Gpr row3, Gpr stride, int m) => m switch
     {

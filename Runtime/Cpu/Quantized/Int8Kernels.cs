@@ -116,14 +116,10 @@ internal static unsafe class Int8Kernels
         asm.Dec(Gpr.Rax);
         asm.JumpIfNotZero(loop);
 
-        asm.MovLoad(Gpr.Rsi, new Mem(args, Displacement: 64));
-        for (int m = 0; m < rows; m++)
-            for (int g = 0; g < 2; g++) asm.VmovUps(new Mem(Gpr.Rsi, Displacement: 4 * (TileColumns * m + 16 * g)), Sum(m, g));
-        asm.Vzeroupper();
-        asm.Ret();
+        GeneratedKernels.EmitStoreSums(asm, new Mem(args, Displacement: 64), rows);
     }
 
-    private static Zmm Sum(int m, int g) => new(2 * m + g);
+    private static Zmm Sum(int m, int g) => GeneratedKernels.Sum(m, g);
 
     private static Zmm Integer(int m, int g) => new(12 + 2 * m + g);
 
