@@ -95,8 +95,7 @@ public sealed record WeightStorage
     /// </remarks>
     internal Func<string, int, WeightFormat>? FormatsFor(Func<string, WeightFormat> fileType) =>
         this == Float32 ? null
-        : DoubleQuantized ? (name, columns) => name is "wte.weight" or "lm_head.weight" ? AsStored.Resolve(columns, fileType(name)) : Resolve(columns, fileType(name))
-        : (name, columns) => Resolve(columns, fileType(name));
+        : (name, columns) => (DoubleQuantized && name is "wte.weight" or "lm_head.weight" ? AsStored : this).Resolve(columns, fileType(name));
 
     /// <inheritdoc/>
     public override string ToString() => DoubleQuantized ? DoubleQuantizedName : Format?.Name() ?? "as stored";

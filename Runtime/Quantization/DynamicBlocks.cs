@@ -113,7 +113,8 @@ public static class DynamicBlocks
             var c = centred[..slice.Length];
             for (int i = 0; i < slice.Length; i++) c[i] = slice[i] - offset;
             Quantize(c, NestedBlockSize, codes[..slice.Length], blockMax);
-            for (int i = 0; i < slice.Length; i++) slice[i] = Code(codes[i]) * blockMax[0] + offset;
+            Dequantize(codes[..slice.Length], blockMax, NestedBlockSize, slice);
+            for (int i = 0; i < slice.Length; i++) slice[i] += offset;
         }
     }
 

@@ -109,6 +109,20 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void Info_names_the_generated_kernels_the_cpu_runs_or_why_not()
+    {
+        string json = Path.Combine(_folder, "info-kernels.json");
+        Assert.Equal(ExitCodes.Success, Run("info", "--json", json));
+        using var cpu = new LoraRuntime.Cpu.CpuBackend();
+        using var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+        var section = report.RootElement.GetProperty("cpu");
+        Assert.Equal(cpu.IntegerKernel, section.GetProperty("integer_kernel").GetString());
+        Assert.Equal(cpu.Bf16Kernel, section.GetProperty("bf16_kernel").GetString());
+        Assert.Equal(LoraRuntime.Cpu.Quantized.Bf16Kernels.IsSupported, cpu.Bf16Kernel.StartsWith("generated AVX-512 BF16", StringComparison.Ordinal));
+        Assert.Contains("BF16 kernel", _out.ToString());
+    }
+
+    [Fact]
     public void Info_reports_the_device_cpu_and_pool_and_writes_json()
     {
         string json = Path.Combine(_folder, "info.json");
